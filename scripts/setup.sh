@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every Debian package pgfleet needs to build, run and test; does nothing when all are present.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+  # tests
+  libgtest-dev libgmock-dev
+  # the servers and clients pgfleet drives
+  postgresql-15 postgresql-client-15 postgresql-contrib
+  # integration tests of bad input (port holders, disk full)
+  procps iproute2 util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql package starts a default cluster on 5432; pgfleet does not need it.
+if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,63 @@
+// The CLI subcommands: options parsed in main.cpp, one run_* function per subcommand.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgfleet::cli {
+
+struct UpOptions {
+  std::string dir;
+  std::string config_file;
+  std::optional<int> replicas;
+  std::optional<int> base_port;
+  std::optional<std::string> sync;
+  std::optional<int> sync_count;
+  bool cascade = false;
+  bool foreground = false;
+  std::string pg_bindir;
+  std::optional<std::string> run_as;
+  std::vector<std::string> pg_params;  // name=value
+  int timeout_seconds = 180;
+};
+int run_up(const UpOptions& options);
+
+int run_down(const std::string& dir, bool purge);
+
+struct StatusOptions {
+  std::string dir;
+  bool json = false;
+  bool watch = false;
+  double interval_seconds = 1.0;
+};
+int run_status(const StatusOptions& options);
+
+int run_scale(const std::string& dir, int replicas, int timeout_seconds);
+
+struct UrlOptions {
+  std::string dir;
+  bool primary = false;
+  bool replica = false;
+  bool proxy = false;
+  std::string node;
+};
+int run_url(const UrlOptions& options);
+
+int run_restart(const std::string& dir, const std::string& node, int timeout_seconds);
+int run_reinit(const std::string& dir, const std::string& node, int timeout_seconds);
+
+struct LogsOptions {
+  std::string dir;
+  std::string node;
+  int lines = 50;
+  bool follow = false;
+  bool agent = false;
+};
+int run_logs(const LogsOptions& options);
+
+// When run as root on a cluster owned by another user, continue as that user, so every file
+// written stays the owner's and PostgreSQL never runs as root.
+void become_cluster_owner(const std::string& dir);
+
+}  // namespace pgfleet::cli

@@ -1,0 +1,43 @@
+// `pgfleet reinit <node>`: throw away a replica's data and copy it afresh from the primary.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cluster/binaries.hpp"
+#include "cluster/control.hpp"
+#include "cluster/discovery.hpp"
+#include "util/errors.hpp"
+
+namespace pgfleet::cli {
+
+int run_reinit(const std::string& dir, const std::string& node, int timeout_seconds) {
+  become_cluster_owner(dir);
+  auto c = cluster::Cluster::open(dir);
+  if (!c.config.find_node(node)) throw UserError("no node named '" + node + "' in " + c.layout.root());
+  cluster::CommandLock lock(c.layout);
+  std::string primary = cluster::discover_primary(c.config, c.layout, *c.dcs);
+  if (node == primary) {
+    throw UserError(node + " is the primary; reinit rebuilds replicas only",
+                    "switch the primary role to another node first");
+  }
+  if (primary.empty() || cluster::agent_pid(c.layout, primary) == 0) {
+    throw UserError("the primary is not running, so there is nothing to copy " + node + " from",
+                    "start the cluster with `pgfleet up`");
+  }
+  auto bins = cluster::find_binaries(c.config.bindir);
+  std::cout << "stopping " << node << " ..." << std::endl;
+  if (!cluster::stop_agent(c, node, std::chrono::seconds(90))) throw UserError(node + " did not stop within 90 s");
+  std::cout << "copying " << node << " from " << primary << " ..." << std::endl;
+  cluster::build_replica(c, bins, node);
+  cluster::start_agent(c.layout, node);
+  auto status = cluster::wait_until(
+      c,
+      [&](const cluster::ClusterStatus& s) {
+        const auto* n = s.find(node);
+        return n && n->state == "streaming";
+      },
+      std::chrono::seconds(timeout_seconds), node + " to stream");
+  std::cout << node << " rebuilt and streaming from " << status.find(node)->upstream << "\n";
+  return 0;
+}
+
+}  // namespace pgfleet::cli

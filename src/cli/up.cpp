@@ -1,0 +1,263 @@
+// `pgfleet up`: create a cluster (initdb, replication role, basebackups, agents) or start an
+// existing one, then wait until every replica streams and print how to connect.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "cli/commands.hpp"
+#include "cluster/binaries.hpp"
+#include "cluster/control.hpp"
+#include "cluster/discovery.hpp"
+#include "cluster/topology.hpp"
+#include "postgres/instance.hpp"
+#include "postgres/pgconn.hpp"
+#include "util/errors.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/ports.hpp"
+#include "util/process.hpp"
+
+namespace pgfleet::cli {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr int kMaxReplicas = 32;
+
+void check_replica_count(int replicas) {
+  if (replicas < 0 || replicas > kMaxReplicas) {
+    throw UserError(fmt::format("--replicas must be between 0 and {}, got {}", kMaxReplicas, replicas));
+  }
+}
+
+// The configuration of a new cluster: the --config file or defaults, then the flags.
+cluster::ClusterConfig new_cluster_config(const UpOptions& o) {
+  cluster::ClusterConfig config;
+  if (!o.config_file.empty()) config = cluster::load_config(o.config_file);
+  if (o.base_port) {
+    int p = *o.base_port;
+    if (p < 1024 || p > 65535 - 100) throw UserError(fmt::format("--base-port must be between 1024 and 65435, got {}", p));
+    config.ports = cluster::Ports{p, p + 1, p + 2, p + 3, p + 10, p + 50};
+  }
+  if (o.sync) {
+    auto mode = cluster::parse_sync_mode(*o.sync);
+    if (!mode) throw UserError("--sync must be off, on or quorum, got '" + *o.sync + "'");
+    config.sync = *mode;
+  }
+  if (o.sync_count) config.sync_count = *o.sync_count;
+  if (o.cascade) config.cascade = true;
+  if (!o.pg_bindir.empty()) config.bindir = o.pg_bindir;
+  if (o.run_as) config.run_as = *o.run_as;
+  for (const auto& kv : o.pg_params) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw UserError("--set expects name=value, got '" + kv + "'");
+    config.postgresql[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (config.nodes.empty() || o.replicas) {
+    int replicas = o.replicas.value_or(2);
+    check_replica_count(replicas);
+    config.nodes.clear();
+    for (int i = 0; i <= replicas; ++i) config.nodes.push_back(cluster::next_node(config));
+  }
+  cluster::validate_config(config, o.config_file.empty() ? "command line" : o.config_file);
+  return config;
+}
+
+void check_ports_free(const cluster::ClusterConfig& config, const cluster::Layout& layout) {
+  for (const auto& n : config.nodes) {
+    if (postgres::running_postmaster(layout, n.name) != 0) continue;
+    if (!ports::is_free(cluster::connect_host(config), n.port)) {
+      std::string who = ports::holder(n.port);
+      throw UserError(fmt::format("port {} for node {} is already in use{}", n.port, n.name,
+                                  who.empty() ? "" : " by " + who),
+                      "stop what holds it, or create the cluster on other ports with --base-port");
+    }
+  }
+}
+
+void create_replication_role(const cluster::Cluster& c, const std::string& primary) {
+  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, *c.config.find_node(primary)));
+  if (!conn) throw UserError("cannot connect to the primary " + primary + ": " + conn.error());
+  auto exists = conn->query("SELECT 1 FROM pg_roles WHERE rolname = $1", {c.config.replication_user});
+  if (!exists) throw UserError("cannot query roles on " + primary + ": " + exists.error());
+  if (!exists->empty()) return;
+  auto verifier = conn->scram_verifier(c.config.replication_user, c.secrets.replication_password);
+  if (!verifier) throw UserError("cannot compute a SCRAM verifier: " + verifier.error());
+  auto created = conn->exec("CREATE ROLE " + postgres::quote_ident(c.config.replication_user) +
+                            " WITH REPLICATION LOGIN PASSWORD " + postgres::quote_literal(*verifier));
+  if (!created) throw UserError("cannot create the replication role: " + created.error());
+}
+
+// Brings every node of an opened cluster up: initdb or basebackup where data is missing,
+// agents where none runs. Returns the final status.
+cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBinaries& bins, int timeout_seconds) {
+  std::string primary = cluster::primary_from_data(c.config, c.layout);
+  if (primary.empty()) {
+    for (const auto& n : c.config.nodes) {
+      if (postgres::has_data(c.layout, n.name)) {
+        throw UserError("no primary data directory in " + c.layout.root() + " (only replicas)",
+                        "restore the primary's data, or promote a replica by removing its standby.signal");
+      }
+    }
+    primary = c.config.nodes.front().name;
+    std::cout << "initializing primary " << primary << " ..." << std::endl;
+    fs::remove_all(c.layout.data_dir(primary));
+    fs::make_directories(c.layout.log_dir(primary), 0700);
+    if (auto s = postgres::initdb(bins, c.layout, c.config, primary, c.secrets.superuser_password); !s) {
+      fs::remove_all(c.layout.data_dir(primary));
+      throw UserError(s.error());
+    }
+  }
+  if (cluster::agent_pid(c.layout, primary) == 0) cluster::start_agent(c.layout, primary);
+  cluster::wait_until(
+      c,
+      [&](const cluster::ClusterStatus& s) {
+        const auto* n = s.find(primary);
+        return n && n->state == "running" && n->role == "primary";
+      },
+      std::chrono::seconds(timeout_seconds), "primary " + primary + " to accept connections");
+  create_replication_role(c, primary);
+
+  for (const auto& n : c.config.nodes) {
+    if (n.name == primary) continue;
+    if (!postgres::has_data(c.layout, n.name)) {
+      std::cout << "creating replica " << n.name << " ..." << std::endl;
+      cluster::build_replica(c, bins, n.name);
+    }
+    if (cluster::agent_pid(c.layout, n.name) == 0) cluster::start_agent(c.layout, n.name);
+  }
+  return cluster::wait_until(
+      c, [&](const cluster::ClusterStatus& s) { return cluster::all_streaming(c.config, s); },
+      std::chrono::seconds(timeout_seconds), "every replica to stream");
+}
+
+void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
+  std::cout << "\n" << cluster::render_table(s) << "\n";
+  std::cout << "connect:\n";
+  std::cout << "  primary   psql \"" << s.connection.primary << "\"\n";
+  if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";
+  std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n\n";
+  std::cout << "status: pgfleet status --dir " << c.layout.root() << "    stop: pgfleet down --dir "
+            << c.layout.root() << "\n";
+}
+
+void wait_for_ctrl_c() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  int sig = 0;
+  ::sigwait(&set, &sig);
+}
+
+}  // namespace
+
+int run_up(const UpOptions& o) {
+  log::set_component("up");
+  cluster::Layout layout(o.dir);
+  bool existing = fs::exists(layout.config_file());
+  if (!existing && !fs::is_empty_directory(layout.root())) {
+    throw UserError(layout.root() + " is not empty and holds no pgfleet cluster",
+                    "choose another directory with --dir, or empty this one");
+  }
+  if (existing && fs::exists(layout.root()) && !fs::is_directory(layout.root())) {
+    throw UserError(layout.root() + " is not a directory");
+  }
+  if (existing && (o.replicas || o.base_port || o.sync || !o.config_file.empty() || o.cascade || !o.pg_params.empty())) {
+    std::cerr << "note: " << layout.root() << " already holds a cluster; its pgfleet.yaml is used and the creation "
+              << "flags are ignored (use `pgfleet scale` to change the replica count)\n";
+  }
+  if (o.replicas) check_replica_count(*o.replicas);
+
+  cluster::ClusterConfig config;
+  if (existing) {
+    become_cluster_owner(layout.root());
+    config = cluster::Cluster::open(layout.root()).config;
+  } else {
+    config = new_cluster_config(o);
+  }
+  auto bins = cluster::find_binaries(o.pg_bindir.empty() ? config.bindir : o.pg_bindir);
+
+  if (existing) {
+    bool all_running = true;
+    for (const auto& n : config.nodes) all_running = all_running && cluster::agent_pid(layout, n.name) != 0;
+    if (all_running) {
+      throw UserError("the cluster in " + layout.root() + " is already running",
+                      "see it with `pgfleet status --dir " + layout.root() + "`, stop it with `pgfleet down`");
+    }
+  }
+  check_ports_free(config, layout);
+
+  bool created_dir = false;
+  if (!existing) {
+    created_dir = !fs::exists(layout.root());
+    fs::make_directories(layout.root(), 0700);
+    if (::geteuid() == 0) {
+      // PostgreSQL refuses to run as root: the cluster belongs to an unprivileged user.
+      auto user = process::lookup_user(config.run_as);
+      if (!user || user->uid == 0) {
+        if (created_dir) fs::remove_all(layout.root());
+        throw UserError("running as root, and the user '" + config.run_as + "' to run PostgreSQL as " +
+                            (user ? "is root" : "does not exist"),
+                        "install postgresql (it creates the postgres user) or pass --run-as USER");
+      }
+      fs::chown_recursive(layout.root(), user->uid, user->gid);
+      if (!process::user_can_access(*user, layout.root())) {
+        if (created_dir) fs::remove_all(layout.root());
+        throw UserError("user " + user->name + " cannot reach " + layout.root() +
+                            " (a parent directory is not searchable for it)",
+                        "choose a --dir that user can reach (e.g. under /var/lib or /srv), or chmod o+x the parents");
+      }
+      process::become(*user);
+    }
+  }
+
+  cluster::CommandLock lock(layout);
+  try {
+    if (!existing) {
+      fs::make_directories(layout.dcs_dir(), 0700);
+      fs::make_directories(layout.nodes_dir(), 0700);
+      config.bindir = bins.bindir;
+      fs::write_file_atomic(layout.config_file(), cluster::render_config(config), 0600);
+      cluster::save_secrets(layout, config, cluster::generate_secrets());
+      std::cout << "creating cluster " << config.cluster << " in " << layout.root() << " (1 primary, "
+                << config.nodes.size() - 1 << " replicas, sync " << cluster::to_string(config.sync) << ")"
+                << std::endl;
+    } else {
+      std::cout << "starting cluster " << config.cluster << " in " << layout.root() << std::endl;
+    }
+    auto c = cluster::Cluster::open(layout.root());
+    auto status = bring_up(c, bins, o.timeout_seconds);
+    print_summary(c, status);
+    if (o.foreground) {
+      std::cout << "running in the foreground; Ctrl-C stops the cluster" << std::endl;
+      wait_for_ctrl_c();
+      for (const auto& n : c.config.nodes) cluster::stop_agent(c, n.name, 90s);
+      std::cout << "cluster stopped" << std::endl;
+    }
+    return 0;
+  } catch (...) {
+    if (!existing) {
+      // Leave nothing half-built behind: stop what started and remove what was created.
+      try {
+        auto c = cluster::Cluster::open(layout.root());
+        for (const auto& n : c.config.nodes) cluster::stop_agent(c, n.name, 60s);
+      } catch (...) {
+      }
+      std::error_code ec;
+      for (const auto& entry : std::filesystem::directory_iterator(layout.root(), ec)) {
+        std::filesystem::remove_all(entry.path(), ec);
+      }
+      if (created_dir) std::filesystem::remove(layout.root(), ec);
+      std::cerr << "pgfleet: the new cluster was not created; " << layout.root() << " was cleaned up\n";
+    }
+    throw;
+  }
+}
+
+}  // namespace pgfleet::cli

@@ -1,0 +1,33 @@
+// `pgfleet url`: a libpq URI with the generated credentials, for psql "$(pgfleet url)".
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cluster/control.hpp"
+#include "util/errors.hpp"
+
+namespace pgfleet::cli {
+
+int run_url(const UrlOptions& o) {
+  become_cluster_owner(o.dir);
+  auto c = cluster::Cluster::open(o.dir);
+  auto status = c.status();
+  if (o.proxy) {
+    throw UserError("the pgfleet proxy is not started by this version of `pgfleet up`",
+                    "connect to the primary with `pgfleet url --primary`");
+  }
+  if (!o.node.empty()) {
+    auto it = status.connection.nodes.find(o.node);
+    if (it == status.connection.nodes.end()) {
+      throw UserError("no node named '" + o.node + "' in " + c.layout.root(), "see `pgfleet status` for the names");
+    }
+    std::cout << it->second << "\n";
+  } else if (o.replica) {
+    if (status.connection.replicas.empty()) throw UserError("the cluster has no replicas");
+    std::cout << status.connection.replicas << "\n";
+  } else {
+    std::cout << status.connection.primary << "\n";
+  }
+  return 0;
+}
+
+}  // namespace pgfleet::cli

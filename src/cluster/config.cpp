@@ -1,0 +1,437 @@
+// Reads, validates and renders pgfleet.yaml (ClusterConfig).
+#include "cluster/config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <regex>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace pgfleet::cluster {
+
+std::string to_string(SyncMode mode) {
+  switch (mode) {
+    case SyncMode::Off: return "off";
+    case SyncMode::On: return "on";
+    case SyncMode::Quorum: return "quorum";
+  }
+  return "off";
+}
+
+std::optional<SyncMode> parse_sync_mode(const std::string& text) {
+  if (text == "off" || text == "async") return SyncMode::Off;
+  if (text == "on" || text == "sync") return SyncMode::On;
+  if (text == "quorum") return SyncMode::Quorum;
+  return std::nullopt;
+}
+
+const NodeConfig* ClusterConfig::find_node(const std::string& name) const {
+  auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NodeConfig& n) { return n.name == name; });
+  return it == nodes.end() ? nullptr : &*it;
+}
+
+NodeConfig* ClusterConfig::find_node(const std::string& name) {
+  return const_cast<NodeConfig*>(std::as_const(*this).find_node(name));
+}
+
+namespace {
+
+bool is_guc_name(const std::string& name) {
+  static const std::regex re("[a-z_][a-z0-9_.]*");
+  return std::regex_match(name, re);
+}
+
+// ---- parsing -------------------------------------------------------------------------------
+
+// One value in the document: its dotted path ("ports.proxy") and the 1-based line of its key,
+// which is where an operator looks (a null or nested value's own mark points elsewhere).
+struct Item {
+  YAML::Node value;
+  std::string path;
+  int line;
+  const std::string& source;
+};
+
+[[noreturn]] void fail(const std::string& source, int line, const std::string& message) {
+  throw ConfigError(fmt::format("{}:{}: {}", source, line, message));
+}
+
+[[noreturn]] void fail(const Item& item, const std::string& message) {
+  fail(item.source, item.line, message);
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar: return fmt::format("'{}'", node.Scalar());
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a sequence";
+    default: return "nothing";
+  }
+}
+
+std::string where(const std::string& path) { return path.empty() ? "top level" : fmt::format("'{}'", path); }
+
+[[noreturn]] void fail_type(const Item& item, std::string_view expected) {
+  fail(item, fmt::format("{} must be {}, got {}", where(item.path), expected, describe(item.value)));
+}
+
+int line_of(const YAML::Node& node, int fallback) {
+  return node.Mark().line >= 0 ? node.Mark().line + 1 : fallback;
+}
+
+// Calls fn(key, child) for each entry of a mapping (null counts as empty), rejecting
+// non-scalar and duplicate keys: yaml-cpp keeps duplicates, and the last one silently winning
+// would hide typos.
+void for_each_entry(const Item& item, const std::function<void(const std::string&, const Item&)>& fn) {
+  if (item.value.IsNull()) return;
+  if (!item.value.IsMap()) fail_type(item, "a mapping");
+  std::map<std::string, int> seen;
+  for (const auto& entry : item.value) {
+    const int line = line_of(entry.first, item.line);
+    if (!entry.first.IsScalar())
+      fail(item.source, line, fmt::format("keys in {} must be plain names", where(item.path)));
+    const std::string& key = entry.first.Scalar();
+    if (auto [it, inserted] = seen.emplace(key, line); !inserted)
+      fail(item.source, line,
+           fmt::format("duplicate key '{}' in {} (first on line {})", key, where(item.path), it->second));
+    fn(key, Item{entry.second, item.path.empty() ? key : item.path + "." + key, line, item.source});
+  }
+}
+
+using Reader = std::function<void(const Item&)>;
+struct Field {
+  std::string_view key;
+  Reader read;
+};
+
+void read_map(const Item& item, const std::vector<Field>& fields) {
+  for_each_entry(item, [&](const std::string& key, const Item& child) {
+    auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == key; });
+    if (field == fields.end()) {
+      std::string known;
+      for (const Field& f : fields) known += (known.empty() ? "" : ", ") + std::string(f.key);
+      const std::string in = item.path.empty() ? "at top level" : fmt::format("in '{}'", item.path);
+      fail(child, fmt::format("unknown key '{}' {} (known: {})", key, in, known));
+    }
+    field->read(child);
+  });
+}
+
+const std::string& scalar(const Item& item, std::string_view expected) {
+  if (!item.value.IsScalar()) fail_type(item, expected);
+  return item.value.Scalar();
+}
+
+// One overload per field type; `into` binds a field to a table entry.
+void read_value(const Item& item, std::string& out) {
+  out = item.value.IsNull() ? "" : scalar(item, "a string");
+}
+
+void read_value(const Item& item, std::optional<std::string>& out) {
+  if (item.value.IsNull())
+    out.reset();
+  else
+    out = scalar(item, "a string");
+}
+
+void read_value(const Item& item, int& out) {
+  const std::string& text = scalar(item, "an integer");
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out);
+  if (ec != std::errc() || ptr != end || text.empty()) fail_type(item, "an integer");
+}
+
+void read_value(const Item& item, bool& out) {
+  scalar(item, "a boolean (true or false)");
+  if (!YAML::convert<bool>::decode(item.value, out)) fail_type(item, "a boolean (true or false)");
+}
+
+void read_value(const Item& item, SyncMode& out) {
+  const std::string& text = scalar(item, "off, on or quorum");
+  bool flag = false;
+  if (auto mode = parse_sync_mode(text)) {
+    out = *mode;
+  } else if (item.value.Tag() == "?" && YAML::convert<bool>::decode(item.value, flag)) {
+    out = flag ? SyncMode::On : SyncMode::Off;  // YAML 1.1 reads bare off/on/yes/no as booleans
+  } else {
+    fail_type(item, "off, on or quorum");
+  }
+}
+
+void read_value(const Item& item, PgParameters& out) {
+  out.clear();
+  for_each_entry(item, [&](const std::string& name, const Item& child) {
+    if (!is_guc_name(name))
+      fail(child, fmt::format("'{}' in {} is not a PostgreSQL parameter name", name, where(item.path)));
+    // The text as written: "on" stays "on", "0100" stays "0100".
+    out[name] = scalar(child, "a single value");
+  });
+}
+
+template <typename T>
+Reader into(T& target) {
+  return [&target](const Item& item) { read_value(item, target); };
+}
+
+void read_nodes(const Item& item, std::vector<NodeConfig>& nodes) {
+  nodes.clear();
+  if (item.value.IsNull()) return;
+  if (!item.value.IsSequence()) fail_type(item, "a sequence");
+  for (const auto& element : item.value) {
+    NodeConfig& node = nodes.emplace_back();
+    read_map(
+        Item{element, fmt::format("nodes[{}]", nodes.size() - 1), line_of(element, item.line), item.source},
+        {{"name", into(node.name)},
+         {"port", into(node.port)},
+         {"api_port", into(node.api_port)},
+         {"upstream", into(node.upstream)},
+         {"postgresql", into(node.postgresql)}});
+  }
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+template <typename... Args>
+[[noreturn]] void invalid(const std::string& source, fmt::format_string<Args...> format, Args&&... args) {
+  throw ConfigError(fmt::format("{}: {}", source, fmt::format(format, std::forward<Args>(args)...)));
+}
+
+// ---- rendering -----------------------------------------------------------------------------
+
+template <typename T>
+void emit(YAML::Emitter& out, std::string_view key, const T& value) {
+  out << YAML::Key << std::string(key) << YAML::Value << value;
+}
+
+void emit(YAML::Emitter& out, std::string_view key, const PgParameters& parameters) {
+  out << YAML::Key << std::string(key) << YAML::Value;
+  if (parameters.empty()) out << YAML::Flow;
+  out << YAML::BeginMap;
+  for (const auto& [name, value] : parameters) emit(out, name, value);
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+ClusterConfig parse_config(const std::string& yaml_text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    fail(source, e.mark.line >= 0 ? e.mark.line + 1 : 1, e.msg);
+  }
+  ClusterConfig c;
+  const Item top{root, "", line_of(root, 1), source};
+  read_map(top,
+           {
+               {"cluster", into(c.cluster)},
+               {"listen_address", into(c.listen_address)},
+               {"postgres",
+                [&](const Item& i) {
+                  read_map(i, {{"bindir", into(c.bindir)},
+                               {"run_as", into(c.run_as)},
+                               {"superuser", into(c.superuser)},
+                               {"replication_user", into(c.replication_user)},
+                               {"database", into(c.database)}});
+                }},
+               {"replication",
+                [&](const Item& i) {
+                  read_map(i, {{"sync", into(c.sync)},
+                               {"sync_count", into(c.sync_count)},
+                               {"cascade", into(c.cascade)}});
+                }},
+               {"dcs",
+                [&](const Item& i) {
+                  read_map(i, {{"ttl", into(c.dcs_ttl_seconds)}, {"loop_wait", into(c.loop_wait_seconds)}});
+                }},
+               {"ports",
+                [&](const Item& i) {
+                  read_map(i, {{"proxy", into(c.ports.proxy)},
+                               {"proxy_primary", into(c.ports.proxy_primary)},
+                               {"proxy_replicas", into(c.ports.proxy_replicas)},
+                               {"http", into(c.ports.http)},
+                               {"node_base", into(c.ports.node_base)},
+                               {"api_base", into(c.ports.api_base)}});
+                }},
+               {"postgresql", into(c.postgresql)},
+               {"nodes", [&](const Item& i) { read_nodes(i, c.nodes); }},
+           });
+  validate_config(c, source);
+  return c;
+}
+
+ClusterConfig load_config(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  auto cannot_read = [&] {
+    return ConfigError(fmt::format("cannot read {}: {}", path, std::generic_category().message(errno)));
+  };
+  if (!file) throw cannot_read();
+  std::string text;
+  char buffer[8192];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get())) text.append(buffer, n);
+  if (std::ferror(file.get())) throw cannot_read();  // e.g. EISDIR: fopen accepts a directory
+  return parse_config(text, path);
+}
+
+void validate_config(const ClusterConfig& c, const std::string& source) {
+  static const std::regex cluster_re("[a-z0-9_-]+");
+  static const std::regex node_re("[a-z0-9_]{1,63}");
+
+  if (!std::regex_match(c.cluster, cluster_re))
+    invalid(source, "'cluster' must be non-empty and use only a-z, 0-9, '_' and '-', got '{}'", c.cluster);
+  if (c.listen_address.empty()) invalid(source, "'listen_address' must not be empty");
+  if (c.sync_count < 1) invalid(source, "'replication.sync_count' must be at least 1, got {}", c.sync_count);
+  if (c.dcs_ttl_seconds < 5)
+    invalid(source, "'dcs.ttl' must be at least 5 seconds, got {}", c.dcs_ttl_seconds);
+  if (c.loop_wait_seconds < 1)
+    invalid(source, "'dcs.loop_wait' must be at least 1 second, got {}", c.loop_wait_seconds);
+  // A member must be able to miss one loop and still renew its key before the TTL runs out.
+  if (2LL * c.loop_wait_seconds >= c.dcs_ttl_seconds)
+    invalid(source, "'dcs.loop_wait' ({}) must be less than half of 'dcs.ttl' ({})", c.loop_wait_seconds,
+            c.dcs_ttl_seconds);
+  if (c.nodes.size() > 64)
+    invalid(source, "'nodes' has {} entries; at most 64 are supported", c.nodes.size());
+
+  auto check_parameters = [&](const PgParameters& parameters, const std::string& key) {
+    for (const auto& entry : parameters)
+      if (!is_guc_name(entry.first))
+        invalid(source, "'{}' in '{}' is not a PostgreSQL parameter name", entry.first, key);
+  };
+  check_parameters(c.postgresql, "postgresql");
+
+  // Every listener shares listen_address, so all of them must differ.
+  std::vector<std::pair<std::string, int>> listeners = {{"ports.proxy", c.ports.proxy},
+                                                        {"ports.proxy_primary", c.ports.proxy_primary},
+                                                        {"ports.proxy_replicas", c.ports.proxy_replicas},
+                                                        {"ports.http", c.ports.http}};
+  std::vector<std::pair<std::string, int>> ports = listeners;
+  ports.insert(ports.end(), {{"ports.node_base", c.ports.node_base}, {"ports.api_base", c.ports.api_base}});
+
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    const NodeConfig& node = c.nodes[i];
+    const std::string path = fmt::format("nodes[{}]", i);
+    if (!std::regex_match(node.name, node_re))
+      invalid(source, "'{}.name' must be 1 to 63 characters of a-z, 0-9 and '_', got '{}'", path, node.name);
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.nodes[j].name == node.name)
+        invalid(source, "'{}.name': node '{}' is defined twice", path, node.name);
+    check_parameters(node.postgresql, path + ".postgresql");
+    ports.emplace_back(path + ".port", node.port);
+    ports.emplace_back(path + ".api_port", node.api_port);
+    listeners.emplace_back(path + ".port", node.port);
+    listeners.emplace_back(path + ".api_port", node.api_port);
+  }
+
+  for (const auto& [key, port] : ports)
+    if (port < 1 || port > 65535) invalid(source, "'{}' must be between 1 and 65535, got {}", key, port);
+  for (std::size_t i = 0; i < listeners.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (listeners[i].second == listeners[j].second)
+        invalid(source, "'{}' and '{}' both use port {}", listeners[j].first, listeners[i].first,
+                listeners[i].second);
+
+  auto index_of = [&](const std::string& name) {
+    auto it =
+        std::find_if(c.nodes.begin(), c.nodes.end(), [&](const NodeConfig& n) { return n.name == name; });
+    return static_cast<std::size_t>(it - c.nodes.begin());
+  };
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    const NodeConfig& node = c.nodes[i];
+    if (!node.upstream) continue;
+    if (*node.upstream == node.name)
+      invalid(source, "'nodes[{}].upstream': node '{}' cannot stream from itself", i, node.name);
+    if (index_of(*node.upstream) == c.nodes.size())
+      invalid(source, "'nodes[{}].upstream' names unknown node '{}'", i, *node.upstream);
+  }
+  // Follow each upstream chain; revisiting a node on the same chain is a cycle.
+  for (std::size_t start = 0; start < c.nodes.size(); ++start) {
+    std::vector<std::size_t> chain{start};
+    for (std::size_t at = start; c.nodes[at].upstream;) {
+      at = index_of(*c.nodes[at].upstream);
+      auto seen = std::find(chain.begin(), chain.end(), at);
+      if (seen != chain.end()) {
+        std::string names;
+        for (auto it = seen; it != chain.end(); ++it) names += c.nodes[*it].name + " -> ";
+        invalid(source, "'upstream' settings form a cycle: {}{}", names, c.nodes[at].name);
+      }
+      chain.push_back(at);
+    }
+  }
+}
+
+std::string render_config(const ClusterConfig& c) {
+  std::string text = "# pgfleet cluster configuration; see docs/configuration.md\n";
+  // Each top-level block is emitted on its own so that blank lines can separate them.
+  auto block = [&](const std::function<void(YAML::Emitter&)>& body) {
+    YAML::Emitter out;
+    out << YAML::BeginMap;
+    body(out);
+    out << YAML::EndMap;
+    if (!out.good()) throw ConfigError("cannot render configuration: " + out.GetLastError());
+    text += std::string("\n") + out.c_str() + "\n";
+  };
+  auto section = [&](std::string_view key, const std::function<void(YAML::Emitter&)>& fields) {
+    block([&](YAML::Emitter& out) {
+      out << YAML::Key << std::string(key) << YAML::Value << YAML::BeginMap;
+      fields(out);
+      out << YAML::EndMap;
+    });
+  };
+
+  block([&](YAML::Emitter& out) {
+    emit(out, "cluster", c.cluster);
+    emit(out, "listen_address", c.listen_address);
+  });
+  section("postgres", [&](YAML::Emitter& out) {
+    emit(out, "bindir", c.bindir);
+    emit(out, "run_as", c.run_as);
+    emit(out, "superuser", c.superuser);
+    emit(out, "replication_user", c.replication_user);
+    emit(out, "database", c.database);
+  });
+  section("replication", [&](YAML::Emitter& out) {
+    // Quoted: a bare off/on would be read back as a YAML 1.1 boolean.
+    out << YAML::Key << "sync" << YAML::Value << YAML::DoubleQuoted << to_string(c.sync);
+    emit(out, "sync_count", c.sync_count);
+    emit(out, "cascade", c.cascade);
+  });
+  section("dcs", [&](YAML::Emitter& out) {
+    emit(out, "ttl", c.dcs_ttl_seconds);
+    emit(out, "loop_wait", c.loop_wait_seconds);
+  });
+  section("ports", [&](YAML::Emitter& out) {
+    emit(out, "proxy", c.ports.proxy);
+    emit(out, "proxy_primary", c.ports.proxy_primary);
+    emit(out, "proxy_replicas", c.ports.proxy_replicas);
+    emit(out, "http", c.ports.http);
+    emit(out, "node_base", c.ports.node_base);
+    emit(out, "api_base", c.ports.api_base);
+  });
+  block([&](YAML::Emitter& out) { emit(out, "postgresql", c.postgresql); });
+  block([&](YAML::Emitter& out) {
+    out << YAML::Key << "nodes" << YAML::Value;
+    if (c.nodes.empty()) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const NodeConfig& node : c.nodes) {
+      out << YAML::BeginMap;
+      emit(out, "name", node.name);
+      emit(out, "port", node.port);
+      emit(out, "api_port", node.api_port);
+      if (node.upstream) emit(out, "upstream", *node.upstream);
+      if (!node.postgresql.empty()) emit(out, "postgresql", node.postgresql);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  });
+  return text;
+}
+
+}  // namespace pgfleet::cluster

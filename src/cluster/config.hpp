@@ -1,0 +1,83 @@
+// ClusterConfig: every setting of one cluster, read from and written to pgfleet.yaml.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgfleet::cluster {
+
+enum class SyncMode { Off, On, Quorum };
+std::string to_string(SyncMode mode);
+// Accepts off|on|quorum (also async → off, sync → on); nullopt otherwise.
+std::optional<SyncMode> parse_sync_mode(const std::string& text);
+
+// Parameters passed through to postgresql.conf verbatim, kept as text.
+using PgParameters = std::map<std::string, std::string>;
+
+struct NodeConfig {
+  std::string name;                  // node1, node2, ... ; [a-z0-9_], unique
+  int port = 0;                      // PostgreSQL port
+  int api_port = 0;                  // agent HTTP port
+  std::optional<std::string> upstream;  // cascading: stream from this node instead of the primary
+  PgParameters postgresql;           // per-node overrides of the cluster-wide parameters
+
+  bool operator==(const NodeConfig&) const = default;
+};
+
+struct Ports {
+  int proxy = 6432;           // rw-split listener
+  int proxy_primary = 6433;   // primary-only listener
+  int proxy_replicas = 6434;  // replicas-only listener
+  int http = 8008;            // cluster API and dashboard
+  int node_base = 5433;       // first node's PostgreSQL port; node k gets node_base + k - 1
+  int api_base = 8009;        // first node's agent HTTP port
+
+  bool operator==(const Ports&) const = default;
+};
+
+struct ClusterConfig {
+  std::string cluster = "pgfleet";       // cluster name (cluster_name in PostgreSQL, DCS namespace)
+  std::string listen_address = "127.0.0.1";
+  std::string bindir;                    // PostgreSQL binaries; empty = discover
+  std::string run_as = "postgres";       // OS user for servers when pgfleet runs as root
+  std::string superuser = "postgres";
+  std::string replication_user = "replicator";
+  std::string database = "postgres";
+
+  SyncMode sync = SyncMode::Off;
+  int sync_count = 1;                    // k of ANY k (...) in quorum mode
+  bool cascade = false;                  // replicas after the first stream from the first replica
+
+  int dcs_ttl_seconds = 30;              // leader lease / member key TTL
+  int loop_wait_seconds = 1;             // agent loop period
+
+  Ports ports;
+  PgParameters postgresql;               // cluster-wide pass-through parameters
+  std::vector<NodeConfig> nodes;
+
+  [[nodiscard]] const NodeConfig* find_node(const std::string& name) const;
+  NodeConfig* find_node(const std::string& name);
+
+  bool operator==(const ClusterConfig&) const = default;
+};
+
+// Thrown for an unreadable or invalid configuration; message names the key and line.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses YAML text. `source` names the file in messages ("pgfleet.yaml:12: unknown key 'prot'").
+// Unknown keys, wrong types and invalid values are ConfigErrors naming key and line.
+ClusterConfig parse_config(const std::string& yaml_text, const std::string& source);
+ClusterConfig load_config(const std::string& path);
+// Renders the config as YAML that parse_config reads back to an equal config.
+std::string render_config(const ClusterConfig& config);
+// Semantic checks beyond types (unique names and ports, known upstreams, ranges);
+// throws ConfigError.
+void validate_config(const ClusterConfig& config, const std::string& source);
+
+}  // namespace pgfleet::cluster

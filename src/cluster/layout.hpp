@@ -1,0 +1,38 @@
+// Layout: where every file of one cluster lives under its directory.
+#pragma once
+
+#include <string>
+
+namespace pgfleet::cluster {
+
+class Layout {
+ public:
+  explicit Layout(const std::string& directory);  // made absolute
+
+  [[nodiscard]] const std::string& root() const { return root_; }
+  [[nodiscard]] std::string config_file() const { return root_ + "/pgfleet.yaml"; }
+  [[nodiscard]] std::string secrets_file() const { return root_ + "/secrets.json"; }
+  [[nodiscard]] std::string passfile() const { return root_ + "/pgpass"; }  // libpq passfile, 0600
+  [[nodiscard]] std::string dcs_dir() const { return root_ + "/dcs"; }
+  [[nodiscard]] std::string run_dir() const { return root_ + "/run"; }
+  [[nodiscard]] std::string cli_lock() const { return run_dir() + "/cli.lock"; }
+  [[nodiscard]] std::string nodes_dir() const { return root_ + "/nodes"; }
+  [[nodiscard]] std::string node_dir(const std::string& node) const { return nodes_dir() + "/" + node; }
+  [[nodiscard]] std::string data_dir(const std::string& node) const { return node_dir(node) + "/data"; }
+  [[nodiscard]] std::string log_dir(const std::string& node) const { return node_dir(node) + "/log"; }
+  [[nodiscard]] std::string postgres_log(const std::string& node) const {
+    return log_dir(node) + "/postgresql.log";
+  }
+  [[nodiscard]] std::string agent_log(const std::string& node) const { return log_dir(node) + "/agent.log"; }
+  [[nodiscard]] std::string agent_pidfile(const std::string& node) const {
+    return run_dir() + "/agent-" + node + ".pid";
+  }
+  // Directory of the nodes' Unix sockets. Socket paths are limited to 107 bytes, so a deep
+  // cluster directory gets a short directory under /tmp instead of <root>/run.
+  [[nodiscard]] std::string socket_dir() const;
+
+ private:
+  std::string root_;
+};
+
+}  // namespace pgfleet::cluster

@@ -1,0 +1,200 @@
+// Status merging: the DCS says what agents last saw; pidfile locks say which agents are alive now.
+#include "cluster/status.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "cluster/discovery.hpp"
+#include "dcs/member.hpp"
+#include "postgres/instance.hpp"
+#include "postgres/lsn.hpp"
+
+namespace pgfleet::cluster {
+
+const NodeStatus* ClusterStatus::find(const std::string& name) const {
+  for (const auto& n : nodes) {
+    if (n.name == name) return &n;
+  }
+  return nullptr;
+}
+
+std::string connection_uri(const ClusterConfig& config, const Secrets& secrets,
+                           const std::vector<std::pair<std::string, int>>& hosts,
+                           const std::string& target_session_attrs) {
+  std::string list;
+  for (const auto& [host, port] : hosts) list += fmt::format("{}{}:{}", list.empty() ? "" : ",", host, port);
+  // Generated passwords are alphanumeric, so they need no percent-encoding.
+  std::string uri = fmt::format("postgresql://{}:{}@{}/{}", config.superuser, secrets.superuser_password, list,
+                                config.database);
+  if (!target_session_attrs.empty()) uri += "?target_session_attrs=" + target_session_attrs;
+  return uri;
+}
+
+namespace {
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const dcs::ReplicationPeer* peer_of(const std::map<std::string, dcs::Member>& members, const std::string& upstream,
+                                    const std::string& name) {
+  auto it = members.find(upstream);
+  if (it == members.end()) return nullptr;
+  for (const auto& p : it->second.replication) {
+    if (p.application_name == name) return &p;
+  }
+  return nullptr;
+}
+}  // namespace
+
+ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, dcs::Dcs& dcs,
+                             const Secrets& secrets) {
+  ClusterStatus status;
+  status.cluster = config.cluster;
+  status.directory = layout.root();
+  status.sync = config.sync;
+
+  std::map<std::string, dcs::Member> members;
+  if (auto listed = dcs.list(dcs::keys::kMembersPrefix); listed) {
+    for (const auto& kv : *listed) {
+      try {
+        auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+        members[m.name] = m;
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+  }
+  if (auto leader = dcs.get(dcs::keys::kLeader); leader && leader.value()) status.leader = leader.value()->value;
+  if (status.leader.empty()) status.leader = primary_from_data(config, layout);
+
+  std::string primary_lsn;
+  if (auto it = members.find(status.leader); it != members.end()) primary_lsn = it->second.current_lsn;
+
+  std::string host = connect_host(config);
+  for (const auto& n : config.nodes) {
+    NodeStatus s;
+    s.name = n.name;
+    s.host = host;
+    s.port = n.port;
+    s.api_port = n.api_port;
+    s.agent_pid = agent_pid(layout, n.name);
+    auto it = members.find(n.name);
+    bool fresh = it != members.end() && s.agent_pid != 0;
+    if (fresh) {
+      const auto& m = it->second;
+      s.role = m.role;
+      s.state = m.state;
+      s.timeline = m.timeline;
+      s.pid = m.postmaster_pid;
+      s.upstream = m.upstream;
+      s.restarts = m.restarts;
+      s.last_error = m.last_error;
+      if (m.role == "primary") {
+        s.lsn = m.current_lsn;
+      } else {
+        s.lsn = m.replayed_lsn;
+        s.received_lsn = m.received_lsn;
+        s.replayed_lsn = m.replayed_lsn;
+      }
+      if (s.pid != 0 && m.postmaster_start > 0) s.uptime_seconds = now_unix() - m.postmaster_start;
+    } else {
+      s.pid = postgres::running_postmaster(layout, n.name);
+      s.state = s.pid != 0 ? "unsupervised" : "stopped";
+    }
+    if (s.role.empty() || s.role == "unknown") {
+      s.role = !postgres::has_data(layout, n.name) ? "unknown"
+               : postgres::is_standby(layout, n.name) ? "replica"
+                                                       : "primary";
+    }
+    if (fresh && s.role == "replica") {
+      auto p = postgres::parse_lsn(primary_lsn);
+      auto r = postgres::parse_lsn(s.replayed_lsn);
+      if (p && r) s.lag_bytes = *p > *r ? static_cast<int64_t>(*p - *r) : 0;
+      const auto* peer = peer_of(members, s.upstream, n.name);
+      if (peer != nullptr) s.sync_state = s.upstream == status.leader ? peer->sync_state : "async";
+      if (s.lag_bytes) {
+        s.lag_seconds = *s.lag_bytes == 0 ? 0.0
+                                          : std::max(it->second.replay_delay_seconds,
+                                                     peer != nullptr ? peer->replay_lag_seconds : 0.0);
+      }
+    }
+    status.nodes.push_back(s);
+  }
+
+  std::vector<std::pair<std::string, int>> all, replicas;
+  for (const auto& s : status.nodes) {
+    all.emplace_back(s.host, s.port);
+    if (s.name != status.leader) replicas.emplace_back(s.host, s.port);
+    status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
+  }
+  // Listing every node lets libpq find the primary even after a switchover.
+  status.connection.primary = connection_uri(config, secrets, all, "read-write");
+  if (!replicas.empty()) status.connection.replicas = connection_uri(config, secrets, replicas, "standby");
+  return status;
+}
+
+nlohmann::json to_json(const ClusterStatus& status) {
+  nlohmann::json nodes = nlohmann::json::array();
+  auto opt_text = [](const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); };
+  for (const auto& n : status.nodes) {
+    nodes.push_back({{"name", n.name},
+                     {"role", n.role},
+                     {"state", n.state},
+                     {"host", n.host},
+                     {"port", n.port},
+                     {"api_port", n.api_port},
+                     {"timeline", n.timeline == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.timeline)},
+                     {"lsn", opt_text(n.lsn)},
+                     {"received_lsn", opt_text(n.received_lsn)},
+                     {"replayed_lsn", opt_text(n.replayed_lsn)},
+                     {"lag_bytes", n.lag_bytes ? nlohmann::json(*n.lag_bytes) : nlohmann::json(nullptr)},
+                     {"lag_seconds", n.lag_seconds ? nlohmann::json(*n.lag_seconds) : nlohmann::json(nullptr)},
+                     {"sync_state", opt_text(n.sync_state)},
+                     {"upstream", opt_text(n.upstream)},
+                     {"pid", n.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.pid)},
+                     {"agent_pid", n.agent_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.agent_pid)},
+                     {"uptime_seconds", n.uptime_seconds},
+                     {"restarts", n.restarts},
+                     {"last_error", opt_text(n.last_error)}});
+  }
+  nlohmann::json connection = {{"primary", status.connection.primary},
+                               {"replicas", opt_text(status.connection.replicas)},
+                               {"nodes", status.connection.nodes}};
+  return {{"cluster", status.cluster},     {"directory", status.directory},
+          {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
+          {"nodes", nodes},                {"connection", connection}};
+}
+
+namespace {
+std::string human_duration(int64_t seconds) {
+  if (seconds <= 0) return "-";
+  if (seconds < 120) return fmt::format("{}s", seconds);
+  if (seconds < 7200) return fmt::format("{}m", seconds / 60);
+  if (seconds < 172800) return fmt::format("{}h", seconds / 3600);
+  return fmt::format("{}d", seconds / 86400);
+}
+std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
+}  // namespace
+
+std::string render_table(const ClusterStatus& status) {
+  std::string out = fmt::format("cluster {} ({}), leader {}, sync {}\n", status.cluster, status.directory,
+                                dash(status.leader), to_string(status.sync));
+  out += fmt::format("{:<8} {:<8} {:<12} {:<8} {:>3} {:<12} {:<12} {:<12} {:>10} {:>7} {:<9} {:>5} {:>7} {:>6}\n",
+                     "NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG_BYTES",
+                     "LAG_S", "SYNC", "PORT", "PID", "UPTIME");
+  for (const auto& n : status.nodes) {
+    out += fmt::format(
+        "{:<8} {:<8} {:<12} {:<8} {:>3} {:<12} {:<12} {:<12} {:>10} {:>7} {:<9} {:>5} {:>7} {:>6}\n", n.name, n.role,
+        n.state, dash(n.upstream), n.timeline == 0 ? "-" : std::to_string(n.timeline), dash(n.lsn),
+        dash(n.received_lsn), dash(n.replayed_lsn), n.lag_bytes ? std::to_string(*n.lag_bytes) : "-",
+        n.lag_seconds ? fmt::format("{:.1f}", *n.lag_seconds) : "-", dash(n.sync_state), n.port,
+        n.pid == 0 ? "-" : std::to_string(n.pid), human_duration(n.uptime_seconds));
+    if (!n.last_error.empty() && n.state != "running" && n.state != "streaming") {
+      out += fmt::format("         last error: {}\n", n.last_error);
+    }
+  }
+  return out;
+}
+
+}  // namespace pgfleet::cluster

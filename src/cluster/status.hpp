@@ -1,0 +1,69 @@
+// ClusterStatus: the state of every node, merged from the DCS, the agents and the data directories.
+// Its JSON form is the stable interface documented in docs/status-json.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster/config.hpp"
+#include "cluster/layout.hpp"
+#include "cluster/secrets.hpp"
+#include "dcs/dcs.hpp"
+
+namespace pgfleet::cluster {
+
+struct NodeStatus {
+  std::string name;
+  std::string role;   // primary | replica | unknown
+  std::string state;  // starting | running | streaming | crashed | stopping | stopped | unsupervised
+  std::string host;
+  int port = 0;
+  int api_port = 0;
+  int timeline = 0;
+  std::string lsn;           // primary: current WAL position; replica: replayed position
+  std::string received_lsn;  // replica only
+  std::string replayed_lsn;  // replica only
+  std::optional<int64_t> lag_bytes;  // replica: primary's LSN minus replayed LSN
+  std::optional<double> lag_seconds;
+  std::string sync_state;    // replica: async | sync | quorum | potential; "" when not streaming
+  std::string upstream;
+  int64_t pid = 0;           // postmaster
+  int64_t agent_pid = 0;
+  int64_t uptime_seconds = 0;
+  int restarts = 0;
+  std::string last_error;
+};
+
+struct ConnectionStrings {
+  std::string primary;                    // every node, target_session_attrs=read-write
+  std::string replicas;                   // every replica, target_session_attrs=standby ("" if none)
+  std::map<std::string, std::string> nodes;
+};
+
+struct ClusterStatus {
+  std::string cluster;
+  std::string directory;
+  std::string leader;
+  SyncMode sync = SyncMode::Off;
+  std::vector<NodeStatus> nodes;
+  ConnectionStrings connection;
+
+  [[nodiscard]] const NodeStatus* find(const std::string& name) const;
+};
+
+ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, dcs::Dcs& dcs,
+                             const Secrets& secrets);
+nlohmann::json to_json(const ClusterStatus& status);
+std::string render_table(const ClusterStatus& status);
+
+// postgresql:// URI for the superuser to the given host:port list.
+std::string connection_uri(const ClusterConfig& config, const Secrets& secrets,
+                           const std::vector<std::pair<std::string, int>>& hosts,
+                           const std::string& target_session_attrs);
+
+}  // namespace pgfleet::cluster

@@ -1,0 +1,38 @@
+// LocalDcs: the one-host DCS backend — a JSON file under the cluster's dcs/ folder, every
+// operation done under an exclusive flock, TTLs measured on CLOCK_MONOTONIC.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "dcs/dcs.hpp"
+
+namespace pgfleet::dcs {
+
+class LocalDcs final : public Dcs {
+ public:
+  // Returns nanoseconds on a clock shared by every process of this host (CLOCK_MONOTONIC).
+  using MonotonicClock = std::function<int64_t()>;
+
+  // `directory` is created if missing. `clock` is injectable for tests.
+  explicit LocalDcs(std::string directory, MonotonicClock clock = {});
+
+  Result<std::optional<KeyValue>> get(std::string_view key) override;
+  Result<std::vector<KeyValue>> list(std::string_view prefix) override;
+  Result<int64_t> put(std::string_view key, std::string_view value,
+                      std::optional<Millis> ttl) override;
+  Result<bool> compare_and_set(std::string_view key, std::string_view value,
+                               int64_t expected_revision, std::optional<Millis> ttl) override;
+  Result<bool> compare_and_delete(std::string_view key, int64_t expected_revision) override;
+  Result<bool> remove(std::string_view key) override;
+  Result<int64_t> wait_for_change(std::string_view prefix, int64_t after_revision,
+                                  Millis timeout) override;
+
+ private:
+  std::string directory_;
+  MonotonicClock clock_;
+  std::string boot_id_;  // this boot's id: stored TTL deadlines from another boot are void
+};
+
+}  // namespace pgfleet::dcs

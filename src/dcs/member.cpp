@@ -1,0 +1,65 @@
+// Member <-> JSON; field names here are part of the DCS format shared by agents of any version.
+#include "dcs/member.hpp"
+
+namespace pgfleet::dcs {
+
+nlohmann::json to_json(const Member& m) {
+  nlohmann::json peers = nlohmann::json::array();
+  for (const auto& p : m.replication) {
+    peers.push_back({{"application_name", p.application_name}, {"state", p.state},
+                     {"sync_state", p.sync_state}, {"replay_lsn", p.replay_lsn},
+                     {"replay_lag_seconds", p.replay_lag_seconds}});
+  }
+  return {{"name", m.name}, {"role", m.role}, {"state", m.state}, {"host", m.host}, {"port", m.port},
+          {"api_port", m.api_port}, {"postmaster_pid", m.postmaster_pid}, {"agent_pid", m.agent_pid},
+          {"postmaster_start", m.postmaster_start}, {"timeline", m.timeline},
+          {"current_lsn", m.current_lsn}, {"received_lsn", m.received_lsn}, {"replayed_lsn", m.replayed_lsn},
+          {"replay_delay_seconds", m.replay_delay_seconds}, {"upstream", m.upstream},
+          {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts},
+          {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms}, {"replication", peers}};
+}
+
+Member member_from_json(const nlohmann::json& j) {
+  Member m;
+  auto get = [&](const char* key, auto& field) {
+    if (auto it = j.find(key); it != j.end() && !it->is_null()) {
+      try {
+        it->get_to(field);
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+  };
+  get("name", m.name);
+  get("role", m.role);
+  get("state", m.state);
+  get("host", m.host);
+  get("port", m.port);
+  get("api_port", m.api_port);
+  get("postmaster_pid", m.postmaster_pid);
+  get("agent_pid", m.agent_pid);
+  get("postmaster_start", m.postmaster_start);
+  get("timeline", m.timeline);
+  get("current_lsn", m.current_lsn);
+  get("received_lsn", m.received_lsn);
+  get("replayed_lsn", m.replayed_lsn);
+  get("replay_delay_seconds", m.replay_delay_seconds);
+  get("upstream", m.upstream);
+  get("wal_receiver_streaming", m.wal_receiver_streaming);
+  get("restarts", m.restarts);
+  get("last_error", m.last_error);
+  get("updated_at_ms", m.updated_at_ms);
+  if (auto it = j.find("replication"); it != j.end() && it->is_array()) {
+    for (const auto& p : *it) {
+      ReplicationPeer peer;
+      peer.application_name = p.value("application_name", "");
+      peer.state = p.value("state", "");
+      peer.sync_state = p.value("sync_state", "");
+      peer.replay_lsn = p.value("replay_lsn", "");
+      peer.replay_lag_seconds = p.value("replay_lag_seconds", 0.0);
+      m.replication.push_back(peer);
+    }
+  }
+  return m;
+}
+
+}  // namespace pgfleet::dcs

@@ -1,0 +1,55 @@
+// Member: what an agent publishes about its node under members/<name>, and the DCS key layout.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pgfleet::dcs {
+
+namespace keys {
+inline constexpr const char* kLeader = "leader";        // value: name of the node holding the lease
+inline constexpr const char* kMembersPrefix = "members/";
+inline std::string member(const std::string& name) { return std::string(kMembersPrefix) + name; }
+}  // namespace keys
+
+// One row of the primary's (or a cascading upstream's) pg_stat_replication.
+struct ReplicationPeer {
+  std::string application_name;
+  std::string state;       // streaming, catchup, backup, ...
+  std::string sync_state;  // async, sync, quorum, potential
+  std::string replay_lsn;
+  double replay_lag_seconds = 0;
+};
+
+struct Member {
+  std::string name;
+  std::string role = "unknown";  // primary | replica | unknown
+  std::string state = "starting";  // starting | running | streaming | crashed | stopping | stopped
+  std::string host;
+  int port = 0;
+  int api_port = 0;
+  int64_t postmaster_pid = 0;
+  int64_t agent_pid = 0;
+  int64_t postmaster_start = 0;  // unix seconds
+  int timeline = 0;
+  std::string current_lsn;       // primary: pg_current_wal_lsn()
+  std::string received_lsn;      // replica: pg_last_wal_receive_lsn()
+  std::string replayed_lsn;      // replica: pg_last_wal_replay_lsn()
+  double replay_delay_seconds = 0;  // replica: now - last replayed commit, when behind
+  std::string upstream;          // node streamed from ("" for the primary)
+  bool wal_receiver_streaming = false;
+  int restarts = 0;              // postmaster restarts after crashes, by this agent
+  std::string last_error;
+  int64_t updated_at_ms = 0;     // unix ms of publication
+  std::vector<ReplicationPeer> replication;  // who streams from this node
+};
+
+nlohmann::json to_json(const Member& member);
+// Tolerant: missing fields keep their defaults (members written by older versions).
+Member member_from_json(const nlohmann::json& j);
+
+}  // namespace pgfleet::dcs

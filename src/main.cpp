@@ -1,0 +1,128 @@
+// pgfleet: argument parsing, then one subcommand; errors become a message and an exit code here.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cluster/config.hpp"
+#include "ha/agent.hpp"
+#include "util/errors.hpp"
+
+int main(int argc, char** argv) {
+  using namespace pgfleet;
+  CLI::App app{"pgfleet: highly available PostgreSQL — a primary, streaming replicas and their agents, in one binary",
+               "pgfleet"};
+  app.set_version_flag("--version", std::string("pgfleet ") + PGFLEET_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  const char* env_dir = std::getenv("PGFLEET_DIR");
+  std::string dir = env_dir && *env_dir ? env_dir : "./pgfleet-data";
+  app.add_option("--dir,-d", dir, "cluster directory (default ./pgfleet-data, or $PGFLEET_DIR)");
+
+  cli::UpOptions up;
+  auto* up_cmd = app.add_subcommand("up", "create the cluster (or start an existing one) and wait until it streams");
+  up_cmd->add_option("--config,-c", up.config_file, "settings for a new cluster (pgfleet.yaml format)")
+      ->check(CLI::ExistingFile);
+  up_cmd->add_option("--replicas,-r", up.replicas, "number of replicas of a new cluster (default 2)");
+  up_cmd->add_option("--base-port", up.base_port,
+                     "allocate every port from here: proxy P..P+2, HTTP P+3, nodes P+10.., agents P+50..");
+  up_cmd->add_option("--sync", up.sync, "replication mode: off (async), on (one synchronous standby), quorum");
+  up_cmd->add_option("--sync-count", up.sync_count, "k in ANY k (...) for --sync quorum (default 1)");
+  up_cmd->add_flag("--cascade", up.cascade, "replicas after the first stream from the first replica");
+  up_cmd->add_flag("--foreground", up.foreground, "stay attached; Ctrl-C stops the cluster");
+  up_cmd->add_option("--pg-bindir", up.pg_bindir, "directory of initdb/postgres (default: $PG_BINDIR or discovered)");
+  up_cmd->add_option("--run-as", up.run_as, "OS user for the servers when run as root (default postgres)");
+  up_cmd->add_option("--set", up.pg_params, "PostgreSQL parameter for every node of a new cluster, name=value");
+  up_cmd->add_option("--timeout", up.timeout_seconds, "seconds to wait for the cluster to stream (default 180)");
+
+  bool purge = false;
+  auto* down_cmd = app.add_subcommand("down", "stop every node and agent; data is kept unless --purge");
+  down_cmd->add_flag("--purge", purge, "also delete the cluster directory and all its data");
+
+  cli::StatusOptions status;
+  auto* status_cmd = app.add_subcommand("status", "one row per node: role, state, LSNs, lag, sync state");
+  status_cmd->add_flag("--json", status.json, "machine-readable output (see docs/status-json.md)");
+  status_cmd->add_flag("--watch,-w", status.watch, "refresh until Ctrl-C");
+  status_cmd->add_option("--interval", status.interval_seconds, "seconds between refreshes with --watch");
+
+  int replicas = -1;
+  int timeout = 180;
+  auto* scale_cmd = app.add_subcommand("scale", "add or remove replicas while the cluster runs");
+  scale_cmd->add_option("--replicas,-r", replicas, "wanted number of replicas")->required();
+  scale_cmd->add_option("--timeout", timeout, "seconds to wait for new replicas to stream");
+
+  cli::UrlOptions url;
+  auto* url_cmd = app.add_subcommand("url", "print a libpq connection URI with the cluster's credentials");
+  auto* url_group = url_cmd->add_option_group("target")->require_option(0, 1);
+  url_group->add_flag("--primary", url.primary, "the primary (every node listed, target_session_attrs=read-write)");
+  url_group->add_flag("--replica", url.replica, "the replicas (target_session_attrs=standby)");
+  url_group->add_option("--node", url.node, "one node by name");
+  url_group->add_flag("--proxy", url.proxy, "the pgfleet proxy");
+
+  std::string node;
+  auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server");
+  restart_cmd->add_option("node", node, "node name")->required();
+  restart_cmd->add_option("--timeout", timeout, "seconds to wait for it to be back");
+
+  auto* reinit_cmd = app.add_subcommand("reinit", "rebuild a broken or diverged replica from the primary");
+  reinit_cmd->add_option("node", node, "replica name")->required();
+  reinit_cmd->add_option("--timeout", timeout, "seconds to wait for it to stream");
+
+  cli::LogsOptions logs;
+  auto* logs_cmd = app.add_subcommand("logs", "print a node's PostgreSQL log (and its agent's with --agent)");
+  logs_cmd->add_option("node", logs.node, "node name")->required();
+  logs_cmd->add_option("--lines,-n", logs.lines, "lines from the end (default 50)");
+  logs_cmd->add_flag("--follow,-f", logs.follow, "keep printing new lines");
+  logs_cmd->add_flag("--agent", logs.agent, "the agent's log instead of PostgreSQL's");
+
+  ha::AgentOptions agent;
+  auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
+  agent_cmd->add_option("--node", agent.node, "node name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (up_cmd->parsed()) {
+      up.dir = dir;
+      return cli::run_up(up);
+    }
+    if (down_cmd->parsed()) return cli::run_down(dir, purge);
+    if (status_cmd->parsed()) {
+      status.dir = dir;
+      return cli::run_status(status);
+    }
+    if (scale_cmd->parsed()) return cli::run_scale(dir, replicas, timeout);
+    if (url_cmd->parsed()) {
+      url.dir = dir;
+      return cli::run_url(url);
+    }
+    if (restart_cmd->parsed()) return cli::run_restart(dir, node, timeout);
+    if (reinit_cmd->parsed()) return cli::run_reinit(dir, node, timeout);
+    if (logs_cmd->parsed()) {
+      logs.dir = dir;
+      return cli::run_logs(logs);
+    }
+    if (agent_cmd->parsed()) {
+      cli::become_cluster_owner(dir);
+      agent.directory = dir;
+      return ha::run_agent(agent);
+    }
+  } catch (const UserError& e) {
+    std::cerr << "pgfleet: error: " << e.what() << "\n";
+    if (!e.hint.empty()) std::cerr << "hint: " << e.hint << "\n";
+    return 1;
+  } catch (const cluster::ConfigError& e) {
+    std::cerr << "pgfleet: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "pgfleet: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,45 @@
+// Driving one PostgreSQL data directory: initdb, pg_basebackup, managed config files, readiness.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+#include "cluster/binaries.hpp"
+#include "cluster/config.hpp"
+#include "cluster/layout.hpp"
+#include "postgres/conf.hpp"
+#include "util/result.hpp"
+
+namespace pgfleet::postgres {
+
+// initdb with checksums, SCRAM and the superuser password from the cluster's secrets.
+Status initdb(const cluster::PgBinaries& bins, const cluster::Layout& layout, const cluster::ClusterConfig& config,
+              const std::string& node, const std::string& superuser_password);
+
+// pg_basebackup of `node`'s data directory from host:port; `slot` (may be empty) is used while
+// copying so the source keeps the WAL the new replica needs. Writes standby.signal.
+Status basebackup(const cluster::PgBinaries& bins, const cluster::Layout& layout,
+                  const cluster::ClusterConfig& config, const std::string& node, const std::string& host, int port,
+                  const std::string& slot);
+
+// Writes pgfleet.conf and pg_hba.conf into the node's data directory and makes sure
+// postgresql.conf includes pgfleet.conf. Returns whether pgfleet.conf changed.
+bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterConfig& config,
+                         const cluster::NodeConfig& node, const UpstreamInfo* upstream,
+                         const std::string& sync_names);
+
+bool is_standby(const cluster::Layout& layout, const std::string& node);
+bool has_data(const cluster::Layout& layout, const std::string& node);  // PG_VERSION present
+// Postmaster pid from postmaster.pid when that process is alive, else 0.
+pid_t running_postmaster(const cluster::Layout& layout, const std::string& node);
+
+// libpq conninfo for the superuser over the node's Unix socket (the agent's own view).
+std::string local_conninfo(const cluster::Layout& layout, const cluster::ClusterConfig& config,
+                           const cluster::NodeConfig& node);
+// libpq conninfo over TCP with the passfile, as another node or the CLI connects.
+std::string tcp_conninfo(const cluster::Layout& layout, const cluster::ClusterConfig& config,
+                         const cluster::NodeConfig& node, const std::string& user, const std::string& dbname);
+
+}  // namespace pgfleet::postgres

@@ -1,0 +1,78 @@
+// libpq calls with errors turned into Results; nothing here retries or sleeps.
+#include "postgres/pgconn.hpp"
+
+namespace pgfleet::postgres {
+namespace {
+std::string trimmed(const char* message) {
+  std::string s = message ? message : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+Result<PgConn> PgConn::connect(const std::string& conninfo) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  if (c == nullptr) return Error{"out of memory"};
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string msg = trimmed(PQerrorMessage(c));
+    PQfinish(c);
+    return Error{msg};
+  }
+  return PgConn(c);
+}
+
+Result<std::vector<Row>> PgConn::query(const std::string& sql) { return query(sql, {}); }
+
+Result<std::vector<Row>> PgConn::query(const std::string& sql, const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.c_str());
+  PGresult* res = PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0);
+  std::unique_ptr<PGresult, decltype(&PQclear)> guard(res, &PQclear);
+  auto status = PQresultStatus(res);
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+    return Error{trimmed(res ? PQresultErrorMessage(res) : PQerrorMessage(conn_.get()))};
+  }
+  std::vector<Row> rows;
+  int n = PQntuples(res), cols = PQnfields(res);
+  rows.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    Row row;
+    for (int j = 0; j < cols; ++j) {
+      if (PQgetisnull(res, i, j)) row.emplace_back(std::nullopt);
+      else row.emplace_back(std::string(PQgetvalue(res, i, j), static_cast<size_t>(PQgetlength(res, i, j))));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Result<std::optional<std::string>> PgConn::scalar(const std::string& sql) {
+  auto rows = query(sql);
+  if (!rows) return Error{rows.error()};
+  if (rows->empty() || rows->front().empty()) return Error{"no result for: " + sql};
+  return rows->front().front();
+}
+
+Result<std::string> PgConn::scram_verifier(const std::string& user, const std::string& password) {
+  char* v = PQencryptPasswordConn(conn_.get(), password.c_str(), user.c_str(), "scram-sha-256");
+  if (v == nullptr) return Error{trimmed(PQerrorMessage(conn_.get()))};
+  std::string out = v;
+  PQfreemem(v);
+  return out;
+}
+
+std::string quote_ident(const std::string& ident) {
+  std::string out = "\"";
+  for (char c : ident) out += (c == '"') ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string quote_literal(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += (c == '\'') ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace pgfleet::postgres

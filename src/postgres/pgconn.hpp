@@ -1,0 +1,51 @@
+// PgConn: a small RAII wrapper over libpq for the control plane (status queries, setup SQL).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/result.hpp"
+
+namespace pgfleet::postgres {
+
+using Row = std::vector<std::optional<std::string>>;  // nullopt = SQL NULL
+
+class PgConn {
+ public:
+  // `conninfo` in libpq keyword form. Fails with libpq's message (trimmed).
+  static Result<PgConn> connect(const std::string& conninfo);
+
+  // Runs one statement (no parameters); rows as text.
+  Result<std::vector<Row>> query(const std::string& sql);
+  // Runs a statement with text parameters $1..$n.
+  Result<std::vector<Row>> query(const std::string& sql, const std::vector<std::string>& params);
+  Status exec(const std::string& sql) {
+    auto r = query(sql);
+    if (!r) return Error{r.error()};
+    return {};
+  }
+  // Single value of the first row/column, or an error when there is none.
+  Result<std::optional<std::string>> scalar(const std::string& sql);
+
+  // SCRAM verifier for `password` computed client-side, so the password never reaches the server log.
+  Result<std::string> scram_verifier(const std::string& user, const std::string& password);
+
+  [[nodiscard]] PGconn* raw() const { return conn_.get(); }
+
+ private:
+  struct Closer {
+    void operator()(PGconn* c) const { PQfinish(c); }
+  };
+  explicit PgConn(PGconn* c) : conn_(c) {}
+  std::unique_ptr<PGconn, Closer> conn_;
+};
+
+// Quotes an identifier ("node1") / literal ('x') for SQL text we build ourselves.
+std::string quote_ident(const std::string& ident);
+std::string quote_literal(const std::string& text);
+
+}  // namespace pgfleet::postgres

@@ -1,0 +1,349 @@
+// Unit tests for pgfleet.yaml parsing, validation and rendering (cluster/config.hpp).
+#include "cluster/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace pgfleet::cluster {
+namespace {
+
+constexpr const char* kFullExample = R"(cluster: pgfleet
+listen_address: 127.0.0.1
+postgres:
+  bindir: /usr/lib/postgresql/15/bin
+  run_as: postgres
+  superuser: postgres
+  replication_user: replicator
+  database: postgres
+replication:
+  sync: off
+  sync_count: 1
+  cascade: false
+dcs:
+  ttl: 30
+  loop_wait: 1
+ports:
+  proxy: 6432
+  proxy_primary: 6433
+  proxy_replicas: 6434
+  http: 8008
+  node_base: 5433
+  api_base: 8009
+postgresql:
+  shared_buffers: 128MB
+  max_connections: 200
+nodes:
+  - name: node1
+    port: 5433
+    api_port: 8009
+  - name: node2
+    port: 5434
+    api_port: 8010
+    upstream: node1
+    postgresql:
+      work_mem: 8MB
+)";
+
+constexpr const char* kTwoNodes = R"(nodes:
+  - name: node1
+    port: 5433
+    api_port: 8009
+  - name: node2
+    port: 5434
+    api_port: 8010
+)";
+
+// Parses text expecting a ConfigError and returns its message.
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "test.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError for:\n" << text;
+  return "";
+}
+
+std::string validation_error_of(const ClusterConfig& config) {
+  try {
+    validate_config(config, "test.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError";
+  return "";
+}
+
+ClusterConfig two_nodes() { return parse_config(kTwoNodes, "test.yaml"); }
+
+TEST(ConfigTest, EmptyTextGivesDefaults) {
+  for (const char* text : {"", "# nothing yet\n", "{}"}) {
+    ClusterConfig c = parse_config(text, "test.yaml");
+    EXPECT_EQ(c, ClusterConfig{}) << text;
+  }
+  ClusterConfig c = parse_config("", "test.yaml");
+  EXPECT_EQ(c.cluster, "pgfleet");
+  EXPECT_EQ(c.listen_address, "127.0.0.1");
+  EXPECT_EQ(c.sync, SyncMode::Off);
+  EXPECT_EQ(c.ports.proxy, 6432);
+  EXPECT_TRUE(c.nodes.empty());
+}
+
+TEST(ConfigTest, ParsesFullExample) {
+  ClusterConfig c = parse_config(kFullExample, "pgfleet.yaml");
+  EXPECT_EQ(c.cluster, "pgfleet");
+  EXPECT_EQ(c.listen_address, "127.0.0.1");
+  EXPECT_EQ(c.bindir, "/usr/lib/postgresql/15/bin");
+  EXPECT_EQ(c.run_as, "postgres");
+  EXPECT_EQ(c.superuser, "postgres");
+  EXPECT_EQ(c.replication_user, "replicator");
+  EXPECT_EQ(c.database, "postgres");
+  EXPECT_EQ(c.sync, SyncMode::Off);
+  EXPECT_EQ(c.sync_count, 1);
+  EXPECT_FALSE(c.cascade);
+  EXPECT_EQ(c.dcs_ttl_seconds, 30);
+  EXPECT_EQ(c.loop_wait_seconds, 1);
+  EXPECT_EQ(c.ports, (Ports{6432, 6433, 6434, 8008, 5433, 8009}));
+  EXPECT_EQ(c.postgresql, (PgParameters{{"shared_buffers", "128MB"}, {"max_connections", "200"}}));
+  ASSERT_EQ(c.nodes.size(), 2u);
+  EXPECT_EQ(c.nodes[0], (NodeConfig{"node1", 5433, 8009, std::nullopt, {}}));
+  EXPECT_EQ(c.nodes[1], (NodeConfig{"node2", 5434, 8010, "node1", {{"work_mem", "8MB"}}}));
+
+  ASSERT_NE(c.find_node("node2"), nullptr);
+  EXPECT_EQ(c.find_node("node2")->port, 5434);
+  EXPECT_EQ(c.find_node("node3"), nullptr);
+  c.find_node("node1")->port = 6000;
+  EXPECT_EQ(c.nodes[0].port, 6000);
+}
+
+TEST(ConfigTest, RenderParsesBackEqual) {
+  ClusterConfig c = parse_config(kFullExample, "pgfleet.yaml");
+  c.cluster = "prod-1";
+  c.bindir = "";
+  c.sync = SyncMode::Quorum;
+  c.sync_count = 2;
+  c.cascade = true;
+  // Values YAML would retype if they were not read as text.
+  c.postgresql["synchronous_commit"] = "on";
+  c.postgresql["log_line_prefix"] = "%m [%p] # ";
+  c.postgresql["search_path"] = "'\"$user\", public'";
+  c.postgresql["archive_command"] = "";
+  c.postgresql["unix_socket_permissions"] = "0777";
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {{"hot_standby", "yes"}}});
+
+  const std::string text = render_config(c);
+  EXPECT_EQ(text.rfind("# pgfleet cluster configuration; see docs/configuration.md\n", 0), 0u) << text;
+  EXPECT_NE(text.find("sync: \"quorum\""), std::string::npos) << text;
+  EXPECT_EQ(parse_config(text, "rendered.yaml"), c) << text;
+
+  for (SyncMode mode : {SyncMode::Off, SyncMode::On}) {
+    c.sync = mode;
+    EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c);
+  }
+  ClusterConfig defaults;
+  EXPECT_EQ(parse_config(render_config(defaults), "rendered.yaml"), defaults) << render_config(defaults);
+}
+
+TEST(ConfigTest, UnknownTopLevelKeyNamesLine) {
+  const std::string message = error_of("cluster: x\n\nclustre: y\n");
+  EXPECT_NE(message.find("test.yaml:3: unknown key 'clustre'"), std::string::npos) << message;
+  EXPECT_NE(message.find("known: cluster, listen_address, postgres"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, UnknownKeyInPortsNamesLineAndKnownKeys) {
+  const std::string message = error_of("ports:\n  proxy: 6432\n  prot: 1\n");
+  EXPECT_EQ(message,
+            "test.yaml:3: unknown key 'prot' in 'ports' (known: proxy, proxy_primary, proxy_replicas, http, "
+            "node_base, api_base)");
+}
+
+TEST(ConfigTest, UnknownKeyInNodeNamesLine) {
+  const std::string message = error_of(std::string(kTwoNodes) + "    prot: 1\n");
+  EXPECT_NE(message.find("test.yaml:8: unknown key 'prot' in 'nodes[1]'"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, DuplicateKeyIsAnError) {
+  const std::string message = error_of("ports:\n  proxy: 1\n  proxy: 2\n");
+  EXPECT_NE(message.find("test.yaml:3: duplicate key 'proxy' in 'ports' (first on line 2)"),
+            std::string::npos)
+      << message;
+}
+
+TEST(ConfigTest, WrongTypesNameKeyAndLine) {
+  EXPECT_EQ(error_of("cluster: a\nports:\n  proxy: abc\n"),
+            "test.yaml:3: 'ports.proxy' must be an integer, got 'abc'");
+  EXPECT_EQ(error_of("ports:\n  proxy: 12.5\n"), "test.yaml:2: 'ports.proxy' must be an integer, got '12.5'");
+  EXPECT_EQ(error_of("replication:\n  cascade: maybe\n"),
+            "test.yaml:2: 'replication.cascade' must be a boolean (true or false), got 'maybe'");
+  EXPECT_EQ(error_of("nodes: 5\n"), "test.yaml:1: 'nodes' must be a sequence, got '5'");
+  EXPECT_EQ(error_of("ports: 5\n"), "test.yaml:1: 'ports' must be a mapping, got '5'");
+  EXPECT_EQ(error_of("cluster:\n  name: x\n"), "test.yaml:1: 'cluster' must be a string, got a mapping");
+  EXPECT_EQ(error_of("dcs:\n  ttl: [1, 2]\n"), "test.yaml:2: 'dcs.ttl' must be an integer, got a sequence");
+  EXPECT_EQ(error_of("nodes:\n  - node1\n"), "test.yaml:2: 'nodes[0]' must be a mapping, got 'node1'");
+  EXPECT_EQ(error_of("- a\n- b\n"), "test.yaml:1: top level must be a mapping, got a sequence");
+  EXPECT_EQ(error_of("postgresql:\n  work_mem:\n    a: 1\n"),
+            "test.yaml:2: 'postgresql.work_mem' must be a single value, got a mapping");
+}
+
+TEST(ConfigTest, SyncAcceptsBooleansAndStrings) {
+  EXPECT_EQ(parse_config("replication: {sync: off}", "t").sync, SyncMode::Off);
+  EXPECT_EQ(parse_config("replication: {sync: on}", "t").sync, SyncMode::On);
+  EXPECT_EQ(parse_config("replication: {sync: false}", "t").sync, SyncMode::Off);
+  EXPECT_EQ(parse_config("replication: {sync: true}", "t").sync, SyncMode::On);
+  EXPECT_EQ(parse_config("replication: {sync: 'off'}", "t").sync, SyncMode::Off);
+  EXPECT_EQ(parse_config("replication: {sync: \"on\"}", "t").sync, SyncMode::On);
+  EXPECT_EQ(parse_config("replication: {sync: quorum, sync_count: 2}", "t").sync, SyncMode::Quorum);
+  EXPECT_EQ(parse_config("replication: {sync: async}", "t").sync, SyncMode::Off);
+  EXPECT_EQ(parse_config("replication: {sync: sync}", "t").sync, SyncMode::On);
+}
+
+TEST(ConfigTest, InvalidSyncValue) {
+  EXPECT_EQ(error_of("replication:\n  sync: sometimes\n"),
+            "test.yaml:2: 'replication.sync' must be off, on or quorum, got 'sometimes'");
+  // Quoted "true" is a string, not a YAML boolean.
+  EXPECT_NE(error_of("replication:\n  sync: 'true'\n").find("got 'true'"), std::string::npos);
+}
+
+TEST(ConfigTest, SyncModeStrings) {
+  EXPECT_EQ(to_string(SyncMode::Off), "off");
+  EXPECT_EQ(to_string(SyncMode::On), "on");
+  EXPECT_EQ(to_string(SyncMode::Quorum), "quorum");
+  EXPECT_EQ(parse_sync_mode("async"), SyncMode::Off);
+  EXPECT_EQ(parse_sync_mode("sync"), SyncMode::On);
+  EXPECT_EQ(parse_sync_mode("quorum"), SyncMode::Quorum);
+  EXPECT_EQ(parse_sync_mode("maybe"), std::nullopt);
+}
+
+TEST(ConfigTest, PostgresqlValuesKeptAsWritten) {
+  ClusterConfig c =
+      parse_config("postgresql:\n  hot_standby: on\n  port_x.y: 0100\n  archive_command: ''\n", "t");
+  EXPECT_EQ(c.postgresql,
+            (PgParameters{{"hot_standby", "on"}, {"port_x.y", "0100"}, {"archive_command", ""}}));
+}
+
+TEST(ConfigTest, BadGucName) {
+  EXPECT_EQ(error_of("postgresql:\n  shared_buffers: 1MB\n  Work-Mem: 8MB\n"),
+            "test.yaml:3: 'Work-Mem' in 'postgresql' is not a PostgreSQL parameter name");
+  EXPECT_NE(
+      error_of(std::string(kTwoNodes) + "    postgresql:\n      9lives: x\n").find("test.yaml:9: '9lives'"),
+      std::string::npos);
+  ClusterConfig c;
+  c.postgresql["bad name"] = "x";
+  EXPECT_EQ(validation_error_of(c),
+            "test.yaml: 'bad name' in 'postgresql' is not a PostgreSQL parameter name");
+}
+
+TEST(ConfigTest, DuplicateNodeNames) {
+  ClusterConfig c = two_nodes();
+  c.nodes[1].name = "node1";
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'nodes[1].name': node 'node1' is defined twice");
+}
+
+TEST(ConfigTest, DuplicatePorts) {
+  ClusterConfig c = two_nodes();
+  c.nodes[1].port = 5433;
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'nodes[0].port' and 'nodes[1].port' both use port 5433");
+  c = two_nodes();
+  c.nodes[1].api_port = 8009;
+  EXPECT_EQ(validation_error_of(c),
+            "test.yaml: 'nodes[0].api_port' and 'nodes[1].api_port' both use port 8009");
+  c = two_nodes();
+  c.nodes[0].port = 6432;
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'ports.proxy' and 'nodes[0].port' both use port 6432");
+  c = two_nodes();
+  c.nodes[1].api_port = 8008;
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'ports.http' and 'nodes[1].api_port' both use port 8008");
+  // Parsing validates too, naming the source.
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 5433, api_port: 5433}\n"),
+            "test.yaml: 'nodes[0].port' and 'nodes[0].api_port' both use port 5433");
+}
+
+TEST(ConfigTest, UpstreamMustNameAnotherNode) {
+  ClusterConfig c = two_nodes();
+  c.nodes[1].upstream = "node9";
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'nodes[1].upstream' names unknown node 'node9'");
+  c.nodes[1].upstream = "node2";
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'nodes[1].upstream': node 'node2' cannot stream from itself");
+}
+
+TEST(ConfigTest, UpstreamCycle) {
+  ClusterConfig c = two_nodes();
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {}});
+  c.nodes[1].upstream = "node3";
+  EXPECT_EQ(validation_error_of(c), "test.yaml: 'upstream' settings form a cycle: node2 -> node3 -> node2");
+  c.nodes[1].upstream = "node1";
+  EXPECT_NO_THROW(validate_config(c, "test.yaml"));
+}
+
+TEST(ConfigTest, RangeAndNameChecks) {
+  auto with = [](auto change) {
+    ClusterConfig c = two_nodes();
+    change(c);
+    return validation_error_of(c);
+  };
+  EXPECT_EQ(with([](ClusterConfig& c) { c.cluster = "Prod"; }),
+            "test.yaml: 'cluster' must be non-empty and use only a-z, 0-9, '_' and '-', got 'Prod'");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.listen_address = ""; }),
+            "test.yaml: 'listen_address' must not be empty");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.sync_count = 0; }),
+            "test.yaml: 'replication.sync_count' must be at least 1, got 0");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.dcs_ttl_seconds = 4; }),
+            "test.yaml: 'dcs.ttl' must be at least 5 seconds, got 4");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.loop_wait_seconds = 0; }),
+            "test.yaml: 'dcs.loop_wait' must be at least 1 second, got 0");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.loop_wait_seconds = 15; }),
+            "test.yaml: 'dcs.loop_wait' (15) must be less than half of 'dcs.ttl' (30)");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.ports.http = 70000; }),
+            "test.yaml: 'ports.http' must be between 1 and 65535, got 70000");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.nodes[1].port = 0; }),
+            "test.yaml: 'nodes[1].port' must be between 1 and 65535, got 0");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.nodes[0].name = "node-1"; }),
+            "test.yaml: 'nodes[0].name' must be 1 to 63 characters of a-z, 0-9 and '_', got 'node-1'");
+  EXPECT_NE(with([](ClusterConfig& c) { c.nodes[0].name = std::string(64, 'n'); }).find("'nodes[0].name'"),
+            std::string::npos);
+  EXPECT_EQ(
+      with([](ClusterConfig& c) {
+        c.nodes.clear();
+        for (int i = 0; i < 65; ++i)
+          c.nodes.push_back(NodeConfig{"n" + std::to_string(i), 10000 + i, 20000 + i, std::nullopt, {}});
+      }),
+      "test.yaml: 'nodes' has 65 entries; at most 64 are supported");
+}
+
+TEST(ConfigTest, SyntaxErrorReportsLine) {
+  const std::string message = error_of("cluster: x\nports:\n  proxy: [1, 2\n  http: 3\n");
+  EXPECT_EQ(message.rfind("test.yaml:4: ", 0), 0u) << message;
+  EXPECT_EQ(error_of("a: 1\n b: 2\n").rfind("test.yaml:2: ", 0), 0u);
+}
+
+TEST(ConfigTest, LoadConfigOfMissingFile) {
+  try {
+    load_config("/nonexistent/pgfleet.yaml");
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "cannot read /nonexistent/pgfleet.yaml: No such file or directory");
+  }
+  EXPECT_THROW(load_config("/"), ConfigError);
+}
+
+TEST(ConfigTest, LoadConfigReadsFile) {
+  const std::string path = ::testing::TempDir() + "pgfleet_config_test.yaml";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("cluster: x\nports:\n  prot: 1\n", f);
+    std::fclose(f);
+  }
+  try {
+    load_config(path);
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ":3: unknown key 'prot'", 0), 0u) << e.what();
+  }
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace pgfleet::cluster
