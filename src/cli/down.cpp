@@ -1,5 +1,6 @@
 // `pgfleet down`: stop every agent (each stops its postmaster with a fast shutdown); --purge deletes the data.
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>
@@ -15,7 +16,9 @@
 namespace pgfleet::cli {
 
 int run_down(const std::string& dir, bool purge) {
-  become_cluster_owner(dir);
+  // As root, --purge stays root so it can also remove the directory itself; signals and
+  // deletion need no other identity.
+  if (!(purge && ::geteuid() == 0)) become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);
   cluster::CommandLock lock(c.layout);
   // Signal every agent first so the nodes stop in parallel, then wait for each.

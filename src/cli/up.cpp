@@ -92,9 +92,18 @@ void create_replication_role(const cluster::Cluster& c, const std::string& prima
   if (!created) throw UserError("cannot create the replication role: " + created.error());
 }
 
+// Where `up` spends its time, printed at the end (bench/up.sh reads it).
+struct Timings {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start = Clock::now();
+  double initdb = 0, basebackup = 0;
+  static double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+};
+
 // Brings every node of an opened cluster up: initdb or basebackup where data is missing,
 // agents where none runs. Returns the final status.
-cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBinaries& bins, int timeout_seconds) {
+cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBinaries& bins, int timeout_seconds,
+                                Timings& timings) {
   std::string primary = cluster::primary_from_data(c.config, c.layout);
   if (primary.empty()) {
     for (const auto& n : c.config.nodes) {
@@ -107,9 +116,12 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
     std::cout << "initializing primary " << primary << " ..." << std::endl;
     fs::remove_all(c.layout.data_dir(primary));
     fs::make_directories(c.layout.log_dir(primary), 0700);
-    if (auto s = postgres::initdb(bins, c.layout, c.config, primary, c.secrets.superuser_password); !s) {
+    auto t = Timings::Clock::now();
+    auto initialized = postgres::initdb(bins, c.layout, c.config, primary, c.secrets.superuser_password);
+    timings.initdb = Timings::since(t);
+    if (!initialized) {
       fs::remove_all(c.layout.data_dir(primary));
-      throw UserError(s.error());
+      throw UserError(initialized.error());
     }
   }
   if (cluster::agent_pid(c.layout, primary) == 0) cluster::start_agent(c.layout, primary);
@@ -126,9 +138,25 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
     if (n.name == primary) continue;
     if (!postgres::has_data(c.layout, n.name)) {
       std::cout << "creating replica " << n.name << " ..." << std::endl;
+      auto t = Timings::Clock::now();
       cluster::build_replica(c, bins, n.name);
+      timings.basebackup += Timings::since(t);
     }
     if (cluster::agent_pid(c.layout, n.name) == 0) cluster::start_agent(c.layout, n.name);
+    bool is_upstream = false;
+    for (const auto& other : c.config.nodes) {
+      is_upstream = is_upstream || cluster::upstream_of(c.config, other.name, primary) == n.name;
+    }
+    if (is_upstream) {
+      // Cascading replicas get their slot on this node, so it must be serving first.
+      cluster::wait_until(
+          c,
+          [&](const cluster::ClusterStatus& s) {
+            const auto* st = s.find(n.name);
+            return st && st->state == "streaming";
+          },
+          std::chrono::seconds(timeout_seconds), n.name + " to stream");
+    }
   }
   return cluster::wait_until(
       c, [&](const cluster::ClusterStatus& s) { return cluster::all_streaming(c.config, s); },
@@ -159,6 +187,7 @@ void wait_for_ctrl_c() {
 
 int run_up(const UpOptions& o) {
   log::set_component("up");
+  Timings timings;
   cluster::Layout layout(o.dir);
   bool existing = fs::exists(layout.config_file());
   if (!existing && !fs::is_empty_directory(layout.root())) {
@@ -232,8 +261,11 @@ int run_up(const UpOptions& o) {
       std::cout << "starting cluster " << config.cluster << " in " << layout.root() << std::endl;
     }
     auto c = cluster::Cluster::open(layout.root());
-    auto status = bring_up(c, bins, o.timeout_seconds);
+    auto status = bring_up(c, bins, o.timeout_seconds, timings);
     print_summary(c, status);
+    double total = Timings::since(timings.start);
+    std::cout << fmt::format("ready in {:.2f} s (initdb {:.2f} s, basebackup {:.2f} s, start and streaming {:.2f} s)\n",
+                             total, timings.initdb, timings.basebackup, total - timings.initdb - timings.basebackup);
     if (o.foreground) {
       std::cout << "running in the foreground; Ctrl-C stops the cluster" << std::endl;
       wait_for_ctrl_c();

@@ -108,8 +108,8 @@ bool all_streaming(const ClusterConfig& config, const ClusterStatus& status) {
   for (const auto& n : status.nodes) {
     if (n.name == status.leader) {
       if (n.state != "running" || n.role != "primary") return false;
-    } else if (n.state != "streaming") {
-      return false;
+    } else if (n.state != "streaming" || n.sync_state.empty()) {
+      return false;  // not streaming yet, or its upstream has not reported it yet
     }
   }
   if (config.sync != SyncMode::Off) {
@@ -182,7 +182,7 @@ void build_replica(const Cluster& cluster, const PgBinaries& bins, const std::st
   fs::remove_all(layout.data_dir(node));
   fs::make_directories(layout.log_dir(node), 0700);
   const NodeConfig* from = cluster.config.find_node(primary);
-  log::info("copying {} from {} with pg_basebackup", node, primary);
+  log::debug("copying {} from {} with pg_basebackup", node, primary);
   auto copied = postgres::basebackup(bins, layout, cluster.config, node, connect_host(cluster.config), from->port,
                                      upstream == primary ? node : "");
   if (!copied) {

@@ -1,0 +1,98 @@
+// Rendering of pgfleet.conf and pg_hba.conf.
+#include "postgres/conf.hpp"
+
+#include <gtest/gtest.h>
+
+#include "cluster/topology.hpp"
+
+namespace pgfleet::postgres {
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos || text.rfind(line + "\n", 0) == 0;
+}
+
+struct ConfTest : ::testing::Test {
+  ConfTest() : layout("/srv/pg") {
+    for (int i = 0; i < 3; ++i) config.nodes.push_back(cluster::next_node(config));
+  }
+  cluster::ClusterConfig config;
+  cluster::Layout layout;
+};
+
+TEST_F(ConfTest, PrimaryHasReplicationSettingsAndNoConninfo) {
+  auto text = render_node_conf(config, config.nodes[0], layout, nullptr, "");
+  EXPECT_TRUE(has_line(text, "port = 5433"));
+  EXPECT_TRUE(has_line(text, "wal_level = replica"));
+  EXPECT_TRUE(has_line(text, "wal_log_hints = on"));
+  EXPECT_TRUE(has_line(text, "hot_standby = on"));
+  EXPECT_TRUE(has_line(text, "max_wal_senders = 10"));
+  EXPECT_TRUE(has_line(text, "wal_keep_size = '512MB'"));
+  EXPECT_TRUE(has_line(text, "password_encryption = 'scram-sha-256'"));
+  EXPECT_TRUE(has_line(text, "unix_socket_directories = '/srv/pg/run'"));
+  EXPECT_TRUE(has_line(text, "primary_conninfo = ''"));
+  EXPECT_TRUE(has_line(text, "synchronous_standby_names = ''"));
+}
+
+TEST_F(ConfTest, ReplicaStreamsFromItsUpstreamThroughItsSlotWithoutAPasswordInTheFile) {
+  UpstreamInfo up{"node1", "127.0.0.1", 5433};
+  auto text = render_node_conf(config, config.nodes[1], layout, &up, "");
+  EXPECT_TRUE(has_line(text, "primary_conninfo = 'host=127.0.0.1 port=5433 user=replicator "
+                             "passfile=/srv/pg/pgpass application_name=node2 connect_timeout=5 sslmode=prefer'"));
+  EXPECT_TRUE(has_line(text, "primary_slot_name = 'node2'"));
+  EXPECT_TRUE(has_line(text, "recovery_target_timeline = 'latest'"));
+  EXPECT_EQ(text.find("password="), std::string::npos);
+}
+
+TEST_F(ConfTest, SyncNamesAreQuoted) {
+  auto text = render_node_conf(config, config.nodes[0], layout, nullptr, R"(ANY 1 ("node2", "node3"))");
+  EXPECT_TRUE(has_line(text, R"(synchronous_standby_names = 'ANY 1 ("node2", "node3")')"));
+}
+
+TEST_F(ConfTest, UserParametersComeLastAndNodeOverridesWin) {
+  config.postgresql["work_mem"] = "8MB";
+  config.postgresql["wal_keep_size"] = "1GB";
+  config.nodes[0].postgresql["work_mem"] = "16MB";
+  auto text = render_node_conf(config, config.nodes[0], layout, nullptr, "");
+  auto cluster_wide = text.find("wal_keep_size = '1GB'");
+  ASSERT_NE(cluster_wide, std::string::npos);
+  EXPECT_GT(cluster_wide, text.find("wal_keep_size = '512MB'"));  // later lines win in PostgreSQL
+  EXPECT_GT(text.find("work_mem = '16MB'"), text.find("work_mem = '8MB'"));
+}
+
+TEST_F(ConfTest, ValuesWithQuotesAreEscaped) {
+  EXPECT_EQ(quote("it's"), "'it''s'");
+  EXPECT_EQ(quote(R"(a\b)"), R"('a\\b')");
+}
+
+TEST_F(ConfTest, SenderSlotsGrowWithTheCluster) {
+  for (int i = 0; i < 10; ++i) config.nodes.push_back(cluster::next_node(config));
+  auto text = render_node_conf(config, config.nodes[0], layout, nullptr, "");
+  EXPECT_TRUE(has_line(text, "max_wal_senders = 30"));
+}
+
+TEST_F(ConfTest, HbaHasNoTrustBeyondTheLocalSocket) {
+  auto hba = render_hba(config);
+  EXPECT_NE(hba.find("local   all          all                     trust"), std::string::npos);
+  size_t pos = 0;
+  while ((pos = hba.find("trust", pos + 1)) != std::string::npos) {
+    auto line_start = hba.rfind('\n', pos) + 1;
+    if (hba[line_start] == '#') continue;
+    EXPECT_EQ(hba.compare(line_start, 5, "local"), 0) << "trust outside the socket: " << hba.substr(line_start);
+  }
+  EXPECT_NE(hba.find("host    replication  replicator   127.0.0.1/32       scram-sha-256"), std::string::npos);
+  EXPECT_EQ(hba.find("samenet"), std::string::npos);
+  config.listen_address = "0.0.0.0";
+  EXPECT_NE(render_hba(config).find("samenet"), std::string::npos);
+}
+
+TEST(Layout, LongDirectoriesGetAShortSocketDirectory) {
+  cluster::Layout shallow("/srv/pg");
+  EXPECT_EQ(shallow.socket_dir(), "/srv/pg/run");
+  cluster::Layout deep("/srv/" + std::string(100, 'x'));
+  EXPECT_EQ(deep.socket_dir().rfind("/tmp/pgfleet-", 0), 0u);
+  EXPECT_LE(deep.socket_dir().size() + sizeof("/.s.PGSQL.65535.lock"), 108u);
+}
+
+}  // namespace
+}  // namespace pgfleet::postgres
