@@ -1,11 +1,14 @@
 // `pgfleet up`: create a cluster (initdb, replication role, basebackups, agents) or start an
 // existing one, then wait until every replica streams and print how to connect.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <set>
 
@@ -183,6 +186,24 @@ void wait_for_ctrl_c() {
   ::sigwait(&set, &sig);
 }
 
+pid_t g_worker = 0;
+
+int wait_for_worker(pid_t child, const cluster::Layout& layout, bool created_dir) {
+  // Signals to this parent (kill, a supervisor, Ctrl-C) go on to the worker, which decides.
+  g_worker = child;
+  struct sigaction sa {};
+  sa.sa_handler = [](int sig) { ::kill(g_worker, sig); };
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  if (code != 0 && created_dir && fs::is_empty_directory(layout.root())) ::rmdir(layout.root().c_str());
+  return code;
+}
+
 }  // namespace
 
 int run_up(const UpOptions& o) {
@@ -242,6 +263,11 @@ int run_up(const UpOptions& o) {
                             " (a parent directory is not searchable for it)",
                         "choose a --dir that user can reach (e.g. under /var/lib or /srv), or chmod o+x the parents");
       }
+      // The work runs as that user in a child; this root parent only removes the directory it
+      // created if the child fails (the child may not remove it from a root-owned parent).
+      pid_t child = ::fork();
+      if (child < 0) throw UserError(std::string("fork: ") + std::strerror(errno));
+      if (child > 0) return wait_for_worker(child, layout, created_dir);
       process::become(*user);
     }
   }

@@ -264,6 +264,11 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                {"postgresql", into(c.postgresql)},
                {"nodes", [&](const Item& i) { read_nodes(i, c.nodes); }},
            });
+  // Ports left out of a node entry follow its position: node_base + i, api_base + i.
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    if (c.nodes[i].port == 0) c.nodes[i].port = c.ports.node_base + static_cast<int>(i);
+    if (c.nodes[i].api_port == 0) c.nodes[i].api_port = c.ports.api_base + static_cast<int>(i);
+  }
   validate_config(c, source);
   return c;
 }

@@ -127,6 +127,17 @@ ClusterStatus wait_until(const Cluster& cluster, const std::function<bool(const 
   while (true) {
     ClusterStatus status = cluster.status();
     if (done(status)) return status;
+    const NodeStatus* crashed = nullptr;
+    for (const auto& n : status.nodes) {
+      if (n.state == "crashed") crashed = &n;
+    }
+    if (crashed != nullptr) {
+      throw UserError(fmt::format("PostgreSQL on {} stopped unexpectedly while waiting for {}.\nLast lines of {}:\n{}",
+                                  crashed->name, what, cluster.layout.postgres_log(crashed->name),
+                                  fs::tail(cluster.layout.postgres_log(crashed->name), 15)),
+                      "fix the cause shown above; PostgreSQL settings come from `postgresql:` in pgfleet.yaml, "
+                      "--set or --config");
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string detail = render_table(status);
       for (const auto& n : status.nodes) {

@@ -51,7 +51,8 @@ pid_t start_agent(const Layout& layout, const std::string& node);
 bool stop_agent(const Cluster& cluster, const std::string& node, std::chrono::seconds timeout);
 
 // Polls the cluster status until `done` is true; throws UserError describing `what` (and the
-// last status plus the tail of each failing node's log) at the timeout.
+// last status plus the tail of each failing node's log) at the timeout, or at once when a
+// node's postmaster crashes meanwhile (a server that cannot start fails fast, not at the timeout).
 ClusterStatus wait_until(const Cluster& cluster, const std::function<bool(const ClusterStatus&)>& done,
                          std::chrono::seconds timeout, const std::string& what);
 // True when every node is up: the primary running, every replica streaming, and in sync

@@ -1,0 +1,415 @@
+// Integration-test harness implementation (see harness.hpp).
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "util/process.hpp"
+
+#ifndef PGFLEET_BINARY
+#error "PGFLEET_BINARY must name the pgfleet binary under test"
+#endif
+
+namespace pgfleet::itest {
+
+using Clock = std::chrono::steady_clock;
+
+CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds timeout,
+                      const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv{PGFLEET_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  process::RunOptions options;
+  options.timeout = timeout;
+  options.env = env;
+  auto r = process::run(argv, options);
+  CmdResult out{r.exit_code, r.output};
+  if (r.timed_out) out.output += "\n[harness: pgfleet killed after " + std::to_string(timeout.count()) + " s]\n";
+  return out;
+}
+
+bool eventually(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    try {
+      if (predicate()) return true;
+    } catch (const std::exception&) {
+      // not yet
+    }
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  std::string templ = "/tmp/" + prefix + ".XXXXXX";
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  std::string dir(buf.data());
+  if (::chmod(dir.c_str(), 0755) != 0) throw std::runtime_error(std::string("chmod: ") + std::strerror(errno));
+  return dir;
+}
+
+bool port_is_free(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 1) == 0;
+  ::close(fd);
+  return free;
+}
+
+int pick_base_port() {
+  constexpr int kLow = 20000, kHigh = 60000, kSpan = 100;
+  // Prefer bases below the kernel's ephemeral range, so no client socket grabs a node's port
+  // between our check and the node's start; fall back to the whole range.
+  int ephemeral_low = kHigh;
+  {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int lo = 0, hi = 0;
+    if (in >> lo >> hi && lo > kLow + 10 * kSpan) ephemeral_low = std::min(lo, kHigh);
+  }
+  std::random_device rd;
+  std::mt19937 gen(rd());
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    int top = attempt < 250 ? ephemeral_low : kHigh;
+    std::uniform_int_distribution<int> dist(kLow, top - kSpan);
+    int base = dist(gen);
+    bool all_free = true;
+    for (int p = base; p < base + kSpan && all_free; ++p) all_free = port_is_free(p);
+    if (all_free) return base;
+  }
+  throw std::runtime_error("no free range of 100 ports found in [20000, 60000)");
+}
+
+std::string with_param(const std::string& uri, const std::string& param) {
+  return uri + (uri.find('?') == std::string::npos ? "?" : "&") + param;
+}
+
+namespace {
+std::string trimmed(const char* message) {
+  std::string s = message ? message : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+Result<Rows> query_with_deadline(postgres::PgConn& conn, const std::string& query,
+                                 std::chrono::milliseconds timeout) {
+  PGconn* c = conn.raw();
+  if (PQsendQuery(c, query.c_str()) == 0) return Error{trimmed(PQerrorMessage(c))};
+  auto deadline = Clock::now() + timeout;
+  while (PQisBusy(c) != 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      if (PGcancel* cancel = PQgetCancel(c)) {
+        char err[256];
+        PQcancel(cancel, err, sizeof err);
+        PQfreeCancel(cancel);
+      }
+      // The connection is left mid-query: the caller must not reuse it.
+      return Error{"timed out after " + std::to_string(timeout.count()) + " ms (cancelled): " + query};
+    }
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    if (pfd.fd < 0) return Error{"connection lost: " + trimmed(PQerrorMessage(c))};
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 200)));
+    if (rc < 0 && errno != EINTR) return Error{std::string("poll: ") + std::strerror(errno)};
+    if (PQconsumeInput(c) == 0) return Error{trimmed(PQerrorMessage(c))};
+  }
+  Rows rows;
+  std::string error;
+  while (PGresult* res = PQgetResult(c)) {
+    auto status = PQresultStatus(res);
+    if (status == PGRES_TUPLES_OK) {
+      rows.clear();
+      int n = PQntuples(res), cols = PQnfields(res);
+      for (int i = 0; i < n; ++i) {
+        postgres::Row row;
+        for (int j = 0; j < cols; ++j) {
+          if (PQgetisnull(res, i, j) != 0) row.emplace_back(std::nullopt);
+          else row.emplace_back(std::string(PQgetvalue(res, i, j), static_cast<size_t>(PQgetlength(res, i, j))));
+        }
+        rows.push_back(std::move(row));
+      }
+    } else if (status != PGRES_COMMAND_OK && error.empty()) {
+      error = trimmed(PQresultErrorMessage(res));
+      if (error.empty()) error = PQresStatus(status);
+    }
+    PQclear(res);
+  }
+  if (!error.empty()) return Error{error};
+  return rows;
+}
+
+Result<Rows> try_sql(const std::string& uri, const std::string& query, std::chrono::milliseconds timeout) {
+  auto conn = postgres::PgConn::connect(with_param(uri, "connect_timeout=5"));
+  if (!conn) return Error{"cannot connect: " + conn.error()};
+  return query_with_deadline(*conn, query, timeout);
+}
+
+Rows sql(const std::string& uri, const std::string& query, std::chrono::milliseconds timeout) {
+  auto r = try_sql(uri, query, timeout);
+  if (!r) throw std::runtime_error("SQL failed on " + uri + "\n  query: " + query + "\n  error: " + r.error());
+  return std::move(r).value();
+}
+
+std::string sql_value(const std::string& uri, const std::string& query) {
+  auto rows = sql(uri, query);
+  if (rows.empty() || rows.front().empty()) throw std::runtime_error("no row from: " + query);
+  return rows.front().front().value_or("");
+}
+
+int file_mode(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int>(st.st_mode & 07777);
+}
+
+bool path_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::symlink_status(path, ec));
+}
+
+bool absent_or_empty(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return true;
+  return std::filesystem::is_directory(path, ec) && std::filesystem::is_empty(path, ec);
+}
+
+std::set<std::string> list_dir(const std::string& path) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(path, ec)) out.insert(e.path().filename().string());
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string process_name(int64_t pid) {
+  if (pid <= 0) return "";
+  return process::name_of(static_cast<pid_t>(pid));
+}
+
+bool process_alive(int64_t pid) { return pid > 0 && process::alive(static_cast<pid_t>(pid)); }
+
+nlohmann::json node_of(const nlohmann::json& status, const std::string& name) {
+  if (status.contains("nodes") && status["nodes"].is_array()) {
+    for (const auto& n : status["nodes"]) {
+      if (n.contains("name") && n["name"] == name) return n;
+    }
+  }
+  return nullptr;
+}
+
+std::string str(const nlohmann::json& object, const std::string& key) {
+  if (!object.is_object() || !object.contains(key) || !object[key].is_string()) return "";
+  return object[key].get<std::string>();
+}
+
+int64_t num(const nlohmann::json& object, const std::string& key) {
+  if (!object.is_object() || !object.contains(key) || !object[key].is_number()) return 0;
+  return object[key].get<int64_t>();
+}
+
+// ---- fixture -------------------------------------------------------------------------------
+
+void PgfleetTest::SetUp() {
+  tmp_ = make_temp_dir("pgfleet-it");
+  dir_ = tmp_ + "/cluster";
+  base_port_ = pick_base_port();
+}
+
+CmdResult PgfleetTest::pgfleet(std::vector<std::string> args, std::chrono::seconds timeout,
+                               const std::map<std::string, std::string>& env) {
+  args.push_back("--dir");
+  args.push_back(dir_);
+  return run_pgfleet(args, timeout, env);
+}
+
+CmdResult PgfleetTest::up(const std::vector<std::string>& extra, std::chrono::seconds timeout) {
+  std::vector<std::string> args{"up", "--base-port", std::to_string(base_port_)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return pgfleet(args, timeout);
+}
+
+void PgfleetTest::start_cluster(const std::vector<std::string>& extra) {
+  auto r = up(extra);
+  ASSERT_EQ(r.exit_code, 0) << "pgfleet up failed:\n" << r.output;
+}
+
+std::optional<nlohmann::json> PgfleetTest::try_status_json() {
+  auto r = pgfleet({"status", "--json"}, 60s);
+  if (!r.ok()) return std::nullopt;
+  try {
+    return nlohmann::json::parse(r.output);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+nlohmann::json PgfleetTest::status_json() {
+  auto r = pgfleet({"status", "--json"}, 60s);
+  if (!r.ok()) throw std::runtime_error("pgfleet status --json failed (exit " + std::to_string(r.exit_code) + "):\n" + r.output);
+  try {
+    return nlohmann::json::parse(r.output);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("status --json is not JSON: ") + e.what() + "\n" + r.output);
+  }
+}
+
+nlohmann::json PgfleetTest::node_status(const std::string& name) {
+  auto n = node_of(status_json(), name);
+  if (n.is_null()) throw std::runtime_error("no node " + name + " in status --json");
+  return n;
+}
+
+std::string PgfleetTest::url(const std::vector<std::string>& args) {
+  std::vector<std::string> full{"url"};
+  full.insert(full.end(), args.begin(), args.end());
+  auto r = pgfleet(full, 60s);
+  if (!r.ok()) throw std::runtime_error("pgfleet url failed:\n" + r.output);
+  std::istringstream lines(r.output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("postgresql://", 0) == 0) return line;
+  }
+  throw std::runtime_error("pgfleet url printed no postgresql:// URI:\n" + r.output);
+}
+
+bool PgfleetTest::wait_state(const std::string& node, const std::string& state, std::chrono::milliseconds timeout) {
+  return eventually([&] { return str(node_status(node), "state") == state; }, timeout, 200ms);
+}
+
+bool PgfleetTest::wait_all_streaming(std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        auto s = status_json();
+        std::string leader = str(s, "leader");
+        if (leader.empty()) return false;
+        for (const auto& n : s["nodes"]) {
+          if (str(n, "name") == leader) {
+            if (str(n, "state") != "running" || str(n, "role") != "primary") return false;
+          } else if (str(n, "state") != "streaming") {
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout, 200ms);
+}
+
+void PgfleetTest::dump_logs() {
+  std::cerr << "\n======== test failed: cluster in " << dir_ << " (base port " << base_port_ << ") ========\n";
+  if (!path_exists(dir_ + "/pgfleet.yaml")) {
+    std::cerr << "(no cluster in " << dir_ << ")\n";
+    return;
+  }
+  auto status = pgfleet({"status"}, 30s);
+  std::cerr << "---- pgfleet status (exit " << status.exit_code << ")\n" << status.output;
+  std::set<std::string> nodes = list_dir(dir_ + "/nodes");
+  if (auto s = try_status_json()) {
+    for (const auto& n : (*s)["nodes"]) nodes.insert(str(n, "name"));
+  }
+  for (const auto& node : nodes) {
+    auto pg = pgfleet({"logs", node, "-n", "40"}, 30s);
+    std::cerr << "---- pgfleet logs " << node << " -n 40 (exit " << pg.exit_code << ")\n" << pg.output;
+    auto agent = pgfleet({"logs", node, "--agent", "-n", "40"}, 30s);
+    std::cerr << "---- pgfleet logs " << node << " --agent -n 40 (exit " << agent.exit_code << ")\n" << agent.output;
+  }
+  std::cerr << "======== end of logs ========\n" << std::flush;
+}
+
+namespace {
+// Processes whose command line mentions `needle` (our unique temp dir): agents (--dir ...) and
+// postmasters (-D ...) of this test's cluster only.
+std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* e = ::readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    std::string cmdline = read_text("/proc/" + std::string(e->d_name) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle + "/") != std::string::npos && process::alive(pid)) out.push_back(pid);
+  }
+  ::closedir(proc);
+  return out;
+}
+}  // namespace
+
+void PgfleetTest::TearDown() {
+  if (tmp_.empty()) return;
+  if (HasFailure()) dump_logs();
+  bool had_cluster = path_exists(dir_ + "/pgfleet.yaml");
+  auto down = pgfleet({"down", "--purge"}, 180s);
+  if (had_cluster && !down.ok()) {
+    ADD_FAILURE() << "teardown: pgfleet down --purge failed (exit " << down.exit_code << "):\n" << down.output;
+  }
+  // Anything of this cluster still running is a leak: report it, then stop it (agents first so
+  // nothing restarts a postmaster; SIGQUIT = immediate shutdown; SIGKILL when that does not do).
+  auto leftovers = processes_mentioning(tmp_);
+  if (!leftovers.empty()) {
+    std::string list;
+    for (pid_t pid : leftovers) list += " " + std::to_string(pid) + "(" + process::name_of(pid) + ")";
+    ADD_FAILURE() << "teardown: processes of this test's cluster still running after down --purge:" << list;
+    for (pid_t pid : leftovers) {
+      if (process::name_of(pid) != "postgres") ::kill(pid, SIGKILL);
+    }
+    for (pid_t pid : leftovers) {
+      if (process::name_of(pid) == "postgres") ::kill(pid, SIGQUIT);
+    }
+    for (pid_t pid : leftovers) {
+      if (!process::wait_gone(pid, 5s)) ::kill(pid, SIGKILL);
+    }
+  }
+  for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {
+    try {
+      (*it)();
+    } catch (const std::exception& e) {
+      std::cerr << "teardown cleanup failed: " << e.what() << "\n";
+    }
+  }
+  cleanups_.clear();
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+  if (ec) std::cerr << "teardown: cannot remove " << tmp_ << ": " << ec.message() << "\n";
+}
+
+}  // namespace pgfleet::itest
