@@ -33,9 +33,39 @@ namespace pgfleet::itest {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+std::string g_snapshot_dir;
+
+void remove_snapshot() {
+  std::error_code ec;
+  if (!g_snapshot_dir.empty()) std::filesystem::remove_all(g_snapshot_dir, ec);
+}
+
+// The binary under test, copied once per test run to a private 0755 directory: the build tree
+// is shared, and a concurrent `ninja` replacing build/pgfleet mid-test would otherwise break the
+// agents `up` starts (they exec /proc/self/exe's target). Falls back to PGFLEET_BINARY.
+const std::string& binary() {
+  static const std::string path = [] {
+    try {
+      std::string dir = make_temp_dir("pgfleet-it-bin");
+      std::string copy = dir + "/pgfleet";
+      std::filesystem::copy_file(PGFLEET_BINARY, copy);
+      std::filesystem::permissions(copy, std::filesystem::perms(0755));
+      g_snapshot_dir = dir;
+      std::atexit(remove_snapshot);
+      return copy;
+    } catch (const std::exception& e) {
+      std::cerr << "harness: cannot snapshot " << PGFLEET_BINARY << " (" << e.what() << "); using it directly\n";
+      return std::string(PGFLEET_BINARY);
+    }
+  }();
+  return path;
+}
+}  // namespace
+
 CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds timeout,
                       const std::map<std::string, std::string>& env) {
-  std::vector<std::string> argv{PGFLEET_BINARY};
+  std::vector<std::string> argv{binary()};
   argv.insert(argv.end(), args.begin(), args.end());
   process::RunOptions options;
   options.timeout = timeout;
