@@ -9,6 +9,8 @@ PACKAGES=(
   libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   # tests
   libgtest-dev libgmock-dev
+  # fuzzing the protocol decoder (libFuzzer)
+  clang libclang-rt-14-dev
   # the servers and clients pgfleet drives
   postgresql-15 postgresql-client-15 postgresql-contrib
   # integration tests of bad input (port holders, disk full)

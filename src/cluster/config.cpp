@@ -33,6 +33,22 @@ std::optional<SyncMode> parse_sync_mode(const std::string& text) {
   return std::nullopt;
 }
 
+std::string to_string(PoolMode mode) {
+  switch (mode) {
+    case PoolMode::Session: return "session";
+    case PoolMode::Transaction: return "transaction";
+    case PoolMode::Statement: return "statement";
+  }
+  return "transaction";
+}
+
+std::optional<PoolMode> parse_pool_mode(const std::string& text) {
+  if (text == "session") return PoolMode::Session;
+  if (text == "transaction") return PoolMode::Transaction;
+  if (text == "statement") return PoolMode::Statement;
+  return std::nullopt;
+}
+
 const NodeConfig* ClusterConfig::find_node(const std::string& name) const {
   auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NodeConfig& n) { return n.name == name; });
   return it == nodes.end() ? nullptr : &*it;
@@ -176,6 +192,33 @@ void read_value(const Item& item, PgParameters& out) {
   });
 }
 
+void read_value(const Item& item, PoolMode& out) {
+  auto mode = parse_pool_mode(scalar(item, "session, transaction or statement"));
+  if (!mode) fail_type(item, "session, transaction or statement");
+  out = *mode;
+}
+
+void read_value(const Item& item, std::optional<PoolMode>& out) {
+  if (item.value.IsNull()) return out.reset();
+  out.emplace();
+  read_value(item, *out);
+}
+
+void read_value(const Item& item, std::optional<int>& out) {
+  if (item.value.IsNull()) return out.reset();
+  out.emplace();
+  read_value(item, *out);
+}
+
+void read_value(const Item& item, std::vector<std::string>& out) {
+  out.clear();
+  if (item.value.IsNull()) return;
+  if (!item.value.IsSequence()) fail_type(item, "a sequence of strings");
+  for (const auto& element : item.value) {
+    out.push_back(scalar(Item{element, item.path, line_of(element, item.line), item.source}, "a string"));
+  }
+}
+
 template <typename T>
 Reader into(T& target) {
   return [&target](const Item& item) { read_value(item, target); };
@@ -190,11 +233,51 @@ void read_nodes(const Item& item, std::vector<NodeConfig>& nodes) {
     read_map(
         Item{element, fmt::format("nodes[{}]", nodes.size() - 1), line_of(element, item.line), item.source},
         {{"name", into(node.name)},
+         {"host", into(node.host)},
          {"port", into(node.port)},
          {"api_port", into(node.api_port)},
          {"upstream", into(node.upstream)},
          {"postgresql", into(node.postgresql)}});
   }
+}
+
+void read_pools(const Item& item, std::vector<PoolOverride>& pools) {
+  pools.clear();
+  if (item.value.IsNull()) return;
+  if (!item.value.IsSequence()) fail_type(item, "a sequence");
+  for (const auto& element : item.value) {
+    PoolOverride& pool = pools.emplace_back();
+    read_map(Item{element, fmt::format("{}[{}]", item.path, pools.size() - 1), line_of(element, item.line),
+                  item.source},
+             {{"database", into(pool.database)},
+              {"user", into(pool.user)},
+              {"pool_mode", into(pool.pool_mode)},
+              {"pool_size", into(pool.pool_size)}});
+  }
+}
+
+void read_proxy(const Item& item, ProxyConfig& p) {
+  read_map(item, {{"enabled", into(p.enabled)},
+                  {"threads", into(p.threads)},
+                  {"pool_mode", into(p.pool_mode)},
+                  {"default_pool_size", into(p.default_pool_size)},
+                  {"min_pool_size", into(p.min_pool_size)},
+                  {"reserve_pool_size", into(p.reserve_pool_size)},
+                  {"reserve_pool_timeout_ms", into(p.reserve_pool_timeout_ms)},
+                  {"max_client_conn", into(p.max_client_conn)},
+                  {"query_wait_timeout_ms", into(p.query_wait_timeout_ms)},
+                  {"server_connect_timeout_ms", into(p.server_connect_timeout_ms)},
+                  {"server_idle_timeout", into(p.server_idle_timeout_s)},
+                  {"server_lifetime", into(p.server_lifetime_s)},
+                  {"client_idle_timeout", into(p.client_idle_timeout_s)},
+                  {"shutdown_timeout", into(p.shutdown_timeout_s)},
+                  {"auth_user", into(p.auth_user)},
+                  {"admin_users", into(p.admin_users)},
+                  {"tls_mode", into(p.tls_mode)},
+                  {"tls_cert", into(p.tls_cert)},
+                  {"tls_key", into(p.tls_key)},
+                  {"server_sslmode", into(p.server_sslmode)},
+                  {"pools", [&](const Item& i) { read_pools(i, p.pools); }}});
 }
 
 // ---- validation ----------------------------------------------------------------------------
@@ -261,6 +344,7 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                                {"node_base", into(c.ports.node_base)},
                                {"api_base", into(c.ports.api_base)}});
                 }},
+               {"proxy", [&](const Item& i) { read_proxy(i, c.proxy); }},
                {"postgresql", into(c.postgresql)},
                {"nodes", [&](const Item& i) { read_nodes(i, c.nodes); }},
            });
@@ -304,6 +388,36 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
             c.dcs_ttl_seconds);
   if (c.nodes.size() > 64)
     invalid(source, "'nodes' has {} entries; at most 64 are supported", c.nodes.size());
+
+  const ProxyConfig& p = c.proxy;
+  auto at_least = [&](const char* key, int value, int minimum) {
+    if (value < minimum) invalid(source, "'proxy.{}' must be at least {}, got {}", key, minimum, value);
+  };
+  at_least("threads", p.threads, 0);
+  at_least("default_pool_size", p.default_pool_size, 1);
+  at_least("min_pool_size", p.min_pool_size, 0);
+  at_least("reserve_pool_size", p.reserve_pool_size, 0);
+  at_least("reserve_pool_timeout_ms", p.reserve_pool_timeout_ms, 0);
+  at_least("max_client_conn", p.max_client_conn, 1);
+  at_least("query_wait_timeout_ms", p.query_wait_timeout_ms, 1);
+  at_least("server_connect_timeout_ms", p.server_connect_timeout_ms, 1);
+  at_least("server_idle_timeout", p.server_idle_timeout_s, 0);
+  at_least("server_lifetime", p.server_lifetime_s, 0);
+  at_least("client_idle_timeout", p.client_idle_timeout_s, 0);
+  at_least("shutdown_timeout", p.shutdown_timeout_s, 0);
+  if (p.min_pool_size > p.default_pool_size)
+    invalid(source, "'proxy.min_pool_size' ({}) must not exceed 'proxy.default_pool_size' ({})", p.min_pool_size,
+            p.default_pool_size);
+  if (p.tls_mode != "disable" && p.tls_mode != "allow" && p.tls_mode != "require")
+    invalid(source, "'proxy.tls_mode' must be disable, allow or require, got '{}'", p.tls_mode);
+  if (p.server_sslmode != "disable" && p.server_sslmode != "prefer" && p.server_sslmode != "require")
+    invalid(source, "'proxy.server_sslmode' must be disable, prefer or require, got '{}'", p.server_sslmode);
+  if (p.tls_cert.empty() != p.tls_key.empty())
+    invalid(source, "'proxy.tls_cert' and 'proxy.tls_key' must be given together");
+  for (std::size_t i = 0; i < p.pools.size(); ++i) {
+    if (p.pools[i].pool_size && *p.pools[i].pool_size < 1)
+      invalid(source, "'proxy.pools[{}].pool_size' must be at least 1, got {}", i, *p.pools[i].pool_size);
+  }
 
   auto check_parameters = [&](const PgParameters& parameters, const std::string& key) {
     for (const auto& entry : parameters)
@@ -420,6 +534,41 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "node_base", c.ports.node_base);
     emit(out, "api_base", c.ports.api_base);
   });
+  section("proxy", [&](YAML::Emitter& out) {
+    const ProxyConfig& p = c.proxy;
+    emit(out, "enabled", p.enabled);
+    emit(out, "threads", p.threads);
+    emit(out, "pool_mode", to_string(p.pool_mode));
+    emit(out, "default_pool_size", p.default_pool_size);
+    emit(out, "min_pool_size", p.min_pool_size);
+    emit(out, "reserve_pool_size", p.reserve_pool_size);
+    emit(out, "reserve_pool_timeout_ms", p.reserve_pool_timeout_ms);
+    emit(out, "max_client_conn", p.max_client_conn);
+    emit(out, "query_wait_timeout_ms", p.query_wait_timeout_ms);
+    emit(out, "server_connect_timeout_ms", p.server_connect_timeout_ms);
+    emit(out, "server_idle_timeout", p.server_idle_timeout_s);
+    emit(out, "server_lifetime", p.server_lifetime_s);
+    emit(out, "client_idle_timeout", p.client_idle_timeout_s);
+    emit(out, "shutdown_timeout", p.shutdown_timeout_s);
+    emit(out, "auth_user", p.auth_user);
+    out << YAML::Key << "admin_users" << YAML::Value << YAML::Flow << p.admin_users;
+    emit(out, "tls_mode", p.tls_mode);
+    emit(out, "tls_cert", p.tls_cert);
+    emit(out, "tls_key", p.tls_key);
+    emit(out, "server_sslmode", p.server_sslmode);
+    out << YAML::Key << "pools" << YAML::Value;
+    if (p.pools.empty()) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const PoolOverride& pool : p.pools) {
+      out << YAML::BeginMap;
+      emit(out, "database", pool.database);
+      emit(out, "user", pool.user);
+      if (pool.pool_mode) emit(out, "pool_mode", to_string(*pool.pool_mode));
+      if (pool.pool_size) emit(out, "pool_size", *pool.pool_size);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  });
   block([&](YAML::Emitter& out) { emit(out, "postgresql", c.postgresql); });
   block([&](YAML::Emitter& out) {
     out << YAML::Key << "nodes" << YAML::Value;
@@ -428,6 +577,7 @@ std::string render_config(const ClusterConfig& c) {
     for (const NodeConfig& node : c.nodes) {
       out << YAML::BeginMap;
       emit(out, "name", node.name);
+      if (!node.host.empty()) emit(out, "host", node.host);
       emit(out, "port", node.port);
       emit(out, "api_port", node.api_port);
       if (node.upstream) emit(out, "upstream", *node.upstream);

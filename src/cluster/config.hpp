@@ -24,6 +24,7 @@ struct NodeConfig {
   int api_port = 0;                  // agent HTTP port
   std::optional<std::string> upstream;  // cascading: stream from this node instead of the primary
   PgParameters postgresql;           // per-node overrides of the cluster-wide parameters
+  std::string host;                  // address clients use; "" = listen_address (one host)
 
   bool operator==(const NodeConfig&) const = default;
 };
@@ -37,6 +38,45 @@ struct Ports {
   int api_base = 8009;        // first node's agent HTTP port
 
   bool operator==(const Ports&) const = default;
+};
+
+enum class PoolMode { Session, Transaction, Statement };
+std::string to_string(PoolMode mode);
+std::optional<PoolMode> parse_pool_mode(const std::string& text);
+
+// Pool settings for one database and/or user ("" matches any); the first match wins.
+struct PoolOverride {
+  std::string database;
+  std::string user;
+  std::optional<PoolMode> pool_mode;
+  std::optional<int> pool_size;
+  bool operator==(const PoolOverride&) const = default;
+};
+
+// The proxy in front of the cluster (`proxy:` in pgfleet.yaml).
+struct ProxyConfig {
+  bool enabled = true;                   // started by `pgfleet up`
+  int threads = 0;                       // event-loop threads; 0 = one per core
+  PoolMode pool_mode = PoolMode::Transaction;
+  int default_pool_size = 20;            // server connections per (database, user)
+  int min_pool_size = 0;                 // kept open even when idle
+  int reserve_pool_size = 5;             // extra connections for clients waiting too long
+  int reserve_pool_timeout_ms = 1000;    // wait before a client may use the reserve
+  int max_client_conn = 10000;
+  int query_wait_timeout_ms = 10000;     // a client waiting longer for a server gets an error
+  int server_connect_timeout_ms = 5000;
+  int server_idle_timeout_s = 600;       // close server connections idle this long
+  int server_lifetime_s = 3600;          // close server connections older than this when idle
+  int client_idle_timeout_s = 0;         // 0 = never
+  int shutdown_timeout_s = 30;           // SIGTERM: wait this long for transactions to finish
+  std::string auth_user;                 // runs auth_query and health checks; "" = postgres.superuser
+  std::vector<std::string> admin_users;  // may use the `pgfleet` admin database; empty = superuser
+  std::string tls_mode = "allow";        // clients: disable | allow | require
+  std::string tls_cert;                  // PEM files; "" = the cluster's generated pair
+  std::string tls_key;
+  std::string server_sslmode = "prefer"; // to servers: disable | prefer | require
+  std::vector<PoolOverride> pools;
+  bool operator==(const ProxyConfig&) const = default;
 };
 
 struct ClusterConfig {
@@ -56,6 +96,7 @@ struct ClusterConfig {
   int loop_wait_seconds = 1;             // agent loop period
 
   Ports ports;
+  ProxyConfig proxy;
   PgParameters postgresql;               // cluster-wide pass-through parameters
   std::vector<NodeConfig> nodes;
 

@@ -1,0 +1,109 @@
+// EventLoop on epoll (level-triggered) with an eventfd for cross-thread wake-ups.
+#include "proxy/event_loop.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+#include <cstring>
+
+namespace pgfleet::proxy {
+
+namespace {
+struct WakeHandler final : IoHandler {
+  void on_io(uint32_t) override {}
+};
+WakeHandler g_wake_marker;
+}  // namespace
+
+EventLoop::EventLoop() {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) throw std::runtime_error(std::string("epoll/eventfd: ") + std::strerror(errno));
+  add(wake_fd_, EPOLLIN, &g_wake_marker);
+}
+
+EventLoop::~EventLoop() {
+  ::close(wake_fd_);
+  ::close(epoll_fd_);
+}
+
+void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    throw std::runtime_error(std::string("epoll_ctl add: ") + std::strerror(errno));
+  }
+}
+
+void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void EventLoop::remove(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void EventLoop::retire(std::unique_ptr<IoHandler> handler) { graveyard_.push_back(std::move(handler)); }
+
+void EventLoop::every(std::chrono::milliseconds period, std::function<void()> tick) {
+  timers_.push_back(Timer{period, Clock::now() + period, std::move(tick)});
+}
+
+void EventLoop::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_.push_back(std::move(task));
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void EventLoop::stop() {
+  post([this] { stopping_ = true; });
+}
+
+void EventLoop::drain_posted() {
+  uint64_t count = 0;
+  (void)!::read(wake_fd_, &count, sizeof count);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(posted_mutex_);
+    tasks.swap(posted_);
+  }
+  for (auto& t : tasks) t();
+}
+
+void EventLoop::run() {
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  while (!stopping_) {
+    int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, 50);
+    now_ = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      auto* handler = static_cast<IoHandler*>(events[i].data.ptr);
+      if (handler == &g_wake_marker) {
+        drain_posted();
+      } else {
+        handler->on_io(events[i].events);
+      }
+    }
+    for (auto& t : timers_) {
+      if (now_ >= t.next) {
+        t.next = now_ + t.period;
+        t.tick();
+      }
+    }
+    graveyard_.clear();
+  }
+  drain_posted();
+  graveyard_.clear();
+}
+
+}  // namespace pgfleet::proxy
