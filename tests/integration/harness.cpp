@@ -70,8 +70,15 @@ CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds
   process::RunOptions options;
   options.timeout = timeout;
   options.env = env;
+  auto started = Clock::now();
   auto r = process::run(argv, options);
   CmdResult out{r.exit_code, r.output};
+  if (const char* trace = std::getenv("PGFLEET_IT_TRACE"); trace && *trace) {
+    std::string line;
+    for (const auto& a : args) line += " " + a;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    std::cerr << "[harness] pgfleet" << line << " -> exit " << r.exit_code << " in " << ms << " ms\n";
+  }
   if (r.timed_out) out.output += "\n[harness: pgfleet killed after " + std::to_string(timeout.count()) + " s]\n";
   return out;
 }

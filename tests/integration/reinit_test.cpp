@@ -1,0 +1,75 @@
+// `pgfleet reinit <replica>`: rebuild a replica whose data was lost; never the primary.
+#include <filesystem>
+#include <string>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+using ReinitTest = PgfleetTest;
+
+TEST_F(ReinitTest, RebuildsAReplicaWhoseDataDirectoryWasWiped) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string primary = url();
+  sql(primary, "CREATE TABLE precious (id int PRIMARY KEY, v text)");
+  sql(primary, "INSERT INTO precious VALUES (1, 'before the wipe')");
+  std::string node2 = node_url("node2");
+  ASSERT_TRUE(eventually([&] { return sql_value(node2, "SELECT count(*) FROM precious") == "1"; }, 10s));
+
+  // The disk of node2 "fails": its data directory disappears under the running server.
+  std::filesystem::remove_all(node_dir("node2") + "/data");
+  ASSERT_FALSE(path_exists(node_dir("node2") + "/data"));
+  sql(primary, "INSERT INTO precious VALUES (2, 'while node2 was broken')");
+
+  auto r = pgfleet({"reinit", "node2", "--timeout", "120"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto n = node_status("node2");
+  EXPECT_EQ(str(n, "role"), "replica") << n.dump(2);
+  EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
+  EXPECT_EQ(str(n, "upstream"), "node1") << n.dump(2);
+
+  EXPECT_EQ(sql_value(node2, "SELECT pg_is_in_recovery()"), "t");
+  EXPECT_TRUE(eventually([&] { return sql_value(node2, "SELECT count(*) FROM precious") == "2"; }, 10s))
+      << "node2 lacks rows written before its rebuild";
+  sql(primary, "INSERT INTO precious VALUES (3, 'after the rebuild')");
+  EXPECT_TRUE(eventually([&] { return sql_value(node2, "SELECT count(*) FROM precious") == "3"; }, 10s))
+      << "node2 does not receive new writes after its rebuild";
+  // Its slot on the primary is in use again and the other replica was left alone.
+  EXPECT_EQ(sql_value(primary, "SELECT active FROM pg_replication_slots WHERE slot_name = 'node2'"), "t");
+  EXPECT_EQ(str(node_status("node3"), "state"), "streaming");
+}
+
+TEST_F(ReinitTest, RefusesThePrimary) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  int64_t pid = num(node_status("node1"), "pid");
+  auto r = pgfleet({"reinit", "node1"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("node1 is the primary"), std::string::npos) << r.output;
+  // Nothing happened to it.
+  auto n = node_status("node1");
+  EXPECT_EQ(str(n, "state"), "running") << n.dump(2);
+  EXPECT_EQ(num(n, "pid"), pid) << n.dump(2);
+  EXPECT_EQ(sql_value(url(), "SELECT pg_is_in_recovery()"), "f");
+}
+
+TEST_F(ReinitTest, UpRebuildsAReplicaWhoseDataIsMissing) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string primary = url();
+  sql(primary, "CREATE TABLE precious (id int PRIMARY KEY)");
+  sql(primary, "INSERT INTO precious VALUES (1)");
+  auto down = pgfleet({"down"});
+  ASSERT_EQ(down.exit_code, 0) << down.output;
+  std::filesystem::remove_all(node_dir("node3") + "/data");
+
+  auto r = pgfleet({"up"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto n = node_status("node3");
+  EXPECT_EQ(str(n, "role"), "replica") << n.dump(2);
+  EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
+  std::string node3 = node_url("node3");
+  EXPECT_TRUE(eventually([&] { return sql_value(node3, "SELECT count(*) FROM precious") == "1"; }, 10s));
+}
+
+}  // namespace
+}  // namespace pgfleet::itest

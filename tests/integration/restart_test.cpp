@@ -1,0 +1,144 @@
+// Stopping and starting: `down` + `up` keeps data and roles, agents bring back a killed
+// postmaster, and `pgfleet restart` restarts one node.
+#include <signal.h>
+
+#include <string>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+class RestartTest : public PgfleetTest {
+ protected:
+  // Kills `node`'s postmaster with SIGKILL and waits until its agent has started a new one that
+  // reaches `state` again, with the restart counted in status.
+  void expect_agent_restarts_killed_postmaster(const std::string& node, const std::string& state) {
+    auto before = node_status(node);
+    int64_t old_pid = num(before, "pid");
+    ASSERT_GT(old_pid, 0) << before.dump(2);
+    ASSERT_EQ(process_name(old_pid), "postgres") << "pid " << old_pid << " from status is not a postgres";
+    ASSERT_EQ(::kill(static_cast<pid_t>(old_pid), SIGKILL), 0);
+
+    nlohmann::json last;
+    bool back = eventually(
+        [&] {
+          last = node_status(node);
+          return num(last, "pid") > 0 && num(last, "pid") != old_pid && str(last, "state") == state;
+        },
+        60s, 200ms);
+    ASSERT_TRUE(back) << node << " did not come back after kill -9 of pid " << old_pid << ":\n" << last.dump(2);
+    EXPECT_GE(num(last, "restarts"), 1) << last.dump(2);
+    EXPECT_EQ(process_name(num(last, "pid")), "postgres");
+    EXPECT_FALSE(process_alive(old_pid));
+  }
+};
+
+TEST_F(RestartTest, DownThenUpKeepsDataAndRoles) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string primary = url();
+  sql(primary, "CREATE TABLE durable (id int PRIMARY KEY, v text)");
+  sql(primary, "INSERT INTO durable VALUES (7, 'survives a restart')");
+  auto before = status_json();
+
+  auto down = pgfleet({"down"});
+  ASSERT_EQ(down.exit_code, 0) << down.output;
+  for (const auto& n : before["nodes"]) {
+    EXPECT_FALSE(process_alive(num(n, "pid"))) << str(n, "name") << "'s postmaster still runs after down";
+    EXPECT_FALSE(process_alive(num(n, "agent_pid"))) << str(n, "name") << "'s agent still runs after down";
+  }
+  auto stopped = status_json();
+  for (const auto& n : stopped["nodes"]) EXPECT_EQ(str(n, "state"), "stopped") << stopped.dump(2);
+
+  auto again = pgfleet({"up"});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  auto s = status_json();
+  EXPECT_EQ(str(s, "leader"), "node1") << s.dump(2);
+  EXPECT_EQ(str(node_of(s, "node1"), "role"), "primary") << s.dump(2);
+  for (const std::string node : {"node2", "node3"}) {
+    EXPECT_EQ(str(node_of(s, node), "role"), "replica") << s.dump(2);
+    EXPECT_EQ(str(node_of(s, node), "state"), "streaming") << s.dump(2);
+  }
+  EXPECT_EQ(sql_value(url(), "SELECT v FROM durable WHERE id = 7"), "survives a restart");
+  for (const std::string node : {"node2", "node3"}) {
+    std::string uri = node_url(node);
+    EXPECT_TRUE(eventually([&] { return sql_value(uri, "SELECT count(*) FROM durable WHERE id = 7") == "1"; }, 10s))
+        << "row missing on " << node;
+  }
+}
+
+TEST_F(RestartTest, AgentRestartsKilledReplicaPostmaster) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  ASSERT_NO_FATAL_FAILURE(expect_agent_restarts_killed_postmaster("node2", "streaming"));
+  // It replicates again.
+  std::string primary = url();
+  sql(primary, "CREATE TABLE after_crash (id int)");
+  sql(primary, "INSERT INTO after_crash VALUES (1)");
+  std::string node2 = node_url("node2");
+  EXPECT_TRUE(eventually([&] { return sql_value(node2, "SELECT count(*) FROM after_crash") == "1"; }, 10s));
+}
+
+TEST_F(RestartTest, AgentRestartsKilledPrimaryPostmaster) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  ASSERT_NO_FATAL_FAILURE(expect_agent_restarts_killed_postmaster("node1", "running"));
+  auto s = status_json();
+  EXPECT_EQ(str(s, "leader"), "node1") << s.dump(2);
+  EXPECT_EQ(str(node_of(s, "node1"), "role"), "primary") << s.dump(2);
+  // The replicas reconnect and the primary takes writes that reach them.
+  EXPECT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  std::string primary = url();
+  sql(primary, "CREATE TABLE after_crash (id int)");
+  sql(primary, "INSERT INTO after_crash VALUES (1)");
+  for (const std::string node : {"node2", "node3"}) {
+    std::string uri = node_url(node);
+    EXPECT_TRUE(eventually([&] { return sql_value(uri, "SELECT count(*) FROM after_crash") == "1"; }, 10s)) << node;
+  }
+}
+
+TEST_F(RestartTest, RestartCommandGivesANewPostmasterPid) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  int64_t old_pid = num(node_status("node2"), "pid");
+  ASSERT_GT(old_pid, 0);
+  auto r = pgfleet({"restart", "node2", "--timeout", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto n = node_status("node2");
+  EXPECT_GT(num(n, "pid"), 0) << n.dump(2);
+  EXPECT_NE(num(n, "pid"), old_pid) << n.dump(2);
+  EXPECT_FALSE(process_alive(old_pid)) << "old postmaster " << old_pid << " still runs";
+  EXPECT_TRUE(wait_state("node2", "streaming", 30s)) << status_json().dump(2);
+  EXPECT_NE(r.output.find(std::to_string(num(node_status("node2"), "pid"))), std::string::npos)
+      << "restart did not report the new pid:\n" << r.output;
+}
+
+TEST_F(RestartTest, UpGivesAKilledAgentsNodeANewAgentThatAdoptsTheRunningServer) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  auto before = node_status("node2");
+  int64_t agent = num(before, "agent_pid"), postmaster = num(before, "pid");
+  ASSERT_GT(agent, 0) << before.dump(2);
+  ASSERT_GT(postmaster, 0) << before.dump(2);
+  ASSERT_EQ(::kill(static_cast<pid_t>(agent), SIGKILL), 0);
+
+  // PostgreSQL keeps serving without its agent, and status says so.
+  nlohmann::json n;
+  EXPECT_TRUE(eventually(
+      [&] {
+        n = node_status("node2");
+        return str(n, "state") == "unsupervised";
+      },
+      10s, 100ms))
+      << n.dump(2);
+  EXPECT_EQ(num(n, "pid"), postmaster) << n.dump(2);
+  EXPECT_EQ(sql_value(node_url("node2"), "SELECT pg_is_in_recovery()"), "t");
+
+  auto r = pgfleet({"up"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  n = node_status("node2");
+  EXPECT_GT(num(n, "agent_pid"), 0) << n.dump(2);
+  EXPECT_NE(num(n, "agent_pid"), agent) << n.dump(2);
+  EXPECT_TRUE(process_alive(num(n, "agent_pid"))) << n.dump(2);
+  EXPECT_EQ(num(n, "pid"), postmaster) << "the running server was restarted instead of adopted:\n" << n.dump(2);
+  EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
