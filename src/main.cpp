@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
   logs_cmd->add_flag("--follow,-f", logs.follow, "keep printing new lines");
   logs_cmd->add_flag("--agent", logs.agent, "the agent's log instead of PostgreSQL's");
 
+  std::string proxy_config;
+  auto* proxy_cmd = app.add_subcommand("proxy", "run the PostgreSQL proxy (started for you by `up`)");
+  proxy_cmd->add_option("--config,-c", proxy_config, "pgfleet.yaml to read (default: the cluster's, from --dir)");
+
   ha::AgentOptions agent;
   auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
   agent_cmd->add_option("--node", agent.node, "node name")->required();
@@ -108,6 +112,7 @@ int main(int argc, char** argv) {
       logs.dir = dir;
       return cli::run_logs(logs);
     }
+    if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config);
     if (agent_cmd->parsed()) {
       cli::become_cluster_owner(dir);
       agent.directory = dir;

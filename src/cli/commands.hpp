@@ -56,6 +56,8 @@ struct LogsOptions {
 };
 int run_logs(const LogsOptions& options);
 
+int run_proxy_command(const std::string& dir, const std::string& config_file);
+
 // When run as root on a cluster owned by another user, continue as that user, so every file
 // written stays the owner's and PostgreSQL never runs as root.
 void become_cluster_owner(const std::string& dir);

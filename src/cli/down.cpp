@@ -21,8 +21,10 @@ int run_down(const std::string& dir, bool purge) {
   if (!(purge && ::geteuid() == 0)) become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);
   cluster::CommandLock lock(c.layout);
+  // The proxy first: its clients get a clean goodbye instead of server errors.
+  int running = cluster::agent_pid(c.layout, "proxy") != 0 ? 1 : 0;
+  cluster::stop_proxy(c.layout, std::chrono::seconds(c.config.proxy.shutdown_timeout_s + 5));
   // Signal every agent first so the nodes stop in parallel, then wait for each.
-  int running = 0;
   for (const auto& n : c.config.nodes) {
     if (pid_t pid = cluster::agent_pid(c.layout, n.name); pid > 1) {
       ::kill(pid, SIGTERM);

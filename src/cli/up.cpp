@@ -71,6 +71,13 @@ cluster::ClusterConfig new_cluster_config(const UpOptions& o) {
 }
 
 void check_ports_free(const cluster::ClusterConfig& config, const cluster::Layout& layout) {
+  if (config.proxy.enabled && cluster::agent_pid(layout, "proxy") == 0 &&
+      !ports::is_free(cluster::connect_host(config), config.ports.proxy)) {
+    std::string who = ports::holder(config.ports.proxy);
+    throw UserError(fmt::format("port {} for the proxy is already in use{}", config.ports.proxy,
+                                who.empty() ? "" : " by " + who),
+                    "stop what holds it, or create the cluster on other ports with --base-port");
+  }
   for (const auto& n : config.nodes) {
     if (postgres::running_postmaster(layout, n.name) != 0) continue;
     if (!ports::is_free(cluster::connect_host(config), n.port)) {
@@ -161,14 +168,20 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
           std::chrono::seconds(timeout_seconds), n.name + " to stream");
     }
   }
-  return cluster::wait_until(
+  auto status = cluster::wait_until(
       c, [&](const cluster::ClusterStatus& s) { return cluster::all_streaming(c.config, s); },
       std::chrono::seconds(timeout_seconds), "every replica to stream");
+  if (c.config.proxy.enabled && status.proxy.pid == 0) {
+    cluster::start_proxy(c.layout, c.config);
+    status = c.status();
+  }
+  return status;
 }
 
 void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
   std::cout << "\n" << cluster::render_table(s) << "\n";
   std::cout << "connect:\n";
+  if (!s.connection.proxy.empty()) std::cout << "  proxy     psql \"" << s.connection.proxy << "\"\n";
   std::cout << "  primary   psql \"" << s.connection.primary << "\"\n";
   if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";
   std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n\n";
@@ -236,6 +249,7 @@ int run_up(const UpOptions& o) {
   if (existing) {
     bool all_running = true;
     for (const auto& n : config.nodes) all_running = all_running && cluster::agent_pid(layout, n.name) != 0;
+    if (config.proxy.enabled) all_running = all_running && cluster::agent_pid(layout, "proxy") != 0;
     if (all_running) {
       throw UserError("the cluster in " + layout.root() + " is already running",
                       "see it with `pgfleet status --dir " + layout.root() + "`, stop it with `pgfleet down`");
@@ -295,6 +309,7 @@ int run_up(const UpOptions& o) {
     if (o.foreground) {
       std::cout << "running in the foreground; Ctrl-C stops the cluster" << std::endl;
       wait_for_ctrl_c();
+      cluster::stop_proxy(c.layout, 10s);
       for (const auto& n : c.config.nodes) cluster::stop_agent(c, n.name, 90s);
       std::cout << "cluster stopped" << std::endl;
     }
@@ -304,6 +319,7 @@ int run_up(const UpOptions& o) {
       // Leave nothing half-built behind: stop what started and remove what was created.
       try {
         auto c = cluster::Cluster::open(layout.root());
+        cluster::stop_proxy(c.layout, 10s);
         for (const auto& n : c.config.nodes) cluster::stop_agent(c, n.name, 60s);
       } catch (...) {
       }

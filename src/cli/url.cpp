@@ -11,11 +11,13 @@ int run_url(const UrlOptions& o) {
   become_cluster_owner(o.dir);
   auto c = cluster::Cluster::open(o.dir);
   auto status = c.status();
-  if (o.proxy) {
-    throw UserError("the pgfleet proxy is not started by this version of `pgfleet up`",
+  if (o.proxy && status.connection.proxy.empty()) {
+    throw UserError("the proxy is disabled in " + c.layout.config_file() + " (proxy.enabled: false)",
                     "connect to the primary with `pgfleet url --primary`");
   }
-  if (!o.node.empty()) {
+  if (o.proxy || (!o.primary && !o.replica && o.node.empty() && !status.connection.proxy.empty())) {
+    std::cout << status.connection.proxy << "\n";
+  } else if (!o.node.empty()) {
     auto it = status.connection.nodes.find(o.node);
     if (it == status.connection.nodes.end()) {
       throw UserError("no node named '" + o.node + "' in " + c.layout.root(), "see `pgfleet status` for the names");

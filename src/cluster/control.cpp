@@ -18,6 +18,7 @@
 #include "util/errors.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/ports.hpp"
 #include "util/process.hpp"
 
 namespace pgfleet::cluster {
@@ -101,6 +102,30 @@ bool stop_agent(const Cluster& cluster, const std::string& node, std::chrono::se
     if (!process::wait_gone(postmaster, timeout)) return false;
   }
   return true;
+}
+
+pid_t start_proxy(const Layout& layout, const ClusterConfig& config) {
+  if (pid_t running = agent_pid(layout, "proxy"); running != 0) return running;
+  pid_t pid = process::spawn_daemon({process::self_exe(), "proxy", "--dir", layout.root()}, layout.proxy_log());
+  if (pid <= 0) throw UserError(std::string("cannot start the proxy: ") + std::strerror(errno));
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pid_t running = agent_pid(layout, "proxy");
+    if (running != 0 && !ports::is_free(connect_host(config), config.ports.proxy)) return running;
+    if (!process::alive(pid)) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  throw UserError("the proxy did not start. Last lines of " + layout.proxy_log() + ":\n" +
+                  fs::tail(layout.proxy_log(), 15));
+}
+
+bool stop_proxy(const Layout& layout, std::chrono::seconds timeout) {
+  pid_t pid = agent_pid(layout, "proxy");
+  if (pid <= 1) return true;
+  ::kill(pid, SIGTERM);
+  if (process::wait_gone(pid, timeout)) return true;
+  ::kill(pid, SIGINT);  // clients still in transactions after the grace period
+  return process::wait_gone(pid, 5s);
 }
 
 bool all_streaming(const ClusterConfig& config, const ClusterStatus& status) {

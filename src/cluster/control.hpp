@@ -50,6 +50,11 @@ pid_t start_agent(const Layout& layout, const std::string& node);
 // postmaster left without an agent. Returns false when something was still running at the timeout.
 bool stop_agent(const Cluster& cluster, const std::string& node, std::chrono::seconds timeout);
 
+// The proxy daemon (`pgfleet proxy --dir`): started once the cluster streams, waits until its
+// port accepts connections; stopped with a graceful SIGTERM.
+pid_t start_proxy(const Layout& layout, const ClusterConfig& config);
+bool stop_proxy(const Layout& layout, std::chrono::seconds timeout);
+
 // Polls the cluster status until `done` is true; throws UserError describing `what` (and the
 // last status plus the tail of each failing node's log) at the timeout, or at once when a
 // node's postmaster crashes meanwhile (a server that cannot start fails fast, not at the timeout).

@@ -27,6 +27,7 @@ class Layout {
   [[nodiscard]] std::string agent_pidfile(const std::string& node) const {
     return run_dir() + "/agent-" + node + ".pid";
   }
+  [[nodiscard]] std::string proxy_log() const { return root_ + "/proxy.log"; }
   // Directory of the nodes' Unix sockets. Socket paths are limited to 107 bytes, so a deep
   // cluster directory gets a short directory under /tmp instead of <root>/run.
   [[nodiscard]] std::string socket_dir() const;

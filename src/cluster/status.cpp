@@ -128,6 +128,12 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     if (s.name != status.leader) replicas.emplace_back(s.host, s.port);
     status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
   }
+  status.proxy.enabled = config.proxy.enabled;
+  status.proxy.host = host;
+  status.proxy.port = config.ports.proxy;
+  status.proxy.pid = agent_pid(layout, "proxy");
+  status.proxy.state = status.proxy.pid != 0 ? "running" : "stopped";
+  if (config.proxy.enabled) status.connection.proxy = connection_uri(config, secrets, {{host, config.ports.proxy}}, "");
   // Listing every node lets libpq find the primary even after a switchover.
   status.connection.primary = connection_uri(config, secrets, all, "read-write");
   if (!replicas.empty()) status.connection.replicas = connection_uri(config, secrets, replicas, "standby");
@@ -158,12 +164,21 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"restarts", n.restarts},
                      {"last_error", opt_text(n.last_error)}});
   }
-  nlohmann::json connection = {{"primary", status.connection.primary},
+  nlohmann::json proxy = nullptr;
+  if (status.proxy.enabled) {
+    proxy = {{"state", status.proxy.state},
+             {"host", status.proxy.host},
+             {"port", status.proxy.port},
+             {"pid", status.proxy.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(status.proxy.pid)}};
+  }
+  nlohmann::json connection = {{"proxy", opt_text(status.connection.proxy)},
+                               {"primary", status.connection.primary},
                                {"replicas", opt_text(status.connection.replicas)},
                                {"nodes", status.connection.nodes}};
   return {{"cluster", status.cluster},     {"directory", status.directory},
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
-          {"nodes", nodes},                {"connection", connection}};
+          {"nodes", nodes},                {"proxy", proxy},
+          {"connection", connection}};
 }
 
 namespace {
@@ -193,6 +208,10 @@ std::string render_table(const ClusterStatus& status) {
     if (!n.last_error.empty() && n.state != "running" && n.state != "streaming") {
       out += fmt::format("         last error: {}\n", n.last_error);
     }
+  }
+  if (status.proxy.enabled) {
+    out += fmt::format("proxy    {}:{} {}{}\n", status.proxy.host, status.proxy.port, status.proxy.state,
+                       status.proxy.pid ? fmt::format(" (pid {})", status.proxy.pid) : "");
   }
   return out;
 }

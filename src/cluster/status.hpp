@@ -40,9 +40,18 @@ struct NodeStatus {
 };
 
 struct ConnectionStrings {
+  std::string proxy;                      // through the pgfleet proxy ("" when it is disabled)
   std::string primary;                    // every node, target_session_attrs=read-write
   std::string replicas;                   // every replica, target_session_attrs=standby ("" if none)
   std::map<std::string, std::string> nodes;
+};
+
+struct ProxyStatus {
+  bool enabled = false;
+  std::string state;  // running | stopped
+  std::string host;
+  int port = 0;
+  int64_t pid = 0;
 };
 
 struct ClusterStatus {
@@ -51,6 +60,7 @@ struct ClusterStatus {
   std::string leader;
   SyncMode sync = SyncMode::Off;
   std::vector<NodeStatus> nodes;
+  ProxyStatus proxy;
   ConnectionStrings connection;
 
   [[nodiscard]] const NodeStatus* find(const std::string& name) const;

@@ -94,6 +94,11 @@ void EventLoop::run() {
         handler->on_io(events[i].events);
       }
     }
+    while (!deferred_.empty()) {
+      std::vector<std::function<void()>> batch;
+      batch.swap(deferred_);
+      for (auto& task : batch) task();
+    }
     for (auto& t : timers_) {
       if (now_ >= t.next) {
         t.next = now_ + t.period;

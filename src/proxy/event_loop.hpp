@@ -37,6 +37,8 @@ class EventLoop {
 
   // Calls `tick` every `period` (checked once per loop iteration, so at least every 50 ms).
   void every(std::chrono::milliseconds period, std::function<void()> tick);
+  // Same thread only: runs `task` after the current batch of events (no syscall, no lock).
+  void defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
   // Thread-safe: runs `task` on the loop's thread soon.
   void post(std::function<void()> task);
   // Thread-safe: run() returns after the current iteration.
@@ -60,6 +62,7 @@ class EventLoop {
   };
   std::vector<Timer> timers_;
   std::vector<std::unique_ptr<IoHandler>> graveyard_;
+  std::vector<std::function<void()>> deferred_;
   std::mutex posted_mutex_;  // only for cross-thread posts, never on the data path
   std::vector<std::function<void()>> posted_;
 };

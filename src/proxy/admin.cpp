@@ -1,0 +1,220 @@
+// Admin commands in the row format psql prints, like PgBouncer's console.
+#include "proxy/admin.hpp"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "protocol/messages.hpp"
+#include "proxy/worker.hpp"
+
+namespace pgfleet::proxy {
+namespace {
+
+using Row = std::vector<std::optional<std::string>>;
+
+protocol::Bytes table(const std::vector<std::string>& columns, const std::vector<Row>& rows, std::string_view tag = {}) {
+  auto bytes = protocol::result_set(columns, rows, tag);
+  if (!bytes) return protocol::encode(protocol::error_response("ERROR", "XX000", bytes.error()));
+  return std::move(*bytes);
+}
+
+protocol::Bytes done(std::string_view tag) { return protocol::encode(protocol::CommandComplete{std::string(tag)}); }
+
+protocol::Bytes error(std::string_view message) {
+  return protocol::encode(protocol::error_response("ERROR", "42601", message));
+}
+
+std::vector<std::string> words(std::string_view sql) {
+  std::vector<std::string> out;
+  std::string w;
+  for (char c : sql) {
+    if (std::isspace(static_cast<unsigned char>(c)) || c == ';') {
+      if (!w.empty()) out.push_back(std::move(w));
+      w.clear();
+    } else {
+      w += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+  }
+  if (!w.empty()) out.push_back(std::move(w));
+  return out;
+}
+
+std::string n(int64_t v) { return std::to_string(v); }
+
+std::vector<std::shared_ptr<const WorkerSnapshot>> snapshots(ProxyShared& shared) {
+  std::vector<std::shared_ptr<const WorkerSnapshot>> out;
+  for (Worker* w : shared.workers) out.push_back(w->snapshot());
+  return out;
+}
+
+// Pool rows summed over workers, keyed by (database, user).
+std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared& shared) {
+  std::map<std::pair<std::string, std::string>, PoolRow> pools;
+  for (const auto& snap : snapshots(shared)) {
+    for (const auto& p : snap->pools) {
+      auto& m = pools[{p.database, p.user}];
+      m.database = p.database;
+      m.user = p.user;
+      m.mode = p.mode;
+      m.clients_active += p.clients_active;
+      m.clients_waiting += p.clients_waiting;
+      m.servers_active += p.servers_active;
+      m.servers_idle += p.servers_idle;
+      m.servers_connecting += p.servers_connecting;
+      m.max_wait_us = std::max(m.max_wait_us, p.max_wait_us);
+      auto& s = m.stats;
+      s.transactions += p.stats.transactions;
+      s.queries += p.stats.queries;
+      s.bytes_received += p.stats.bytes_received;
+      s.bytes_sent += p.stats.bytes_sent;
+      s.wait_us_total += p.stats.wait_us_total;
+      s.waits += p.stats.waits;
+      s.query_us_total += p.stats.query_us_total;
+      s.errors += p.stats.errors;
+      for (size_t i = 0; i < std::size(s.query_hist); ++i) s.query_hist[i] += p.stats.query_hist[i];
+    }
+  }
+  return pools;
+}
+
+protocol::Bytes show(Worker& worker, const std::string& what) {
+  ProxyShared& shared = worker.shared();
+  if (what == "POOLS") {
+    std::vector<Row> rows;
+    for (const auto& [key, p] : merged_pools(shared)) {
+      rows.push_back({p.database, p.user, n(p.clients_active), n(p.clients_waiting), n(p.servers_active),
+                      n(p.servers_idle), n(p.servers_connecting), n(p.max_wait_us), p.mode});
+    }
+    return table({"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait_us",
+                  "pool_mode"},
+                 rows, "SHOW");
+  }
+  if (what == "STATS") {
+    std::vector<Row> rows;
+    for (const auto& [key, p] : merged_pools(shared)) {
+      const auto& s = p.stats;
+      rows.push_back({p.database, p.user, n(static_cast<int64_t>(s.transactions)), n(static_cast<int64_t>(s.queries)),
+                      n(static_cast<int64_t>(s.bytes_received)), n(static_cast<int64_t>(s.bytes_sent)),
+                      n(static_cast<int64_t>(s.waits ? s.wait_us_total / s.waits : 0)),
+                      n(static_cast<int64_t>(s.transactions ? s.query_us_total / s.transactions : 0)),
+                      n(static_cast<int64_t>(s.query_p99_us())), n(static_cast<int64_t>(s.errors))});
+    }
+    return table({"database", "user", "total_xact_count", "total_query_count", "total_received", "total_sent",
+                  "avg_wait_us", "avg_xact_us", "p99_xact_us", "total_errors"},
+                 rows, "SHOW");
+  }
+  if (what == "CLIENTS") {
+    std::vector<Row> rows;
+    for (const auto& snap : snapshots(shared)) {
+      for (const auto& c : snap->clients) {
+        rows.push_back({n(c.pid), c.user, c.database, c.state, c.address, c.application_name,
+                        c.server.empty() ? std::nullopt : std::optional<std::string>(c.server), n(c.connected_seconds),
+                        n(snap->worker)});
+      }
+    }
+    return table({"pid", "user", "database", "state", "addr", "application_name", "server", "connect_seconds",
+                  "worker"},
+                 rows, "SHOW");
+  }
+  if (what == "SERVERS") {
+    std::vector<Row> rows;
+    for (const auto& snap : snapshots(shared)) {
+      for (const auto& s : snap->servers) {
+        rows.push_back({n(static_cast<int64_t>(s.id)), s.user, s.database, s.state, s.backend, n(s.backend_pid),
+                        n(s.connected_seconds), n(s.prepared), n(snap->worker)});
+      }
+    }
+    return table({"id", "user", "database", "state", "backend", "backend_pid", "connect_seconds",
+                  "prepared_statements", "worker"},
+                 rows, "SHOW");
+  }
+  if (what == "NODES") {
+    auto topo = shared.topology->current();
+    std::vector<Row> rows;
+    if (topo->primary) rows.push_back({topo->primary->name, topo->primary->host, n(topo->primary->port), "primary"});
+    for (const auto& r : topo->replicas) rows.push_back({r.name, r.host, n(r.port), "replica"});
+    return table({"name", "host", "port", "role"}, rows, "SHOW");
+  }
+  if (what == "CONFIG") {
+    auto c = shared.settings();
+    const auto& p = c->proxy;
+    std::vector<Row> rows = {
+        {"listen_address", c->listen_address},
+        {"port", n(c->ports.proxy)},
+        {"threads", n(static_cast<int64_t>(shared.workers.size()))},
+        {"pool_mode", cluster::to_string(p.pool_mode)},
+        {"default_pool_size", n(p.default_pool_size)},
+        {"min_pool_size", n(p.min_pool_size)},
+        {"reserve_pool_size", n(p.reserve_pool_size)},
+        {"reserve_pool_timeout_ms", n(p.reserve_pool_timeout_ms)},
+        {"max_client_conn", n(p.max_client_conn)},
+        {"query_wait_timeout_ms", n(p.query_wait_timeout_ms)},
+        {"server_connect_timeout_ms", n(p.server_connect_timeout_ms)},
+        {"server_idle_timeout", n(p.server_idle_timeout_s)},
+        {"server_lifetime", n(p.server_lifetime_s)},
+        {"client_idle_timeout", n(p.client_idle_timeout_s)},
+        {"shutdown_timeout", n(p.shutdown_timeout_s)},
+    };
+    return table({"key", "value"}, rows, "SHOW");
+  }
+  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, CONFIG or HELP");
+}
+
+}  // namespace
+
+protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
+  ProxyShared& shared = worker.shared();
+  auto w = words(sql);
+  if (w.empty()) return protocol::encode(protocol::EmptyQueryResponse{});
+  const std::string& verb = w[0];
+  if (verb == "SHOW" && w.size() == 2 && w[1] == "HELP") {
+    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|CONFIG"}, {"PAUSE [db]"}, {"RESUME [db]"},
+                               {"RELOAD"}, {"KILL db"}, {"SHUTDOWN"}},
+                 "SHOW");
+  }
+  if (verb == "SHOW" && w.size() == 2) return show(worker, w[1]);
+  if (verb == "PAUSE" || verb == "RESUME") {
+    bool pause = verb == "PAUSE";
+    if (w.size() == 1) {
+      shared.paused.store(pause);
+      if (!pause) shared.paused_databases.store(std::make_shared<const std::vector<std::string>>());
+    } else {
+      // Database names are case-sensitive: take them from the original text.
+      std::istringstream in{std::string(sql)};
+      std::string ignored, db;
+      in >> ignored >> db;
+      while (!db.empty() && db.back() == ';') db.pop_back();
+      auto dbs = std::make_shared<std::vector<std::string>>(*shared.paused_databases.load());
+      std::erase(*dbs, db);
+      if (pause) dbs->push_back(db);
+      shared.paused_databases.store(std::move(dbs));
+    }
+    return done(verb);
+  }
+  if (verb == "RELOAD" && w.size() == 1) {
+    std::string problem = shared.reload ? shared.reload() : "reload is not available";
+    if (!problem.empty()) return protocol::encode(protocol::error_response("ERROR", "F0000", problem));
+    return done("RELOAD");
+  }
+  if (verb == "KILL" && w.size() == 2) {
+    std::istringstream in{std::string(sql)};
+    std::string ignored, db;
+    in >> ignored >> db;
+    while (!db.empty() && db.back() == ';') db.pop_back();
+    for (Worker* other : shared.workers) {
+      other->loop().post([other, db] { other->kill_database(db); });
+    }
+    return done("KILL");
+  }
+  if (verb == "SHUTDOWN" && w.size() == 1) {
+    if (shared.request_shutdown) shared.request_shutdown();
+    return done("SHUTDOWN");
+  }
+  return error(fmt::format("unknown admin command \"{}\"; SHOW HELP lists them", std::string(sql)));
+}
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,55 @@
+// AuthCache: the password verifiers of database users, fetched from the primary with an auth
+// query (as PgBouncer's auth_query) on a background thread and cached for a short while.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "protocol/scram.hpp"
+
+namespace pgfleet::proxy {
+
+struct UserSecret {
+  bool exists = false;                         // a role that may log in now
+  std::optional<protocol::ScramVerifier> scram;  // SCRAM-SHA-256 verifier
+  std::string md5;                             // "md5…" stored hash
+};
+
+class AuthCache {
+ public:
+  using Done = std::function<void(std::shared_ptr<const UserSecret>)>;
+  // `conninfo` returns a libpq conninfo for the current primary as the auth user ("" = unknown).
+  explicit AuthCache(std::function<std::string()> conninfo, std::chrono::seconds max_age = std::chrono::seconds(10));
+  ~AuthCache();
+
+  // Calls `done` with the user's secret from any thread (the AuthCache's or the caller's):
+  // callers post it to their own loop. A lookup failure (primary unreachable) yields nullptr.
+  void lookup(const std::string& user, Done done);
+  void stop();
+
+ private:
+  void run();
+
+  struct Entry {
+    std::shared_ptr<const UserSecret> secret;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  std::function<std::string()> conninfo_;
+  std::chrono::seconds max_age_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<std::string, Entry> cache_;
+  std::deque<std::pair<std::string, Done>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace pgfleet::proxy

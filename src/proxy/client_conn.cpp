@@ -1,0 +1,808 @@
+// ClientConn: a client's startup, authentication and messages. Bodies pass through by length
+// except the few messages that pooling must inspect (SET tracking, named prepared statements).
+#include "proxy/client_conn.hpp"
+
+#include <openssl/crypto.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/admin.hpp"
+#include "proxy/server_conn.hpp"
+#include "proxy/worker.hpp"
+#include "util/log.hpp"
+
+namespace pgfleet::proxy {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kHighWater = 1024 * 1024;
+constexpr size_t kMaxInspectedQuery = 64 * 1024;  // longer simple queries pass through untracked
+
+// Parameters PostgreSQL reports with ParameterStatus; the proxy keeps each client's values.
+constexpr std::string_view kTrackedParameters[] = {"client_encoding",  "DateStyle", "TimeZone",
+                                                   "IntervalStyle",    "standard_conforming_strings",
+                                                   "application_name"};
+bool is_tracked(std::string_view name) {
+  return std::find(std::begin(kTrackedParameters), std::end(kTrackedParameters), name) !=
+         std::end(kTrackedParameters);
+}
+
+std::string quote_literal(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Splits "word rest": the next identifier-like word (lowercased) and what follows, trimmed.
+std::pair<std::string, std::string_view> next_word(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  size_t start = i;
+  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' || s[i] == '.')) ++i;
+  return {lower(s.substr(start, i - start)), s.substr(i)};
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.front())))) s.remove_prefix(1);
+  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.back())) || s.back() == ';')) s.remove_suffix(1);
+  return s;
+}
+
+// The statements of a simple query, split at semicolons outside quotes, dollar quotes and comments.
+std::vector<std::string_view> split_statements(std::string_view sql) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t i = 0; i < sql.size(); ++i) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      size_t end = sql.find(c, i + 1);
+      while (end != std::string_view::npos && end + 1 < sql.size() && sql[end + 1] == c) end = sql.find(c, end + 2);
+      if (end == std::string_view::npos) break;
+      i = end;
+    } else if (c == '$') {
+      size_t tag_end = sql.find('$', i + 1);
+      if (tag_end == std::string_view::npos) continue;
+      auto tag = sql.substr(i, tag_end - i + 1);
+      bool plain_tag = std::all_of(tag.begin() + 1, tag.end() - 1, [](char t) {
+        return std::isalnum(static_cast<unsigned char>(t)) || t == '_';
+      });
+      if (!plain_tag) continue;
+      size_t close = sql.find(tag, tag_end + 1);
+      if (close == std::string_view::npos) break;
+      i = close + tag.size() - 1;
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      size_t end = sql.find('\n', i);
+      if (end == std::string_view::npos) break;
+      i = end;
+    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      size_t end = sql.find("*/", i + 2);
+      if (end == std::string_view::npos) break;
+      i = end + 1;
+    } else if (c == ';') {
+      out.push_back(sql.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (start < sql.size()) out.push_back(sql.substr(start));
+  return out;
+}
+
+int32_t random_i32() {
+  int32_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) v = static_cast<int32_t>(::getpid()) ^ 0x5a5a5a5a;
+  return v;
+}
+
+std::string statement_hash_name(const protocol::Parse& parse) {
+  std::string key = parse.query;
+  for (uint32_t t : parse.param_types) key += "," + std::to_string(t);
+  return fmt::format("pgfleet_{:016x}_{}", std::hash<std::string>{}(key), parse.query.size());
+}
+}  // namespace
+
+ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address)
+    : worker_(worker),
+      fd_(fd),
+      pid_(pid),
+      secret_(random_i32()),
+      address_(std::move(address)),
+      connected_at_(worker.loop().now()),
+      last_activity_(worker.loop().now()) {
+  interest_ = EPOLLIN;
+  worker_.loop().add(fd_, interest_, this);
+}
+
+ClientConn::~ClientConn() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string ClientConn::application_name() const {
+  auto it = wanted_params_.find("application_name");
+  return it == wanted_params_.end() ? std::string() : it->second;
+}
+
+void ClientConn::update_interest() {
+  if (fd_ < 0) return;
+  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() ? 0u : uint32_t{EPOLLOUT});
+  if (want != interest_) {
+    interest_ = want;
+    worker_.loop().modify(fd_, want, this);
+  }
+}
+
+void ClientConn::pause_reading(bool paused) {
+  if (read_paused_ == paused || state_ == State::kClosed) return;
+  read_paused_ = paused;
+  update_interest();
+  if (!paused) {
+    worker_.loop().defer([w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->continue_input();
+    });
+  }
+}
+
+void ClientConn::send(std::span<const uint8_t> bytes) {
+  out_.append(bytes);
+  if (pool_ != nullptr) pool_->stats.bytes_sent += bytes.size();
+}
+
+void ClientConn::flush() {
+  while (!out_.empty() && fd_ >= 0) {
+    auto v = out_.view();
+    ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    close(std::string("write to client failed: ") + std::strerror(errno));
+    return;
+  }
+  out_.shrink();
+  update_interest();
+  // Backpressure: a slow reader stops its server's replies instead of growing our buffers.
+  if (server_ != nullptr) server_->pause_reading(out_.size() > kHighWater);
+}
+
+void ClientConn::on_io(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if (events & EPOLLOUT) flush();
+  if (state_ == State::kClosed) return;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    bool open = read_input();
+    process_input();
+    if (!open && state_ != State::kClosed) close("client disconnected");
+  }
+}
+
+bool ClientConn::read_input() {
+  while (in_.size() < 4 * kReadChunk) {
+    uint8_t* at = in_.reserve(kReadChunk);
+    ssize_t n = ::recv(fd_, at, kReadChunk, 0);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      last_activity_ = worker_.loop().now();
+      if (pool_ != nullptr) pool_->stats.bytes_received += static_cast<size_t>(n);
+      if (static_cast<size_t>(n) < kReadChunk) return true;
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+  // Full: stop reading until what we hold has been forwarded.
+  return true;
+}
+
+void ClientConn::process_input() {
+  while (state_ != State::kClosed && !in_.empty()) {
+    bool progressed = false;
+    switch (state_) {
+      case State::kStartup: progressed = process_startup(); break;
+      case State::kAuth: progressed = process_auth(); break;
+      case State::kIdle:
+      case State::kActive: progressed = forward_one(); break;
+      default: break;  // waiting for the auth cache, the pool or a server: keep the bytes
+    }
+    if (!progressed) break;
+  }
+  if (state_ == State::kClosed) return;
+  if (server_ != nullptr) server_->flush();
+  flush();
+  // Do not buffer without bound while waiting for a server.
+  bool full = in_.size() >= 4 * kReadChunk;
+  if (full != read_paused_ && (server_ == nullptr || !full)) {
+    read_paused_ = full;
+    update_interest();
+  }
+}
+
+bool ClientConn::process_startup() {
+  auto decoded = protocol::decode_startup(in_.view());
+  if (!decoded) {
+    fail("08P01", "invalid startup packet: " + decoded.error());
+    return false;
+  }
+  if (std::holds_alternative<protocol::NeedMoreData>(*decoded)) return false;
+  auto packet = std::get<protocol::StartupPacket>(std::move(*decoded));
+  in_.consume(packet.consumed);
+  switch (packet.kind) {
+    case protocol::StartupKind::kSslRequest:
+    case protocol::StartupKind::kGssEncRequest: {
+      const uint8_t no = 'N';  // TLS on the client side is not offered by this version
+      send({&no, 1});
+      flush();
+      return true;
+    }
+    case protocol::StartupKind::kCancelRequest: {
+      if (Worker* owner = worker_.shared().cancels.find(packet.cancel.pid, packet.cancel.secret)) {
+        auto key = packet.cancel;
+        owner->loop().post([owner, key] { owner->cancel(key.pid, key.secret); });
+      }
+      close("cancel request handled");
+      return false;
+    }
+    case protocol::StartupKind::kStartup: break;
+  }
+  const auto& startup = packet.startup;
+  user_ = std::string(startup.user());
+  database_ = std::string(startup.database());
+  for (const auto& [name, value] : startup.parameters) {
+    if (name != "user" && name != "database" && name != "options" && name.rfind("_pq_.", 0) != 0) {
+      startup_params_[name] = value;
+    }
+  }
+  // "-c name=value" in options: applied like a SET on every server this client uses.
+  std::string_view options = startup.options();
+  for (size_t at = options.find("-c"); at != std::string_view::npos; at = options.find("-c", at + 2)) {
+    auto rest = options.substr(at + 2);
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    auto end = rest.find(' ');
+    auto pair = rest.substr(0, end);
+    auto eq = pair.find('=');
+    if (eq != std::string_view::npos) set_vars_[lower(pair.substr(0, eq))] = quote_literal(pair.substr(eq + 1));
+  }
+  if (startup.minor_version() > 0 || !startup.protocol_options().empty()) {
+    send(protocol::encode(protocol::NegotiateProtocolVersion{0, startup.protocol_options()}));
+  }
+  auto settings = worker_.shared().settings();
+  if (worker_.shared().clients.load() > settings->proxy.max_client_conn) {
+    fail("53300", "sorry, too many clients already");
+    return false;
+  }
+  admin_ = database_ == "pgfleet";
+  state_ = State::kAuthLookup;
+  worker_.shared().auth->lookup(user_, [w = &worker_, pid = pid_](std::shared_ptr<const UserSecret> secret) {
+    w->loop().post([w, pid, secret] {
+      if (auto* c = w->client(pid)) c->on_auth_result(secret);
+    });
+  });
+  return false;
+}
+
+void ClientConn::on_auth_result(std::shared_ptr<const UserSecret> secret) {
+  if (state_ != State::kAuthLookup) return;
+  if (!secret) {
+    fail("08006", "the proxy cannot verify passwords right now: the primary is not reachable");
+    return;
+  }
+  secret_info_ = secret;
+  state_ = State::kAuth;
+  if (secret->exists && !secret->scram && !secret->md5.empty()) {
+    md5_ = true;
+    (void)::getrandom(md5_salt_.data(), md5_salt_.size(), 0);
+    send(protocol::encode(protocol::auth_md5_password(md5_salt_)));
+  } else {
+    const auto& mock = worker_.shared().mock_secret;
+    scram_.emplace(secret->exists && secret->scram
+                       ? protocol::ServerSession(*secret->scram)
+                       : protocol::ServerSession::for_unknown_user(user_, mock));
+    send(protocol::encode(protocol::auth_sasl(scram_->mechanisms())));
+  }
+  flush();
+  process_input();
+}
+
+bool ClientConn::process_auth() {
+  auto decoded = protocol::next_frame(in_.view(), protocol::kMaxSmallMessageLength);
+  if (!decoded) {
+    fail("08P01", "invalid authentication message: " + decoded.error());
+    return false;
+  }
+  if (std::holds_alternative<protocol::NeedMoreData>(*decoded)) return false;
+  auto frame = std::get<protocol::Frame>(*decoded);
+  if (frame.type != 'p') {
+    fail("08P01", fmt::format("expected a password response, got message type '{}'", frame.type));
+    return false;
+  }
+  const std::string denied = fmt::format("password authentication failed for user \"{}\"", user_);
+  if (md5_) {
+    auto answer = protocol::decode_password_message(frame.body);
+    auto expected = protocol::md5_response(secret_info_->md5, md5_salt_);
+    in_.consume(frame.total_length);
+    bool ok = answer && expected && answer->password.size() == expected->size() &&
+              CRYPTO_memcmp(answer->password.data(), expected->data(), expected->size()) == 0;
+    if (!ok) {
+      fail("28P01", denied);
+      return false;
+    }
+    finish_login();
+    return false;
+  }
+  if (scram_->state() == protocol::ScramState::kInitial) {
+    auto initial = protocol::decode_sasl_initial_response(frame.body);
+    in_.consume(frame.total_length);
+    if (!initial) {
+      fail("08P01", "invalid SASL initial response: " + initial.error());
+      return false;
+    }
+    auto server_first = scram_->handle_client_first(initial->mechanism, initial->data.value_or(""));
+    if (!server_first) {
+      fail(std::string(protocol::sqlstate(scram_->failure())), server_first.error());
+      return false;
+    }
+    send(protocol::encode(protocol::auth_sasl_continue(*server_first)));
+    flush();
+    return true;
+  }
+  auto response = protocol::decode_sasl_response(frame.body);
+  in_.consume(frame.total_length);
+  if (!response) {
+    fail("08P01", "invalid SASL response: " + response.error());
+    return false;
+  }
+  auto server_final = scram_->handle_client_final(response->data);
+  if (!server_final) {
+    auto failure = scram_->failure();
+    fail(std::string(protocol::sqlstate(failure)), failure == protocol::ScramFailure::kPassword ? denied
+                                                                                             : server_final.error());
+    return false;
+  }
+  send(protocol::encode(protocol::auth_sasl_final(*server_final)));
+  finish_login();
+  return false;
+}
+
+void ClientConn::finish_login() {
+  auto settings = worker_.shared().settings();
+  if (admin_) {
+    const auto& admins = settings->proxy.admin_users;
+    bool allowed = admins.empty() ? user_ == settings->superuser
+                                  : std::find(admins.begin(), admins.end(), user_) != admins.end();
+    if (!allowed) {
+      fail("28000", fmt::format("user \"{}\" may not use the pgfleet admin console", user_));
+      return;
+    }
+    send(protocol::encode(protocol::auth_ok()));
+    for (auto [name, value] : std::initializer_list<std::pair<const char*, const char*>>{
+             {"server_version", "15.0 (pgfleet proxy)"}, {"server_encoding", "UTF8"}, {"client_encoding", "UTF8"},
+             {"DateStyle", "ISO, MDY"}, {"integer_datetimes", "on"}, {"standard_conforming_strings", "on"}}) {
+      send(protocol::encode(protocol::ParameterStatus{name, value}));
+    }
+    send(protocol::encode(protocol::BackendKeyData{{pid_, secret_}}));
+    send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+    state_ = State::kIdle;
+    flush();
+    return;
+  }
+  AuthKeys keys;
+  if (md5_) {
+    keys.md5 = secret_info_->md5;
+  } else {
+    keys.verifier = *secret_info_->scram;
+    keys.server_key = secret_info_->scram->server_key;
+    keys.client_key = scram_->client_key();
+  }
+  scram_.reset();
+  pool_ = &worker_.pool(database_, user_);
+  pool_->set_auth(std::move(keys));
+  worker_.shared().cancels.add(pid_, secret_, &worker_);
+  if (pool_->has_welcome()) {
+    on_login_ready();
+  } else {
+    state_ = State::kLogin;
+    pool_->wait_for_welcome(this);
+  }
+}
+
+void ClientConn::on_login_ready() {
+  send(protocol::encode(protocol::auth_ok()));
+  for (const auto& [name, value] : pool_->welcome()) wanted_params_[name] = value;
+  for (const auto& [name, value] : startup_params_) {
+    if (is_tracked(name)) wanted_params_[name] = value;
+    else set_vars_[lower(name)] = quote_literal(value);
+  }
+  for (const auto& [name, value] : wanted_params_) send(protocol::encode(protocol::ParameterStatus{name, value}));
+  send(protocol::encode(protocol::BackendKeyData{{pid_, secret_}}));
+  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+  state_ = State::kIdle;
+  flush();
+  process_input();
+}
+
+std::string ClientConn::session_sync_sql(ServerConn& server) {
+  std::string sql;
+  for (const auto& [name, value] : wanted_params_) {
+    if (!is_tracked(name)) continue;
+    auto it = server.parameters().find(name);
+    if (it == server.parameters().end() || it->second != value) {
+      sql += fmt::format("SET {} = {};", name, quote_literal(value));
+    }
+  }
+  for (const auto& [name, value] : set_vars_) {
+    auto it = server.applied_sets.find(name);
+    if (value == "DEFAULT") {
+      if (it != server.applied_sets.end()) {
+        sql += "RESET " + name + ";";
+        server.applied_sets.erase(it);
+      }
+    } else if (it == server.applied_sets.end() || it->second != value) {
+      sql += fmt::format("SET {} = {};", name, value);
+      server.applied_sets[name] = value;
+    }
+  }
+  for (auto it = server.applied_sets.begin(); it != server.applied_sets.end();) {
+    auto mine = set_vars_.find(it->first);
+    if (mine == set_vars_.end() || mine->second == "DEFAULT") {
+      sql += "RESET " + it->first + ";";
+      it = server.applied_sets.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return sql;
+}
+
+void ClientConn::server_parameter(const std::string& name, const std::string& value) {
+  if (is_tracked(name)) wanted_params_[name] = value;
+}
+
+// SET/RESET in a simple query: remembered so they follow the client to other server connections.
+// Reported parameters are tracked from ParameterStatus instead; SET LOCAL and transaction
+// characteristics end with the transaction and need nothing.
+void ClientConn::track_set(std::string_view sql) {
+  auto [verb, rest] = next_word(sql);
+  if (verb == "set") {
+    auto [name, after] = next_word(rest);
+    if (name == "local" || name == "transaction" || name == "constraints" || name == "role" ||
+        name == "session_authorization") {
+      return;
+    }
+    if (name == "session") {
+      auto [real, after2] = next_word(after);
+      if (real == "characteristics" || real == "authorization") return;
+      name = real;
+      after = after2;
+    }
+    if (name.empty() || is_tracked(name)) return;
+    auto value = trim(after);
+    auto [to, value_rest] = next_word(value);
+    if (to == "to") value = trim(value_rest);
+    else if (!value.empty() && value.front() == '=') value = trim(value.substr(1));
+    else return;
+    set_vars_[name] = lower(value) == "default" ? "DEFAULT" : std::string(value);
+    if (server_ != nullptr) server_->applied_sets[name] = set_vars_[name];
+    if (server_ != nullptr && set_vars_[name] == "DEFAULT") server_->applied_sets.erase(name);
+  } else if (verb == "reset" || verb == "discard") {
+    auto [name, after] = next_word(rest);
+    if (name == "all") {
+      for (auto& [n, v] : set_vars_) v = "DEFAULT";
+      if (server_ != nullptr) server_->applied_sets.clear();
+    } else if (verb == "reset" && !name.empty()) {
+      set_vars_[name] = "DEFAULT";
+      if (server_ != nullptr) server_->applied_sets.erase(name);
+    }
+  }
+}
+
+void ClientConn::ensure_prepared(const Prepared& statement) {
+  auto& names = server_->prepared;
+  if (std::find(names.begin(), names.end(), statement.server_name) != names.end()) return;
+  constexpr size_t kMaxPreparedPerServer = 256;
+  if (names.size() >= kMaxPreparedPerServer) {  // bounded cache: forget the oldest
+    server_->send(protocol::encode(protocol::Close{protocol::Target::kStatement, names.front()}));
+    server_->expected.push_back({'3', true, "", server_->syncs_sent});
+    names.erase(names.begin());
+  }
+  protocol::Parse parse = statement.parse;
+  parse.statement = statement.server_name;
+  server_->send(protocol::encode(parse));
+  server_->expected.push_back({'1', true, statement.server_name, server_->syncs_sent});
+  names.push_back(statement.server_name);
+}
+
+void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole) {
+  ServerConn& server = *server_;
+  bool rewrite = pool_->mode() != cluster::PoolMode::Session;
+  switch (type) {
+    case 'Q':
+      if (rewrite) {
+        if (auto q = protocol::decode_query(body); q) {
+          for (auto statement : split_statements(q->sql)) track_set(statement);
+        }
+      }
+      break;
+    case 'P': {
+      auto parse = protocol::decode_parse(body);
+      if (!rewrite || !parse || parse->statement.empty()) {
+        server.expected.push_back({'1', false, "", server.syncs_sent});
+        break;
+      }
+      Prepared prepared{statement_hash_name(*parse), *parse};
+      auto& names = server.prepared;
+      if (std::find(names.begin(), names.end(), prepared.server_name) != names.end()) {
+        // Already there: the client still expects its own ParseComplete, so parse it afresh.
+        server.send(protocol::encode(protocol::Close{protocol::Target::kStatement, prepared.server_name}));
+        server.expected.push_back({'3', true, "", server.syncs_sent});
+        std::erase(names, prepared.server_name);
+      }
+      protocol::Parse renamed = *parse;
+      renamed.statement = prepared.server_name;
+      server.send(protocol::encode(renamed));
+      server.expected.push_back({'1', false, prepared.server_name, server.syncs_sent});
+      names.push_back(prepared.server_name);
+      prepared_[parse->statement] = std::move(prepared);
+      return;
+    }
+    case 'B': {
+      auto bind = rewrite ? protocol::decode_bind(body) : Result<protocol::Bind>(Error{""});
+      if (!bind || bind->statement.empty()) break;
+      auto it = prepared_.find(bind->statement);
+      if (it == prepared_.end()) break;  // the server reports the unknown statement
+      ensure_prepared(it->second);
+      bind->statement = it->second.server_name;
+      server.send(protocol::encode(*bind));
+      return;
+    }
+    case 'D': {
+      auto describe = rewrite ? protocol::decode_describe(body) : Result<protocol::Describe>(Error{""});
+      if (!describe || describe->target != protocol::Target::kStatement || describe->name.empty()) break;
+      auto it = prepared_.find(describe->name);
+      if (it == prepared_.end()) break;
+      ensure_prepared(it->second);
+      describe->name = it->second.server_name;
+      server.send(protocol::encode(*describe));
+      return;
+    }
+    case 'C': {
+      auto close_msg = rewrite ? protocol::decode_close(body) : Result<protocol::Close>(Error{""});
+      server.expected.push_back({'3', false, "", server.syncs_sent});
+      if (!close_msg || close_msg->target != protocol::Target::kStatement || close_msg->name.empty()) break;
+      // The server-side statement may serve other clients: keep it, answer with a harmless Close.
+      prepared_.erase(close_msg->name);
+      server.send(protocol::encode(protocol::Close{protocol::Target::kPortal, "pgfleet.noop"}));
+      return;
+    }
+    default:
+      break;
+  }
+  server.send(whole);
+}
+
+bool ClientConn::forward_one() {
+  if (stream_remaining_ > 0) {
+    size_t n = std::min(stream_remaining_, in_.size());
+    server_->send(in_.view().first(n));
+    in_.consume(n);
+    stream_remaining_ -= n;
+    return true;
+  }
+  auto header = protocol::peek_header(in_.view());
+  if (!header) return false;
+  if (auto ok = protocol::check_header(*header, protocol::kMaxFrontendMessageLength); !ok) {
+    fail("08P01", "invalid message: " + ok.error());
+    return false;
+  }
+  char type = header->type;
+  if (!protocol::is_known_frontend(type)) {
+    fail("08P01", fmt::format("invalid frontend message type {}", static_cast<int>(type)));
+    return false;
+  }
+  if (type == 'X') {
+    close("client sent Terminate");
+    return false;
+  }
+  if (admin_) {
+    if (in_.size() < header->total_length()) return false;
+    auto whole = in_.view().first(header->total_length());
+    std::string sql;
+    if (type == 'Q') {
+      if (auto q = protocol::decode_query(whole.subspan(protocol::kHeaderSize)); q) sql = q->sql;
+    }
+    in_.consume(header->total_length());
+    if (type == 'Q') {
+      handle_admin_query(sql);
+    } else if (type == 'S') {
+      send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+    } else {
+      send(protocol::encode(protocol::error_response(
+          "ERROR", "0A000", "the pgfleet admin console accepts simple queries only (SHOW, PAUSE, RESUME, ...)")));
+    }
+    return true;
+  }
+  if (server_ == nullptr) {
+    if (!pool_->acquire(this)) {
+      state_ = State::kWaiting;
+      waiting_since_ = worker_.loop().now();
+      return false;
+    }
+  }
+  if (query_started_ == Clock::time_point{}) query_started_ = worker_.loop().now();
+  ServerConn& server = *server_;
+  switch (type) {
+    case 'Q':
+      ++pool_->stats.queries;
+      [[fallthrough]];
+    case 'F':
+      ++server.outstanding;
+      ++server.syncs_sent;
+      break;
+    case 'S':
+      ++server.outstanding;
+      ++server.syncs_sent;
+      server.unsynced = false;
+      break;
+    case 'E':
+      ++pool_->stats.queries;
+      server.unsynced = true;
+      break;
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'C':
+    case 'H':
+      server.unsynced = true;
+      break;
+    default:
+      break;
+  }
+  bool inspect = (type == 'Q' && header->total_length() <= kMaxInspectedQuery) || type == 'P' || type == 'B' ||
+                 type == 'D' || type == 'C';
+  if (inspect) {
+    if (in_.size() < header->total_length()) {
+      // Undo the counting: the message is handled again once complete.
+      if (type == 'Q') {
+        --pool_->stats.queries;
+        --server.outstanding;
+        --server.syncs_sent;
+      }
+      return false;
+    }
+    auto whole = in_.view().first(header->total_length());
+    forward_inspected(type, whole.subspan(protocol::kHeaderSize), whole);
+    in_.consume(header->total_length());
+  } else {
+    size_t n = std::min(header->total_length(), in_.size());
+    server.send(in_.view().first(n));
+    in_.consume(n);
+    stream_remaining_ = header->total_length() - n;
+  }
+  if (server.output_size() > kHighWater) {
+    server.flush();
+    if (server.output_size() > kHighWater) return false;  // resumes when the server drains
+  }
+  return true;
+}
+
+void ClientConn::ready_for_query_seen(Clock::time_point now) {
+  if (server_ == nullptr) return;
+  if (server_->tx_status == 'I' && server_->outstanding <= 0) {
+    ++pool_->stats.transactions;
+    if (query_started_ != Clock::time_point{}) {
+      pool_->stats.add_query_time(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now - query_started_).count()));
+    }
+    query_started_ = {};
+  }
+  detach_server_if_done();
+}
+
+void ClientConn::detach_server_if_done() {
+  if (server_ == nullptr || pool_->mode() == cluster::PoolMode::Session || stream_remaining_ > 0) return;
+  if (pool_->mode() == cluster::PoolMode::Statement && server_->tx_status != 'I') {
+    flush();
+    fail("25001", "transaction blocks are not allowed in statement pooling mode");
+    return;
+  }
+  if (!server_->reusable()) return;
+  ServerConn* server = server_;
+  server_ = nullptr;
+  state_ = State::kIdle;
+  flush();
+  server->detach();
+  pool_->release(server);
+  if (!in_.empty()) {
+    // More pipelined work: continue after the server's current batch of replies is handled.
+    worker_.loop().defer([w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->continue_input();
+    });
+  }
+}
+
+void ClientConn::on_server_assigned(ServerConn* server) {
+  bool resume = state_ == State::kWaiting;
+  server_ = server;
+  state_ = State::kActive;
+  server->attach(this);
+  if (waiting_since_ != Clock::time_point{}) {
+    pool_->stats.wait_us_total += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - waiting_since_).count());
+    ++pool_->stats.waits;
+    waiting_since_ = {};
+  }
+  if (resume) {
+    worker_.loop().defer([w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->continue_input();
+    });
+  }
+}
+
+void ClientConn::on_server_released() {
+  server_ = nullptr;
+  state_ = State::kIdle;
+}
+
+void ClientConn::on_server_lost(const std::string& message) {
+  server_ = nullptr;
+  stream_remaining_ = 0;
+  fail("08006", "server connection lost: " + message);
+}
+
+void ClientConn::fail(const std::string& sqlstate, const std::string& message, bool fatal) {
+  if (state_ == State::kClosed) return;
+  send(protocol::encode(protocol::error_response(fatal ? "FATAL" : "ERROR", sqlstate, message)));
+  flush();
+  if (fatal) close(message);
+}
+
+void ClientConn::close(const std::string& reason) {
+  if (state_ == State::kClosed) return;
+  log::debug("client {} ({}@{}, {}) closed: {}", pid_, user_, database_, address_, reason);
+  state_ = State::kClosed;
+  if (fd_ >= 0) {
+    worker_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (server_ != nullptr) {
+    ServerConn* server = server_;
+    server_ = nullptr;
+    if (server->reusable() && stream_remaining_ == 0) {
+      if (pool_->mode() == cluster::PoolMode::Session) {
+        server->send(protocol::encode(protocol::Query{"DISCARD ALL"}));  // server_reset_query
+        ++server->swallow_ready;
+        server->applied_sets.clear();
+        server->prepared.clear();
+      }
+      server->detach();
+      pool_->release(server);
+      server->flush();
+    } else {
+      server->close("client left in the middle of a transaction");
+    }
+  }
+  if (pool_ != nullptr) pool_->forget_client(this);
+  worker_.shared().cancels.remove(pid_);
+  worker_.retire_client(this);
+}
+
+void ClientConn::handle_admin_query(std::string_view sql) {
+  send(run_admin_command(worker_, sql));
+  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+}
+
+}  // namespace pgfleet::proxy

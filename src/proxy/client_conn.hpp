@@ -1,0 +1,124 @@
+// ClientConn: one client of the proxy — startup, authentication, then its messages forwarded to
+// whichever server connection the pool lends it, with session state carried along.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/scram.hpp"
+#include "proxy/auth_cache.hpp"
+#include "proxy/byte_queue.hpp"
+#include "proxy/event_loop.hpp"
+
+namespace pgfleet::proxy {
+
+class Pool;
+class ServerConn;
+class Worker;
+
+class ClientConn final : public IoHandler {
+ public:
+  enum class State {
+    kStartup,     // waiting for the startup packet
+    kAuthLookup,  // fetching the user's verifier
+    kAuth,        // SASL / md5 exchange
+    kLogin,       // authenticated, waiting for the pool's server parameters
+    kIdle,        // logged in, no server (transaction mode between transactions)
+    kWaiting,     // queued for a server connection
+    kActive,      // a server connection is attached
+    kClosed,
+  };
+
+  ClientConn(Worker& worker, int fd, int32_t pid, std::string address);
+  ~ClientConn() override;
+
+  void on_io(uint32_t events) override;
+
+  // Called by the pool.
+  void on_server_assigned(ServerConn* server);
+  void on_server_released();
+  void on_server_lost(const std::string& message);
+  void on_login_ready();  // the pool has server parameters for the welcome
+  void fail(const std::string& sqlstate, const std::string& message, bool fatal = true);
+  void close(const std::string& reason);
+  // Bytes for the client (already framed).
+  void send(std::span<const uint8_t> bytes);
+  void flush();
+  void pause_reading(bool paused);
+  // A server reported a parameter while serving this client.
+  void server_parameter(const std::string& name, const std::string& value);
+  // Statements to run on `server` before this client's messages so its session matches (SET ...).
+  [[nodiscard]] std::string session_sync_sql(ServerConn& server);
+  // The auth keys that let the pool log in to servers as this client's user.
+  void on_auth_result(std::shared_ptr<const UserSecret> secret);
+  void ready_for_query_seen(Clock::time_point now);
+  void continue_input() { process_input(); }
+
+  [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] int32_t pid() const { return pid_; }
+  [[nodiscard]] int32_t secret() const { return secret_; }
+  [[nodiscard]] const std::string& user() const { return user_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] const std::string& address() const { return address_; }
+  [[nodiscard]] std::string application_name() const;
+  [[nodiscard]] ServerConn* server() const { return server_; }
+  [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
+  [[nodiscard]] Clock::time_point waiting_since() const { return waiting_since_; }
+  [[nodiscard]] Clock::time_point last_activity() const { return last_activity_; }
+  [[nodiscard]] size_t output_size() const { return out_.size(); }
+  [[nodiscard]] bool is_admin() const { return admin_; }
+  void set_waiting_since(Clock::time_point t) { waiting_since_ = t; }
+
+ private:
+  struct Prepared {
+    std::string server_name;  // content-addressed, shared by clients with the same statement
+    protocol::Parse parse;
+  };
+  void process_input();
+  bool process_startup();
+  bool process_auth();
+  void start_auth();
+  void finish_login();
+  bool forward_one();  // false: stop processing for now
+  void ensure_prepared(const Prepared& statement);
+  void forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
+  void track_set(std::string_view sql);
+  void handle_admin_query(std::string_view sql);
+  bool read_input();
+  void update_interest();
+  void detach_server_if_done();
+
+  Worker& worker_;
+  int fd_;
+  int32_t pid_;
+  int32_t secret_;
+  std::string address_;
+  State state_ = State::kStartup;
+  ByteQueue in_, out_;
+  size_t stream_remaining_ = 0;
+  bool read_paused_ = false;
+  uint32_t interest_ = 0;
+  bool admin_ = false;
+
+  std::string user_, database_;
+  std::map<std::string, std::string> startup_params_;
+  Pool* pool_ = nullptr;
+  ServerConn* server_ = nullptr;
+  std::optional<protocol::ServerSession> scram_;
+  std::shared_ptr<const UserSecret> secret_info_;
+  std::array<uint8_t, 4> md5_salt_{};
+  bool md5_ = false;
+
+  // Session state that follows the client across server connections.
+  std::map<std::string, std::string> wanted_params_;  // reported parameters (ParameterStatus)
+  std::map<std::string, std::string> set_vars_;       // SET name -> value text ("DEFAULT" = reset)
+  std::map<std::string, Prepared> prepared_;
+
+  Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};
+};
+
+}  // namespace pgfleet::proxy

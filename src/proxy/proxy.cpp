@@ -1,0 +1,150 @@
+// The proxy process: one Worker per thread on the same port, shared snapshots, signal handling.
+#include "proxy/proxy.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "cluster/discovery.hpp"
+#include "cluster/layout.hpp"
+#include "proxy/worker.hpp"
+#include "util/errors.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/ports.hpp"
+
+namespace pgfleet::proxy {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::optional<cluster::Layout> cluster_of(const std::string& config_path) {
+  std::string dir = fs::parent(fs::absolute(config_path));
+  if (fs::is_directory(dir + "/dcs")) return cluster::Layout(dir);
+  return std::nullopt;
+}
+
+// As many descriptors as the system allows: every client and server connection holds one.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+int run_proxy(const ProxyOptions& options) {
+  log::set_component("proxy");
+  auto config = std::make_shared<const cluster::ClusterConfig>(cluster::load_config(options.config_path));
+  auto layout = cluster_of(options.config_path);
+  raise_fd_limit();
+
+  int pidfile_fd = -1;
+  if (layout) {
+    pid_t holder = 0;
+    pidfile_fd = cluster::lock_agent_pidfile(*layout, "proxy", holder);
+    if (pidfile_fd < 0) throw UserError(fmt::format("a proxy (pid {}) already runs for {}", holder, layout->root()));
+  }
+
+  ProxyShared shared;
+  shared.config.store(config);
+  shared.config_path = options.config_path;
+  shared.mock_secret = protocol::random_bytes(32).value_or(protocol::Bytes(32, 7));
+
+  TopologyWatcher topology(*config, layout);
+  topology.start();
+  shared.topology = &topology;
+  if (!topology.wait_for_primary(10s)) log::warn("no primary known yet; clients wait until one appears");
+
+  auto conninfo = [&shared, &topology, layout]() -> std::string {
+    auto t = topology.current();
+    if (!t->primary) return "";
+    auto c = shared.settings();
+    std::string user = c->proxy.auth_user.empty() ? c->superuser : c->proxy.auth_user;
+    std::string info = fmt::format("host={} port={} user={} dbname={} connect_timeout=3 application_name=pgfleet-proxy",
+                                   t->primary->host, t->primary->port, user, c->database);
+    if (layout) info += " passfile=" + layout->passfile();
+    return info;
+  };
+  AuthCache auth(conninfo);
+  shared.auth = &auth;
+
+  int threads = config->proxy.threads > 0 ? config->proxy.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < threads; ++i) {
+    workers.push_back(std::make_unique<Worker>(i, shared));
+    shared.workers.push_back(workers.back().get());
+  }
+  const std::string listen_address = config->listen_address;
+  const int port = config->ports.proxy;
+  try {
+    for (auto& w : workers) w->listen(listen_address, port);
+  } catch (const std::exception& e) {
+    std::string who = ports::holder(port);
+    throw UserError(std::string(e.what()) + (who.empty() ? "" : " (held by " + who + ")"),
+                    "stop what holds the port or set ports.proxy in the configuration");
+  }
+
+  // Signals go to this thread only; workers never see them.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) sigaddset(&set, sig);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  pthread_t main_thread = ::pthread_self();
+  shared.request_shutdown = [main_thread] { ::pthread_kill(main_thread, SIGTERM); };
+  shared.reload = [&shared]() -> std::string {
+    try {
+      auto fresh = std::make_shared<const cluster::ClusterConfig>(cluster::load_config(shared.config_path));
+      auto current = shared.settings();
+      if (fresh->ports.proxy != current->ports.proxy || fresh->listen_address != current->listen_address) {
+        return "the listen address and port cannot change on RELOAD; restart the proxy for that";
+      }
+      shared.config.store(fresh);
+      log::info("configuration reloaded from {}", shared.config_path);
+      return "";
+    } catch (const std::exception& e) {
+      return std::string("configuration not reloaded: ") + e.what();
+    }
+  };
+
+  for (auto& w : workers) w->start();
+  log::info("listening on {}:{} with {} threads, pool mode {}", listen_address, port, threads,
+            cluster::to_string(config->proxy.pool_mode));
+
+  while (true) {
+    int sig = 0;
+    ::sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      if (auto problem = shared.reload(); !problem.empty()) log::error("{}", problem);
+      continue;
+    }
+    if (sig == SIGTERM) {
+      log::info("shutting down: no new connections, waiting up to {} s for transactions to finish",
+                shared.settings()->proxy.shutdown_timeout_s);
+      shared.shutting_down = true;
+      for (auto& w : workers) w->begin_shutdown();
+    } else {
+      log::info("stopping now");
+      for (auto& w : workers) w->loop().stop();
+    }
+    break;
+  }
+  for (auto& w : workers) w->join();
+  auth.stop();
+  topology.stop();
+  if (pidfile_fd >= 0) ::close(pidfile_fd);
+  log::info("proxy stopped");
+  return 0;
+}
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,383 @@
+// ServerConn: connect, log in as the client's user, then relay replies, dropping the ones that
+// answer statements the proxy injected.
+#include "proxy/server_conn.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/messages.hpp"
+#include "proxy/client_conn.hpp"
+#include "proxy/worker.hpp"
+#include "util/log.hpp"
+
+namespace pgfleet::proxy {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kHighWater = 1024 * 1024;  // stop reading a side whose peer has this much unsent
+}  // namespace
+
+ServerConn::ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t topology_version, uint64_t id)
+    : worker_(worker),
+      pool_(pool),
+      backend_(std::move(backend)),
+      topology_version_(topology_version),
+      id_(id),
+      created_(worker.loop().now()),
+      last_used_(worker.loop().now()) {}
+
+ServerConn::~ServerConn() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ServerConn::start() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  // Node addresses are IPs in practice; a name is resolved here, once per connection.
+  if (::getaddrinfo(backend_.host.c_str(), std::to_string(backend_.port).c_str(), &hints, &res) != 0 || !res) {
+    fail_login("cannot resolve " + backend_.host, "08001", nullptr);
+    return false;
+  }
+  fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int rc = fd_ < 0 ? -1 : ::connect(fd_, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+  if (fd_ < 0 || (rc != 0 && errno != EINPROGRESS)) {
+    fail_login(std::string("cannot connect to server: ") + std::strerror(errno), "08001", nullptr);
+    return false;
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  interest_ = EPOLLOUT;
+  worker_.loop().add(fd_, interest_, this);
+  return true;
+}
+
+void ServerConn::update_interest() {
+  if (fd_ < 0) return;
+  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() ? 0u : uint32_t{EPOLLOUT});
+  if (state_ == State::kConnecting) want = EPOLLOUT;
+  if (want != interest_) {
+    interest_ = want;
+    worker_.loop().modify(fd_, want, this);
+  }
+}
+
+void ServerConn::pause_reading(bool paused) {
+  if (read_paused_ == paused) return;
+  read_paused_ = paused;
+  update_interest();
+  if (!paused) process_forwarding();
+}
+
+void ServerConn::send(std::span<const uint8_t> bytes) {
+  out_.append(bytes);
+}
+
+void ServerConn::flush() {
+  while (!out_.empty() && fd_ >= 0) {
+    auto v = out_.view();
+    ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    close(std::string("write to server failed: ") + std::strerror(errno));
+    return;
+  }
+  out_.shrink();
+  update_interest();
+  if (client_ != nullptr) client_->pause_reading(out_.size() > kHighWater);
+}
+
+void ServerConn::on_io(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kConnecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
+      fail_login(std::string("cannot connect to ") + backend_.host + ":" + std::to_string(backend_.port) + ": " +
+                     std::strerror(err ? err : ECONNREFUSED),
+                 "08001", nullptr);
+      return;
+    }
+    on_connected();
+    return;
+  }
+  if (events & EPOLLOUT) flush();
+  if (state_ == State::kClosed) return;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    bool open = read_input();
+    if (state_ == State::kLogin) process_login();
+    else process_forwarding();
+    if (!open && state_ != State::kClosed) close("server closed the connection");
+  }
+}
+
+bool ServerConn::read_input() {
+  while (in_.size() < 4 * kReadChunk) {
+    uint8_t* at = in_.reserve(kReadChunk);
+    ssize_t n = ::recv(fd_, at, kReadChunk, 0);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < kReadChunk) return true;
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+  return true;
+}
+
+void ServerConn::on_connected() {
+  state_ = State::kLogin;
+  protocol::StartupMessage startup;
+  startup.parameters = {{"user", pool_.user()}, {"database", pool_.database()}};
+  send(protocol::encode(startup));
+  interest_ = 0;
+  update_interest();
+  flush();
+}
+
+void ServerConn::fail_login(const std::string& message, const std::string& sqlstate,
+                            const protocol::ErrorFields* fields) {
+  std::string text = fields ? std::string(protocol::field_value(*fields, protocol::field::kMessage)) : message;
+  std::string code = fields ? std::string(protocol::field_value(*fields, protocol::field::kCode)) : sqlstate;
+  State was = state_;
+  state_ = State::kClosed;
+  if (fd_ >= 0) {
+    worker_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (was == State::kConnecting || was == State::kLogin) pool_.on_login_failed(this, code, text);
+  worker_.retire_server(this);
+}
+
+void ServerConn::process_login() {
+  while (state_ == State::kLogin) {
+    auto frame = protocol::next_frame(in_.view(), protocol::kMaxSmallMessageLength * 100);
+    if (!frame) return fail_login("invalid message from server: " + frame.error(), "08P01", nullptr);
+    if (std::holds_alternative<protocol::NeedMoreData>(*frame)) return;
+    auto f = std::get<protocol::Frame>(*frame);
+    switch (f.type) {
+      case 'R': {
+        auto auth = protocol::decode_authentication(f.body);
+        if (!auth) return fail_login("invalid authentication request: " + auth.error(), "08P01", nullptr);
+        const auto& keys = pool_.auth();
+        using protocol::AuthCode;
+        if (auth->code == AuthCode::kOk) break;
+        if (auth->code == AuthCode::kSASL) {
+          if (!keys || !keys->client_key) return fail_login("no SCRAM keys for user " + pool_.user(), "28P01", nullptr);
+          scram_.emplace(protocol::ClientSession::from_keys(*keys->client_key, keys->server_key));
+          auto first = scram_->client_first();
+          if (!first) return fail_login(first.error(), "28000", nullptr);
+          send(protocol::encode(protocol::SASLInitialResponse{std::string(scram_->mechanism()), *first}));
+        } else if (auth->code == AuthCode::kSASLContinue && scram_) {
+          auto final_msg = scram_->handle_server_first(auth->data);
+          if (!final_msg) return fail_login(final_msg.error(), "28000", nullptr);
+          send(protocol::encode(protocol::SASLResponse{*final_msg}));
+        } else if (auth->code == AuthCode::kSASLFinal && scram_) {
+          if (auto ok = scram_->handle_server_final(auth->data); !ok) return fail_login(ok.error(), "28000", nullptr);
+        } else if (auth->code == AuthCode::kMD5Password && keys && !keys->md5.empty()) {
+          auto answer = protocol::md5_response(keys->md5, auth->salt);
+          if (!answer) return fail_login(answer.error(), "28000", nullptr);
+          send(protocol::encode(protocol::PasswordMessage{*answer}));
+        } else {
+          return fail_login("the server asks for an authentication method the proxy cannot answer for user " +
+                                pool_.user() + " (use SCRAM-SHA-256 or md5 passwords)",
+                            "28000", nullptr);
+        }
+        flush();
+        break;
+      }
+      case 'S': {
+        auto ps = protocol::decode_parameter_status(f.body);
+        if (ps) parameters_[ps->name] = ps->value;
+        break;
+      }
+      case 'K': {
+        auto key = protocol::decode_backend_key_data(f.body);
+        if (key) backend_key_ = key->key;
+        break;
+      }
+      case 'E': {
+        auto err = protocol::decode_error_response(f.body);
+        in_.consume(f.total_length);
+        return fail_login("server refused the login", "08006", err ? &err->fields : nullptr);
+      }
+      case 'Z': {
+        in_.consume(f.total_length);
+        state_ = State::kIdle;
+        scram_.reset();
+        std::vector<std::pair<std::string, std::string>> params(parameters_.begin(), parameters_.end());
+        pool_.on_login_ok(this, std::move(params));
+        return;
+      }
+      default:
+        break;  // NoticeResponse, NegotiateProtocolVersion: nothing to do
+    }
+    in_.consume(f.total_length);
+  }
+}
+
+void ServerConn::attach(ClientConn* client) {
+  client_ = client;
+  state_ = State::kActive;
+  last_used_ = worker_.loop().now();
+  last_client = client->user() + "@" + client->database();
+  std::string sql = client->session_sync_sql(*this);
+  if (!sql.empty()) {
+    send(protocol::encode(protocol::Query{sql}));
+    ++swallow_ready;
+  }
+}
+
+void ServerConn::detach() {
+  client_ = nullptr;
+  state_ = State::kIdle;
+  last_used_ = worker_.loop().now();
+  if (read_paused_) pause_reading(false);
+}
+
+bool ServerConn::reusable() const {
+  return state_ != State::kClosed && outstanding <= 0 && !unsynced && tx_status == 'I' && stream_remaining_ == 0;
+}
+
+void ServerConn::process_forwarding() {
+  while (!in_.empty() && state_ != State::kClosed && !read_paused_) {
+    bool dropping = client_ == nullptr || swallow_ready > 0;
+    if (stream_remaining_ > 0) {
+      size_t n = std::min(stream_remaining_, in_.size());
+      if (!dropping) client_->send(in_.view().first(n));
+      in_.consume(n);
+      stream_remaining_ -= n;
+      continue;
+    }
+    auto header = protocol::peek_header(in_.view());
+    if (!header) break;
+    if (auto ok = protocol::check_header(*header, protocol::kMaxBackendMessageLength); !ok) {
+      close("invalid message from server: " + ok.error());
+      return;
+    }
+    char t = header->type;
+    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping;
+    if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
+      // Pass through by length, as much as is here; the rest follows as it arrives.
+      size_t n = std::min(header->total_length(), in_.size());
+      if (!dropping) client_->send(in_.view().first(n));
+      in_.consume(n);
+      stream_remaining_ = header->total_length() - n;
+    } else {
+      if (in_.size() < header->total_length()) break;
+      auto whole = in_.view().first(header->total_length());
+      handle_message(t, whole.subspan(protocol::kHeaderSize), whole);
+      in_.consume(header->total_length());
+    }
+    if (client_ != nullptr && client_->output_size() > kHighWater) {
+      pause_reading(true);  // resumed once the client drains
+    }
+  }
+  if (client_ != nullptr) client_->flush();
+  in_.shrink();
+}
+
+void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole) {
+  if (type == 'S') {
+    if (auto ps = protocol::decode_parameter_status(body); ps) {
+      parameters_[ps->name] = ps->value;
+      if (client_ != nullptr && swallow_ready == 0) client_->server_parameter(ps->name, ps->value);
+    }
+  }
+  if (swallow_ready > 0) {
+    if (type == 'E') {
+      auto err = protocol::decode_error_response(body);
+      log::warn("server {}: a statement restoring {}'s session failed: {}", id_, last_client,
+                err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : "?");
+    } else if (type == 'Z' && --swallow_ready == 0 && client_ == nullptr) {
+      pool_.release(this);  // a reset finished while the server was already back in its pool
+    }
+    return;
+  }
+  if (client_ == nullptr) {
+    if (type == 'E') {
+      auto err = protocol::decode_error_response(body);
+      close("server error while idle: " +
+            (err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : std::string("?")));
+    }
+    return;  // notices, notifications and parameter changes of an idle server
+  }
+  switch (type) {
+    case 'Z':
+      tx_status = body.empty() ? 'I' : static_cast<char>(body[0]);
+      --outstanding;
+      ++syncs_done;
+      while (!expected.empty() && expected.front().batch < syncs_done) expected.pop_front();
+      client_->send(whole);
+      client_->ready_for_query_seen(worker_.loop().now());
+      return;
+    case 'E':
+      // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply.
+      for (auto it = expected.begin(); it != expected.end();) {
+        if (it->batch == syncs_done) {
+          if (!it->statement.empty()) std::erase(prepared, it->statement);
+          it = expected.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      ++pool_.stats.errors;
+      break;
+    case '1':
+    case '3':
+      if (!expected.empty() && expected.front().type == type) {
+        bool swallow = expected.front().swallow;
+        expected.pop_front();
+        if (swallow) return;
+      }
+      break;
+    default:
+      break;
+  }
+  client_->send(whole);
+}
+
+void ServerConn::close(const std::string& reason) {
+  if (state_ == State::kClosed) return;
+  bool logging_in = state_ == State::kConnecting || state_ == State::kLogin;
+  if (logging_in) return fail_login(reason, "08006", nullptr);
+  log::debug("server {} ({}:{}) closed: {}", id_, backend_.host, backend_.port, reason);
+  state_ = State::kClosed;
+  if (fd_ >= 0) {
+    // A polite Terminate when the server is healthy; harmless otherwise.
+    if (reason.find("failed") == std::string::npos) {
+      auto bye = protocol::encode(protocol::Terminate{});
+      (void)!::send(fd_, bye.data(), bye.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    worker_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  ClientConn* client = client_;
+  client_ = nullptr;
+  pool_.on_server_closed(this);
+  if (client != nullptr) client->on_server_lost(reason);
+  worker_.retire_server(this);
+}
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,105 @@
+// ServerConn: one connection from the proxy to a PostgreSQL server — login (SCRAM pass-through,
+// md5), then forwarding between it and the client it is lent to.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/framing.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/scram.hpp"
+#include "proxy/byte_queue.hpp"
+#include "proxy/event_loop.hpp"
+#include "proxy/topology.hpp"
+
+namespace pgfleet::proxy {
+
+class ClientConn;
+class Pool;
+class Worker;
+
+class ServerConn final : public IoHandler {
+ public:
+  enum class State { kConnecting, kLogin, kIdle, kActive, kClosed };
+
+  ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t topology_version, uint64_t id);
+  ~ServerConn() override;
+
+  // Starts the non-blocking connect. False (and closed) on immediate failure.
+  bool start();
+  void on_io(uint32_t events) override;
+
+  // Lending to a client. attach() queues the statements that make the server's session match the
+  // client's (parameters, SET values); their replies are swallowed.
+  void attach(ClientConn* client);
+  void detach();
+  // Bytes for the server (already framed).
+  void send(std::span<const uint8_t> bytes);
+  void flush();
+  // Client side closed or was killed: close unless it can go back to the pool.
+  void close(const std::string& reason);
+  void pause_reading(bool paused);
+
+  // For the client's forwarding logic.
+  [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] bool reusable() const;  // idle, no reply outstanding
+  [[nodiscard]] size_t output_size() const { return out_.size(); }
+  [[nodiscard]] const Backend& backend() const { return backend_; }
+  [[nodiscard]] uint64_t topology_version() const { return topology_version_; }
+  [[nodiscard]] uint64_t id() const { return id_; }
+  [[nodiscard]] ClientConn* client() const { return client_; }
+  [[nodiscard]] Clock::time_point created() const { return created_; }
+  [[nodiscard]] Clock::time_point last_used() const { return last_used_; }
+  [[nodiscard]] protocol::CancelKey backend_key() const { return backend_key_; }
+  [[nodiscard]] const std::map<std::string, std::string>& parameters() const { return parameters_; }
+
+  // Protocol bookkeeping shared with ClientConn.
+  int outstanding = 0;      // Sync/Query/FunctionCall sent whose ReadyForQuery has not arrived
+  bool unsynced = false;    // extended-protocol messages sent after the last Sync
+  char tx_status = 'I';
+  int swallow_ready = 0;    // replies of injected queries to drop, counted in ReadyForQuery
+  uint64_t syncs_sent = 0, syncs_done = 0;
+  // Replies the client must not see (or must, in order) for Parse/Close we sent: '1' or '3'.
+  struct Expected {
+    char type;
+    bool swallow;
+    std::string statement;  // Parse: the server-side statement it creates
+    uint64_t batch;
+  };
+  std::deque<Expected> expected;
+  std::vector<std::string> prepared;              // server-side statement names, oldest first
+  std::map<std::string, std::string> applied_sets;  // SET name -> value applied by clients
+  std::string last_client;  // user@db of the last client (for SHOW SERVERS)
+
+ private:
+  void on_connected();
+  void process_login();
+  void process_forwarding();
+  void handle_message(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
+  bool read_input();
+  void update_interest();
+  void fail_login(const std::string& message, const std::string& sqlstate, const protocol::ErrorFields* fields);
+
+  Worker& worker_;
+  Pool& pool_;
+  Backend backend_;
+  uint64_t topology_version_;
+  uint64_t id_;
+  int fd_ = -1;
+  State state_ = State::kConnecting;
+  ClientConn* client_ = nullptr;
+  ByteQueue in_, out_;
+  size_t stream_remaining_ = 0;  // body bytes of a message being passed through unparsed
+  bool read_paused_ = false;
+  uint32_t interest_ = 0;
+  std::optional<protocol::ClientSession> scram_;
+  protocol::CancelKey backend_key_;
+  std::map<std::string, std::string> parameters_;
+  Clock::time_point created_, last_used_;
+};
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,64 @@
+// ProxyShared: what every worker of one proxy process shares — immutable snapshots (config,
+// topology) swapped atomically, the auth cache, the cancel registry and process-wide counters.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cluster/config.hpp"
+#include "protocol/buffer.hpp"
+#include "proxy/auth_cache.hpp"
+#include "proxy/topology.hpp"
+
+namespace pgfleet::proxy {
+
+class Worker;
+
+// Cancel keys we hand to clients → the worker that owns the client. Touched at connect and
+// disconnect only, never per query.
+class CancelRegistry {
+ public:
+  void add(int32_t pid, int32_t secret, Worker* worker);
+  void remove(int32_t pid);
+  Worker* find(int32_t pid, int32_t secret);
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<int32_t, std::pair<int32_t, Worker*>> entries_;
+};
+
+struct ProxyShared {
+  std::atomic<std::shared_ptr<const cluster::ClusterConfig>> config;
+  std::string config_path;                 // re-read by RELOAD / SIGHUP
+  TopologyWatcher* topology = nullptr;
+  AuthCache* auth = nullptr;
+  CancelRegistry cancels;
+  protocol::Bytes mock_secret;             // derives fake verifiers for unknown users
+  std::atomic<int> clients{0};             // connected clients, all workers
+  std::atomic<int32_t> next_client_pid{1};
+  std::atomic<bool> paused{false};         // PAUSE: new transactions wait
+  std::atomic<std::shared_ptr<const std::vector<std::string>>> paused_databases{
+      std::make_shared<const std::vector<std::string>>()};  // PAUSE db
+  std::atomic<bool> shutting_down{false};
+  std::vector<Worker*> workers;
+  std::function<void()> request_shutdown;  // graceful, from the admin console
+  std::function<std::string()> reload;     // re-reads the config; returns "" or an error
+
+  [[nodiscard]] bool is_paused(const std::string& database) const {
+    if (paused.load(std::memory_order_relaxed)) return true;
+    auto dbs = paused_databases.load(std::memory_order_relaxed);
+    return !dbs->empty() && std::find(dbs->begin(), dbs->end(), database) != dbs->end();
+  }
+  [[nodiscard]] std::shared_ptr<const cluster::ClusterConfig> settings() const {
+    return config.load(std::memory_order_acquire);
+  }
+};
+
+}  // namespace pgfleet::proxy

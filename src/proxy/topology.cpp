@@ -1,0 +1,100 @@
+// Topology from the DCS leader key (every 250 ms, or as soon as the store changes) or from probes.
+#include "proxy/topology.hpp"
+
+#include <fmt/format.h>
+
+#include "cluster/discovery.hpp"
+#include "dcs/local_dcs.hpp"
+#include "dcs/member.hpp"
+#include "postgres/pgconn.hpp"
+#include "util/log.hpp"
+
+namespace pgfleet::proxy {
+
+using namespace std::chrono_literals;
+
+TopologyWatcher::TopologyWatcher(cluster::ClusterConfig config, std::optional<cluster::Layout> layout)
+    : config_(std::move(config)), layout_(std::move(layout)) {
+  current_.store(std::make_shared<const Topology>());
+}
+
+TopologyWatcher::~TopologyWatcher() { stop(); }
+
+void TopologyWatcher::start() {
+  publish(observe());
+  thread_ = std::thread([this] { run(); });
+}
+
+void TopologyWatcher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool TopologyWatcher::wait_for_primary(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return current()->primary.has_value() || stopping_; }) &&
+         current()->primary.has_value();
+}
+
+Topology TopologyWatcher::observe() {
+  Topology t;
+  std::string host = cluster::connect_host(config_);
+  auto backend_of = [&](const cluster::NodeConfig& n) {
+    return Backend{n.name, n.host.empty() ? host : n.host, n.port};
+  };
+  if (layout_) {
+    dcs::LocalDcs dcs(layout_->dcs_dir());
+    auto leader = dcs.get(dcs::keys::kLeader);
+    std::string primary = leader && leader.value() ? leader.value()->value : "";
+    for (const auto& n : config_.nodes) {
+      if (n.name == primary) t.primary = backend_of(n);
+      else t.replicas.push_back(backend_of(n));
+    }
+    return t;
+  }
+  for (const auto& n : config_.nodes) {
+    auto conn = postgres::PgConn::connect(
+        fmt::format("host={} port={} user={} dbname={} connect_timeout=2 application_name=pgfleet-proxy",
+                    n.host.empty() ? host : n.host, n.port,
+                    config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database));
+    if (!conn) continue;
+    auto standby = conn->scalar("SELECT pg_is_in_recovery()");
+    if (standby && standby.value() == std::optional<std::string>("f")) t.primary = backend_of(n);
+    else if (standby) t.replicas.push_back(backend_of(n));
+  }
+  return t;
+}
+
+void TopologyWatcher::publish(Topology next) {
+  auto previous = current();
+  if (previous->primary == next.primary && previous->replicas == next.replicas) return;
+  next.version = previous->version + 1;
+  log::info("topology: primary {}", next.primary ? fmt::format("{} ({}:{})", next.primary->name, next.primary->host,
+                                                               next.primary->port)
+                                                  : std::string("unknown"));
+  {
+    std::lock_guard lock(mutex_);
+    current_.store(std::make_shared<const Topology>(std::move(next)), std::memory_order_release);
+  }
+  changed_.notify_all();
+}
+
+void TopologyWatcher::run() {
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      if (changed_.wait_for(lock, layout_ ? 250ms : 1000ms, [&] { return stopping_; })) return;
+    }
+    try {
+      publish(observe());
+    } catch (const std::exception& e) {
+      log::warn("topology: {}", e.what());
+    }
+  }
+}
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,59 @@
+// TopologyWatcher: which server is the primary right now, as an immutable snapshot that workers
+// read without locks; a background thread keeps it current from the DCS (or by probing the nodes).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/config.hpp"
+#include "cluster/layout.hpp"
+
+namespace pgfleet::proxy {
+
+struct Backend {
+  std::string name;
+  std::string host;
+  int port = 0;
+  bool operator==(const Backend&) const = default;
+};
+
+struct Topology {
+  std::optional<Backend> primary;
+  std::vector<Backend> replicas;
+  uint64_t version = 0;  // changes whenever the primary changes
+};
+
+class TopologyWatcher {
+ public:
+  // With a cluster directory, the DCS leader key names the primary; without one (a proxy in front
+  // of servers it does not manage) the nodes are probed with pg_is_in_recovery() as `auth_user`.
+  TopologyWatcher(cluster::ClusterConfig config, std::optional<cluster::Layout> layout);
+  ~TopologyWatcher();
+
+  void start();
+  void stop();
+  [[nodiscard]] std::shared_ptr<const Topology> current() const { return current_.load(std::memory_order_acquire); }
+  // Blocks until a primary is known or `timeout` passes; true if known.
+  bool wait_for_primary(std::chrono::milliseconds timeout);
+
+ private:
+  void run();
+  Topology observe();
+  void publish(Topology next);
+
+  cluster::ClusterConfig config_;
+  std::optional<cluster::Layout> layout_;
+  std::atomic<std::shared_ptr<const Topology>> current_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool stopping_ = false;
+};
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,450 @@
+// Worker and Pool: accepting clients, lending server connections, timeouts, snapshots for SHOW.
+#include "proxy/worker.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "protocol/messages.hpp"
+#include "util/log.hpp"
+
+namespace pgfleet::proxy {
+
+using namespace std::chrono_literals;
+
+// ---- CancelRegistry ----
+
+void CancelRegistry::add(int32_t pid, int32_t secret, Worker* worker) {
+  std::lock_guard lock(mutex_);
+  entries_[pid] = {secret, worker};
+}
+
+void CancelRegistry::remove(int32_t pid) {
+  std::lock_guard lock(mutex_);
+  entries_.erase(pid);
+}
+
+Worker* CancelRegistry::find(int32_t pid, int32_t secret) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(pid);
+  return it != entries_.end() && it->second.first == secret ? it->second.second : nullptr;
+}
+
+// ---- Pool ----
+
+Pool::Pool(Worker& worker, std::string database, std::string user)
+    : worker_(worker), database_(std::move(database)), user_(std::move(user)) {
+  apply_settings();
+}
+
+void Pool::apply_settings() {
+  auto settings = worker_.shared().settings();
+  const auto& p = settings->proxy;
+  mode_ = p.pool_mode;
+  pool_size_ = p.default_pool_size;
+  for (const auto& o : p.pools) {
+    if ((o.database.empty() || o.database == database_) && (o.user.empty() || o.user == user_)) {
+      if (o.pool_mode) mode_ = *o.pool_mode;
+      if (o.pool_size) pool_size_ = *o.pool_size;
+      break;
+    }
+  }
+}
+
+int Pool::limit(Clock::time_point now) const {
+  auto settings = worker_.shared().settings();
+  int workers = static_cast<int>(std::max<size_t>(1, worker_.shared().workers.size()));
+  // Each worker owns a share of the pool; the shares add up to the configured size.
+  int share = std::max(1, (pool_size_ + workers - 1) / workers);
+  int reserve = (settings->proxy.reserve_pool_size + workers - 1) / workers;
+  if (!waiting_.empty() && reserve > 0 &&
+      now - waiting_.front()->waiting_since() >= std::chrono::milliseconds(settings->proxy.reserve_pool_timeout_ms)) {
+    return share + reserve;
+  }
+  return share;
+}
+
+bool Pool::open_server() {
+  auto topology = worker_.shared().topology->current();
+  if (!topology->primary || !auth_) return false;
+  ++connecting_;
+  ServerConn* server = worker_.new_server(*this, *topology->primary, topology->version);
+  servers_.push_back(server);
+  if (!server->start()) return false;  // on_login_failed already ran
+  return true;
+}
+
+bool Pool::acquire(ClientConn* client) {
+  auto now = worker_.loop().now();
+  if (!worker_.shared().is_paused(database_)) {
+    auto version = worker_.shared().topology->current()->version;
+    while (!idle_.empty()) {
+      ServerConn* server = idle_.back();
+      idle_.pop_back();
+      if (server->topology_version() != version) {  // built for an old primary
+        server->close("the primary changed");
+        continue;
+      }
+      hand_over(server, client);
+      return true;
+    }
+  }
+  client->set_waiting_since(now);
+  waiting_.push_back(client);
+  if (!worker_.shared().is_paused(database_) &&
+      static_cast<int>(servers_.size()) < limit(now)) {
+    open_server();
+  }
+  return false;
+}
+
+void Pool::hand_over(ServerConn* server, ClientConn* client) {
+  client->on_server_assigned(server);
+}
+
+void Pool::release(ServerConn* server) {
+  auto settings = worker_.shared().settings();
+  auto now = worker_.loop().now();
+  bool expired = settings->proxy.server_lifetime_s > 0 &&
+                 now - server->created() > std::chrono::seconds(settings->proxy.server_lifetime_s);
+  if (!server->reusable() || expired ||
+      server->topology_version() != worker_.shared().topology->current()->version) {
+    server->close(expired ? "server_lifetime reached" : "not reusable");
+    return;
+  }
+  if (server->swallow_ready > 0) return;  // resetting; released again when done
+  if (!worker_.shared().is_paused(database_) && !waiting_.empty()) {
+    ClientConn* client = waiting_.front();
+    waiting_.pop_front();
+    hand_over(server, client);
+    return;
+  }
+  if (std::find(idle_.begin(), idle_.end(), server) == idle_.end()) idle_.push_back(server);
+}
+
+void Pool::on_login_ok(ServerConn* server, std::vector<std::pair<std::string, std::string>> params) {
+  --connecting_;
+  if (!welcome_) {
+    welcome_ = std::move(params);
+    auto waiters = std::move(welcome_waiters_);
+    welcome_waiters_.clear();
+    for (ClientConn* c : waiters) c->on_login_ready();
+  }
+  release(server);
+}
+
+void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
+  --connecting_;
+  std::erase(servers_, server);
+  log::warn("pool {}@{}: server login failed: {}", user_, database_, message);
+  // Everyone waiting on this pool would hit the same wall (wrong database, server down).
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  auto welcome_waiters = std::move(welcome_waiters_);
+  welcome_waiters_.clear();
+  for (ClientConn* c : waiting) c->fail(sqlstate.empty() ? "08006" : sqlstate, message);
+  for (ClientConn* c : welcome_waiters) c->fail(sqlstate.empty() ? "08006" : sqlstate, message);
+}
+
+void Pool::on_server_closed(ServerConn* server) {
+  std::erase(idle_, server);
+  std::erase(servers_, server);
+  // A waiting client may now get a fresh connection.
+  if (!waiting_.empty() && static_cast<int>(servers_.size()) < limit(worker_.loop().now())) open_server();
+}
+
+void Pool::forget_client(ClientConn* client) {
+  std::erase(waiting_, client);
+  std::erase(welcome_waiters_, client);
+}
+
+void Pool::wait_for_welcome(ClientConn* client) {
+  welcome_waiters_.push_back(client);
+  if (connecting_ == 0) open_server();
+}
+
+void Pool::tick(Clock::time_point now) {
+  auto settings = worker_.shared().settings();
+  const auto& p = settings->proxy;
+  apply_settings();
+  // Clients that waited too long for a server.
+  auto wait_limit = std::chrono::milliseconds(p.query_wait_timeout_ms);
+  while (!waiting_.empty() && now - waiting_.front()->waiting_since() > wait_limit) {
+    ClientConn* c = waiting_.front();
+    waiting_.pop_front();
+    c->fail("08P01", fmt::format("no server connection available within {} ms (pool {}@{} has {} connections)",
+                                 p.query_wait_timeout_ms, user_, database_, servers_.size()));
+  }
+  // After RESUME (or a server freed while paused), idle servers go to the waiters.
+  while (!worker_.shared().is_paused(database_) && !waiting_.empty() && !idle_.empty()) {
+    ServerConn* server = idle_.back();
+    idle_.pop_back();
+    ClientConn* client = waiting_.front();
+    waiting_.pop_front();
+    hand_over(server, client);
+  }
+  // Grow towards the waiters (reserve after reserve_pool_timeout), shrink idle ones.
+  if (!waiting_.empty() && !worker_.shared().is_paused(database_) &&
+      static_cast<int>(servers_.size()) - static_cast<int>(waiting_.size()) < limit(now) &&
+      static_cast<int>(servers_.size()) < limit(now)) {
+    open_server();
+  }
+  for (size_t i = 0; i < idle_.size();) {
+    ServerConn* s = idle_[i];
+    bool idle_long = p.server_idle_timeout_s > 0 && now - s->last_used() > std::chrono::seconds(p.server_idle_timeout_s);
+    bool old = p.server_lifetime_s > 0 && now - s->created() > std::chrono::seconds(p.server_lifetime_s);
+    bool min_kept = static_cast<int>(servers_.size()) <= p.min_pool_size;
+    if ((idle_long && !min_kept) || old) {
+      s->close(old ? "server_lifetime reached" : "server_idle_timeout reached");  // erases from idle_
+    } else {
+      ++i;
+    }
+  }
+  int workers = static_cast<int>(std::max<size_t>(1, worker_.shared().workers.size()));
+  if (auth_ && static_cast<int>(servers_.size()) < (p.min_pool_size + workers - 1) / workers && connecting_ == 0) {
+    open_server();
+  }
+}
+
+void Pool::close_all(const std::string& reason) {
+  for (ClientConn* c : std::vector<ClientConn*>(waiting_.begin(), waiting_.end())) c->fail("57P01", reason);
+  for (ClientConn* c : std::vector<ClientConn*>(welcome_waiters_)) c->fail("57P01", reason);
+  for (ServerConn* s : std::vector<ServerConn*>(servers_)) {
+    if (ClientConn* c = s->client()) c->fail("57P01", reason);
+    s->close(reason);
+  }
+}
+
+void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
+  row.database = database_;
+  row.user = user_;
+  row.mode = cluster::to_string(mode_);
+  row.clients_waiting = static_cast<int>(waiting_.size() + welcome_waiters_.size());
+  for (ServerConn* s : servers_) {
+    switch (s->state()) {
+      case ServerConn::State::kActive: ++row.servers_active; break;
+      case ServerConn::State::kIdle: ++row.servers_idle; break;
+      case ServerConn::State::kConnecting:
+      case ServerConn::State::kLogin: ++row.servers_connecting; break;
+      default: break;
+    }
+  }
+  row.clients_active = row.servers_active;
+  if (!waiting_.empty()) {
+    row.max_wait_us = std::chrono::duration_cast<std::chrono::microseconds>(now - waiting_.front()->waiting_since()).count();
+  }
+  row.stats = stats;
+}
+
+// ---- Worker ----
+
+Worker::Worker(int index, ProxyShared& shared) : index_(index), shared_(shared) {
+  listener_.worker = this;
+  snapshot_.store(std::make_shared<const WorkerSnapshot>());
+  loop_.every(100ms, [this] { tick(); });
+  loop_.every(1000ms, [this] { publish_snapshot(); });
+}
+
+Worker::~Worker() {
+  if (listener_.fd >= 0) ::close(listener_.fd);
+}
+
+void Worker::listen(const std::string& address, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // One listener per worker on the same port: the kernel spreads connections, and a new proxy
+  // process can bind beside an old one for a restart without refusing connections.
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::inet_pton(AF_INET, address == "*" || address == "0.0.0.0" ? "0.0.0.0" : address.c_str(), &addr.sin_addr) != 1) {
+    ::close(fd);
+    throw std::runtime_error("invalid listen address '" + address + "' (an IPv4 address is expected)");
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 4096) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw std::runtime_error(fmt::format("cannot listen on {}:{}: {}", address, port, std::strerror(err)));
+  }
+  listener_.fd = fd;
+  loop_.add(fd, EPOLLIN, &listener_);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { loop_.run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Listener::on_io(uint32_t) { worker->accept_clients(); }
+
+void Worker::accept_clients() {
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    int fd = ::accept4(listener_.fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) log::error("accept: {} (raise the file descriptor limit)", std::strerror(errno));
+      return;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char text[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (addr.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+      port = ntohs(a->sin_port);
+    }
+    int32_t pid = shared_.next_client_pid.fetch_add(1);
+    shared_.clients.fetch_add(1);
+    clients_[pid] = std::make_unique<ClientConn>(*this, fd, pid, fmt::format("{}:{}", text, port));
+  }
+}
+
+ClientConn* Worker::client(int32_t pid) {
+  auto it = clients_.find(pid);
+  return it == clients_.end() || it->second->state() == ClientConn::State::kClosed ? nullptr : it->second.get();
+}
+
+Pool& Worker::pool(const std::string& database, const std::string& user) {
+  auto& slot = pools_[{database, user}];
+  if (!slot) slot = std::make_unique<Pool>(*this, database, user);
+  return *slot;
+}
+
+ServerConn* Worker::new_server(Pool& pool, const Backend& backend, uint64_t topology_version) {
+  uint64_t id = next_server_id_++;
+  auto server = std::make_unique<ServerConn>(*this, pool, backend, topology_version, id);
+  ServerConn* raw = server.get();
+  servers_[id] = std::move(server);
+  return raw;
+}
+
+void Worker::retire_server(ServerConn* server) {
+  auto it = servers_.find(server->id());
+  if (it == servers_.end()) return;
+  loop_.retire(std::move(it->second));
+  servers_.erase(it);
+}
+
+void Worker::retire_client(ClientConn* client) {
+  auto it = clients_.find(client->pid());
+  if (it == clients_.end()) return;
+  shared_.clients.fetch_sub(1);
+  loop_.retire(std::move(it->second));
+  clients_.erase(it);
+}
+
+void Worker::cancel(int32_t pid, int32_t secret) {
+  ClientConn* c = client(pid);
+  if (c == nullptr || c->secret() != secret || c->server() == nullptr) return;
+  Backend backend = c->server()->backend();
+  protocol::CancelKey key = c->server()->backend_key();
+  // Rare and short: a plain blocking connect on a helper thread keeps the loop free.
+  std::thread([backend, key] {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(backend.port));
+    ::inet_pton(AF_INET, backend.host.c_str(), &addr.sin_addr);
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      auto bytes = protocol::encode(key);
+      (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      char buf[1];
+      (void)!::recv(fd, buf, 1, 0);  // the server closes once it has read the request
+    }
+    ::close(fd);
+  }).detach();
+}
+
+void Worker::begin_shutdown() {
+  loop_.post([this] {
+    shutting_down_ = true;
+    shutdown_deadline_ = loop_.now() + std::chrono::seconds(shared_.settings()->proxy.shutdown_timeout_s);
+    if (listener_.fd >= 0) {
+      loop_.remove(listener_.fd);
+      ::close(listener_.fd);
+      listener_.fd = -1;
+    }
+  });
+}
+
+void Worker::kill_database(const std::string& database) {
+  for (auto& [key, pool] : pools_) {
+    if (key.first == database) pool->close_all("the pool was killed by an administrator");
+  }
+}
+
+void Worker::tick() {
+  auto now = loop_.now();
+  for (auto& [key, pool] : pools_) pool->tick(now);
+  auto settings = shared_.settings();
+  if (settings->proxy.client_idle_timeout_s > 0) {
+    auto limit = std::chrono::seconds(settings->proxy.client_idle_timeout_s);
+    std::vector<ClientConn*> idle;
+    for (auto& [pid, c] : clients_) {
+      if (c->state() == ClientConn::State::kIdle && now - c->last_activity() > limit) idle.push_back(c.get());
+    }
+    for (auto* c : idle) c->fail("57P05", "terminating connection due to idle timeout (client_idle_timeout)");
+  }
+  if (shutting_down_) {
+    // Clients between transactions can go now; the others when their transaction ends or at the deadline.
+    std::vector<ClientConn*> done;
+    for (auto& [pid, c] : clients_) {
+      if (c->server() == nullptr || now >= shutdown_deadline_) done.push_back(c.get());
+    }
+    for (auto* c : done) c->fail("57P01", "terminating connection because the pgfleet proxy is shutting down");
+    if (clients_.empty()) {
+      for (auto& [id, s] : servers_) s->close("shutdown");
+      loop_.stop();
+    }
+  }
+}
+
+void Worker::publish_snapshot() {
+  auto now = loop_.now();
+  auto snap = std::make_shared<WorkerSnapshot>();
+  snap->worker = index_;
+  for (auto& [key, pool] : pools_) {
+    PoolRow row;
+    pool->fill_row(row, now);
+    snap->pools.push_back(std::move(row));
+  }
+  for (auto& [pid, c] : clients_) {
+    if (snap->clients.size() >= WorkerSnapshot::kSnapshotRows) break;
+    static constexpr const char* kStates[] = {"startup", "auth", "auth", "login", "idle", "waiting", "active", "closed"};
+    snap->clients.push_back(ClientRow{
+        pid, c->user(), c->database(), kStates[static_cast<int>(c->state())], c->address(), c->application_name(),
+        c->server() ? std::to_string(c->server()->id()) : "",
+        std::chrono::duration_cast<std::chrono::seconds>(now - c->connected_at()).count()});
+  }
+  for (auto& [id, s] : servers_) {
+    if (snap->servers.size() >= WorkerSnapshot::kSnapshotRows) break;
+    static constexpr const char* kStates[] = {"connecting", "login", "idle", "active", "closed"};
+    auto at = s->last_client.find('@');
+    snap->servers.push_back(ServerRow{
+        id, at == std::string::npos ? "" : s->last_client.substr(0, at),
+        at == std::string::npos ? "" : s->last_client.substr(at + 1), kStates[static_cast<int>(s->state())],
+        fmt::format("{} {}:{}", s->backend().name, s->backend().host, s->backend().port), s->backend_key().pid,
+        std::chrono::duration_cast<std::chrono::seconds>(now - s->created()).count(),
+        static_cast<int>(s->prepared.size())});
+  }
+  snapshot_.store(std::move(snap));
+}
+
+}  // namespace pgfleet::proxy

@@ -1,0 +1,131 @@
+// Worker: one event-loop thread with its own listener (SO_REUSEPORT), pools and connections;
+// nothing here is shared with other workers, so the data path takes no locks.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/config.hpp"
+#include "protocol/scram.hpp"
+#include "proxy/client_conn.hpp"
+#include "proxy/event_loop.hpp"
+#include "proxy/server_conn.hpp"
+#include "proxy/shared.hpp"
+#include "proxy/stats.hpp"
+
+namespace pgfleet::proxy {
+
+// How the pool logs in to servers as a user: the SCRAM keys a client proved it knows (pass-through),
+// or the stored md5 hash.
+struct AuthKeys {
+  std::optional<protocol::Digest> client_key;
+  protocol::Digest server_key{};
+  protocol::ScramVerifier verifier;
+  std::string md5;
+};
+
+// Server connections for one (database, user) on one worker.
+class Pool {
+ public:
+  Pool(Worker& worker, std::string database, std::string user);
+
+  // Gives `client` a server now or queues it. Returns true if assigned at once.
+  bool acquire(ClientConn* client);
+  // A server is done with its client (or finished logging in): reuse, hand to a waiter, or close.
+  void release(ServerConn* server);
+  void on_login_ok(ServerConn* server, std::vector<std::pair<std::string, std::string>> params);
+  void on_login_failed(ServerConn* server, const std::string& sqlstate, const std::string& message);
+  void on_server_closed(ServerConn* server);
+  void forget_client(ClientConn* client);
+  // Timeouts and pool sizes; called by the worker every 100 ms.
+  void tick(Clock::time_point now);
+
+  [[nodiscard]] cluster::PoolMode mode() const { return mode_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] const std::string& user() const { return user_; }
+  [[nodiscard]] bool has_welcome() const { return welcome_.has_value(); }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& welcome() const { return *welcome_; }
+  void set_auth(AuthKeys keys) { auth_ = std::move(keys); }
+  [[nodiscard]] const std::optional<AuthKeys>& auth() const { return auth_; }
+  // Clients logging in wait here for the first server's parameters.
+  void wait_for_welcome(ClientConn* client);
+  void fill_row(PoolRow& row, Clock::time_point now) const;
+  PoolStats stats;
+  void close_all(const std::string& reason);
+
+ private:
+  void apply_settings();
+  bool open_server();
+  [[nodiscard]] int limit(Clock::time_point now) const;
+  void hand_over(ServerConn* server, ClientConn* client);
+
+  Worker& worker_;
+  std::string database_, user_;
+  cluster::PoolMode mode_ = cluster::PoolMode::Transaction;
+  int pool_size_ = 20;
+  std::optional<AuthKeys> auth_;
+  std::optional<std::vector<std::pair<std::string, std::string>>> welcome_;
+  std::vector<ServerConn*> idle_;  // most recently used last
+  std::vector<ServerConn*> servers_;  // all of this pool's server connections
+  std::deque<ClientConn*> waiting_;
+  std::vector<ClientConn*> welcome_waiters_;
+  std::vector<ClientConn*> clients_;
+  int connecting_ = 0;
+};
+
+class Worker {
+ public:
+  Worker(int index, ProxyShared& shared);
+  ~Worker();
+
+  // Opens this worker's listener; throws on failure (port in use).
+  void listen(const std::string& address, int port);
+  void start();   // runs the loop on a new thread
+  void join();
+  EventLoop& loop() { return loop_; }
+  ProxyShared& shared() { return shared_; }
+  [[nodiscard]] int index() const { return index_; }
+
+  Pool& pool(const std::string& database, const std::string& user);
+  ServerConn* new_server(Pool& pool, const Backend& backend, uint64_t topology_version);
+  void retire_server(ServerConn* server);
+  void retire_client(ClientConn* client);
+  void adopt_client(std::unique_ptr<ClientConn> client);
+  void cancel(int32_t pid, int32_t secret);  // runs on this worker's thread
+  ClientConn* client(int32_t pid);
+  // Graceful stop: close the listener, let clients finish their transactions.
+  void begin_shutdown();
+  [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
+  void kill_database(const std::string& database);
+
+ private:
+  struct Listener final : IoHandler {
+    Worker* worker = nullptr;
+    int fd = -1;
+    void on_io(uint32_t events) override;
+  };
+  void accept_clients();
+  void tick();
+  void publish_snapshot();
+
+  int index_;
+  ProxyShared& shared_;
+  EventLoop loop_;
+  Listener listener_;
+  std::thread thread_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::map<int32_t, std::unique_ptr<ClientConn>> clients_;
+  std::map<uint64_t, std::unique_ptr<ServerConn>> servers_;
+  uint64_t next_server_id_ = 1;
+  bool shutting_down_ = false;
+  Clock::time_point shutdown_deadline_{};
+  std::atomic<std::shared_ptr<const WorkerSnapshot>> snapshot_;
+};
+
+}  // namespace pgfleet::proxy
