@@ -181,7 +181,10 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
     bool pause = verb == "PAUSE";
     if (w.size() == 1) {
       shared.paused.store(pause);
-      if (!pause) shared.paused_databases.store(std::make_shared<const std::vector<std::string>>());
+      if (!pause) {
+        shared.any_database_paused.store(false);
+        shared.paused_databases.store(std::make_shared<const std::vector<std::string>>());
+      }
     } else {
       // Database names are case-sensitive: take them from the original text.
       std::istringstream in{std::string(sql)};
@@ -191,6 +194,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
       auto dbs = std::make_shared<std::vector<std::string>>(*shared.paused_databases.load());
       std::erase(*dbs, db);
       if (pause) dbs->push_back(db);
+      shared.any_database_paused.store(!dbs->empty());
       shared.paused_databases.store(std::move(dbs));
     }
     return done(verb);

@@ -100,6 +100,24 @@ std::vector<std::string_view> split_statements(std::string_view sql) {
   return out;
 }
 
+// For Parse/Bind/Describe/Close: whether the message names a prepared statement (then the
+// proxy rewrites it and needs it whole). nullopt while too little of the body is buffered.
+std::optional<bool> names_a_statement(char type, std::span<const uint8_t> body) {
+  switch (type) {
+    case 'P':
+      if (body.empty()) return std::nullopt;
+      return body[0] != 0;
+    case 'B': {
+      auto portal_end = std::find(body.begin(), body.end(), uint8_t{0});
+      if (portal_end == body.end() || portal_end + 1 == body.end()) return std::nullopt;
+      return *(portal_end + 1) != 0;
+    }
+    default:  // 'D', 'C': 'S' or 'P', then the name
+      if (body.size() < 2) return std::nullopt;
+      return body[0] == 'S' && body[1] != 0;
+  }
+}
+
 int32_t random_i32() {
   int32_t v = 0;
   if (::getrandom(&v, sizeof v, 0) != sizeof v) v = static_cast<int32_t>(::getpid()) ^ 0x5a5a5a5a;
@@ -279,8 +297,7 @@ bool ClientConn::process_startup() {
   if (startup.minor_version() > 0 || !startup.protocol_options().empty()) {
     send(protocol::encode(protocol::NegotiateProtocolVersion{0, startup.protocol_options()}));
   }
-  auto settings = worker_.shared().settings();
-  if (worker_.shared().clients.load() > settings->proxy.max_client_conn) {
+  if (worker_.shared().clients.load() > worker_.settings().proxy.max_client_conn) {
     fail("53300", "sorry, too many clients already");
     return false;
   }
@@ -378,7 +395,7 @@ bool ClientConn::process_auth() {
 }
 
 void ClientConn::finish_login() {
-  auto settings = worker_.shared().settings();
+  const auto* settings = &worker_.settings();
   if (admin_) {
     const auto& admins = settings->proxy.admin_users;
     bool allowed = admins.empty() ? user_ == settings->superuser
@@ -435,6 +452,10 @@ void ClientConn::on_login_ready() {
 }
 
 std::string ClientConn::session_sync_sql(ServerConn& server) {
+  // Same client, nothing changed since it last used this server: nothing to do (the common case).
+  if (server.synced_client == pid_ && server.synced_generation == session_generation_) return "";
+  server.synced_client = pid_;
+  server.synced_generation = session_generation_;
   std::string sql;
   for (const auto& [name, value] : wanted_params_) {
     if (!is_tracked(name)) continue;
@@ -468,7 +489,12 @@ std::string ClientConn::session_sync_sql(ServerConn& server) {
 }
 
 void ClientConn::server_parameter(const std::string& name, const std::string& value) {
-  if (is_tracked(name)) wanted_params_[name] = value;
+  if (!is_tracked(name)) return;
+  auto& wanted = wanted_params_[name];
+  if (wanted != value) {
+    wanted = value;
+    ++session_generation_;
+  }
 }
 
 // SET/RESET in a simple query: remembered so they follow the client to other server connections.
@@ -476,6 +502,7 @@ void ClientConn::server_parameter(const std::string& name, const std::string& va
 // characteristics end with the transaction and need nothing.
 void ClientConn::track_set(std::string_view sql) {
   auto [verb, rest] = next_word(sql);
+  if (verb == "set" || verb == "reset" || verb == "discard") ++session_generation_;
   if (verb == "set") {
     auto [name, after] = next_word(rest);
     if (name == "local" || name == "transaction" || name == "constraints" || name == "role" ||
@@ -526,19 +553,17 @@ void ClientConn::ensure_prepared(const Prepared& statement) {
 }
 
 void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole) {
+  // Only reached in transaction and statement modes, for SET tracking and named statements.
   ServerConn& server = *server_;
-  bool rewrite = pool_->mode() != cluster::PoolMode::Session;
   switch (type) {
     case 'Q':
-      if (rewrite) {
-        if (auto q = protocol::decode_query(body); q) {
-          for (auto statement : split_statements(q->sql)) track_set(statement);
-        }
+      if (auto q = protocol::decode_query(body); q) {
+        for (auto statement : split_statements(q->sql)) track_set(statement);
       }
       break;
     case 'P': {
       auto parse = protocol::decode_parse(body);
-      if (!rewrite || !parse || parse->statement.empty()) {
+      if (!parse || parse->statement.empty()) {
         server.expected.push_back({'1', false, "", server.syncs_sent});
         break;
       }
@@ -559,7 +584,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
       return;
     }
     case 'B': {
-      auto bind = rewrite ? protocol::decode_bind(body) : Result<protocol::Bind>(Error{""});
+      auto bind = protocol::decode_bind(body);
       if (!bind || bind->statement.empty()) break;
       auto it = prepared_.find(bind->statement);
       if (it == prepared_.end()) break;  // the server reports the unknown statement
@@ -569,7 +594,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
       return;
     }
     case 'D': {
-      auto describe = rewrite ? protocol::decode_describe(body) : Result<protocol::Describe>(Error{""});
+      auto describe = protocol::decode_describe(body);
       if (!describe || describe->target != protocol::Target::kStatement || describe->name.empty()) break;
       auto it = prepared_.find(describe->name);
       if (it == prepared_.end()) break;
@@ -579,7 +604,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
       return;
     }
     case 'C': {
-      auto close_msg = rewrite ? protocol::decode_close(body) : Result<protocol::Close>(Error{""});
+      auto close_msg = protocol::decode_close(body);
       server.expected.push_back({'3', false, "", server.syncs_sent});
       if (!close_msg || close_msg->target != protocol::Target::kStatement || close_msg->name.empty()) break;
       // The server-side statement may serve other clients: keep it, answer with a harmless Close.
@@ -670,8 +695,17 @@ bool ClientConn::forward_one() {
     default:
       break;
   }
-  bool inspect = (type == 'Q' && header->total_length() <= kMaxInspectedQuery) || type == 'P' || type == 'B' ||
-                 type == 'D' || type == 'C';
+  // Session mode needs no bookkeeping; otherwise only SET statements and named prepared
+  // statements are looked at, everything else passes through by length.
+  bool rewrite = pool_->mode() != cluster::PoolMode::Session;
+  bool inspect = rewrite && type == 'Q' && header->total_length() <= kMaxInspectedQuery;
+  if (rewrite && (type == 'P' || type == 'B' || type == 'D' || type == 'C')) {
+    auto named = names_a_statement(type, in_.view().subspan(protocol::kHeaderSize));
+    if (!named) return false;  // not enough of it yet
+    inspect = *named;
+    if (!inspect && type == 'P') server.expected.push_back({'1', false, "", server.syncs_sent});
+    if (!inspect && type == 'C') server.expected.push_back({'3', false, "", server.syncs_sent});
+  }
   if (inspect) {
     if (in_.size() < header->total_length()) {
       // Undo the counting: the message is handled again once complete.

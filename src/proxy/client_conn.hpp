@@ -116,6 +116,7 @@ class ClientConn final : public IoHandler {
   // Session state that follows the client across server connections.
   std::map<std::string, std::string> wanted_params_;  // reported parameters (ParameterStatus)
   std::map<std::string, std::string> set_vars_;       // SET name -> value text ("DEFAULT" = reset)
+  uint64_t session_generation_ = 1;                   // bumped whenever the two maps above change
   std::map<std::string, Prepared> prepared_;
 
   Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};

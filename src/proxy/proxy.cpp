@@ -54,7 +54,7 @@ int run_proxy(const ProxyOptions& options) {
   }
 
   ProxyShared shared;
-  shared.config.store(config);
+  shared.store_config(config);
   shared.config_path = options.config_path;
   shared.mock_secret = protocol::random_bytes(32).value_or(protocol::Bytes(32, 7));
 
@@ -109,7 +109,7 @@ int run_proxy(const ProxyOptions& options) {
       if (fresh->ports.proxy != current->ports.proxy || fresh->listen_address != current->listen_address) {
         return "the listen address and port cannot change on RELOAD; restart the proxy for that";
       }
-      shared.config.store(fresh);
+      shared.store_config(fresh);
       log::info("configuration reloaded from {}", shared.config_path);
       return "";
     } catch (const std::exception& e) {

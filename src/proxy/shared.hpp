@@ -36,6 +36,7 @@ class CancelRegistry {
 
 struct ProxyShared {
   std::atomic<std::shared_ptr<const cluster::ClusterConfig>> config;
+  std::atomic<uint64_t> config_version{0};  // bumped by every store to `config`
   std::string config_path;                 // re-read by RELOAD / SIGHUP
   TopologyWatcher* topology = nullptr;
   AuthCache* auth = nullptr;
@@ -51,10 +52,16 @@ struct ProxyShared {
   std::function<void()> request_shutdown;  // graceful, from the admin console
   std::function<std::string()> reload;     // re-reads the config; returns "" or an error
 
+  std::atomic<bool> any_database_paused{false};
   [[nodiscard]] bool is_paused(const std::string& database) const {
     if (paused.load(std::memory_order_relaxed)) return true;
+    if (!any_database_paused.load(std::memory_order_relaxed)) return false;
     auto dbs = paused_databases.load(std::memory_order_relaxed);
     return !dbs->empty() && std::find(dbs->begin(), dbs->end(), database) != dbs->end();
+  }
+  void store_config(std::shared_ptr<const cluster::ClusterConfig> next) {
+    config.store(std::move(next), std::memory_order_release);
+    config_version.fetch_add(1, std::memory_order_acq_rel);
   }
   [[nodiscard]] std::shared_ptr<const cluster::ClusterConfig> settings() const {
     return config.load(std::memory_order_acquire);

@@ -79,6 +79,7 @@ void TopologyWatcher::publish(Topology next) {
   {
     std::lock_guard lock(mutex_);
     current_.store(std::make_shared<const Topology>(std::move(next)), std::memory_order_release);
+    version_.fetch_add(1, std::memory_order_acq_rel);
   }
   changed_.notify_all();
 }

@@ -39,6 +39,8 @@ class TopologyWatcher {
   void start();
   void stop();
   [[nodiscard]] std::shared_ptr<const Topology> current() const { return current_.load(std::memory_order_acquire); }
+  // Cheap change detection for per-worker caches of current().
+  [[nodiscard]] uint64_t version() const { return version_.load(std::memory_order_acquire); }
   // Blocks until a primary is known or `timeout` passes; true if known.
   bool wait_for_primary(std::chrono::milliseconds timeout);
 
@@ -50,6 +52,7 @@ class TopologyWatcher {
   cluster::ClusterConfig config_;
   std::optional<cluster::Layout> layout_;
   std::atomic<std::shared_ptr<const Topology>> current_;
+  std::atomic<uint64_t> version_{0};
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -46,7 +46,7 @@ Pool::Pool(Worker& worker, std::string database, std::string user)
 }
 
 void Pool::apply_settings() {
-  auto settings = worker_.shared().settings();
+  const auto* settings = &worker_.settings();
   const auto& p = settings->proxy;
   mode_ = p.pool_mode;
   pool_size_ = p.default_pool_size;
@@ -60,7 +60,7 @@ void Pool::apply_settings() {
 }
 
 int Pool::limit(Clock::time_point now) const {
-  auto settings = worker_.shared().settings();
+  const auto* settings = &worker_.settings();
   int workers = static_cast<int>(std::max<size_t>(1, worker_.shared().workers.size()));
   // Each worker owns a share of the pool; the shares add up to the configured size.
   int share = std::max(1, (pool_size_ + workers - 1) / workers);
@@ -73,7 +73,7 @@ int Pool::limit(Clock::time_point now) const {
 }
 
 bool Pool::open_server() {
-  auto topology = worker_.shared().topology->current();
+  const Topology* topology = &worker_.topology();
   if (!topology->primary || !auth_) return false;
   ++connecting_;
   ServerConn* server = worker_.new_server(*this, *topology->primary, topology->version);
@@ -85,7 +85,7 @@ bool Pool::open_server() {
 bool Pool::acquire(ClientConn* client) {
   auto now = worker_.loop().now();
   if (!worker_.shared().is_paused(database_)) {
-    auto version = worker_.shared().topology->current()->version;
+    auto version = worker_.topology().version;
     while (!idle_.empty()) {
       ServerConn* server = idle_.back();
       idle_.pop_back();
@@ -111,12 +111,12 @@ void Pool::hand_over(ServerConn* server, ClientConn* client) {
 }
 
 void Pool::release(ServerConn* server) {
-  auto settings = worker_.shared().settings();
+  const auto* settings = &worker_.settings();
   auto now = worker_.loop().now();
   bool expired = settings->proxy.server_lifetime_s > 0 &&
                  now - server->created() > std::chrono::seconds(settings->proxy.server_lifetime_s);
   if (!server->reusable() || expired ||
-      server->topology_version() != worker_.shared().topology->current()->version) {
+      server->topology_version() != worker_.topology().version) {
     server->close(expired ? "server_lifetime reached" : "not reusable");
     return;
   }
@@ -172,7 +172,7 @@ void Pool::wait_for_welcome(ClientConn* client) {
 }
 
 void Pool::tick(Clock::time_point now) {
-  auto settings = worker_.shared().settings();
+  const auto* settings = &worker_.settings();
   const auto& p = settings->proxy;
   apply_settings();
   // Clients that waited too long for a server.
@@ -314,6 +314,24 @@ void Worker::accept_clients() {
   }
 }
 
+const cluster::ClusterConfig& Worker::settings() {
+  uint64_t v = shared_.config_version.load(std::memory_order_acquire);
+  if (v != settings_version_) {
+    settings_ = shared_.settings();
+    settings_version_ = v;
+  }
+  return *settings_;
+}
+
+const Topology& Worker::topology() {
+  uint64_t v = shared_.topology->version();
+  if (v != topology_version_) {
+    topology_ = shared_.topology->current();
+    topology_version_ = v;
+  }
+  return *topology_;
+}
+
 ClientConn* Worker::client(int32_t pid) {
   auto it = clients_.find(pid);
   return it == clients_.end() || it->second->state() == ClientConn::State::kClosed ? nullptr : it->second.get();
@@ -393,7 +411,7 @@ void Worker::kill_database(const std::string& database) {
 void Worker::tick() {
   auto now = loop_.now();
   for (auto& [key, pool] : pools_) pool->tick(now);
-  auto settings = shared_.settings();
+  const auto* settings = &this->settings();
   if (settings->proxy.client_idle_timeout_s > 0) {
     auto limit = std::chrono::seconds(settings->proxy.client_idle_timeout_s);
     std::vector<ClientConn*> idle;

@@ -89,6 +89,10 @@ class Worker {
   void start();   // runs the loop on a new thread
   void join();
   EventLoop& loop() { return loop_; }
+  // This thread's copies of the shared snapshots, refreshed when their version changes: the hot
+  // path then touches no shared reference count.
+  const cluster::ClusterConfig& settings();
+  const Topology& topology();
   ProxyShared& shared() { return shared_; }
   [[nodiscard]] int index() const { return index_; }
 
@@ -126,6 +130,10 @@ class Worker {
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
   std::atomic<std::shared_ptr<const WorkerSnapshot>> snapshot_;
+  std::shared_ptr<const cluster::ClusterConfig> settings_;
+  uint64_t settings_version_ = ~0ull;
+  std::shared_ptr<const Topology> topology_;
+  uint64_t topology_version_ = ~0ull;
 };
 
 }  // namespace pgfleet::proxy
