@@ -24,6 +24,7 @@
 #include "util/log.hpp"
 #include "util/ports.hpp"
 #include "util/process.hpp"
+#include "util/tls.hpp"
 
 namespace pgfleet::cli {
 namespace {
@@ -294,6 +295,11 @@ int run_up(const UpOptions& o) {
       config.bindir = bins.bindir;
       fs::write_file_atomic(layout.config_file(), cluster::render_config(config), 0600);
       cluster::save_secrets(layout, config, cluster::generate_secrets());
+      // TLS on every listener from the start: a self-signed pair for the proxy and the nodes.
+      fs::make_directories(layout.tls_dir(), 0700);
+      std::vector<std::string> hosts = {"localhost", "127.0.0.1"};
+      if (cluster::connect_host(config) != "127.0.0.1") hosts.push_back(cluster::connect_host(config));
+      tls::generate_self_signed(layout.tls_cert(), layout.tls_key(), hosts);
       std::cout << "creating cluster " << config.cluster << " in " << layout.root() << " (1 primary, "
                 << config.nodes.size() - 1 << " replicas, sync " << cluster::to_string(config.sync) << ")"
                 << std::endl;

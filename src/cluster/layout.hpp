@@ -28,6 +28,10 @@ class Layout {
     return run_dir() + "/agent-" + node + ".pid";
   }
   [[nodiscard]] std::string proxy_log() const { return root_ + "/proxy.log"; }
+  // The cluster's generated TLS certificate and key (proxy and PostgreSQL listeners).
+  [[nodiscard]] std::string tls_dir() const { return root_ + "/tls"; }
+  [[nodiscard]] std::string tls_cert() const { return tls_dir() + "/server.crt"; }
+  [[nodiscard]] std::string tls_key() const { return tls_dir() + "/server.key"; }
   // Directory of the nodes' Unix sockets. Socket paths are limited to 107 bytes, so a deep
   // cluster directory gets a short directory under /tmp instead of <root>/run.
   [[nodiscard]] std::string socket_dir() const;

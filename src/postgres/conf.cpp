@@ -19,7 +19,7 @@ std::string quote(const std::string& value) {
 
 std::string render_node_conf(const cluster::ClusterConfig& config, const cluster::NodeConfig& node,
                              const cluster::Layout& layout, const UpstreamInfo* upstream,
-                             const std::string& sync_names) {
+                             const std::string& sync_names, bool ssl) {
   // Room for every node to stream and for pg_basebackup/pg_rewind to connect while they do.
   int senders = std::max(10, static_cast<int>(config.nodes.size()) * 2 + 4);
   std::string out;
@@ -31,6 +31,11 @@ std::string render_node_conf(const cluster::ClusterConfig& config, const cluster
   out += "unix_socket_permissions = 0700\n";  // only the cluster's OS user: local 'trust' stays private
   out += fmt::format("cluster_name = {}\n", quote(config.cluster + "/" + node.name));
   out += "password_encryption = 'scram-sha-256'\n";
+  if (ssl) {
+    out += "ssl = on\n";
+    out += fmt::format("ssl_cert_file = {}\n", quote(layout.tls_cert()));
+    out += fmt::format("ssl_key_file = {}\n", quote(layout.tls_key()));
+  }
   out += "wal_level = replica\n";
   out += "wal_log_hints = on\n";  // pg_rewind needs it (checksums are on too)
   out += "hot_standby = on\n";

@@ -18,9 +18,10 @@ struct UpstreamInfo {
 // Parameters for `node`. `upstream` is empty for the primary; `sync_names` is the primary's
 // synchronous_standby_names. Cluster-wide then per-node pass-through parameters come last, so
 // they win over pgfleet's defaults.
+// `ssl`: the cluster has a certificate (layout.tls_cert/tls_key), so PostgreSQL offers TLS too.
 std::string render_node_conf(const cluster::ClusterConfig& config, const cluster::NodeConfig& node,
                              const cluster::Layout& layout, const UpstreamInfo* upstream,
-                             const std::string& sync_names);
+                             const std::string& sync_names, bool ssl = false);
 std::string render_hba(const cluster::ClusterConfig& config);
 // The line appended once to initdb's postgresql.conf.
 inline constexpr const char* kIncludeLine = "include_if_exists = 'pgfleet.conf'\t# managed by pgfleet\n";

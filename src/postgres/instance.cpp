@@ -58,7 +58,8 @@ bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterCo
                          const cluster::NodeConfig& node, const UpstreamInfo* upstream,
                          const std::string& sync_names) {
   std::string data = layout.data_dir(node.name);
-  std::string conf = render_node_conf(config, node, layout, upstream, sync_names);
+  bool ssl = fs::exists(layout.tls_cert()) && fs::exists(layout.tls_key());
+  std::string conf = render_node_conf(config, node, layout, upstream, sync_names, ssl);
   bool changed = fs::read_file(data + "/pgfleet.conf").value_or("") != conf;
   if (changed) fs::write_file_atomic(data + "/pgfleet.conf", conf, 0600);
   std::string hba = render_hba(config);

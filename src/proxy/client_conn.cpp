@@ -16,6 +16,7 @@
 #include "proxy/admin.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/worker.hpp"
+#include "util/tls.hpp"
 #include "util/log.hpp"
 
 namespace pgfleet::proxy {
@@ -144,6 +145,7 @@ ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address)
 }
 
 ClientConn::~ClientConn() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -154,11 +156,31 @@ std::string ClientConn::application_name() const {
 
 void ClientConn::update_interest() {
   if (fd_ < 0) return;
-  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() ? 0u : uint32_t{EPOLLOUT});
+  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) |
+                  (out_.empty() && !ssl_wants_write_ ? 0u : uint32_t{EPOLLOUT});
   if (want != interest_) {
     interest_ = want;
     worker_.loop().modify(fd_, want, this);
   }
+}
+
+void ClientConn::continue_handshake() {
+  int rc = SSL_accept(ssl_);
+  if (rc == 1) {
+    state_ = State::kStartup;
+    ssl_wants_write_ = false;
+    update_interest();
+    read_input();  // the startup packet may already be decrypted inside OpenSSL
+    process_input();
+    return;
+  }
+  int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    ssl_wants_write_ = err == SSL_ERROR_WANT_WRITE;
+    update_interest();
+    return;
+  }
+  close("TLS handshake failed: " + tls::last_error());
 }
 
 void ClientConn::pause_reading(bool paused) {
@@ -178,7 +200,23 @@ void ClientConn::send(std::span<const uint8_t> bytes) {
 }
 
 void ClientConn::flush() {
-  while (!out_.empty() && fd_ >= 0) {
+  ssl_wants_write_ = false;
+  while (!out_.empty() && fd_ >= 0 && ssl_ != nullptr && state_ != State::kTlsHandshake) {
+    auto v = out_.view();
+    int n = SSL_write(ssl_, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1 << 20)));
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      ssl_wants_write_ = err == SSL_ERROR_WANT_WRITE;
+      break;
+    }
+    close("TLS write to client failed: " + tls::last_error());
+    return;
+  }
+  while (!out_.empty() && fd_ >= 0 && ssl_ == nullptr) {
     auto v = out_.view();
     ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -198,6 +236,10 @@ void ClientConn::flush() {
 
 void ClientConn::on_io(uint32_t events) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kTlsHandshake) {
+    if (events & (EPOLLHUP | EPOLLERR)) return close("client disconnected during the TLS handshake");
+    return continue_handshake();
+  }
   if (events & EPOLLOUT) flush();
   if (state_ == State::kClosed) return;
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -208,6 +250,25 @@ void ClientConn::on_io(uint32_t events) {
 }
 
 bool ClientConn::read_input() {
+  while (ssl_ != nullptr && in_.size() < 4 * kReadChunk) {
+    uint8_t* at = in_.reserve(kReadChunk);
+    int n = SSL_read(ssl_, at, static_cast<int>(kReadChunk));
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      last_activity_ = worker_.loop().now();
+      if (pool_ != nullptr) pool_->stats.bytes_received += static_cast<size_t>(n);
+      continue;  // OpenSSL may hold more decrypted bytes than one record
+    }
+    int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ) return true;
+    if (err == SSL_ERROR_WANT_WRITE) {
+      ssl_wants_write_ = true;
+      update_interest();
+      return true;
+    }
+    return false;  // close_notify, reset or a TLS error
+  }
+  if (ssl_ != nullptr) return true;
   while (in_.size() < 4 * kReadChunk) {
     uint8_t* at = in_.reserve(kReadChunk);
     ssize_t n = ::recv(fd_, at, kReadChunk, 0);
@@ -260,8 +321,19 @@ bool ClientConn::process_startup() {
   in_.consume(packet.consumed);
   switch (packet.kind) {
     case protocol::StartupKind::kSslRequest:
+      if (worker_.shared().tls && ssl_ == nullptr && in_.empty()) {
+        const uint8_t yes = 'S';
+        send({&yes, 1});
+        flush();
+        ssl_ = SSL_new(worker_.shared().tls->ctx.get());
+        SSL_set_fd(ssl_, fd_);
+        state_ = State::kTlsHandshake;
+        continue_handshake();
+        return false;
+      }
+      [[fallthrough]];
     case protocol::StartupKind::kGssEncRequest: {
-      const uint8_t no = 'N';  // TLS on the client side is not offered by this version
+      const uint8_t no = 'N';  // GSSAPI encryption is not supported; plain or TLS follows
       send({&no, 1});
       flush();
       return true;
@@ -275,6 +347,10 @@ bool ClientConn::process_startup() {
       return false;
     }
     case protocol::StartupKind::kStartup: break;
+  }
+  if (worker_.shared().tls_required && ssl_ == nullptr) {
+    fail("28000", "the pgfleet proxy requires TLS: connect with sslmode=require");
+    return false;
   }
   const auto& startup = packet.startup;
   user_ = std::string(startup.user());
@@ -325,9 +401,12 @@ void ClientConn::on_auth_result(std::shared_ptr<const UserSecret> secret) {
     send(protocol::encode(protocol::auth_md5_password(md5_salt_)));
   } else {
     const auto& mock = worker_.shared().mock_secret;
+    // Over TLS, SCRAM-SHA-256-PLUS binds the login to this TLS channel (no man in the middle).
+    std::optional<protocol::Bytes> binding;
+    if (ssl_ != nullptr) binding = worker_.shared().tls->end_point_hash;
     scram_.emplace(secret->exists && secret->scram
-                       ? protocol::ServerSession(*secret->scram)
-                       : protocol::ServerSession::for_unknown_user(user_, mock));
+                       ? protocol::ServerSession(*secret->scram, protocol::random_nonce, binding)
+                       : protocol::ServerSession::for_unknown_user(user_, mock, protocol::random_nonce, binding));
     send(protocol::encode(protocol::auth_sasl(scram_->mechanisms())));
   }
   flush();
@@ -808,6 +887,7 @@ void ClientConn::close(const std::string& reason) {
   log::debug("client {} ({}@{}, {}) closed: {}", pid_, user_, database_, address_, reason);
   state_ = State::kClosed;
   if (fd_ >= 0) {
+    if (ssl_ != nullptr && state_ != State::kTlsHandshake) SSL_shutdown(ssl_);
     worker_.loop().remove(fd_);
     ::close(fd_);
     fd_ = -1;

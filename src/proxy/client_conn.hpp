@@ -14,6 +14,8 @@
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
 
+#include <openssl/ssl.h>
+
 namespace pgfleet::proxy {
 
 class Pool;
@@ -24,6 +26,7 @@ class ClientConn final : public IoHandler {
  public:
   enum class State {
     kStartup,     // waiting for the startup packet
+    kTlsHandshake,  // answered an SSLRequest with 'S'; TLS handshake in progress
     kAuthLookup,  // fetching the user's verifier
     kAuth,        // SASL / md5 exchange
     kLogin,       // authenticated, waiting for the pool's server parameters
@@ -103,6 +106,9 @@ class ClientConn final : public IoHandler {
   bool read_paused_ = false;
   uint32_t interest_ = 0;
   bool admin_ = false;
+  SSL* ssl_ = nullptr;  // owned; set once the client asked for TLS
+  bool ssl_wants_write_ = false;
+  void continue_handshake();
 
   std::string user_, database_;
   std::map<std::string, std::string> startup_params_;

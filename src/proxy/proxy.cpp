@@ -58,6 +58,26 @@ int run_proxy(const ProxyOptions& options) {
   shared.config_path = options.config_path;
   shared.mock_secret = protocol::random_bytes(32).value_or(protocol::Bytes(32, 7));
 
+  // TLS for clients: the configured pair, else the cluster's generated one.
+  if (config->proxy.tls_mode != "disable") {
+    std::string cert = config->proxy.tls_cert, key = config->proxy.tls_key;
+    if (cert.empty() && layout && fs::exists(layout->tls_cert())) {
+      cert = layout->tls_cert();
+      key = layout->tls_key();
+    }
+    if (!cert.empty()) {
+      try {
+        shared.tls = tls::load_server_context(cert, key);
+      } catch (const std::exception& e) {
+        throw UserError(std::string("TLS: ") + e.what(), "fix proxy.tls_cert / proxy.tls_key, or set proxy.tls_mode: disable");
+      }
+    } else if (config->proxy.tls_mode == "require") {
+      throw UserError("proxy.tls_mode is require but no certificate is configured",
+                      "set proxy.tls_cert and proxy.tls_key");
+    }
+    shared.tls_required = config->proxy.tls_mode == "require";
+  }
+
   TopologyWatcher topology(*config, layout);
   topology.start();
   shared.topology = &topology;
@@ -118,8 +138,9 @@ int run_proxy(const ProxyOptions& options) {
   };
 
   for (auto& w : workers) w->start();
-  log::info("listening on {}:{} with {} threads, pool mode {}", listen_address, port, threads,
-            cluster::to_string(config->proxy.pool_mode));
+  log::info("listening on {}:{} with {} threads, pool mode {}, TLS {}", listen_address, port, threads,
+            cluster::to_string(config->proxy.pool_mode),
+            shared.tls ? (shared.tls_required ? "required" : "available") : "off");
 
   while (true) {
     int sig = 0;

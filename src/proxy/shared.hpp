@@ -14,6 +14,7 @@
 
 #include "cluster/config.hpp"
 #include "protocol/buffer.hpp"
+#include "util/tls.hpp"
 #include "proxy/auth_cache.hpp"
 #include "proxy/topology.hpp"
 
@@ -42,6 +43,8 @@ struct ProxyShared {
   AuthCache* auth = nullptr;
   CancelRegistry cancels;
   protocol::Bytes mock_secret;             // derives fake verifiers for unknown users
+  std::optional<tls::ServerContext> tls;   // client-side TLS; absent when disabled or no certificate
+  bool tls_required = false;               // proxy.tls_mode = require
   std::atomic<int> clients{0};             // connected clients, all workers
   std::atomic<int32_t> next_client_pid{1};
   std::atomic<bool> paused{false};         // PAUSE: new transactions wait

@@ -445,7 +445,7 @@ void Worker::publish_snapshot() {
   }
   for (auto& [pid, c] : clients_) {
     if (snap->clients.size() >= WorkerSnapshot::kSnapshotRows) break;
-    static constexpr const char* kStates[] = {"startup", "auth", "auth", "login", "idle", "waiting", "active", "closed"};
+    static constexpr const char* kStates[] = {"startup", "tls", "auth", "auth", "login", "idle", "waiting", "active", "closed"};
     snap->clients.push_back(ClientRow{
         pid, c->user(), c->database(), kStates[static_cast<int>(c->state())], c->address(), c->application_name(),
         c->server() ? std::to_string(c->server()->id()) : "",
