@@ -738,6 +738,15 @@ bool ClientConn::forward_one() {
     }
     return true;
   }
+  if (server_ == nullptr && type == 'Q' && pool_->mode() != cluster::PoolMode::Session &&
+      header->total_length() <= kMaxInspectedQuery) {
+    if (in_.size() < header->total_length()) return false;
+    auto q = protocol::decode_query(in_.view().subspan(protocol::kHeaderSize, header->body_length()));
+    if (q && handle_listen(q->sql)) {
+      in_.consume(header->total_length());
+      return true;
+    }
+  }
   if (server_ == nullptr) {
     if (!pool_->acquire(this)) {
       state_ = State::kWaiting;
@@ -835,6 +844,7 @@ void ClientConn::detach_server_if_done() {
   ServerConn* server = server_;
   server_ = nullptr;
   state_ = State::kIdle;
+  deliver_pending_notifications();
   flush();
   server->detach();
   pool_->release(server);
@@ -910,8 +920,60 @@ void ClientConn::close(const std::string& reason) {
     }
   }
   if (pool_ != nullptr) pool_->forget_client(this);
+  if (listening_) worker_.unsubscribe(this, "*");
   worker_.shared().cancels.remove(pid_);
   worker_.retire_client(this);
+}
+
+// LISTEN/UNLISTEN outside a transaction, in transaction and statement modes: served by the
+// worker's LISTEN connection, so notifications reach the client whichever server it uses.
+bool ClientConn::handle_listen(std::string_view sql) {
+  auto statements = split_statements(sql);
+  if (statements.size() != 1) return false;
+  auto [verb, rest] = next_word(statements.front());
+  if (verb != "listen" && verb != "unlisten") return false;
+  auto target = trim(rest);
+  std::string channel;
+  if (!target.empty() && target.front() == '"') {
+    for (size_t i = 1; i < target.size(); ++i) {
+      if (target[i] == '"' && i + 1 < target.size() && target[i + 1] == '"') {
+        channel += '"';
+        ++i;
+      } else if (target[i] == '"') {
+        break;
+      } else {
+        channel += target[i];
+      }
+    }
+  } else {
+    channel = lower(target);
+  }
+  if (channel.empty()) return false;
+  if (verb == "listen") {
+    worker_.subscribe(this, *pool_, channel);
+    listening_ = true;
+  } else {
+    worker_.unsubscribe(this, channel);
+  }
+  send(protocol::encode(protocol::CommandComplete{verb == "listen" ? "LISTEN" : "UNLISTEN"}));
+  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+  return true;
+}
+
+void ClientConn::notify(std::span<const uint8_t> notification) {
+  // Never in the middle of a message another server is streaming to this client.
+  if (server_ != nullptr) {
+    pending_notifications_.insert(pending_notifications_.end(), notification.begin(), notification.end());
+    return;
+  }
+  send(notification);
+  flush();
+}
+
+void ClientConn::deliver_pending_notifications() {
+  if (pending_notifications_.empty()) return;
+  send(pending_notifications_);
+  pending_notifications_.clear();
 }
 
 void ClientConn::handle_admin_query(std::string_view sql) {

@@ -69,6 +69,9 @@ class ClientConn final : public IoHandler {
   [[nodiscard]] const std::string& address() const { return address_; }
   [[nodiscard]] std::string application_name() const;
   [[nodiscard]] ServerConn* server() const { return server_; }
+  [[nodiscard]] Pool* pool() const { return pool_; }
+  // A notification for a channel this client listens on (delivered between messages).
+  void notify(std::span<const uint8_t> notification);
   [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
   [[nodiscard]] Clock::time_point waiting_since() const { return waiting_since_; }
   [[nodiscard]] Clock::time_point last_activity() const { return last_activity_; }
@@ -91,6 +94,10 @@ class ClientConn final : public IoHandler {
   void forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
   void track_set(std::string_view sql);
   void handle_admin_query(std::string_view sql);
+  bool handle_listen(std::string_view sql);  // true if it was a LISTEN/UNLISTEN the proxy served
+  void deliver_pending_notifications();
+  std::vector<uint8_t> pending_notifications_;
+  bool listening_ = false;
   bool read_input();
   void update_interest();
   void detach_server_if_done();

@@ -165,7 +165,11 @@ void ServerConn::fail_login(const std::string& message, const std::string& sqlst
     ::close(fd_);
     fd_ = -1;
   }
-  if (was == State::kConnecting || was == State::kLogin) pool_.on_login_failed(this, code, text);
+  if (listener) {
+    worker_.listener_closed(this);
+  } else if (was == State::kConnecting || was == State::kLogin) {
+    pool_.on_login_failed(this, code, text);
+  }
   worker_.retire_server(this);
 }
 
@@ -226,7 +230,12 @@ void ServerConn::process_login() {
         state_ = State::kIdle;
         scram_.reset();
         std::vector<std::pair<std::string, std::string>> params(parameters_.begin(), parameters_.end());
-        pool_.on_login_ok(this, std::move(params));
+        if (listener) {
+          state_ = State::kActive;
+          worker_.listener_ready(this);
+        } else {
+          pool_.on_login_ok(this, std::move(params));
+        }
         return;
       }
       default:
@@ -261,7 +270,7 @@ bool ServerConn::reusable() const {
 
 void ServerConn::process_forwarding() {
   while (!in_.empty() && state_ != State::kClosed && !read_paused_) {
-    bool dropping = client_ == nullptr || swallow_ready > 0;
+    bool dropping = (client_ == nullptr || swallow_ready > 0) && !listener;
     if (stream_remaining_ > 0) {
       size_t n = std::min(stream_remaining_, in_.size());
       if (!dropping) client_->send(in_.view().first(n));
@@ -276,7 +285,7 @@ void ServerConn::process_forwarding() {
       return;
     }
     char t = header->type;
-    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping;
+    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener;
     if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
       // Pass through by length, as much as is here; the rest follows as it arrives.
       size_t n = std::min(header->total_length(), in_.size());
@@ -298,6 +307,15 @@ void ServerConn::process_forwarding() {
 }
 
 void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole) {
+  if (listener) {
+    if (type == 'A') worker_.deliver_notification(pool_.database(), body, whole);
+    if (type == 'E') {
+      auto err = protocol::decode_error_response(body);
+      log::warn("LISTEN connection for {}: {}", pool_.database(),
+                err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : "?");
+    }
+    return;
+  }
   if (type == 'S') {
     if (auto ps = protocol::decode_parameter_status(body); ps) {
       parameters_[ps->name] = ps->value;
@@ -375,7 +393,8 @@ void ServerConn::close(const std::string& reason) {
   }
   ClientConn* client = client_;
   client_ = nullptr;
-  pool_.on_server_closed(this);
+  if (listener) worker_.listener_closed(this);
+  else pool_.on_server_closed(this);
   if (client != nullptr) client->on_server_lost(reason);
   worker_.retire_server(this);
 }

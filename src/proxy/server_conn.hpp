@@ -74,6 +74,7 @@ class ServerConn final : public IoHandler {
   std::vector<std::string> prepared;              // server-side statement names, oldest first
   std::map<std::string, std::string> applied_sets;  // SET name -> value applied by clients
   std::string last_client;  // user@db of the last client (for SHOW SERVERS)
+  bool listener = false;    // the worker's LISTEN connection for a database, never lent to clients
   int32_t synced_client = 0;        // client whose session state this server carries...
   uint64_t synced_generation = 0;   // ...as of that client's session generation
 

@@ -408,8 +408,100 @@ void Worker::kill_database(const std::string& database) {
   }
 }
 
+namespace {
+std::string quote_ident(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+}  // namespace
+
+void Worker::send_listen(Listening& l, const std::string& sql) {
+  if (l.conn == nullptr || !l.ready) return;  // sent for every channel once the connection is up
+  l.conn->send(protocol::encode(protocol::Query{sql}));
+  l.conn->flush();
+}
+
+void Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channel) {
+  Listening& l = listening_[pool.database()];
+  bool first = l.channels[channel].empty();
+  l.channels[channel].insert(client->pid());
+  if (l.conn == nullptr) {
+    const Topology& topology = this->topology();
+    if (!topology.primary) return;
+    l.conn = new_server(pool, *topology.primary, topology.version);
+    l.conn->listener = true;
+    l.ready = false;
+    l.conn->start();
+    return;
+  }
+  if (first) send_listen(l, "LISTEN " + quote_ident(channel));
+}
+
+void Worker::unsubscribe(ClientConn* client, const std::string& channel) {
+  for (auto& [db, l] : listening_) {
+    for (auto it = l.channels.begin(); it != l.channels.end();) {
+      if (channel == "*" || it->first == channel) {
+        it->second.erase(client->pid());
+        if (it->second.empty()) {
+          send_listen(l, "UNLISTEN " + quote_ident(it->first));
+          it = l.channels.erase(it);
+          continue;
+        }
+      }
+      ++it;
+    }
+  }
+}
+
+void Worker::listener_ready(ServerConn* server) {
+  for (auto& [db, l] : listening_) {
+    if (l.conn != server) continue;
+    l.ready = true;
+    for (const auto& [channel, pids] : l.channels) send_listen(l, "LISTEN " + quote_ident(channel));
+  }
+}
+
+void Worker::listener_closed(ServerConn* server) {
+  for (auto& [db, l] : listening_) {
+    if (l.conn == server) {
+      l.conn = nullptr;
+      l.ready = false;
+    }
+  }
+}
+
+void Worker::deliver_notification(const std::string& database, std::span<const uint8_t> body,
+                                  std::span<const uint8_t> whole) {
+  auto n = protocol::decode_notification_response(body);
+  if (!n) return;
+  auto l = listening_.find(database);
+  if (l == listening_.end()) return;
+  auto subscribers = l->second.channels.find(n->channel);
+  if (subscribers == l->second.channels.end()) return;
+  for (int32_t pid : subscribers->second) {
+    if (ClientConn* c = client(pid)) c->notify(whole);
+  }
+}
+
 void Worker::tick() {
   auto now = loop_.now();
+  // A LISTEN connection that was lost comes back while anyone still listens.
+  for (auto& [db, l] : listening_) {
+    if (l.conn == nullptr && !l.channels.empty() && topology().primary) {
+      for (const auto& [channel, pids] : l.channels) {
+        for (int32_t pid : pids) {
+          if (ClientConn* c = client(pid); c != nullptr && c->pool() != nullptr) {
+            l.conn = new_server(*c->pool(), *topology().primary, topology().version);
+            l.conn->listener = true;
+            l.conn->start();
+            break;
+          }
+        }
+        if (l.conn != nullptr) break;
+      }
+    }
+  }
   for (auto& [key, pool] : pools_) pool->tick(now);
   const auto* settings = &this->settings();
   if (settings->proxy.client_idle_timeout_s > 0) {

@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +110,15 @@ class Worker {
   [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
   void kill_database(const std::string& database);
 
+  // LISTEN in transaction and statement modes: one connection per database on this worker holds
+  // the LISTENs of all its clients and fans notifications out to the subscribers.
+  void subscribe(ClientConn* client, Pool& pool, const std::string& channel);
+  void unsubscribe(ClientConn* client, const std::string& channel);  // "*" = every channel
+  void deliver_notification(const std::string& database, std::span<const uint8_t> body,
+                            std::span<const uint8_t> whole);
+  void listener_ready(ServerConn* server);
+  void listener_closed(ServerConn* server);
+
  private:
   struct Listener final : IoHandler {
     Worker* worker = nullptr;
@@ -126,6 +137,13 @@ class Worker {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;
   std::map<int32_t, std::unique_ptr<ClientConn>> clients_;
   std::map<uint64_t, std::unique_ptr<ServerConn>> servers_;
+  struct Listening {
+    ServerConn* conn = nullptr;
+    bool ready = false;
+    std::map<std::string, std::set<int32_t>> channels;  // channel -> client pids
+  };
+  std::map<std::string, Listening> listening_;  // by database
+  void send_listen(Listening& l, const std::string& sql);
   uint64_t next_server_id_ = 1;
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
