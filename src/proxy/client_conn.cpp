@@ -134,20 +134,17 @@ std::string statement_hash_name(const protocol::Parse& parse) {
 
 ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address)
     : worker_(worker),
-      fd_(fd),
+      io_(fd),
       pid_(pid),
       secret_(random_i32()),
       address_(std::move(address)),
       connected_at_(worker.loop().now()),
       last_activity_(worker.loop().now()) {
   interest_ = EPOLLIN;
-  worker_.loop().add(fd_, interest_, this);
+  worker_.loop().add(io_.fd(), interest_, this);
 }
 
-ClientConn::~ClientConn() {
-  if (ssl_ != nullptr) SSL_free(ssl_);
-  if (fd_ >= 0) ::close(fd_);
-}
+ClientConn::~ClientConn() = default;
 
 std::string ClientConn::application_name() const {
   auto it = wanted_params_.find("application_name");
@@ -155,32 +152,22 @@ std::string ClientConn::application_name() const {
 }
 
 void ClientConn::update_interest() {
-  if (fd_ < 0) return;
-  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) |
-                  (out_.empty() && !ssl_wants_write_ ? 0u : uint32_t{EPOLLOUT});
+  if (io_.fd() < 0) return;
+  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() && !io_.wants_write() ? 0u : uint32_t{EPOLLOUT});
   if (want != interest_) {
     interest_ = want;
-    worker_.loop().modify(fd_, want, this);
+    worker_.loop().modify(io_.fd(), want, this);
   }
 }
 
 void ClientConn::continue_handshake() {
-  int rc = SSL_accept(ssl_);
-  if (rc == 1) {
-    state_ = State::kStartup;
-    ssl_wants_write_ = false;
-    update_interest();
-    read_input();  // the startup packet may already be decrypted inside OpenSSL
-    process_input();
-    return;
-  }
-  int err = SSL_get_error(ssl_, rc);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-    ssl_wants_write_ = err == SSL_ERROR_WANT_WRITE;
-    update_interest();
-    return;
-  }
-  close("TLS handshake failed: " + tls::last_error());
+  int rc = io_.handshake();
+  update_interest();
+  if (rc < 0) return close(io_.error());
+  if (rc == 0) return;
+  state_ = State::kStartup;
+  read_input();  // the startup packet may already be decrypted inside OpenSSL
+  process_input();
 }
 
 void ClientConn::pause_reading(bool paused) {
@@ -200,34 +187,8 @@ void ClientConn::send(std::span<const uint8_t> bytes) {
 }
 
 void ClientConn::flush() {
-  ssl_wants_write_ = false;
-  while (!out_.empty() && fd_ >= 0 && ssl_ != nullptr && state_ != State::kTlsHandshake) {
-    auto v = out_.view();
-    int n = SSL_write(ssl_, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1 << 20)));
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-      continue;
-    }
-    int err = SSL_get_error(ssl_, n);
-    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-      ssl_wants_write_ = err == SSL_ERROR_WANT_WRITE;
-      break;
-    }
-    close("TLS write to client failed: " + tls::last_error());
-    return;
-  }
-  while (!out_.empty() && fd_ >= 0 && ssl_ == nullptr) {
-    auto v = out_.view();
-    ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    close(std::string("write to client failed: ") + std::strerror(errno));
-    return;
-  }
+  if (io_.fd() < 0 || state_ == State::kTlsHandshake) return;
+  if (io_.write(out_) == Transport::Io::kError) return close("write to client failed: " + io_.error());
   out_.shrink();
   update_interest();
   // Backpressure: a slow reader stops its server's replies instead of growing our buffers.
@@ -250,41 +211,14 @@ void ClientConn::on_io(uint32_t events) {
 }
 
 bool ClientConn::read_input() {
-  while (ssl_ != nullptr && in_.size() < 4 * kReadChunk) {
-    uint8_t* at = in_.reserve(kReadChunk);
-    int n = SSL_read(ssl_, at, static_cast<int>(kReadChunk));
-    if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
-      last_activity_ = worker_.loop().now();
-      if (pool_ != nullptr) pool_->stats.bytes_received += static_cast<size_t>(n);
-      continue;  // OpenSSL may hold more decrypted bytes than one record
-    }
-    int err = SSL_get_error(ssl_, n);
-    if (err == SSL_ERROR_WANT_READ) return true;
-    if (err == SSL_ERROR_WANT_WRITE) {
-      ssl_wants_write_ = true;
-      update_interest();
-      return true;
-    }
-    return false;  // close_notify, reset or a TLS error
+  size_t before = in_.size();
+  auto result = io_.read(in_, 4 * kReadChunk);
+  if (in_.size() > before) {
+    last_activity_ = worker_.loop().now();
+    if (pool_ != nullptr) pool_->stats.bytes_received += in_.size() - before;
   }
-  if (ssl_ != nullptr) return true;
-  while (in_.size() < 4 * kReadChunk) {
-    uint8_t* at = in_.reserve(kReadChunk);
-    ssize_t n = ::recv(fd_, at, kReadChunk, 0);
-    if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
-      last_activity_ = worker_.loop().now();
-      if (pool_ != nullptr) pool_->stats.bytes_received += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < kReadChunk) return true;
-      continue;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
-  }
-  // Full: stop reading until what we hold has been forwarded.
-  return true;
+  if (io_.wants_write()) update_interest();
+  return result == Transport::Io::kOk;
 }
 
 void ClientConn::process_input() {
@@ -321,12 +255,11 @@ bool ClientConn::process_startup() {
   in_.consume(packet.consumed);
   switch (packet.kind) {
     case protocol::StartupKind::kSslRequest:
-      if (worker_.shared().tls && ssl_ == nullptr && in_.empty()) {
+      if (worker_.shared().tls && !io_.tls() && in_.empty()) {
         const uint8_t yes = 'S';
         send({&yes, 1});
         flush();
-        ssl_ = SSL_new(worker_.shared().tls->ctx.get());
-        SSL_set_fd(ssl_, fd_);
+        io_.start_tls(worker_.shared().tls->ctx.get(), true);
         state_ = State::kTlsHandshake;
         continue_handshake();
         return false;
@@ -348,7 +281,7 @@ bool ClientConn::process_startup() {
     }
     case protocol::StartupKind::kStartup: break;
   }
-  if (worker_.shared().tls_required && ssl_ == nullptr) {
+  if (worker_.shared().tls_required && !io_.tls()) {
     fail("28000", "the pgfleet proxy requires TLS: connect with sslmode=require");
     return false;
   }
@@ -403,7 +336,7 @@ void ClientConn::on_auth_result(std::shared_ptr<const UserSecret> secret) {
     const auto& mock = worker_.shared().mock_secret;
     // Over TLS, SCRAM-SHA-256-PLUS binds the login to this TLS channel (no man in the middle).
     std::optional<protocol::Bytes> binding;
-    if (ssl_ != nullptr) binding = worker_.shared().tls->end_point_hash;
+    if (io_.tls()) binding = worker_.shared().tls->end_point_hash;
     scram_.emplace(secret->exists && secret->scram
                        ? protocol::ServerSession(*secret->scram, protocol::random_nonce, binding)
                        : protocol::ServerSession::for_unknown_user(user_, mock, protocol::random_nonce, binding));
@@ -896,11 +829,9 @@ void ClientConn::close(const std::string& reason) {
   if (state_ == State::kClosed) return;
   log::debug("client {} ({}@{}, {}) closed: {}", pid_, user_, database_, address_, reason);
   state_ = State::kClosed;
-  if (fd_ >= 0) {
-    if (ssl_ != nullptr && state_ != State::kTlsHandshake) SSL_shutdown(ssl_);
-    worker_.loop().remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
+  if (io_.fd() >= 0) {
+    worker_.loop().remove(io_.fd());
+    io_.close();
   }
   if (server_ != nullptr) {
     ServerConn* server = server_;

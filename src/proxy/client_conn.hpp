@@ -13,8 +13,7 @@
 #include "proxy/auth_cache.hpp"
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
-
-#include <openssl/ssl.h>
+#include "proxy/transport.hpp"
 
 namespace pgfleet::proxy {
 
@@ -103,7 +102,7 @@ class ClientConn final : public IoHandler {
   void detach_server_if_done();
 
   Worker& worker_;
-  int fd_;
+  Transport io_;
   int32_t pid_;
   int32_t secret_;
   std::string address_;
@@ -113,8 +112,6 @@ class ClientConn final : public IoHandler {
   bool read_paused_ = false;
   uint32_t interest_ = 0;
   bool admin_ = false;
-  SSL* ssl_ = nullptr;  // owned; set once the client asked for TLS
-  bool ssl_wants_write_ = false;
   void continue_handshake();
 
   std::string user_, database_;

@@ -78,6 +78,14 @@ int run_proxy(const ProxyOptions& options) {
     shared.tls_required = config->proxy.tls_mode == "require";
   }
 
+  if (config->proxy.server_sslmode != "disable") {
+    shared.server_tls.reset(SSL_CTX_new(TLS_client_method()));
+    if (shared.server_tls) {
+      SSL_CTX_set_min_proto_version(shared.server_tls.get(), TLS1_2_VERSION);
+      SSL_CTX_set_mode(shared.server_tls.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+  }
+
   TopologyWatcher topology(*config, layout);
   topology.start();
   shared.topology = &topology;

@@ -35,9 +35,7 @@ ServerConn::ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t top
       created_(worker.loop().now()),
       last_used_(worker.loop().now()) {}
 
-ServerConn::~ServerConn() {
-  if (fd_ >= 0) ::close(fd_);
-}
+ServerConn::~ServerConn() = default;
 
 bool ServerConn::start() {
   addrinfo hints{};
@@ -50,27 +48,27 @@ bool ServerConn::start() {
     fail_login("cannot resolve " + backend_.host, "08001", nullptr);
     return false;
   }
-  fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int rc = fd_ < 0 ? -1 : ::connect(fd_, res->ai_addr, res->ai_addrlen);
+  io_.reset(::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  int rc = io_.fd() < 0 ? -1 : ::connect(io_.fd(), res->ai_addr, res->ai_addrlen);
   ::freeaddrinfo(res);
-  if (fd_ < 0 || (rc != 0 && errno != EINPROGRESS)) {
+  if (io_.fd() < 0 || (rc != 0 && errno != EINPROGRESS)) {
     fail_login(std::string("cannot connect to server: ") + std::strerror(errno), "08001", nullptr);
     return false;
   }
   int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   interest_ = EPOLLOUT;
-  worker_.loop().add(fd_, interest_, this);
+  worker_.loop().add(io_.fd(), interest_, this);
   return true;
 }
 
 void ServerConn::update_interest() {
-  if (fd_ < 0) return;
-  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() ? 0u : uint32_t{EPOLLOUT});
+  if (io_.fd() < 0) return;
+  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() && !io_.wants_write() ? 0u : uint32_t{EPOLLOUT});
   if (state_ == State::kConnecting) want = EPOLLOUT;
   if (want != interest_) {
     interest_ = want;
-    worker_.loop().modify(fd_, want, this);
+    worker_.loop().modify(io_.fd(), want, this);
   }
 }
 
@@ -86,18 +84,8 @@ void ServerConn::send(std::span<const uint8_t> bytes) {
 }
 
 void ServerConn::flush() {
-  while (!out_.empty() && fd_ >= 0) {
-    auto v = out_.view();
-    ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    close(std::string("write to server failed: ") + std::strerror(errno));
-    return;
-  }
+  if (io_.fd() < 0 || phase_ == LoginPhase::kTlsHandshake) return;
+  if (io_.write(out_) == Transport::Io::kError) return close("write to server failed: " + io_.error());
   out_.shrink();
   update_interest();
   if (client_ != nullptr) client_->pause_reading(out_.size() > kHighWater);
@@ -108,7 +96,7 @@ void ServerConn::on_io(uint32_t events) {
   if (state_ == State::kConnecting) {
     int err = 0;
     socklen_t len = sizeof err;
-    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    ::getsockopt(io_.fd(), SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
       fail_login(std::string("cannot connect to ") + backend_.host + ":" + std::to_string(backend_.port) + ": " +
                      std::strerror(err ? err : ECONNREFUSED),
@@ -116,6 +104,16 @@ void ServerConn::on_io(uint32_t events) {
       return;
     }
     on_connected();
+    return;
+  }
+  if (phase_ == LoginPhase::kTlsHandshake) {
+    int rc = io_.handshake();
+    update_interest();
+    if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
+    if (rc == 1) {
+      phase_ = LoginPhase::kStartup;
+      send_startup();
+    }
     return;
   }
   if (events & EPOLLOUT) flush();
@@ -129,28 +127,34 @@ void ServerConn::on_io(uint32_t events) {
 }
 
 bool ServerConn::read_input() {
-  while (in_.size() < 4 * kReadChunk) {
-    uint8_t* at = in_.reserve(kReadChunk);
-    ssize_t n = ::recv(fd_, at, kReadChunk, 0);
-    if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < kReadChunk) return true;
-      continue;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
-  }
-  return true;
+  auto result = io_.read(in_, 4 * kReadChunk);
+  if (io_.wants_write()) update_interest();
+  return result == Transport::Io::kOk;
 }
 
 void ServerConn::on_connected() {
   state_ = State::kLogin;
+  interest_ = 0;
+  // TLS to the server per proxy.server_sslmode; "prefer" skips it on loopback, where it would
+  // only cost CPU.
+  const std::string& mode = worker_.settings().proxy.server_sslmode;
+  bool loopback = backend_.host == "localhost" || backend_.host.rfind("127.", 0) == 0 || backend_.host == "::1";
+  if (worker_.shared().server_tls && (mode == "require" || (mode == "prefer" && !loopback))) {
+    phase_ = LoginPhase::kSslAnswer;
+    protocol::Writer w;
+    protocol::encode_ssl_request(w);
+    send(w.bytes());
+  } else {
+    send_startup();
+  }
+  update_interest();
+  flush();
+}
+
+void ServerConn::send_startup() {
   protocol::StartupMessage startup;
   startup.parameters = {{"user", pool_.user()}, {"database", pool_.database()}};
   send(protocol::encode(startup));
-  interest_ = 0;
-  update_interest();
   flush();
 }
 
@@ -160,10 +164,9 @@ void ServerConn::fail_login(const std::string& message, const std::string& sqlst
   std::string code = fields ? std::string(protocol::field_value(*fields, protocol::field::kCode)) : sqlstate;
   State was = state_;
   state_ = State::kClosed;
-  if (fd_ >= 0) {
-    worker_.loop().remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
+  if (io_.fd() >= 0) {
+    worker_.loop().remove(io_.fd());
+    io_.close();
   }
   if (listener) {
     worker_.listener_closed(this);
@@ -174,6 +177,31 @@ void ServerConn::fail_login(const std::string& message, const std::string& sqlst
 }
 
 void ServerConn::process_login() {
+  if (phase_ == LoginPhase::kSslAnswer) {
+    if (in_.empty()) return;
+    char answer = static_cast<char>(in_.view()[0]);
+    in_.consume(1);
+    if (answer == 'S') {
+      phase_ = LoginPhase::kTlsHandshake;
+      io_.start_tls(worker_.shared().server_tls.get(), false);
+      int rc = io_.handshake();
+      update_interest();
+      if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
+      if (rc == 1) {
+        phase_ = LoginPhase::kStartup;
+        send_startup();
+      }
+      return;
+    }
+    if (answer != 'N' || worker_.settings().proxy.server_sslmode == "require") {
+      return fail_login("the server at " + backend_.host + ":" + std::to_string(backend_.port) +
+                            " does not accept TLS (proxy.server_sslmode is require)",
+                        "08001", nullptr);
+    }
+    phase_ = LoginPhase::kStartup;
+    send_startup();
+    return;
+  }
   while (state_ == State::kLogin) {
     auto frame = protocol::next_frame(in_.view(), protocol::kMaxSmallMessageLength * 100);
     if (!frame) return fail_login("invalid message from server: " + frame.error(), "08P01", nullptr);
@@ -381,15 +409,15 @@ void ServerConn::close(const std::string& reason) {
   if (logging_in) return fail_login(reason, "08006", nullptr);
   log::debug("server {} ({}:{}) closed: {}", id_, backend_.host, backend_.port, reason);
   state_ = State::kClosed;
-  if (fd_ >= 0) {
+  if (io_.fd() >= 0) {
     // A polite Terminate when the server is healthy; harmless otherwise.
     if (reason.find("failed") == std::string::npos) {
-      auto bye = protocol::encode(protocol::Terminate{});
-      (void)!::send(fd_, bye.data(), bye.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      out_.clear();
+      send(protocol::encode(protocol::Terminate{}));
+      (void)io_.write(out_);
     }
-    worker_.loop().remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
+    worker_.loop().remove(io_.fd());
+    io_.close();
   }
   ClientConn* client = client_;
   client_ = nullptr;

@@ -15,6 +15,7 @@
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
 #include "proxy/topology.hpp"
+#include "proxy/transport.hpp"
 
 namespace pgfleet::proxy {
 
@@ -92,8 +93,11 @@ class ServerConn final : public IoHandler {
   Backend backend_;
   uint64_t topology_version_;
   uint64_t id_;
-  int fd_ = -1;
+  Transport io_;
   State state_ = State::kConnecting;
+  enum class LoginPhase { kSslAnswer, kTlsHandshake, kStartup };
+  LoginPhase phase_ = LoginPhase::kStartup;
+  void send_startup();
   ClientConn* client_ = nullptr;
   ByteQueue in_, out_;
   size_t stream_remaining_ = 0;  // body bytes of a message being passed through unparsed

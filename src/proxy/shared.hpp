@@ -45,6 +45,9 @@ struct ProxyShared {
   protocol::Bytes mock_secret;             // derives fake verifiers for unknown users
   std::optional<tls::ServerContext> tls;   // client-side TLS; absent when disabled or no certificate
   bool tls_required = false;               // proxy.tls_mode = require
+  // TLS to servers (proxy.server_sslmode): encryption without certificate verification, as
+  // libpq's sslmode=require.
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> server_tls{nullptr, &SSL_CTX_free};
   std::atomic<int> clients{0};             // connected clients, all workers
   std::atomic<int32_t> next_client_pid{1};
   std::atomic<bool> paused{false};         // PAUSE: new transactions wait

@@ -1,0 +1,121 @@
+// Transport I/O: recv/send for plain sockets, SSL_read/SSL_write once TLS is on.
+#include "proxy/transport.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "util/tls.hpp"
+
+namespace pgfleet::proxy {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+}
+
+void Transport::start_tls(SSL_CTX* ctx, bool server_side) {
+  ssl_ = SSL_new(ctx);
+  SSL_set_fd(ssl_, fd_);
+  server_side_ = server_side;
+  handshake_done_ = false;
+}
+
+int Transport::handshake() {
+  int rc = server_side_ ? SSL_accept(ssl_) : SSL_connect(ssl_);
+  if (rc == 1) {
+    handshake_done_ = true;
+    wants_write_ = false;
+    return 1;
+  }
+  int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    wants_write_ = err == SSL_ERROR_WANT_WRITE;
+    return 0;
+  }
+  error_ = "TLS handshake failed: " + tls::last_error();
+  return -1;
+}
+
+Transport::Io Transport::fail(const std::string& what) {
+  error_ = what;
+  return Io::kError;
+}
+
+Transport::Io Transport::read(ByteQueue& in, size_t limit) {
+  wants_write_ = false;
+  while (in.size() < limit) {
+    uint8_t* at = in.reserve(kReadChunk);
+    if (ssl_ != nullptr) {
+      int n = SSL_read(ssl_, at, static_cast<int>(kReadChunk));
+      if (n > 0) {
+        in.commit(static_cast<size_t>(n));
+        continue;  // OpenSSL may hold more decrypted bytes than one record
+      }
+      int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_READ) return Io::kOk;
+      if (err == SSL_ERROR_WANT_WRITE) {
+        wants_write_ = true;
+        return Io::kOk;
+      }
+      if (err == SSL_ERROR_ZERO_RETURN) return Io::kClosed;
+      return fail("TLS read failed: " + tls::last_error());
+    }
+    ssize_t n = ::recv(fd_, at, kReadChunk, 0);
+    if (n > 0) {
+      in.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < kReadChunk) return Io::kOk;  // drained: skip the EAGAIN call
+      continue;
+    }
+    if (n == 0) return Io::kClosed;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::kOk;
+    return fail(std::string("read failed: ") + std::strerror(errno));
+  }
+  return Io::kOk;
+}
+
+Transport::Io Transport::write(ByteQueue& out) {
+  wants_write_ = false;
+  while (!out.empty()) {
+    auto v = out.view();
+    if (ssl_ != nullptr) {
+      int n = SSL_write(ssl_, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1 << 20)));
+      if (n > 0) {
+        out.consume(static_cast<size_t>(n));
+        continue;
+      }
+      int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        wants_write_ = err == SSL_ERROR_WANT_WRITE;
+        return Io::kOk;
+      }
+      return fail("TLS write failed: " + tls::last_error());
+    }
+    ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Io::kOk;
+    return fail(std::string("write failed: ") + std::strerror(errno));
+  }
+  return Io::kOk;
+}
+
+void Transport::close() {
+  if (ssl_ != nullptr) {
+    if (handshake_done_) SSL_shutdown(ssl_);
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+}  // namespace pgfleet::proxy
