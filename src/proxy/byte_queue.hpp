@@ -48,10 +48,14 @@ class ByteQueue {
   void clear() { head_ = tail_ = 0; }
   // Gives memory back after a burst (a large COPY or result), keeping small buffers.
   void shrink() {
-    if (empty() && capacity_ > 256 * 1024) {
-      data_.reset();
-      capacity_ = 0;
-    }
+    if (empty() && capacity_ > 256 * 1024) release();
+  }
+  // Frees the storage of an empty queue (idle connections hold no buffers).
+  void release() {
+    if (!empty()) return;
+    data_.reset();
+    capacity_ = 0;
+    head_ = tail_ = 0;
   }
 
  private:

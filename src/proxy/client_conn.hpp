@@ -59,6 +59,11 @@ class ClientConn final : public IoHandler {
   void on_auth_result(std::shared_ptr<const UserSecret> secret);
   void ready_for_query_seen(Clock::time_point now);
   void continue_input() { process_input(); }
+  // Drops empty buffers of a connection that has been quiet for a while.
+  void release_buffers() {
+    in_.release();
+    out_.release();
+  }
 
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] int32_t pid() const { return pid_; }

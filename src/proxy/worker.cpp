@@ -528,6 +528,11 @@ void Worker::tick() {
 
 void Worker::publish_snapshot() {
   auto now = loop_.now();
+  for (auto& [pid, c] : clients_) {
+    if (c->state() == ClientConn::State::kIdle && now - c->last_activity() > std::chrono::seconds(2)) {
+      c->release_buffers();
+    }
+  }
   auto snap = std::make_shared<WorkerSnapshot>();
   snap->worker = index_;
   for (auto& [key, pool] : pools_) {
