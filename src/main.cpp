@@ -62,8 +62,9 @@ int main(int argc, char** argv) {
   url_group->add_flag("--proxy", url.proxy, "the pgfleet proxy");
 
   std::string node;
-  auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server");
-  restart_cmd->add_option("node", node, "node name")->required();
+  auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server, or the proxy");
+  restart_cmd->add_option("node", node, "node name, or `proxy` (a new proxy takes over without refusing connections)")
+      ->required();
   restart_cmd->add_option("--timeout", timeout, "seconds to wait for it to be back");
 
   auto* reinit_cmd = app.add_subcommand("reinit", "rebuild a broken or diverged replica from the primary");
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
   std::string proxy_config;
   auto* proxy_cmd = app.add_subcommand("proxy", "run the PostgreSQL proxy (started for you by `up`)");
   proxy_cmd->add_option("--config,-c", proxy_config, "pgfleet.yaml to read (default: the cluster's, from --dir)");
+  bool takeover = false;
+  proxy_cmd->add_flag("--takeover", takeover, "take the listening sockets over from the running proxy, which drains");
 
   ha::AgentOptions agent;
   auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
@@ -112,7 +115,7 @@ int main(int argc, char** argv) {
       logs.dir = dir;
       return cli::run_logs(logs);
     }
-    if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config);
+    if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config, takeover);
     if (agent_cmd->parsed()) {
       cli::become_cluster_owner(dir);
       agent.directory = dir;

@@ -56,7 +56,7 @@ struct LogsOptions {
 };
 int run_logs(const LogsOptions& options);
 
-int run_proxy_command(const std::string& dir, const std::string& config_file);
+int run_proxy_command(const std::string& dir, const std::string& config_file, bool takeover);
 
 // When run as root on a cluster owned by another user, continue as that user, so every file
 // written stays the owner's and PostgreSQL never runs as root.

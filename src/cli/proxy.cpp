@@ -7,7 +7,7 @@
 
 namespace pgfleet::cli {
 
-int run_proxy_command(const std::string& dir, const std::string& config_file) {
+int run_proxy_command(const std::string& dir, const std::string& config_file, bool takeover) {
   std::string path = config_file;
   if (path.empty()) {
     become_cluster_owner(dir);
@@ -17,7 +17,7 @@ int run_proxy_command(const std::string& dir, const std::string& config_file) {
                       "pass --dir of a cluster, or --config with a pgfleet.yaml listing the servers");
     }
   }
-  return proxy::run_proxy(proxy::ProxyOptions{path});
+  return proxy::run_proxy(proxy::ProxyOptions{path, takeover});
 }
 
 }  // namespace pgfleet::cli

@@ -7,12 +7,43 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "util/errors.hpp"
+#include "util/fs.hpp"
+#include "util/process.hpp"
+
+#include <thread>
 
 namespace pgfleet::cli {
+
+namespace {
+// A new proxy process takes the listening sockets over; the old one finishes its transactions.
+int restart_proxy(const cluster::Cluster& c, int timeout_seconds) {
+  pid_t old = cluster::agent_pid(c.layout, "proxy");
+  if (old == 0) {
+    pid_t pid = cluster::start_proxy(c.layout, c.config);
+    std::cout << "proxy started (pid " << pid << ")\n";
+    return 0;
+  }
+  pid_t spawned = process::spawn_daemon({process::self_exe(), "proxy", "--dir", c.layout.root(), "--takeover"},
+                                        c.layout.proxy_log());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pid_t now = cluster::agent_pid(c.layout, "proxy");
+    if (now != 0 && now != old) {
+      std::cout << "proxy restarted (pid " << now << "; the old one drained and exited)\n";
+      return 0;
+    }
+    if (!process::alive(spawned)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  throw UserError("the new proxy did not take over. Last lines of " + c.layout.proxy_log() + ":\n" +
+                  fs::tail(c.layout.proxy_log(), 15));
+}
+}  // namespace
 
 int run_restart(const std::string& dir, const std::string& node, int timeout_seconds) {
   become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);
+  if (node == "proxy" && !c.config.find_node(node)) return restart_proxy(c, timeout_seconds);
   if (!c.config.find_node(node)) throw UserError("no node named '" + node + "' in " + c.layout.root());
   auto before = c.status();
   int64_t old_pid = before.find(node)->pid;

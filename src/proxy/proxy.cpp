@@ -11,6 +11,7 @@
 
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
+#include "proxy/takeover.hpp"
 #include "proxy/worker.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
@@ -46,11 +47,22 @@ int run_proxy(const ProxyOptions& options) {
   auto layout = cluster_of(options.config_path);
   raise_fd_limit();
 
-  int pidfile_fd = -1;
+  std::atomic<int> pidfile_fd{-1};
+  std::vector<int> inherited;  // listening sockets from the previous proxy (takeover)
+  std::string takeover_path = layout ? layout->socket_dir() + "/.pgfleet-proxy" : "";
   if (layout) {
     pid_t holder = 0;
     pidfile_fd = cluster::lock_agent_pidfile(*layout, "proxy", holder);
-    if (pidfile_fd < 0) throw UserError(fmt::format("a proxy (pid {}) already runs for {}", holder, layout->root()));
+    if (pidfile_fd < 0 && !options.takeover) {
+      throw UserError(fmt::format("a proxy (pid {}) already runs for {}", holder, layout->root()),
+                      "`pgfleet restart proxy` replaces it without refusing connections");
+    }
+    if (pidfile_fd < 0) {
+      std::string error;
+      inherited = receive_listeners(takeover_path, error);
+      if (inherited.empty()) throw UserError("takeover failed: " + error);
+      log::info("took over {} listening socket(s) from proxy pid {}", inherited.size(), holder);
+    }
   }
 
   ProxyShared shared;
@@ -114,7 +126,12 @@ int run_proxy(const ProxyOptions& options) {
   const std::string listen_address = config->listen_address;
   const int port = config->ports.proxy;
   try {
-    for (auto& w : workers) w->listen(listen_address, port);
+    if (!inherited.empty()) {
+      for (size_t i = 0; i < workers.size(); ++i) workers[i]->adopt_listener(::dup(inherited[i % inherited.size()]));
+      for (int fd : inherited) ::close(fd);
+    } else {
+      for (auto& w : workers) w->listen(listen_address, port);
+    }
   } catch (const std::exception& e) {
     std::string who = ports::holder(port);
     throw UserError(std::string(e.what()) + (who.empty() ? "" : " (held by " + who + ")"),
@@ -146,6 +163,23 @@ int run_proxy(const ProxyOptions& options) {
   };
 
   for (auto& w : workers) w->start();
+  std::unique_ptr<TakeoverServer> takeover_server;
+  std::thread lock_waiter;
+  if (layout) {
+    std::vector<int> listeners;
+    for (auto& w : workers) listeners.push_back(w->listener_fd());
+    takeover_server = std::make_unique<TakeoverServer>(takeover_path, listeners, shared.request_shutdown);
+    if (pidfile_fd < 0) {
+      // The old proxy holds the pidfile until it has drained; take it as soon as it is free.
+      lock_waiter = std::thread([&pidfile_fd, &shared, layout] {
+        while (pidfile_fd < 0 && !shared.shutting_down) {
+          pid_t holder = 0;
+          pidfile_fd = cluster::lock_agent_pidfile(*layout, "proxy", holder);
+          if (pidfile_fd < 0) std::this_thread::sleep_for(100ms);
+        }
+      });
+    }
+  }
   log::info("listening on {}:{} with {} threads, pool mode {}, TLS {}", listen_address, port, threads,
             cluster::to_string(config->proxy.pool_mode),
             shared.tls ? (shared.tls_required ? "required" : "available") : "off");
@@ -169,6 +203,9 @@ int run_proxy(const ProxyOptions& options) {
     break;
   }
   for (auto& w : workers) w->join();
+  shared.shutting_down = true;
+  if (lock_waiter.joinable()) lock_waiter.join();
+  takeover_server.reset();
   auth.stop();
   topology.stop();
   if (pidfile_fd >= 0) ::close(pidfile_fd);

@@ -280,6 +280,11 @@ void Worker::listen(const std::string& address, int port) {
   loop_.add(fd, EPOLLIN, &listener_);
 }
 
+void Worker::adopt_listener(int fd) {
+  listener_.fd = fd;
+  loop_.add(fd, EPOLLIN, &listener_);
+}
+
 void Worker::start() {
   thread_ = std::thread([this] { loop_.run(); });
 }

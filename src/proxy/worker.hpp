@@ -88,6 +88,9 @@ class Worker {
 
   // Opens this worker's listener; throws on failure (port in use).
   void listen(const std::string& address, int port);
+  // Uses an already listening socket (handed over by a previous proxy process).
+  void adopt_listener(int fd);
+  [[nodiscard]] int listener_fd() const { return listener_.fd; }
   void start();   // runs the loop on a new thread
   void join();
   EventLoop& loop() { return loop_; }
