@@ -272,6 +272,7 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"client_idle_timeout", into(p.client_idle_timeout_s)},
                   {"shutdown_timeout", into(p.shutdown_timeout_s)},
                   {"auth_user", into(p.auth_user)},
+                  {"auth_file", into(p.auth_file)},
                   {"admin_users", into(p.admin_users)},
                   {"tls_mode", into(p.tls_mode)},
                   {"tls_cert", into(p.tls_cert)},
@@ -551,6 +552,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "client_idle_timeout", p.client_idle_timeout_s);
     emit(out, "shutdown_timeout", p.shutdown_timeout_s);
     emit(out, "auth_user", p.auth_user);
+    emit(out, "auth_file", p.auth_file);
     out << YAML::Key << "admin_users" << YAML::Value << YAML::Flow << p.admin_users;
     emit(out, "tls_mode", p.tls_mode);
     emit(out, "tls_cert", p.tls_cert);

@@ -70,6 +70,7 @@ struct ProxyConfig {
   int client_idle_timeout_s = 0;         // 0 = never
   int shutdown_timeout_s = 30;           // SIGTERM: wait this long for transactions to finish
   std::string auth_user;                 // runs auth_query and health checks; "" = postgres.superuser
+  std::string auth_file;                 // "user" "SCRAM-SHA-256$…|md5…" lines, checked before auth_query
   std::vector<std::string> admin_users;  // may use the `pgfleet` admin database; empty = superuser
   std::string tls_mode = "allow";        // clients: disable | allow | require
   std::string tls_cert;                  // PEM files; "" = the cluster's generated pair

@@ -1,6 +1,11 @@
 // The auth query runs on one thread with one connection, so workers never block on it.
 #include "proxy/auth_cache.hpp"
 
+#include <sys/stat.h>
+
+#include <cctype>
+#include <fstream>
+
 #include "postgres/pgconn.hpp"
 #include "util/log.hpp"
 
@@ -12,8 +17,73 @@ constexpr const char* kAuthQuery =
     "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())";
 }
 
-AuthCache::AuthCache(std::function<std::string()> conninfo, std::chrono::seconds max_age)
-    : conninfo_(std::move(conninfo)), max_age_(max_age), thread_([this] { run(); }) {}
+AuthCache::AuthCache(std::function<std::string()> conninfo, std::string auth_file, std::chrono::seconds max_age)
+    : conninfo_(std::move(conninfo)), auth_file_(std::move(auth_file)), max_age_(max_age), thread_([this] { run(); }) {}
+
+namespace {
+std::shared_ptr<const UserSecret> secret_from(const std::string& stored) {
+  auto secret = std::make_shared<UserSecret>();
+  secret->exists = true;
+  if (auto v = protocol::parse_verifier(stored); v) secret->scram = *v;
+  else if (stored.rfind("md5", 0) == 0 && stored.size() == 35) secret->md5 = stored;
+  else secret->exists = false;  // a plaintext password cannot be used for pass-through logins
+  return secret;
+}
+
+// One quoted field of a userlist line ("" escapes a quote).
+std::optional<std::string> quoted(std::string_view line, size_t& at) {
+  while (at < line.size() && std::isspace(static_cast<unsigned char>(line[at]))) ++at;
+  if (at >= line.size() || line[at] != '"') return std::nullopt;
+  std::string out;
+  for (++at; at < line.size(); ++at) {
+    if (line[at] == '"') {
+      if (at + 1 < line.size() && line[at + 1] == '"') {
+        out += '"';
+        ++at;
+      } else {
+        ++at;
+        return out;
+      }
+    } else {
+      out += line[at];
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+// Called on the auth thread only.
+std::shared_ptr<const UserSecret> AuthCache::from_file(const std::string& user) {
+  if (auth_file_.empty()) return nullptr;
+  struct stat st{};
+  if (::stat(auth_file_.c_str(), &st) != 0) return nullptr;
+  if (st.st_mtime != file_mtime_) {
+    file_mtime_ = st.st_mtime;
+    file_users_.clear();
+    std::ifstream in(auth_file_);
+    std::string line;
+    int number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      size_t at = 0;
+      auto name = quoted(line, at);
+      auto stored = name ? quoted(line, at) : std::nullopt;
+      if (!name || !stored) {
+        if (line.find_first_not_of(" \t") != std::string::npos && line[line.find_first_not_of(" \t")] != ';' &&
+            line[line.find_first_not_of(" \t")] != '#') {
+          log::warn("{}:{}: expected \"user\" \"secret\"; line ignored", auth_file_, number);
+        }
+        continue;
+      }
+      auto secret = secret_from(*stored);
+      if (!secret->exists) log::warn("{}:{}: the secret of {} is neither a SCRAM verifier nor an md5 hash; ignored",
+                                     auth_file_, number, *name);
+      else file_users_[*name] = secret;
+    }
+  }
+  auto it = file_users_.find(user);
+  return it == file_users_.end() ? nullptr : it->second;
+}
 
 AuthCache::~AuthCache() { stop(); }
 
@@ -27,6 +97,7 @@ void AuthCache::stop() {
 }
 
 void AuthCache::lookup(const std::string& user, Done done) {
+  std::shared_ptr<const UserSecret> secret;
   {
     std::lock_guard lock(mutex_);
     auto it = cache_.find(user);
@@ -35,9 +106,9 @@ void AuthCache::lookup(const std::string& user, Done done) {
       wake_.notify_one();
       return;
     }
-    auto secret = it->second.secret;
-    done(secret);
+    secret = it->second.secret;
   }
+  done(secret);
 }
 
 void AuthCache::run() {
@@ -59,7 +130,7 @@ void AuthCache::run() {
         continue;
       }
     }
-    std::shared_ptr<const UserSecret> result;
+    std::shared_ptr<const UserSecret> result = from_file(request.first);
     for (int attempt = 0; attempt < 2 && !result; ++attempt) {
       if (!conn) {
         std::string info = conninfo_();
@@ -77,14 +148,7 @@ void AuthCache::run() {
         conn.reset();  // retry once on a fresh connection (the primary may have moved)
         continue;
       }
-      auto secret = std::make_shared<UserSecret>();
-      if (!rows->empty() && rows->front()[0]) {
-        const std::string& stored = *rows->front()[0];
-        secret->exists = true;
-        if (auto v = protocol::parse_verifier(stored); v) secret->scram = *v;
-        else if (stored.rfind("md5", 0) == 0) secret->md5 = stored;
-      }
-      result = secret;
+      result = !rows->empty() && rows->front()[0] ? secret_from(*rows->front()[0]) : std::make_shared<UserSecret>();
     }
     if (result) {
       std::lock_guard lock(mutex_);

@@ -27,7 +27,10 @@ class AuthCache {
  public:
   using Done = std::function<void(std::shared_ptr<const UserSecret>)>;
   // `conninfo` returns a libpq conninfo for the current primary as the auth user ("" = unknown).
-  explicit AuthCache(std::function<std::string()> conninfo, std::chrono::seconds max_age = std::chrono::seconds(10));
+  // `auth_file` (may be empty): PgBouncer-style lines `"user" "secret"` where secret is a SCRAM
+  // verifier or an md5 hash as pg_authid stores them; consulted first, re-read when it changes.
+  explicit AuthCache(std::function<std::string()> conninfo, std::string auth_file = {},
+                     std::chrono::seconds max_age = std::chrono::seconds(10));
   ~AuthCache();
 
   // Calls `done` with the user's secret from any thread (the AuthCache's or the caller's):
@@ -42,7 +45,11 @@ class AuthCache {
     std::shared_ptr<const UserSecret> secret;
     std::chrono::steady_clock::time_point fetched;
   };
+  std::shared_ptr<const UserSecret> from_file(const std::string& user);
   std::function<std::string()> conninfo_;
+  std::string auth_file_;
+  std::map<std::string, std::shared_ptr<const UserSecret>> file_users_;
+  int64_t file_mtime_ = -1;
   std::chrono::seconds max_age_;
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -113,7 +113,7 @@ int run_proxy(const ProxyOptions& options) {
     if (layout) info += " passfile=" + layout->passfile();
     return info;
   };
-  AuthCache auth(conninfo);
+  AuthCache auth(conninfo, config->proxy.auth_file);
   shared.auth = &auth;
 
   int threads = config->proxy.threads > 0 ? config->proxy.threads
