@@ -106,16 +106,7 @@ void ServerConn::on_io(uint32_t events) {
     on_connected();
     return;
   }
-  if (phase_ == LoginPhase::kTlsHandshake) {
-    int rc = io_.handshake();
-    update_interest();
-    if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
-    if (rc == 1) {
-      phase_ = LoginPhase::kStartup;
-      send_startup();
-    }
-    return;
-  }
+  if (phase_ == LoginPhase::kTlsHandshake) return continue_tls_handshake();
   if (events & EPOLLOUT) flush();
   if (state_ == State::kClosed) return;
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -151,6 +142,16 @@ void ServerConn::on_connected() {
   flush();
 }
 
+void ServerConn::continue_tls_handshake() {
+  int rc = io_.handshake();
+  update_interest();
+  if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
+  if (rc == 1) {
+    phase_ = LoginPhase::kStartup;
+    send_startup();
+  }
+}
+
 void ServerConn::send_startup() {
   protocol::StartupMessage startup;
   startup.parameters = {{"user", pool_.user()}, {"database", pool_.database()}};
@@ -184,14 +185,7 @@ void ServerConn::process_login() {
     if (answer == 'S') {
       phase_ = LoginPhase::kTlsHandshake;
       io_.start_tls(worker_.shared().server_tls.get(), false);
-      int rc = io_.handshake();
-      update_interest();
-      if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
-      if (rc == 1) {
-        phase_ = LoginPhase::kStartup;
-        send_startup();
-      }
-      return;
+      return continue_tls_handshake();
     }
     if (answer != 'N' || worker_.settings().proxy.server_sslmode == "require") {
       return fail_login("the server at " + backend_.host + ":" + std::to_string(backend_.port) +

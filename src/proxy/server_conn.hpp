@@ -98,6 +98,7 @@ class ServerConn final : public IoHandler {
   enum class LoginPhase { kSslAnswer, kTlsHandshake, kStartup };
   LoginPhase phase_ = LoginPhase::kStartup;
   void send_startup();
+  void continue_tls_handshake();
   ClientConn* client_ = nullptr;
   ByteQueue in_, out_;
   size_t stream_remaining_ = 0;  // body bytes of a message being passed through unparsed
