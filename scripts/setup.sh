@@ -6,7 +6,7 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+  libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev
   # tests
   libgtest-dev libgmock-dev
   # fuzzing the protocol decoder (libFuzzer)

@@ -84,6 +84,21 @@ int main(int argc, char** argv) {
   bool takeover = false;
   proxy_cmd->add_flag("--takeover", takeover, "take the listening sockets over from the running proxy, which drains");
 
+  std::string to;
+  std::string at;
+  auto* switchover_cmd = app.add_subcommand("switchover", "move the primary role to another node, planned (no client error)");
+  switchover_cmd->add_option("--to", to, "the new primary (default: the best replica)");
+  switchover_cmd->add_option("--at", at, "when, as unix seconds or YYYY-MM-DDTHH:MM:SS (local time); default now");
+  switchover_cmd->add_option("--timeout", timeout, "seconds to wait for the new primary");
+  auto* failover_cmd = app.add_subcommand("failover", "make NODE the primary when there is none (manual failover)");
+  failover_cmd->add_option("--to", to, "the new primary")->required();
+  failover_cmd->add_option("--timeout", timeout, "seconds to wait for it");
+  auto* pause_cmd = app.add_subcommand("pause", "maintenance mode: no automatic failover until `resume`");
+  auto* resume_cmd = app.add_subcommand("resume", "end maintenance mode");
+  bool history_json = false;
+  auto* history_cmd = app.add_subcommand("history", "failovers and switchovers, oldest first");
+  history_cmd->add_flag("--json", history_json, "as JSON");
+
   ha::AgentOptions agent;
   auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
   agent_cmd->add_option("--node", agent.node, "node name")->required();
@@ -115,6 +130,11 @@ int main(int argc, char** argv) {
       logs.dir = dir;
       return cli::run_logs(logs);
     }
+    if (switchover_cmd->parsed()) return cli::run_switchover(dir, to, cli::parse_time(at), timeout);
+    if (failover_cmd->parsed()) return cli::run_failover(dir, to, timeout);
+    if (pause_cmd->parsed()) return cli::run_pause(dir, true);
+    if (resume_cmd->parsed()) return cli::run_pause(dir, false);
+    if (history_cmd->parsed()) return cli::run_history(dir, history_json);
     if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config, takeover);
     if (agent_cmd->parsed()) {
       cli::become_cluster_owner(dir);

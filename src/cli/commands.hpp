@@ -1,6 +1,7 @@
 // The CLI subcommands: options parsed in main.cpp, one run_* function per subcommand.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,13 @@ struct LogsOptions {
 int run_logs(const LogsOptions& options);
 
 int run_proxy_command(const std::string& dir, const std::string& config_file, bool takeover);
+
+int run_switchover(const std::string& dir, const std::string& to, int64_t at_unix_ms, int timeout_seconds);
+int run_failover(const std::string& dir, const std::string& to, int timeout_seconds);
+int run_pause(const std::string& dir, bool pause);
+int run_history(const std::string& dir, bool json);
+// --at: unix seconds or YYYY-MM-DDTHH:MM:SS (local time) → unix ms; "" → 0 (now).
+int64_t parse_time(const std::string& text);
 
 // When run as root on a cluster owned by another user, continue as that user, so every file
 // written stays the owner's and PostgreSQL never runs as root.

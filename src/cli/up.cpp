@@ -115,7 +115,9 @@ struct Timings {
 // agents where none runs. Returns the final status.
 cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBinaries& bins, int timeout_seconds,
                                 Timings& timings) {
-  std::string primary = cluster::primary_from_data(c.config, c.layout);
+  // A running cluster's leader first; else the data directory on the newest timeline.
+  std::string primary = cluster::discover_primary(c.config, c.layout, *c.dcs);
+  if (primary.empty() || cluster::agent_pid(c.layout, primary) == 0) primary = cluster::primary_from_data(c.config, c.layout);
   if (primary.empty()) {
     for (const auto& n : c.config.nodes) {
       if (postgres::has_data(c.layout, n.name)) {

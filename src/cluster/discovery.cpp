@@ -14,10 +14,19 @@
 namespace pgfleet::cluster {
 
 std::string primary_from_data(const ClusterConfig& config, const Layout& layout) {
+  // After a failover an old primary's data may still say "primary" until it is rewound: the
+  // newest timeline is the rightful one (ties: config order).
+  std::string best;
+  int best_timeline = -1;
   for (const auto& n : config.nodes) {
-    if (postgres::has_data(layout, n.name) && !postgres::is_standby(layout, n.name)) return n.name;
+    if (!postgres::has_data(layout, n.name) || postgres::is_standby(layout, n.name)) continue;
+    int timeline = postgres::data_timeline(config.bindir, layout, n.name);
+    if (timeline > best_timeline) {
+      best = n.name;
+      best_timeline = timeline;
+    }
   }
-  return "";
+  return best;
 }
 
 std::string discover_primary(const ClusterConfig& config, const Layout& layout, dcs::Dcs& dcs) {

@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
@@ -128,6 +130,28 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     if (s.name != status.leader) replicas.emplace_back(s.host, s.port);
     status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
   }
+  if (auto p = dcs.get(dcs::keys::kPause); p && p.value()) status.paused = true;
+  if (auto h = dcs.list(dcs::keys::kHistoryPrefix); h) {
+    for (const auto& kv : *h) {
+      try {
+        auto j = nlohmann::json::parse(kv.value);
+        HistoryEntry e;
+        e.time_ms = j.value("time_ms", int64_t{0});
+        std::time_t secs = static_cast<std::time_t>(e.time_ms / 1000);
+        char buf[32];
+        std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+        e.time = buf;
+        e.from = j.value("from", "");
+        e.to = j.value("to", "");
+        e.reason = j.value("reason", "");
+        e.lsn = j.value("lsn", "");
+        status.history.push_back(e);
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    std::sort(status.history.begin(), status.history.end(),
+              [](const HistoryEntry& a, const HistoryEntry& b) { return a.time_ms < b.time_ms; });
+  }
   status.proxy.enabled = config.proxy.enabled;
   status.proxy.host = host;
   status.proxy.port = config.ports.proxy;
@@ -164,6 +188,11 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"restarts", n.restarts},
                      {"last_error", opt_text(n.last_error)}});
   }
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& h : status.history) {
+    history.push_back({{"time", h.time}, {"from", opt_text(h.from)}, {"to", h.to}, {"reason", h.reason},
+                       {"lsn", opt_text(h.lsn)}});
+  }
   nlohmann::json proxy = nullptr;
   if (status.proxy.enabled) {
     proxy = {{"state", status.proxy.state},
@@ -178,6 +207,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
   return {{"cluster", status.cluster},     {"directory", status.directory},
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
           {"nodes", nodes},                {"proxy", proxy},
+          {"paused", status.paused},       {"history", history},
           {"connection", connection}};
 }
 
@@ -193,8 +223,9 @@ std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
 }  // namespace
 
 std::string render_table(const ClusterStatus& status) {
-  std::string out = fmt::format("cluster {} ({}), leader {}, sync {}\n", status.cluster, status.directory,
-                                dash(status.leader), to_string(status.sync));
+  std::string out = fmt::format("cluster {} ({}), leader {}, sync {}{}\n", status.cluster, status.directory,
+                                dash(status.leader), to_string(status.sync),
+                                status.paused ? ", PAUSED (no automatic failover)" : "");
   out += fmt::format("{:<8} {:<8} {:<12} {:<8} {:>3} {:<12} {:<12} {:<12} {:>10} {:>7} {:<9} {:>5} {:>7} {:>6}\n",
                      "NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG_BYTES",
                      "LAG_S", "SYNC", "PORT", "PID", "UPTIME");
@@ -208,6 +239,11 @@ std::string render_table(const ClusterStatus& status) {
     if (!n.last_error.empty() && n.state != "running" && n.state != "streaming") {
       out += fmt::format("         last error: {}\n", n.last_error);
     }
+  }
+  if (!status.history.empty()) {
+    const auto& h = status.history.back();
+    out += fmt::format("last change: {} {} -> {} ({} in all; `pgfleet history`)\n", h.time, h.from.empty() ? "-" : h.from,
+                       h.to, status.history.size());
   }
   if (status.proxy.enabled) {
     out += fmt::format("proxy    {}:{} {}{}\n", status.proxy.host, status.proxy.port, status.proxy.state,

@@ -54,6 +54,12 @@ struct ProxyStatus {
   int64_t pid = 0;
 };
 
+struct HistoryEntry {
+  std::string time;  // ISO 8601, UTC
+  int64_t time_ms = 0;
+  std::string from, to, reason, lsn;
+};
+
 struct ClusterStatus {
   std::string cluster;
   std::string directory;
@@ -62,6 +68,8 @@ struct ClusterStatus {
   std::vector<NodeStatus> nodes;
   ProxyStatus proxy;
   ConnectionStrings connection;
+  bool paused = false;                 // maintenance mode: no automatic failover
+  std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
 
   [[nodiscard]] const NodeStatus* find(const std::string& name) const;
 };

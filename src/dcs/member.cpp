@@ -16,7 +16,8 @@ nlohmann::json to_json(const Member& m) {
           {"current_lsn", m.current_lsn}, {"received_lsn", m.received_lsn}, {"replayed_lsn", m.replayed_lsn},
           {"replay_delay_seconds", m.replay_delay_seconds}, {"upstream", m.upstream},
           {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts},
-          {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms}, {"replication", peers}};
+          {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
+          {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"replication", peers}};
 }
 
 Member member_from_json(const nlohmann::json& j) {
@@ -48,6 +49,8 @@ Member member_from_json(const nlohmann::json& j) {
   get("restarts", m.restarts);
   get("last_error", m.last_error);
   get("updated_at_ms", m.updated_at_ms);
+  get("updated_mono_ms", m.updated_mono_ms);
+  get("sync_standby_names", m.sync_standby_names);
   if (auto it = j.find("replication"); it != j.end() && it->is_array()) {
     for (const auto& p : *it) {
       ReplicationPeer peer;

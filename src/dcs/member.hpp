@@ -14,6 +14,11 @@ namespace keys {
 inline constexpr const char* kLeader = "leader";        // value: name of the node holding the lease
 inline constexpr const char* kMembersPrefix = "members/";
 inline std::string member(const std::string& name) { return std::string(kMembersPrefix) + name; }
+inline constexpr const char* kSync = "sync";              // the leader's synchronous-commit constraints (JSON)
+inline constexpr const char* kPause = "pause";            // present: maintenance mode, no automatic failover
+inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not_before_ms"}: a planned switchover
+inline constexpr const char* kFailover = "failover";      // {"to"}: a manual failover
+inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
 }  // namespace keys
 
 // One row of the primary's (or a cascading upstream's) pg_stat_replication.
@@ -45,6 +50,8 @@ struct Member {
   int restarts = 0;              // postmaster restarts after crashes, by this agent
   std::string last_error;
   int64_t updated_at_ms = 0;     // unix ms of publication
+  int64_t updated_mono_ms = 0;   // CLOCK_MONOTONIC ms of publication (comparable on one host)
+  std::string sync_standby_names;  // primary: synchronous_standby_names in force
   std::vector<ReplicationPeer> replication;  // who streams from this node
 };
 

@@ -1,25 +1,35 @@
-// The agent's loop: keep the postmaster running, keep its config in line with the cluster,
-// hold the leader key while primary, and publish the node's state every loop_wait seconds.
+// The agent's loop: observe the node and the cluster, ask decide() what to do, do it, publish.
+// Everything that can lose data is decided in decide.cpp; this file only executes and reports.
 #include "ha/agent.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "cluster/binaries.hpp"
 #include "cluster/config.hpp"
+#include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
 #include "cluster/topology.hpp"
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
+#include "ha/decide.hpp"
+#include "ha/sync_names.hpp"
 #include "postgres/instance.hpp"
+#include "postgres/lsn.hpp"
 #include "postgres/pgconn.hpp"
 #include "postgres/probe.hpp"
 #include "util/fs.hpp"
@@ -47,6 +57,40 @@ int64_t unix_ms() {
       .count();
 }
 
+// CLOCK_MONOTONIC in ms: the clock of decide() and of the local DCS TTLs, shared by every process of the host.
+TimeMs mono_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<TimeMs>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t lsn_of(const std::string& text) { return postgres::parse_lsn(text).value_or(0); }
+
+SyncMode to_ha(cluster::SyncMode m) {
+  switch (m) {
+    case cluster::SyncMode::On: return SyncMode::On;
+    case cluster::SyncMode::Quorum: return SyncMode::Quorum;
+    default: return SyncMode::Off;
+  }
+}
+
+nlohmann::json to_json(const std::vector<SyncConstraint>& sync) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : sync) out.push_back({{"members", c.members}, {"quorum", c.quorum}});
+  return out;
+}
+
+std::vector<SyncConstraint> sync_from_json(const std::string& text) {
+  std::vector<SyncConstraint> out;
+  try {
+    for (const auto& c : nlohmann::json::parse(text)) {
+      out.push_back(SyncConstraint{c.at("members").get<std::vector<std::string>>(), c.at("quorum").get<int>()});
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  return out;
+}
+
 class Agent {
  public:
   Agent(cluster::Layout layout, std::string name) : layout_(std::move(layout)), name_(std::move(name)) {}
@@ -62,26 +106,28 @@ class Agent {
     dcs_ = std::make_unique<dcs::LocalDcs>(layout_.dcs_dir());
     member_.name = name_;
     member_.agent_pid = ::getpid();
+    following_ = postgres::is_standby(layout_, name_) ? cluster::discover_primary(config_, layout_, *dcs_) : "";
+    if (following_ == name_) following_.clear();
     log::info("agent started for node {} (port {})", name_, node().port);
+    adopt_running_postmaster();
     publish();
     while (!g_stop) {
       if (g_reload.exchange(false)) load_config();
       if (g_restart.exchange(false)) {
         log::info("restart requested");
-        stop_postmaster();
+        stop_postmaster(false);
         restart_at_ = Clock::now();
+        restart_requested_ = true;
       }
       reap();
-      if (postmaster_ == 0 && Clock::now() >= restart_at_) start_postmaster();
-      if (postmaster_ != 0) {
-        apply_config();
-        observe();
-        if (member_.role == "primary" && member_.state == "running") hold_leader_key();
-      }
+      observe();
+      ClusterView view = read_cluster();
+      auto actions = decide(view, node_view(), settings(), mono_ms());
+      for (const auto& action : actions) execute(action, view);
+      apply_config();
       publish();
-      sleep_interruptibly(member_.state == "running" || member_.state == "streaming"
-                              ? std::chrono::seconds(config_.loop_wait_seconds)
-                              : std::chrono::milliseconds(200));
+      bool busy = member_.state != "running" && member_.state != "streaming";
+      sleep_interruptibly(busy ? 200ms : std::chrono::milliseconds(settings().loop_wait));
     }
     shutdown();
     return 0;
@@ -106,32 +152,333 @@ class Agent {
     }
   }
 
+  Settings settings() const {
+    Settings s;
+    for (const auto& n : config_.nodes) s.nodes.push_back(n.name);
+    s.mode = to_ha(config_.sync);
+    s.sync_count = config_.sync_count;
+    s.ttl = static_cast<TimeMs>(config_.dcs_ttl_seconds) * 1000;
+    s.loop_wait = static_cast<TimeMs>(config_.loop_wait_seconds) * 1000;
+    return s;
+  }
+
+  // ---- observing ----
+
+  void observe() {
+    if (postmaster_ == 0) {
+      if (member_.state != "crashed" && member_.state != "stopped") set_state("stopped");
+      member_.role = !postgres::has_data(layout_, name_) ? "unknown"
+                     : postgres::is_standby(layout_, name_) ? "replica"
+                                                             : "primary";
+      accepting_ = false;
+      return;
+    }
+    if (!conn_) {
+      auto c = postgres::PgConn::connect(postgres::local_conninfo(layout_, config_, node()));
+      if (!c) {
+        accepting_ = false;
+        if (member_.state != "crashed") set_state("starting");
+        if (Clock::now() - started_at_ > 60s) note_error(c.error());
+        return;
+      }
+      conn_.emplace(std::move(c.value()));
+    }
+    int known_timeline = member_.timeline;
+    if (auto s = postgres::probe(*conn_, member_); !s) {
+      note_error("status query failed: " + s.error());
+      conn_.reset();
+      accepting_ = false;
+      return;
+    }
+    accepting_ = true;
+    // A standby whose WAL receiver is down reports its last checkpoint's timeline, which lags
+    // behind a timeline switch it already replayed; the receiver's last value stays right.
+    if (member_.role == "replica" && !member_.wal_receiver_streaming && known_timeline > member_.timeline) {
+      member_.timeline = known_timeline;
+    }
+    member_.postmaster_pid = postmaster_;
+    member_.last_error.clear();
+    if (Clock::now() - started_at_ > 10s) backoff_ = 0s;  // healthy for a while: crash restarts are immediate again
+    set_state(member_.role == "replica" && member_.wal_receiver_streaming ? "streaming" : "running");
+  }
+
+  NodeView node_view() const {
+    NodeView v;
+    v.name = name_;
+    v.data_exists = postgres::has_data(layout_, name_);
+    v.postmaster_running = postmaster_ != 0;
+    v.accepting = accepting_;
+    v.in_recovery = accepting_ ? member_.role == "replica" : postgres::is_standby(layout_, name_);
+    v.timeline = accepting_ ? member_.timeline : stopped_timeline();
+    v.lsn = lsn_of(member_.role == "primary" ? member_.current_lsn : member_.received_lsn);
+    if (v.lsn == 0) v.lsn = lsn_of(member_.replayed_lsn);
+    v.replayed_lsn = lsn_of(member_.replayed_lsn);
+    v.following = following_;
+    v.rewind_failed = rewind_failed_;
+    v.lease_renewed_at = lease_renewed_at_;
+    v.fenced = fenced_;
+    if (accepting_ && member_.role == "primary") v.sync_in_force = parse_sync_names(member_.sync_standby_names);
+    return v;
+  }
+
+  int stopped_timeline() const { return postgres::data_timeline(bins_.bindir, layout_, name_); }
+
+  ClusterView read_cluster() {
+    ClusterView v;
+    TimeMs now = mono_ms();
+    auto leader = dcs_->get(dcs::keys::kLeader);
+    auto members = dcs_->list(dcs::keys::kMembersPrefix);
+    if (!leader || !members) {
+      v.dcs_reachable = false;
+      if (!dcs_error_logged_) log::warn("DCS unreachable: {}", !leader ? leader.error() : members.error());
+      dcs_error_logged_ = true;
+      v.leader = last_leader_;
+      v.leader_expired_at = leader_expired_at_;
+      return v;
+    }
+    dcs_error_logged_ = false;
+    if (leader.value()) {
+      const auto& kv = *leader.value();
+      // One host: a leader whose agent and postmaster are both gone cannot come back to renew.
+      if (kv.value != name_ && config_.find_node(kv.value) && cluster::agent_pid(layout_, kv.value) == 0 &&
+          postgres::running_postmaster(layout_, kv.value) == 0) {
+        if (auto gone = dcs_->compare_and_delete(dcs::keys::kLeader, kv.mod_revision); gone && *gone) {
+          log::warn("leader {} is gone (its agent and postmaster on this host are not running): leader key released",
+                    kv.value);
+        }
+      } else {
+        v.leader = LeaderKey{kv.value, kv.mod_revision, now + (kv.ttl_remaining ? kv.ttl_remaining->count() : 0)};
+      }
+    }
+    if (v.leader) {
+      leader_expired_at_ = 0;
+    } else if (leader_expired_at_ == 0) {
+      leader_expired_at_ = now;  // first loop that sees no leader
+    }
+    if (!v.leader) fence_orphaned_primaries();
+    v.leader_expired_at = leader_expired_at_;
+    last_leader_ = v.leader;
+    if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
+    for (const auto& kv : *members) {
+      try {
+        auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+        MemberView mv;
+        mv.name = m.name;
+        mv.role = m.role;
+        mv.running = m.state == "running" || m.state == "streaming";
+        mv.streaming = m.wal_receiver_streaming;
+        mv.timeline = m.timeline;
+        mv.received_lsn = lsn_of(m.role == "primary" ? m.current_lsn : m.received_lsn);
+        if (mv.received_lsn == 0) mv.received_lsn = lsn_of(m.replayed_lsn);
+        mv.replayed_lsn = lsn_of(m.replayed_lsn);
+        mv.updated_at = m.updated_mono_ms;
+        // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
+        // cleanly); on one host its pidfile lock says at once that it takes no part.
+        if (m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
+        v.members.push_back(mv);
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    if (auto s = dcs_->get(dcs::keys::kSync); s && s.value()) v.sync = sync_from_json(s.value()->value);
+    if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
+    if (auto s = dcs_->get(dcs::keys::kSwitchover); s && s.value()) {
+      try {
+        auto j = nlohmann::json::parse(s.value()->value);
+        int64_t not_before_unix = j.value("not_before_ms", int64_t{0});
+        v.switchover = SwitchoverRequest{j.value("from", ""), j.value("to", ""),
+                                         not_before_unix == 0 ? 0 : now + (not_before_unix - unix_ms())};
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    if (auto f = dcs_->get(dcs::keys::kFailover); f && f.value()) {
+      try {
+        v.failover_to = nlohmann::json::parse(f.value()->value).value("to", "");
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    return v;
+  }
+
+  // One host: a primary whose agent died keeps accepting writes from direct clients. Once the
+  // leader key has expired (nobody vouches for it), any agent stops it before an election.
+  void fence_orphaned_primaries() {
+    for (const auto& n : config_.nodes) {
+      if (n.name == name_ || cluster::agent_pid(layout_, n.name) != 0 || postgres::is_standby(layout_, n.name)) continue;
+      if (pid_t orphan = postgres::running_postmaster(layout_, n.name); orphan != 0) {
+        log::warn("fencing {}: its postmaster (pid {}) runs as a primary without an agent or a leader key", n.name,
+                  orphan);
+        ::kill(orphan, SIGINT);
+        if (!process::wait_gone(orphan, 5s)) ::kill(orphan, SIGKILL);
+      }
+    }
+  }
+
+  // ---- acting ----
+
+  void execute(const Action& a, const ClusterView& view) {
+    log_once(a);
+    auto ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
+    switch (a.kind) {
+      case ActionKind::AcquireLease: {
+        TimeMs started = mono_ms();
+        auto won = dcs_->compare_and_set(dcs::keys::kLeader, name_, 0, ttl);
+        if (won && *won) {
+          lease_renewed_at_ = started;
+          log::info("acquired the leader key");
+        }
+        break;
+      }
+      case ActionKind::RenewLease: {
+        TimeMs started = mono_ms();
+        auto renewed = dcs_->compare_and_set(dcs::keys::kLeader, name_, a.revision, ttl);
+        if (renewed && *renewed) lease_renewed_at_ = started;
+        else note_error("cannot renew the leader key" + (renewed ? std::string() : ": " + renewed.error()));
+        break;
+      }
+      case ActionKind::ReleaseLease:
+        if (auto l = dcs_->get(dcs::keys::kLeader); l && l.value() && l.value()->value == name_) {
+          (void)dcs_->compare_and_delete(dcs::keys::kLeader, l.value()->mod_revision);
+        }
+        lease_renewed_at_ = 0;
+        break;
+      case ActionKind::Promote: promote(); break;
+      case ActionKind::Fence:
+        if (!fenced_) {
+          fenced_ = true;
+          stop_postmaster(!accepting_);
+        }
+        break;
+      case ActionKind::Follow:
+        following_ = a.target;
+        if (!postgres::is_standby(layout_, name_) && postgres::has_data(layout_, name_)) {
+          fs::write_file_atomic(layout_.data_dir(name_) + "/standby.signal", "", 0600);
+        }
+        if (postmaster_ == 0) start_postmaster();
+        break;
+      case ActionKind::Rewind: rewind(a.target); break;
+      case ActionKind::Reinit: reinit(a.target); break;
+      case ActionKind::StartPostgres:
+        if (postmaster_ == 0 && (Clock::now() >= restart_at_ || restart_requested_)) start_postmaster();
+        break;
+      case ActionKind::PublishSync:
+        (void)dcs_->put(dcs::keys::kSync, to_json(a.sync).dump());
+        break;
+      case ActionKind::SetSyncStandbys:
+        if (!a.sync.empty()) desired_sync_names_ = render_sync_names(a.sync.back(), to_ha(config_.sync));
+        break;
+      case ActionKind::ClearSwitchover:
+        (void)dcs_->remove(dcs::keys::kSwitchover);
+        (void)dcs_->remove(dcs::keys::kFailover);
+        break;
+      case ActionKind::RecordHistory: {
+        nlohmann::json entry = {{"time_ms", unix_ms()}, {"from", view.leader ? view.leader->holder : previous_leader_},
+                                {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn}};
+        (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
+        break;
+      }
+      case ActionKind::Wait: break;
+    }
+  }
+
+  // Logs an action's reason once per change (every loop renews the lease; nobody wants that logged).
+  void log_once(const Action& a) {
+    auto& last = last_reason_[a.kind];
+    if (last == a.reason) return;
+    last = a.reason;
+    if (a.kind == ActionKind::RenewLease && a.reason.empty()) return;
+    log::info("{}: {}", to_string(a.kind), a.reason);
+  }
+
+  void promote() {
+    if (!postgres::is_standby(layout_, name_) && postgres::has_data(layout_, name_)) {
+      // Already a primary (a fenced one that holds the key again): lifting the fence is all.
+      fenced_ = false;
+      if (postmaster_ == 0) start_postmaster();
+      return;
+    }
+    if (!conn_) return note_error("cannot promote: not connected to the local server");
+    auto r = conn_->query("SELECT pg_promote(true, 60)");
+    if (!r || r->empty() || r->front()[0] != std::optional<std::string>("t")) {
+      return note_error("pg_promote failed: " + (r ? std::string("it returned false") : r.error()));
+    }
+    log::info("promoted to primary");
+    // The end-of-recovery checkpoint puts the new timeline in pg_control at once: pg_rewind on
+    // the old primary reads it from there ("no rewind required" otherwise).
+    if (auto c = conn_->exec("CHECKPOINT"); !c) note_error("checkpoint after promotion failed: " + c.error());
+    following_.clear();
+    fenced_ = false;
+    rewind_failed_ = false;
+    // Every other member needs its slot here before it follows.
+    for (const auto& n : config_.nodes) {
+      if (n.name == name_) continue;
+      (void)conn_->query(
+          "SELECT pg_create_physical_replication_slot($1, true) "
+          "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+          {n.name});
+    }
+    (void)dcs_->remove(dcs::keys::kFailover);
+  }
+
+  postgres::UpstreamInfo upstream_info(const std::string& target) const {
+    const auto* n = config_.find_node(target);
+    return postgres::UpstreamInfo{target, n && !n->host.empty() ? n->host : cluster::connect_host(config_),
+                                  n ? n->port : 0};
+  }
+
+  void rewind(const std::string& target) {
+    stop_postmaster(false);
+    auto up = upstream_info(target);
+    log::info("rewinding {} from {} ({}:{})", name_, target, up.host, up.port);
+    auto r = process::run({bins_.path("pg_rewind"), "--target-pgdata", layout_.data_dir(name_), "--source-server",
+                           fmt::format("host={} port={} user={} dbname={} passfile={}", up.host, up.port,
+                                       config_.superuser, config_.database, layout_.passfile())});
+    fs::append_file(layout_.agent_log(name_), r.output);
+    if (r.exit_code != 0) {
+      rewind_failed_ = true;
+      return note_error("pg_rewind from " + target + " failed; the node will be rebuilt from it");
+    }
+    rewind_failed_ = false;
+    fenced_ = false;
+    fs::write_file_atomic(layout_.data_dir(name_) + "/standby.signal", "", 0600);
+    following_ = target;
+    start_postmaster();
+  }
+
+  void reinit(const std::string& target) {
+    stop_postmaster(false);
+    log::info("rebuilding {} from {} with pg_basebackup", name_, target);
+    try {
+      auto cluster = cluster::Cluster::open(layout_.root());
+      cluster::build_replica(cluster, bins_, name_);
+      rewind_failed_ = false;
+      fenced_ = false;
+      following_ = target;
+      start_postmaster();
+    } catch (const std::exception& e) {
+      note_error(std::string("rebuild failed: ") + e.what());
+      restart_at_ = Clock::now() + 10s;
+    }
+  }
+
   // The conf files this node should have now; rewriting them is cheap, reloading only on change.
   void apply_config() {
-    bool standby = postgres::is_standby(layout_, name_);
+    if (!postgres::has_data(layout_, name_)) return;
     std::optional<postgres::UpstreamInfo> upstream;
-    std::string sync_names;
-    if (standby) {
-      std::string primary = cluster::discover_primary(config_, layout_, *dcs_);
-      std::string up = primary.empty() ? "" : cluster::upstream_of(config_, name_, primary);
-      if (const auto* u = config_.find_node(up); u != nullptr && up != name_) {
-        upstream = postgres::UpstreamInfo{up, cluster::connect_host(config_), u->port};
-      }
-      member_.upstream = up;
+    bool standby = postgres::is_standby(layout_, name_);
+    if (standby && !following_.empty()) {
+      // Cascading: a replica may stream from another replica instead of the leader.
+      std::string via = cluster::upstream_of(config_, name_, following_);
+      upstream = upstream_info(via.empty() || via == name_ ? following_ : via);
+      member_.upstream = upstream->name;
     } else {
-      std::vector<std::string> streaming;
-      for (const auto& peer : member_.replication) {
-        if (peer.state == "streaming") streaming.push_back(peer.application_name);
-      }
-      sync_names = cluster::synchronous_standby_names(config_, name_, streaming);
       member_.upstream.clear();
     }
     try {
       bool changed = postgres::write_managed_files(layout_, config_, node(), upstream ? &*upstream : nullptr,
-                                                   sync_names);
+                                                   standby ? std::string() : desired_sync_names_);
       if (changed && postmaster_ != 0) {
         log::info("configuration changed (upstream '{}', synchronous_standby_names '{}'): reloading",
-                  member_.upstream, sync_names);
+                  member_.upstream, standby ? "" : desired_sync_names_);
         ::kill(postmaster_, SIGHUP);
       }
     } catch (const std::exception& e) {
@@ -139,23 +486,27 @@ class Agent {
     }
   }
 
-  void start_postmaster() {
+  void adopt_running_postmaster() {
     if (pid_t existing = postgres::running_postmaster(layout_, name_); existing != 0) {
       log::info("adopting running postmaster pid {}", existing);
       postmaster_ = existing;
       own_child_ = false;
+      started_at_ = Clock::now();
       set_state("starting");
-      return;
     }
+  }
+
+  void start_postmaster() {
+    restart_requested_ = false;
+    adopt_running_postmaster();
+    if (postmaster_ != 0) return;
     if (!postgres::has_data(layout_, name_)) {
-      note_error("no data directory at " + layout_.data_dir(name_) + "; run `pgfleet reinit " + name_ + "`");
-      restart_at_ = Clock::now() + 10s;
+      note_error("no data directory at " + layout_.data_dir(name_));
       return;
     }
     apply_config();
     fs::make_directories(layout_.socket_dir(), 0700);
-    pid_t pid = process::spawn({bins_.path("postgres"), "-D", layout_.data_dir(name_)},
-                               layout_.postgres_log(name_));
+    pid_t pid = process::spawn({bins_.path("postgres"), "-D", layout_.data_dir(name_)}, layout_.postgres_log(name_));
     if (pid <= 0) {
       note_error("cannot start postgres");
       restart_at_ = Clock::now() + 5s;
@@ -169,107 +520,67 @@ class Agent {
     set_state("starting");
   }
 
-  // Notices a postmaster that exited without being asked to, and schedules a restart.
+  // Notices a postmaster that exited without being asked to; decide() restarts it (after back-off).
   void reap() {
     if (postmaster_ == 0) return;
     int status = 0;
-    bool gone = false;
-    if (own_child_) {
-      gone = ::waitpid(postmaster_, &status, WNOHANG) == postmaster_;
-    } else {
-      gone = !process::alive(postmaster_);
-    }
+    bool gone = own_child_ ? ::waitpid(postmaster_, &status, WNOHANG) == postmaster_ : !process::alive(postmaster_);
     if (!gone) return;
     std::string how = !own_child_           ? "exited"
                       : WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                                             : "exited with code " + std::to_string(WEXITSTATUS(status));
-    log::error("postmaster pid {} {}; restarting in {} s. Last lines of {}:\n{}", postmaster_, how, backoff_.count(),
+    log::error("postmaster pid {} {}; restart in {} s. Last lines of {}:\n{}", postmaster_, how, backoff_.count(),
                layout_.postgres_log(name_), fs::tail(layout_.postgres_log(name_), 10));
     postmaster_ = 0;
     conn_.reset();
+    accepting_ = false;
     member_.restarts++;
     member_.postmaster_pid = 0;
     set_state("crashed");
+    // The first crash restarts at once (crash recovery is the fastest way back); repeated ones back off.
     restart_at_ = Clock::now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, std::chrono::seconds(30));
-  }
-
-  void observe() {
-    if (!conn_) {
-      auto c = postgres::PgConn::connect(postgres::local_conninfo(layout_, config_, node()));
-      if (!c) {
-        if (member_.state != "crashed") set_state("starting");
-        if (Clock::now() - started_at_ > 60s) note_error(c.error());
-        return;
-      }
-      conn_.emplace(std::move(c.value()));
-    }
-    if (auto s = postgres::probe(*conn_, member_); !s) {
-      note_error("status query failed: " + s.error());
-      conn_.reset();
-      return;
-    }
-    member_.postmaster_pid = postmaster_;
-    member_.last_error.clear();
-    backoff_ = 1s;
-    set_state(member_.role == "replica" && member_.wal_receiver_streaming ? "streaming" : "running");
-  }
-
-  // While primary, keep the leader key (TTL) naming this node.
-  void hold_leader_key() {
-    auto ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
-    auto current = dcs_->get(dcs::keys::kLeader);
-    if (!current) return note_error("dcs: " + current.error());
-    if (!current.value()) {
-      auto won = dcs_->compare_and_set(dcs::keys::kLeader, name_, 0, ttl);
-      if (won && *won) log::info("acquired the leader key");
-      return;
-    }
-    const auto& kv = *current.value();
-    if (kv.value == name_) {
-      auto renewed = dcs_->compare_and_set(dcs::keys::kLeader, name_, kv.mod_revision, ttl);
-      if (!renewed) note_error("dcs: cannot renew leader key: " + renewed.error());
-    } else if (!leader_conflict_logged_) {
-      log::warn("leader key is held by {} while this node runs as a primary", kv.value);
-      leader_conflict_logged_ = true;
-    }
+    backoff_ = std::clamp(backoff_ * 2, std::chrono::seconds(1), std::chrono::seconds(30));
   }
 
   void publish(std::optional<dcs::Millis> ttl = std::nullopt) {
     const auto& n = node();
-    member_.host = cluster::connect_host(config_);
+    member_.host = n.host.empty() ? cluster::connect_host(config_) : n.host;
     member_.port = n.port;
     member_.api_port = n.api_port;
     member_.updated_at_ms = unix_ms();
+    member_.updated_mono_ms = mono_ms();
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     auto r = dcs_->put(dcs::keys::member(name_), dcs::to_json(member_).dump(), ttl);
     if (!r) note_error("dcs: cannot publish member state: " + r.error());
   }
 
-  void stop_postmaster() {
+  // Fast shutdown; `immediate` when the server is hung (fencing must not wait for it).
+  void stop_postmaster(bool immediate) {
     if (postmaster_ == 0) return;
     set_state("stopping");
     publish();
     conn_.reset();
-    ::kill(postmaster_, SIGINT);  // fast shutdown: roll back sessions, checkpoint, exit
-    auto deadline = Clock::now() + 60s;
+    accepting_ = false;
+    ::kill(postmaster_, immediate ? SIGQUIT : SIGINT);
+    auto deadline = Clock::now() + (immediate ? 10s : 60s);
     while (Clock::now() < deadline) {
       if (own_child_ ? ::waitpid(postmaster_, nullptr, WNOHANG) == postmaster_ : !process::alive(postmaster_)) break;
-      std::this_thread::sleep_for(50ms);
+      std::this_thread::sleep_for(20ms);
     }
     if (process::alive(postmaster_)) {
-      log::warn("postmaster did not stop within 60 s; sending SIGQUIT");
-      ::kill(postmaster_, SIGQUIT);
+      log::warn("postmaster did not stop in time; killing it");
+      ::kill(postmaster_, SIGKILL);
       process::wait_gone(postmaster_, 10s);
     }
     log::info("postmaster pid {} stopped", postmaster_);
     postmaster_ = 0;
     member_.postmaster_pid = 0;
+    set_state("stopped");
   }
 
   void shutdown() {
     log::info("stopping");
-    stop_postmaster();
+    stop_postmaster(false);
     if (auto leader = dcs_->get(dcs::keys::kLeader); leader && leader.value() && leader.value()->value == name_) {
       (void)dcs_->compare_and_delete(dcs::keys::kLeader, leader.value()->mod_revision);
     }
@@ -290,9 +601,24 @@ class Agent {
     member_.last_error = message;
   }
 
+  // Sleeps until the next loop, waking early when a control key changes (leader, switchover,
+  // failover, pause), so a switchover or an election does not wait for loop_wait.
   void sleep_interruptibly(std::chrono::milliseconds total) {
     auto until = Clock::now() + total;
-    while (!g_stop && !g_reload && !g_restart && Clock::now() < until) std::this_thread::sleep_for(50ms);
+    auto signature = control_signature();
+    while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
+      std::this_thread::sleep_for(50ms);
+      if (control_signature() != signature) break;
+    }
+  }
+
+  std::string control_signature() {
+    std::string sig;
+    for (const char* key : {dcs::keys::kLeader, dcs::keys::kSwitchover, dcs::keys::kFailover, dcs::keys::kPause}) {
+      auto kv = dcs_->get(key);
+      sig += kv && kv.value() ? std::to_string(kv.value()->mod_revision) + "," : "-,";
+    }
+    return sig;
   }
 
   cluster::Layout layout_;
@@ -304,11 +630,22 @@ class Agent {
   std::optional<postgres::PgConn> conn_;
   pid_t postmaster_ = 0;
   bool own_child_ = false;
+  bool accepting_ = false;
   int pidfile_fd_ = -1;
-  bool leader_conflict_logged_ = false;
+  bool dcs_error_logged_ = false;
+  bool restart_requested_ = false;
+  bool fenced_ = false;
+  bool rewind_failed_ = false;
+  std::string following_;
+  std::string desired_sync_names_;
+  TimeMs lease_renewed_at_ = 0;
+  TimeMs leader_expired_at_ = 0;
+  std::optional<LeaderKey> last_leader_;
+  std::string previous_leader_;  // the last other node seen holding the key (history "from")
+  std::map<ActionKind, std::string> last_reason_;
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
-  std::chrono::seconds backoff_{1};
+  std::chrono::seconds backoff_{0};
 };
 
 }  // namespace

@@ -77,6 +77,16 @@ bool has_data(const cluster::Layout& layout, const std::string& node) {
   return fs::exists(layout.data_dir(node) + "/PG_VERSION") && fs::exists(layout.data_dir(node) + "/global/pg_control");
 }
 
+int data_timeline(const std::string& bindir, const cluster::Layout& layout, const std::string& node) {
+  if (!has_data(layout, node)) return 0;
+  std::string program = bindir.empty() ? "pg_controldata" : bindir + "/pg_controldata";
+  auto r = process::run({program, layout.data_dir(node)});
+  constexpr std::string_view kLabel = "Latest checkpoint's TimeLineID:";
+  auto at = r.output.find(kLabel);
+  if (r.exit_code != 0 || at == std::string::npos) return 0;
+  return std::atoi(r.output.c_str() + at + kLabel.size());
+}
+
 pid_t running_postmaster(const cluster::Layout& layout, const std::string& node) {
   std::ifstream in(layout.data_dir(node) + "/postmaster.pid");
   long pid = 0;

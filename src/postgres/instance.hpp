@@ -32,6 +32,8 @@ bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterCo
 
 bool is_standby(const cluster::Layout& layout, const std::string& node);
 bool has_data(const cluster::Layout& layout, const std::string& node);  // PG_VERSION present
+// Timeline of the data directory's latest checkpoint (pg_controldata); 0 when unknown.
+int data_timeline(const std::string& bindir, const cluster::Layout& layout, const std::string& node);
 // Postmaster pid from postmaster.pid when that process is alive, else 0.
 pid_t running_postmaster(const cluster::Layout& layout, const std::string& node);
 

@@ -27,8 +27,11 @@ Result<std::vector<Row>> PgConn::query(const std::string& sql, const std::vector
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.c_str());
-  PGresult* res = PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0);
+  // Without parameters the simple protocol: it also works where only simple queries do
+  // (the proxy's admin console, a replication connection).
+  PGresult* res = params.empty() ? PQexec(conn_.get(), sql.c_str())
+                                 : PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
+                                                values.data(), nullptr, nullptr, 0);
   std::unique_ptr<PGresult, decltype(&PQclear)> guard(res, &PQclear);
   auto status = PQresultStatus(res);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {

@@ -17,7 +17,8 @@ SELECT pg_is_in_recovery(),
        (SELECT status FROM pg_stat_wal_receiver),
        CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END,
-       extract(epoch FROM pg_postmaster_start_time())::bigint)";
+       extract(epoch FROM pg_postmaster_start_time())::bigint,
+       current_setting('synchronous_standby_names'))";
 
 constexpr const char* kPeersQuery = R"(
 SELECT application_name, state, sync_state, coalesce(replay_lsn::text, ''),
@@ -40,6 +41,7 @@ Status probe(PgConn& conn, dcs::Member& member) {
   member.wal_receiver_streaming = text(r[5]) == "streaming";
   member.replay_delay_seconds = std::atof(text(r[6]).c_str());
   member.postmaster_start = std::atoll(text(r[7]).c_str());
+  member.sync_standby_names = text(r[8]);
 
   auto peers = conn.query(kPeersQuery);
   if (!peers) return Error{peers.error()};

@@ -145,6 +145,12 @@ void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, cons
   --connecting_;
   std::erase(servers_, server);
   log::warn("pool {}@{}: server login failed: {}", user_, database_, message);
+  last_login_failure_ = worker_.loop().now();
+  // A server that is down, starting or shutting down (failover, switchover) is temporary:
+  // clients keep waiting (up to query_wait_timeout) while new connections are retried.
+  // Wrong credentials or a missing database are not: those clients get the server's error.
+  bool permanent = sqlstate.rfind("28", 0) == 0 || sqlstate.rfind("3D", 0) == 0 || sqlstate.rfind("42", 0) == 0;
+  if (!permanent) return;
   // Everyone waiting on this pool would hit the same wall (wrong database, server down).
   auto waiting = std::move(waiting_);
   waiting_.clear();
@@ -157,8 +163,11 @@ void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, cons
 void Pool::on_server_closed(ServerConn* server) {
   std::erase(idle_, server);
   std::erase(servers_, server);
-  // A waiting client may now get a fresh connection.
-  if (!waiting_.empty() && static_cast<int>(servers_.size()) < limit(worker_.loop().now())) open_server();
+  // A waiting client may now get a fresh connection (not while paused: the primary may be moving).
+  if (!waiting_.empty() && !worker_.shared().is_paused(database_) &&
+      static_cast<int>(servers_.size()) < limit(worker_.loop().now())) {
+    open_server();
+  }
 }
 
 void Pool::forget_client(ClientConn* client) {
@@ -177,6 +186,17 @@ void Pool::tick(Clock::time_point now) {
   apply_settings();
   // Clients that waited too long for a server.
   auto wait_limit = std::chrono::milliseconds(p.query_wait_timeout_ms);
+  for (size_t i = 0; i < welcome_waiters_.size();) {
+    ClientConn* c = welcome_waiters_[i];
+    if (now - c->connected_at() > wait_limit) {
+      welcome_waiters_.erase(welcome_waiters_.begin() + static_cast<long>(i));
+      c->fail("08006", fmt::format("no server connection could be opened within {} ms for {}@{}",
+                                   p.query_wait_timeout_ms, user_, database_));
+    } else {
+      ++i;
+    }
+  }
+  if (!welcome_waiters_.empty() && connecting_ == 0 && now - last_login_failure_ >= 200ms) open_server();
   while (!waiting_.empty() && now - waiting_.front()->waiting_since() > wait_limit) {
     ClientConn* c = waiting_.front();
     waiting_.pop_front();
@@ -191,8 +211,9 @@ void Pool::tick(Clock::time_point now) {
     waiting_.pop_front();
     hand_over(server, client);
   }
-  // Grow towards the waiters (reserve after reserve_pool_timeout), shrink idle ones.
-  if (!waiting_.empty() && !worker_.shared().is_paused(database_) &&
+  // Grow towards the waiters (reserve after reserve_pool_timeout), shrink idle ones; after a
+  // failed login wait a little before the next attempt.
+  if (!waiting_.empty() && !worker_.shared().is_paused(database_) && now - last_login_failure_ >= 200ms &&
       static_cast<int>(servers_.size()) - static_cast<int>(waiting_.size()) < limit(now) &&
       static_cast<int>(servers_.size()) < limit(now)) {
     open_server();

@@ -79,6 +79,7 @@ class Pool {
   std::vector<ClientConn*> welcome_waiters_;
   std::vector<ClientConn*> clients_;
   int connecting_ = 0;
+  Clock::time_point last_login_failure_{};
 };
 
 class Worker {
