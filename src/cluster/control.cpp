@@ -137,10 +137,21 @@ bool all_streaming(const ClusterConfig& config, const ClusterStatus& status) {
       return false;  // not streaming yet, or its upstream has not reported it yet
     }
   }
-  if (config.sync != SyncMode::Off) {
-    for (const auto& name : direct_replicas(config, status.leader)) {
+  // Synchronous modes: the leader names its standbys once they stream — one in `on` mode, every
+  // direct replica in `quorum` mode.
+  auto direct = direct_replicas(config, status.leader);
+  if (config.sync == SyncMode::On && !direct.empty()) {
+    bool one_sync = false;
+    for (const auto& name : direct) {
       const auto* n = status.find(name);
-      if (n == nullptr || n->sync_state.empty() || n->sync_state == "async") return false;
+      one_sync = one_sync || (n != nullptr && n->sync_state == "sync");
+    }
+    if (!one_sync) return false;
+  }
+  if (config.sync == SyncMode::Quorum) {
+    for (const auto& name : direct) {
+      const auto* n = status.find(name);
+      if (n == nullptr || n->sync_state != "quorum") return false;
     }
   }
   return true;

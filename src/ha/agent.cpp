@@ -280,6 +280,12 @@ class Agent {
       }
     }
     if (auto s = dcs_->get(dcs::keys::kSync); s && s.value()) v.sync = sync_from_json(s.value()->value);
+    // One host: when no leader holds the key and this node's data is the primary on the newest
+    // timeline of all data directories, it holds every acknowledged commit (a commit is written on
+    // the primary before anyone acknowledges it): it may take the key back without the quorum.
+    if (!v.leader && !postgres::is_standby(layout_, name_) && cluster::primary_from_data(config_, layout_) == name_) {
+      v.sync = {SyncConstraint{{name_}, 1}};
+    }
     if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
     if (auto s = dcs_->get(dcs::keys::kSwitchover); s && s.value()) {
       try {

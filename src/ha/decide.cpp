@@ -335,6 +335,9 @@ Election elect_switchover_target(const Inputs& in, const SwitchoverRequest& sw) 
   const std::string context = "switchover from " + sw.from + " to " + sw.to + ": ";
   const MemberView* to = in.member(sw.to);
   const MemberView* from = in.member(sw.from);
+  // The leader never hands over to such a target: its key vanished otherwise; elect normally.
+  if (to != nullptr && to->nofailover)
+    return elect_automatically(in, "", context + sw.to + " is tagged nofailover; ");
   if (to == nullptr || to->role != "replica" || !to->running || !in.fresh(*to))
     return nobody(context + "waiting for " + sw.to + " to publish its status as a running replica");
   if (from == nullptr || !in.fresh(*from))

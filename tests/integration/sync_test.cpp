@@ -34,14 +34,17 @@ void expect_writes_commit(const std::string& primary) {
   EXPECT_EQ(sql_value(primary, "SELECT count(*) FROM sync_probe"), "5");
 }
 
-TEST_F(SyncTest, SyncOnHasExactlyOneSynchronousAndOnePotentialReplica) {
+// `on` names exactly one standby (the DCS records it, so only it may be promoted without loss);
+// the other replica stays asynchronous rather than "potential", which PostgreSQL would promote to
+// synchronous behind the leader's back.
+TEST_F(SyncTest, SyncOnHasExactlyOneSynchronousReplica) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--sync", "on"}));
   std::vector<std::string> states;
   bool settled = eventually(
       [&] {
         states = replica_sync_states(status_json());
         return states.size() == 2 && std::count(states.begin(), states.end(), "sync") == 1 &&
-               std::count(states.begin(), states.end(), "potential") == 1;
+               std::count(states.begin(), states.end(), "async") == 1;
       },
       15s, 200ms);
   EXPECT_TRUE(settled) << "replica sync_state values: " << joined(states) << "\n" << status_json().dump(2);
