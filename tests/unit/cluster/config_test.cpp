@@ -108,8 +108,8 @@ TEST(ConfigTest, ParsesFullExample) {
   EXPECT_EQ(c.ports, (Ports{6432, 6433, 6434, 8008, 5433, 8009}));
   EXPECT_EQ(c.postgresql, (PgParameters{{"shared_buffers", "128MB"}, {"max_connections", "200"}}));
   ASSERT_EQ(c.nodes.size(), 2u);
-  EXPECT_EQ(c.nodes[0], (NodeConfig{"node1", 5433, 8009, std::nullopt, {}}));
-  EXPECT_EQ(c.nodes[1], (NodeConfig{"node2", 5434, 8010, "node1", {{"work_mem", "8MB"}}}));
+  EXPECT_EQ(c.nodes[0], (NodeConfig{"node1", 5433, 8009, std::nullopt, {}, ""}));
+  EXPECT_EQ(c.nodes[1], (NodeConfig{"node2", 5434, 8010, "node1", {{"work_mem", "8MB"}}, ""}));
 
   ASSERT_NE(c.find_node("node2"), nullptr);
   EXPECT_EQ(c.find_node("node2")->port, 5434);
@@ -131,7 +131,7 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   c.postgresql["search_path"] = "'\"$user\", public'";
   c.postgresql["archive_command"] = "";
   c.postgresql["unix_socket_permissions"] = "0777";
-  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {{"hot_standby", "yes"}}});
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {{"hot_standby", "yes"}}, ""});
 
   const std::string text = render_config(c);
   EXPECT_EQ(text.rfind("# pgfleet cluster configuration; see docs/configuration.md\n", 0), 0u) << text;
@@ -270,7 +270,7 @@ TEST(ConfigTest, UpstreamMustNameAnotherNode) {
 
 TEST(ConfigTest, UpstreamCycle) {
   ClusterConfig c = two_nodes();
-  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {}});
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {}, ""});
   c.nodes[1].upstream = "node3";
   EXPECT_EQ(validation_error_of(c), "test.yaml: 'upstream' settings form a cycle: node2 -> node3 -> node2");
   c.nodes[1].upstream = "node1";
@@ -307,7 +307,7 @@ TEST(ConfigTest, RangeAndNameChecks) {
       with([](ClusterConfig& c) {
         c.nodes.clear();
         for (int i = 0; i < 65; ++i)
-          c.nodes.push_back(NodeConfig{"n" + std::to_string(i), 10000 + i, 20000 + i, std::nullopt, {}});
+          c.nodes.push_back(NodeConfig{"n" + std::to_string(i), 10000 + i, 20000 + i, std::nullopt, {}, ""});
       }),
       "test.yaml: 'nodes' has 65 entries; at most 64 are supported");
 }
