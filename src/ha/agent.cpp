@@ -123,7 +123,9 @@ class Agent {
       observe();
       ClusterView view = read_cluster();
       auto actions = decide(view, node_view(), settings(), mono_ms());
-      for (const auto& action : actions) execute(action, view);
+      for (const auto& action : actions) {
+        if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
+      }
       apply_config();
       publish();
       bool busy = member_.state != "running" && member_.state != "streaming";
@@ -191,6 +193,13 @@ class Agent {
       return;
     }
     accepting_ = true;
+    // The WAL position when the synchronous setting in force took effect (first seen as primary,
+    // or changed): commits before it were acknowledged under the previous setting.
+    std::string sync_key = member_.role + "|" + member_.sync_standby_names + "|" + std::to_string(postmaster_);
+    if (member_.role == "primary" && sync_key != last_sync_names_) {
+      sync_in_force_lsn_ = lsn_of(member_.current_lsn);
+      last_sync_names_ = sync_key;
+    }
     // A standby whose WAL receiver is down reports its last checkpoint's timeline, which lags
     // behind a timeline switch it already replayed; the receiver's last value stays right.
     if (member_.role == "replica" && !member_.wal_receiver_streaming && known_timeline > member_.timeline) {
@@ -217,7 +226,10 @@ class Agent {
     v.rewind_failed = rewind_failed_;
     v.lease_renewed_at = lease_renewed_at_;
     v.fenced = fenced_;
-    if (accepting_ && member_.role == "primary") v.sync_in_force = parse_sync_names(member_.sync_standby_names);
+    if (accepting_ && member_.role == "primary") {
+      v.sync_in_force = parse_sync_names(member_.sync_standby_names);
+      v.sync_in_force_lsn = sync_in_force_lsn_;
+    }
     return v;
   }
 
@@ -252,8 +264,15 @@ class Agent {
     }
     if (v.leader) {
       leader_expired_at_ = 0;
+      last_leader_expiry_ = v.leader->expires_at;
     } else if (leader_expired_at_ == 0) {
-      leader_expired_at_ = now;  // first loop that sees no leader
+      // The key may have been deleted before its TTL: count from its expiry as last read, unless
+      // its holder is verifiably gone on this host or handed over in a switchover.
+      bool holder_gone = !previous_leader_.empty() && cluster::agent_pid(layout_, previous_leader_) == 0 &&
+                         postgres::running_postmaster(layout_, previous_leader_) == 0;
+      bool handed_over = false;
+      if (auto sw = dcs_->get(dcs::keys::kSwitchover); sw && sw.value()) handed_over = true;
+      leader_expired_at_ = holder_gone || handed_over ? now : std::max(now, last_leader_expiry_);
     }
     if (!v.leader) fence_orphaned_primaries();
     v.leader_expired_at = leader_expired_at_;
@@ -279,7 +298,14 @@ class Agent {
       } catch (const nlohmann::json::exception&) {
       }
     }
-    if (auto s = dcs_->get(dcs::keys::kSync); s && s.value()) v.sync = sync_from_json(s.value()->value);
+    if (auto s = dcs_->get(dcs::keys::kSync); s && s.value()) {
+      try {
+        auto doc = nlohmann::json::parse(s.value()->value);
+        v.sync_leader = doc.value("leader", "");
+        v.sync = sync_from_json(doc.at("constraints").dump());
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
     // One host: when no leader holds the key and this node's data is the primary on the newest
     // timeline of all data directories, it holds every acknowledged commit (a commit is written on
     // the primary before anyone acknowledges it): it may take the key back without the quorum.
@@ -321,24 +347,27 @@ class Agent {
 
   // ---- acting ----
 
-  void execute(const Action& a, const ClusterView& view) {
+  // Returns false when the action failed; the rest of the list is then skipped.
+  bool execute(const Action& a, const ClusterView& view) {
     log_once(a);
     auto ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     switch (a.kind) {
       case ActionKind::AcquireLease: {
         TimeMs started = mono_ms();
         auto won = dcs_->compare_and_set(dcs::keys::kLeader, name_, 0, ttl);
-        if (won && *won) {
-          lease_renewed_at_ = started;
-          log::info("acquired the leader key");
-        }
+        if (!won || !*won) return false;  // another node was faster: never promote after losing
+        lease_renewed_at_ = started;
+        log::info("acquired the leader key");
         break;
       }
       case ActionKind::RenewLease: {
         TimeMs started = mono_ms();
         auto renewed = dcs_->compare_and_set(dcs::keys::kLeader, name_, a.revision, ttl);
-        if (renewed && *renewed) lease_renewed_at_ = started;
-        else note_error("cannot renew the leader key" + (renewed ? std::string() : ": " + renewed.error()));
+        if (!renewed || !*renewed) {
+          note_error("cannot renew the leader key" + (renewed ? std::string() : ": " + renewed.error()));
+          return false;
+        }
+        lease_renewed_at_ = started;
         break;
       }
       case ActionKind::ReleaseLease:
@@ -347,7 +376,7 @@ class Agent {
         }
         lease_renewed_at_ = 0;
         break;
-      case ActionKind::Promote: promote(); break;
+      case ActionKind::Promote: return promote();
       case ActionKind::Fence:
         if (!fenced_) {
           fenced_ = true;
@@ -364,11 +393,19 @@ class Agent {
       case ActionKind::Rewind: rewind(a.target); break;
       case ActionKind::Reinit: reinit(a.target); break;
       case ActionKind::StartPostgres:
-        if (postmaster_ == 0 && (Clock::now() >= restart_at_ || restart_requested_)) start_postmaster();
+        if (postmaster_ == 0 && (Clock::now() >= restart_at_ || restart_requested_)) {
+          // decide() starts primary data only on the holder of a valid lease: that lifts a fence.
+          if (!postgres::is_standby(layout_, name_)) fenced_ = false;
+          start_postmaster();
+        }
         break;
-      case ActionKind::PublishSync:
-        (void)dcs_->put(dcs::keys::kSync, to_json(a.sync).dump());
+      case ActionKind::PublishSync: {
+        // Only the holder of the leader key publishes, together with its name (sync_leader).
+        if (!view.leader || view.leader->holder != name_) return false;
+        nlohmann::json doc = {{"leader", name_}, {"constraints", to_json(a.sync)}};
+        if (auto r = dcs_->put(dcs::keys::kSync, doc.dump()); !r) return false;
         break;
+      }
       case ActionKind::SetSyncStandbys:
         if (!a.sync.empty()) desired_sync_names_ = render_sync_names(a.sync.back(), to_ha(config_.sync));
         break;
@@ -384,6 +421,7 @@ class Agent {
       }
       case ActionKind::Wait: break;
     }
+    return true;
   }
 
   // Logs an action's reason once per change (every loop renews the lease; nobody wants that logged).
@@ -395,17 +433,21 @@ class Agent {
     log::info("{}: {}", to_string(a.kind), a.reason);
   }
 
-  void promote() {
+  bool promote() {
     if (!postgres::is_standby(layout_, name_) && postgres::has_data(layout_, name_)) {
       // Already a primary (a fenced one that holds the key again): lifting the fence is all.
       fenced_ = false;
       if (postmaster_ == 0) start_postmaster();
-      return;
+      return true;
     }
-    if (!conn_) return note_error("cannot promote: not connected to the local server");
+    if (!conn_) {
+      note_error("cannot promote: not connected to the local server");
+      return false;
+    }
     auto r = conn_->query("SELECT pg_promote(true, 60)");
     if (!r || r->empty() || r->front()[0] != std::optional<std::string>("t")) {
-      return note_error("pg_promote failed: " + (r ? std::string("it returned false") : r.error()));
+      note_error("pg_promote failed: " + (r ? std::string("it returned false") : r.error()));
+      return false;
     }
     log::info("promoted to primary");
     // The end-of-recovery checkpoint puts the new timeline in pg_control at once: pg_rewind on
@@ -423,6 +465,7 @@ class Agent {
           {n.name});
     }
     (void)dcs_->remove(dcs::keys::kFailover);
+    return true;
   }
 
   postgres::UpstreamInfo upstream_info(const std::string& target) const {
@@ -646,6 +689,9 @@ class Agent {
   std::string desired_sync_names_;
   TimeMs lease_renewed_at_ = 0;
   TimeMs leader_expired_at_ = 0;
+  TimeMs last_leader_expiry_ = 0;
+  std::string last_sync_names_;
+  uint64_t sync_in_force_lsn_ = 0;
   std::optional<LeaderKey> last_leader_;
   std::string previous_leader_;  // the last other node seen holding the key (history "from")
   std::map<ActionKind, std::string> last_reason_;

@@ -23,7 +23,9 @@
 //    early, by an operator or a DCS restore, does not stop a primary before its next loop or, cut
 //    off from the DCS, before its fence deadline). Only a key released in a switchover (the
 //    request names the last holder, which fenced before releasing) may count from its absence.
-//    An agent that never saw the key adds a TTL to its first read. 0 means unknown: no election.
+//    The agent must learn of every write of the key, even one between two of its reads (a key
+//    taken and deleted within a loop: etcd watch or revisions), and an agent that never saw the
+//    key adds a TTL to its first read (the simulation found both). 0 means unknown: no election.
 //  * updated_at of a member is no later than the moment that member sampled the LSNs it published,
 //    on this agent's clock. Then "updated_at >= leader_expired_at" means the LSNs were read after
 //    the old primary stopped acknowledging. With several hosts this needs either clocks with
@@ -546,7 +548,9 @@ struct SwitchoverPlan {
 
 // Why `m` cannot take over in a switchover ("" if it can).
 std::string switchover_target_problem(const Inputs& in, const MemberView& m) {
-  if (m.role != "replica" || !m.running || !m.streaming)
+  // Once the leader has fenced (stopped) for the handover, the target's WAL receiver has lost
+  // its upstream: running is enough then, its received position says the rest.
+  if (m.role != "replica" || !m.running || (!m.streaming && !in.self.fenced))
     return m.name + " is not a running, streaming replica";
   if (m.nofailover) return m.name + " is tagged nofailover";
   if (m.timeline != in.self.timeline)

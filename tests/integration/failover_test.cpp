@@ -63,8 +63,9 @@ TEST_F(FailoverTest, HostCrashOfThePrimaryElectsAReplicaAndTheOldPrimaryRejoinsW
   std::string fresh = leader();
   EXPECT_NE(fresh, "node1");
   EXPECT_EQ(sql_value(proxy(), "SELECT count(*) FROM ha_log"), "101");
-  auto history = status_json()["history"];
-  ASSERT_FALSE(history.empty());
+  // The new primary records the change right after promoting.
+  nlohmann::json history;
+  ASSERT_TRUE(eventually([&] { return !(history = status_json()["history"]).empty(); }, 10s)) << status_json().dump(2);
   EXPECT_EQ(history.back()["to"], fresh);
 
   // The other replica follows the new primary on its timeline.

@@ -888,6 +888,15 @@ TEST(Decide, test_switchover_target_promotes_without_waiting_for_others) {
   EXPECT_EQ(kinds(a), "AcquireLease ClearSwitchover") << describe(a);
 }
 
+TEST(Decide, test_switchover_to_a_nofailover_target_never_promotes_it) {
+  // The leader would have cleared it; if its key vanishes anyway, the tag still holds.
+  auto cluster = leaderless(20000, {primary_member("node1", 0x5010, 20500), replica_member("node2", 0x5010, 20600),
+                                    replica_member("node3", 0x5010, 20600)});
+  cluster.members[1].nofailover = true;
+  cluster.switchover = SwitchoverRequest{"node1", "node2", 9000};
+  EXPECT_FALSE(promotes(decide(cluster, replica_node("node2", 0x5010, "node1"), config(), 20700)));
+}
+
 TEST(Decide, test_switchover_cleared_because_target_unknown_or_unhealthy) {
   Switchover t;
   t.cluster.switchover->to = "node9";

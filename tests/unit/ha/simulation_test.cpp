@@ -102,8 +102,9 @@ struct Node {
   std::optional<ClusterView> last_view;
   // leader_expired_at as the agent contract defines it: no earlier than the old lease's end.
   std::string seen_holder;
-  TimeMs seen_lease_end = 0;  // the leader key's expiry as last read
+  TimeMs seen_lease_end = 0;  // the leader key's expiry as last read (or learnt from its watch)
   TimeMs absent_since = 0;    // first read that found no leader key
+  int64_t seen_lease_writes = -1;  // -1: no read since the agent started
   // PostgreSQL.
   bool data = true;
   bool running = true;
@@ -118,7 +119,8 @@ struct Node {
   std::vector<Commit> waiting;
   // What the agent reports: the setting as seen running as a primary, and the LSN when first seen.
   std::optional<SyncConstraint> observed_sync;
-  uint64_t observed_sync_lsn = 0;  // commits waiting for synchronous acknowledgement
+  uint64_t observed_sync_lsn = 0;
+  std::string last_decision;  // for failure reports  // commits waiting for synchronous acknowledgement
 
   bool writable() const { return host_up && data && running && !in_recovery && !fenced; }
 };
@@ -131,6 +133,10 @@ struct DelayedWrite {
 struct Dcs {
   std::optional<LeaderKey> leader;  // expires_at: absolute
   int64_t revision = 1;
+  // What a watch on the leader key reports: every write, even one an agent did not read.
+  int64_t lease_writes = 0;
+  std::string last_holder;
+  TimeMs last_lease_end = 0;
   std::map<std::string, std::pair<MemberView, TimeMs>> members;  // record, expiry
   std::vector<SyncConstraint> sync;
   std::string sync_leader;
@@ -206,7 +212,7 @@ class Simulation {
                       "\nlast events:\n";
     for (const auto& line : log_) out += "  " + line + "\n";
     out += "nodes:\n";
-    for (const auto& n : nodes_) out += "  " + state(n) + "\n";
+    for (const auto& n : nodes_) out += "  " + state(n) + "\n    last decision: " + n.last_decision + "\n";
     out += "dcs: leader=" + (dcs_.leader ? dcs_.leader->holder : std::string("-")) + " sync=" + sync_text(dcs_.sync) + "\n";
     return out;
   }
@@ -273,6 +279,14 @@ class Simulation {
     }
     ClusterView v;
     v.leader = dcs_.leader;
+    if (n.seen_lease_writes >= 0 && n.seen_lease_writes != dcs_.lease_writes) {
+      // The key was written since the last read (maybe taken and deleted in between): its lease
+      // counts, and an absence starts now.
+      n.seen_holder = dcs_.last_holder;
+      n.seen_lease_end = std::max(n.seen_lease_end, dcs_.last_lease_end);
+      n.absent_since = 0;
+    }
+    n.seen_lease_writes = dcs_.lease_writes;
     if (dcs_.leader) {
       n.seen_holder = dcs_.leader->holder;
       n.seen_lease_end = dcs_.leader->expires_at;
@@ -420,6 +434,7 @@ class Simulation {
         n.seen_holder.clear();
         n.seen_lease_end = 0;
         n.absent_since = 0;
+        n.seen_lease_writes = -1;
         n.observed_sync.reset();
         n.next_loop = now_;
         log("agent of " + n.name + " starts");
@@ -499,6 +514,8 @@ class Simulation {
       Node& n = *due[i];
       observe_sync(n);
       const auto actions = decide(views[i], node_view(n, views[i]), settings_, now_);
+      n.last_decision.clear();
+      for (const auto& a : actions) n.last_decision += to_string(a.kind) + ": " + a.reason + " / ";
       for (const auto& a : actions) {
         const bool ok = execute(n, a);
         if (a.kind != ActionKind::Wait)
@@ -622,6 +639,9 @@ class Simulation {
   void arm(Node& n) {
     n.lease_renewed_at = now_;
     n.watchdog_deadline = now_ + kTtl - kLoop;
+    ++dcs_.lease_writes;
+    dcs_.last_holder = n.name;
+    dcs_.last_lease_end = now_ + kTtl;
   }
 
   void rejoined(Node& n, const std::string& source) {
