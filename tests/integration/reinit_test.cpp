@@ -17,9 +17,10 @@ TEST_F(ReinitTest, RebuildsAReplicaWhoseDataDirectoryWasWiped) {
   std::string node2 = node_url("node2");
   ASSERT_TRUE(eventually([&] { return sql_value(node2, "SELECT count(*) FROM precious") == "1"; }, 10s));
 
-  // The disk of node2 "fails": its data directory disappears under the running server.
-  std::filesystem::remove_all(node_dir("node2") + "/data");
-  ASSERT_FALSE(path_exists(node_dir("node2") + "/data"));
+  // The disk of node2 "fails": its data directory disappears under the running server. (Its agent
+  // may notice at once and start rebuilding it itself, so files may vanish or appear meanwhile.)
+  std::error_code ignored;
+  std::filesystem::remove_all(node_dir("node2") + "/data", ignored);
   sql(primary, "INSERT INTO precious VALUES (2, 'while node2 was broken')");
 
   auto r = pgfleet({"reinit", "node2", "--timeout", "120"});
@@ -60,7 +61,8 @@ TEST_F(ReinitTest, UpRebuildsAReplicaWhoseDataIsMissing) {
   sql(primary, "INSERT INTO precious VALUES (1)");
   auto down = pgfleet({"down"});
   ASSERT_EQ(down.exit_code, 0) << down.output;
-  std::filesystem::remove_all(node_dir("node3") + "/data");
+  std::error_code ignored;
+  std::filesystem::remove_all(node_dir("node3") + "/data", ignored);
 
   auto r = pgfleet({"up"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
