@@ -103,11 +103,26 @@ std::vector<std::string_view> split_statements(std::string_view sql) {
 
 // For Parse/Bind/Describe/Close: whether the message names a prepared statement (then the
 // proxy rewrites it and needs it whole). nullopt while too little of the body is buffered.
-std::optional<bool> names_a_statement(char type, std::span<const uint8_t> body) {
+// Whether an unnamed Parse may change session state (SET/RESET/DISCARD, as JDBC sends them), so
+// it is worth decoding; `query` may be cut short, `complete` says whether it is.
+std::optional<bool> may_set_session(std::string_view query, bool complete) {
+  size_t at = 0;
+  while (at < query.size() && std::isspace(static_cast<unsigned char>(query[at]))) ++at;
+  if (at + 8 > query.size() && !complete) return std::nullopt;
+  auto word = lower(query.substr(at, 8));
+  return word.starts_with("set") || word.starts_with("reset") || word.starts_with("discard");
+}
+
+// Whether an extended-protocol message must be decoded: it names a statement, or (unnamed
+// Parse) its text may change session state. nullopt: not enough of the message yet.
+std::optional<bool> names_a_statement(char type, std::span<const uint8_t> body, size_t body_length) {
   switch (type) {
-    case 'P':
+    case 'P': {
       if (body.empty()) return std::nullopt;
-      return body[0] != 0;
+      if (body[0] != 0) return true;
+      auto query = std::string_view(reinterpret_cast<const char*>(body.data()) + 1, body.size() - 1);
+      return may_set_session(query.substr(0, query.find('\0')), body.size() >= body_length);
+    }
     case 'B': {
       auto portal_end = std::find(body.begin(), body.end(), uint8_t{0});
       if (portal_end == body.end() || portal_end + 1 == body.end()) return std::nullopt;
@@ -153,7 +168,7 @@ std::string ClientConn::application_name() const {
 
 void ClientConn::update_interest() {
   if (io_.fd() < 0) return;
-  uint32_t want = (read_paused_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() && !io_.wants_write() ? 0u : uint32_t{EPOLLOUT});
+  uint32_t want = (server_backlogged_ || input_full_ ? 0u : uint32_t{EPOLLIN}) | (out_.empty() && !io_.wants_write() ? 0u : uint32_t{EPOLLOUT});
   if (want != interest_) {
     interest_ = want;
     worker_.loop().modify(io_.fd(), want, this);
@@ -171,8 +186,8 @@ void ClientConn::continue_handshake() {
 }
 
 void ClientConn::pause_reading(bool paused) {
-  if (read_paused_ == paused || state_ == State::kClosed) return;
-  read_paused_ = paused;
+  if (server_backlogged_ == paused || state_ == State::kClosed) return;
+  server_backlogged_ = paused;
   update_interest();
   if (!paused) {
     worker_.loop().defer([w = &worker_, pid = pid_] {
@@ -236,10 +251,11 @@ void ClientConn::process_input() {
   if (state_ == State::kClosed) return;
   if (server_ != nullptr) server_->flush();
   flush();
-  // Do not buffer without bound while waiting for a server.
-  bool full = in_.size() >= 4 * kReadChunk;
-  if (full != read_paused_ && (server_ == nullptr || !full)) {
-    read_paused_ = full;
+  // Do not buffer without bound while waiting for a server. (A backlogged server is tracked
+  // apart, in server_backlogged_: its drain must resume the input left here.)
+  bool full = server_ == nullptr && in_.size() >= 4 * kReadChunk;
+  if (full != input_full_) {
+    input_full_ = full;
     update_interest();
   }
 }
@@ -247,7 +263,9 @@ void ClientConn::process_input() {
 bool ClientConn::process_startup() {
   auto decoded = protocol::decode_startup(in_.view());
   if (!decoded) {
-    fail("08P01", "invalid startup packet: " + decoded.error());
+    // An old protocol version is a feature we lack (as PostgreSQL says), not a broken packet.
+    if (decoded.error().starts_with("unsupported frontend protocol")) fail("0A000", decoded.error());
+    else fail("08P01", "invalid startup packet: " + decoded.error());
     return false;
   }
   if (std::holds_alternative<protocol::NeedMoreData>(*decoded)) return false;
@@ -554,13 +572,13 @@ void ClientConn::ensure_prepared(const Prepared& statement) {
   constexpr size_t kMaxPreparedPerServer = 256;
   if (names.size() >= kMaxPreparedPerServer) {  // bounded cache: forget the oldest
     server_->send(protocol::encode(protocol::Close{protocol::Target::kStatement, names.front()}));
-    server_->expected.push_back({'3', true, "", server_->syncs_sent});
+    server_->expected.push_back({'3', true, names.front(), server_->syncs_sent, ""});
     names.erase(names.begin());
   }
   protocol::Parse parse = statement.parse;
   parse.statement = statement.server_name;
   server_->send(protocol::encode(parse));
-  server_->expected.push_back({'1', true, statement.server_name, server_->syncs_sent});
+  server_->expected.push_back({'1', true, statement.server_name, server_->syncs_sent, ""});
   names.push_back(statement.server_name);
 }
 
@@ -576,21 +594,32 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
     case 'P': {
       auto parse = protocol::decode_parse(body);
       if (!parse || parse->statement.empty()) {
-        server.expected.push_back({'1', false, "", server.syncs_sent});
+        // An unnamed SET/RESET (JDBC): tracked like a simple query's, so it follows the client.
+        if (parse) {
+          for (auto statement : split_statements(parse->query)) track_set(statement);
+        }
+        server.expected.push_back({'1', false, "", server.syncs_sent, ""});
         break;
+      }
+      for (auto statement : split_statements(parse->query)) track_set(statement);
+      if (prepared_.contains(parse->statement)) {
+        protocol::Parse failing{"pgfleet_duplicate", std::string(kDuplicateMarker), {}};
+        server.send(protocol::encode(failing));
+        server.expected.push_back({'1', false, "", server.syncs_sent, parse->statement});
+        return;
       }
       Prepared prepared{statement_hash_name(*parse), *parse};
       auto& names = server.prepared;
       if (std::find(names.begin(), names.end(), prepared.server_name) != names.end()) {
         // Already there: the client still expects its own ParseComplete, so parse it afresh.
         server.send(protocol::encode(protocol::Close{protocol::Target::kStatement, prepared.server_name}));
-        server.expected.push_back({'3', true, "", server.syncs_sent});
+        server.expected.push_back({'3', true, prepared.server_name, server.syncs_sent, ""});
         std::erase(names, prepared.server_name);
       }
       protocol::Parse renamed = *parse;
       renamed.statement = prepared.server_name;
       server.send(protocol::encode(renamed));
-      server.expected.push_back({'1', false, prepared.server_name, server.syncs_sent});
+      server.expected.push_back({'1', false, prepared.server_name, server.syncs_sent, parse->statement});
       names.push_back(prepared.server_name);
       prepared_[parse->statement] = std::move(prepared);
       return;
@@ -617,7 +646,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
     }
     case 'C': {
       auto close_msg = protocol::decode_close(body);
-      server.expected.push_back({'3', false, "", server.syncs_sent});
+      server.expected.push_back({'3', false, "", server.syncs_sent, ""});
       if (!close_msg || close_msg->target != protocol::Target::kStatement || close_msg->name.empty()) break;
       // The server-side statement may serve other clients: keep it, answer with a harmless Close.
       prepared_.erase(close_msg->name);
@@ -680,6 +709,11 @@ bool ClientConn::forward_one() {
       return true;
     }
   }
+  if (server_ == nullptr && worker_.shutting_down()) {
+    // Between transactions during a graceful shutdown: no new transaction may start.
+    fail("57P01", "terminating connection because the pgfleet proxy is shutting down");
+    return false;
+  }
   if (server_ == nullptr) {
     if (!pool_->acquire(this)) {
       state_ = State::kWaiting;
@@ -721,11 +755,11 @@ bool ClientConn::forward_one() {
   bool rewrite = pool_->mode() != cluster::PoolMode::Session;
   bool inspect = rewrite && type == 'Q' && header->total_length() <= kMaxInspectedQuery;
   if (rewrite && (type == 'P' || type == 'B' || type == 'D' || type == 'C')) {
-    auto named = names_a_statement(type, in_.view().subspan(protocol::kHeaderSize));
+    auto named = names_a_statement(type, in_.view().subspan(protocol::kHeaderSize), header->body_length());
     if (!named) return false;  // not enough of it yet
     inspect = *named;
-    if (!inspect && type == 'P') server.expected.push_back({'1', false, "", server.syncs_sent});
-    if (!inspect && type == 'C') server.expected.push_back({'3', false, "", server.syncs_sent});
+    if (!inspect && type == 'P') server.expected.push_back({'1', false, "", server.syncs_sent, ""});
+    if (!inspect && type == 'C') server.expected.push_back({'3', false, "", server.syncs_sent, ""});
   }
   if (inspect) {
     if (in_.size() < header->total_length()) {
@@ -776,6 +810,7 @@ void ClientConn::detach_server_if_done() {
   if (!server_->reusable()) return;
   ServerConn* server = server_;
   server_ = nullptr;
+  server_backlogged_ = false;
   state_ = State::kIdle;
   deliver_pending_notifications();
   flush();
@@ -809,11 +844,13 @@ void ClientConn::on_server_assigned(ServerConn* server) {
 
 void ClientConn::on_server_released() {
   server_ = nullptr;
+  pause_reading(false);
   state_ = State::kIdle;
 }
 
 void ClientConn::on_server_lost(const std::string& message) {
   server_ = nullptr;
+  server_backlogged_ = false;
   stream_remaining_ = 0;
   fail("08006", "server connection lost: " + message);
 }
@@ -881,14 +918,28 @@ bool ClientConn::handle_listen(std::string_view sql) {
   }
   if (channel.empty()) return false;
   if (verb == "listen") {
-    worker_.subscribe(this, *pool_, channel);
     listening_ = true;
+    // Answered only once the LISTEN is in force on the server, so that a NOTIFY the client
+    // sends right after cannot slip past it.
+    if (!worker_.subscribe(this, *pool_, channel)) {
+      state_ = State::kListenAck;
+      return true;
+    }
   } else {
     worker_.unsubscribe(this, channel);
   }
   send(protocol::encode(protocol::CommandComplete{verb == "listen" ? "LISTEN" : "UNLISTEN"}));
   send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
   return true;
+}
+
+void ClientConn::listen_acknowledged() {
+  if (state_ != State::kListenAck) return;
+  state_ = State::kIdle;
+  send(protocol::encode(protocol::CommandComplete{"LISTEN"}));
+  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+  flush();
+  process_input();
 }
 
 void ClientConn::notify(std::span<const uint8_t> notification) {

@@ -32,6 +32,7 @@ class ClientConn final : public IoHandler {
     kIdle,        // logged in, no server (transaction mode between transactions)
     kWaiting,     // queued for a server connection
     kActive,      // a server connection is attached
+    kListenAck,   // LISTEN sent on the worker's LISTEN connection; answered once it is in force
     kClosed,
   };
 
@@ -50,6 +51,8 @@ class ClientConn final : public IoHandler {
   // Bytes for the client (already framed).
   void send(std::span<const uint8_t> bytes);
   void flush();
+  // Our server has more than the high-water mark unsent (true) or drained below it (false):
+  // stop reading the client meanwhile, then resume the input left in the buffer.
   void pause_reading(bool paused);
   // A server reported a parameter while serving this client.
   void server_parameter(const std::string& name, const std::string& value);
@@ -59,6 +62,10 @@ class ClientConn final : public IoHandler {
   void on_auth_result(std::shared_ptr<const UserSecret> secret);
   void ready_for_query_seen(Clock::time_point now);
   void continue_input() { process_input(); }
+  // The worker's LISTEN connection has run this client's LISTEN: answer it, go on.
+  void listen_acknowledged();
+  // A Parse of this client's was skipped by the server after an earlier error: the name is free.
+  void forget_prepared(const std::string& name) { prepared_.erase(name); }
   // Drops empty buffers of a connection that has been quiet for a while.
   void release_buffers() {
     in_.release();
@@ -114,7 +121,8 @@ class ClientConn final : public IoHandler {
   State state_ = State::kStartup;
   ByteQueue in_, out_;
   size_t stream_remaining_ = 0;
-  bool read_paused_ = false;
+  bool server_backlogged_ = false;  // our server has more than the high-water mark unsent
+  bool input_full_ = false;         // waiting for a server with a full input buffer
   uint32_t interest_ = 0;
   bool admin_ = false;
   void continue_handshake();

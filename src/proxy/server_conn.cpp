@@ -209,7 +209,15 @@ void ServerConn::process_login() {
         using protocol::AuthCode;
         if (auth->code == AuthCode::kOk) break;
         if (auth->code == AuthCode::kSASL) {
-          if (!keys || !keys->client_key) return fail_login("no SCRAM keys for user " + pool_.user(), "28P01", nullptr);
+          if (!keys || !keys->client_key) {
+            // An md5-stored password cannot pass a scram-sha-256 rule: the server would refuse it
+            // with this message, so the client hears the same; the log says why.
+            log::warn("pool {}@{}: the server wants SCRAM but {}'s password is stored as md5; set it again "
+                      "with password_encryption = 'scram-sha-256' or add an md5 rule to pg_hba.conf",
+                      pool_.user(), pool_.database(), pool_.user());
+            return fail_login(fmt::format("password authentication failed for user \"{}\"", pool_.user()), "28P01",
+                              nullptr);
+          }
           scram_.emplace(protocol::ClientSession::from_keys(*keys->client_key, keys->server_key));
           auto first = scram_->client_first();
           if (!first) return fail_login(first.error(), "28000", nullptr);
@@ -331,6 +339,7 @@ void ServerConn::process_forwarding() {
 void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole) {
   if (listener) {
     if (type == 'A') worker_.deliver_notification(pool_.database(), body, whole);
+    if (type == 'Z') worker_.listener_statement_done(this);
     if (type == 'E') {
       auto err = protocol::decode_error_response(body);
       log::warn("LISTEN connection for {}: {}", pool_.database(),
@@ -371,18 +380,44 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       client_->send(whole);
       client_->ready_for_query_seen(worker_.loop().now());
       return;
-    case 'E':
-      // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply.
+    case 'E': {
+      // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply and have
+      // no effect. Undo their bookkeeping newest first, so a skipped Close+Parse pair leaves the
+      // statement known as it was before the pair.
+      std::vector<Expected> skipped;
       for (auto it = expected.begin(); it != expected.end();) {
         if (it->batch == syncs_done) {
-          if (!it->statement.empty()) std::erase(prepared, it->statement);
+          skipped.push_back(std::move(*it));
           it = expected.erase(it);
         } else {
           ++it;
         }
       }
+      std::string duplicate;
+      for (auto it = skipped.rbegin(); it != skipped.rend(); ++it) {
+        if (it->type == '1' && !it->client_name.empty()) {
+          if (it->statement.empty()) duplicate = it->client_name;
+          else client_->forget_prepared(it->client_name);
+        }
+        if (it->statement.empty()) continue;
+        if (it->type == '1') {
+          std::erase(prepared, it->statement);
+        } else if (std::find(prepared.begin(), prepared.end(), it->statement) == prepared.end()) {
+          prepared.insert(prepared.begin(), it->statement);
+        }
+      }
       ++pool_.stats.errors;
+      if (!duplicate.empty()) {
+        auto err = protocol::decode_error_response(body);
+        auto message = err ? protocol::field_value(err->fields, protocol::field::kMessage) : std::string_view();
+        if (message.find(kDuplicateMarker) != std::string_view::npos) {
+          client_->send(protocol::encode(protocol::error_response(
+              "ERROR", "42P05", fmt::format("prepared statement \"{}\" already exists", duplicate))));
+          return;
+        }
+      }
       break;
+    }
     case '1':
     case '3':
       if (!expected.empty() && expected.front().type == type) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/framing.hpp"
@@ -18,6 +19,10 @@
 #include "proxy/transport.hpp"
 
 namespace pgfleet::proxy {
+
+// Query text of a Parse the proxy sends so that the server fails and skips to Sync exactly as
+// PostgreSQL does for a duplicate statement name; its syntax error is reworded as 42P05.
+inline constexpr std::string_view kDuplicateMarker = "pgfleet_duplicate_prepared_statement";
 
 class ClientConn;
 class Pool;
@@ -68,8 +73,11 @@ class ServerConn final : public IoHandler {
   struct Expected {
     char type;
     bool swallow;
-    std::string statement;  // Parse: the server-side statement it creates
+    std::string statement;  // the server-side statement a Parse creates or a Close drops
     uint64_t batch;
+    // Parse: the client's name for the statement, forgotten if the Parse is skipped; with no
+    // `statement`, a deliberately failing Parse standing for a duplicate name (42P05).
+    std::string client_name;
   };
   std::deque<Expected> expected;
   std::vector<std::string> prepared;              // server-side statement names, oldest first

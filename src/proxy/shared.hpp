@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,6 +36,17 @@ class CancelRegistry {
   std::unordered_map<int32_t, std::pair<int32_t, Worker*>> entries_;
 };
 
+// Server connections open (or opening) for one (database, user) across all workers: the pool
+// size is one budget for the whole proxy, not a share per thread. Touched when a server
+// connection opens or closes, never per query.
+struct PoolBudget {
+  std::atomic<int> servers{0};
+  // The first server's parameters (ParameterStatus), for clients of workers that have no
+  // server of their own yet.
+  std::mutex welcome_mutex;
+  std::optional<std::vector<std::pair<std::string, std::string>>> welcome;
+};
+
 struct ProxyShared {
   std::atomic<std::shared_ptr<const cluster::ClusterConfig>> config;
   std::atomic<uint64_t> config_version{0};  // bumped by every store to `config`
@@ -57,6 +69,16 @@ struct ProxyShared {
   std::vector<Worker*> workers;
   std::function<void()> request_shutdown;  // graceful, from the admin console
   std::function<std::string()> reload;     // re-reads the config; returns "" or an error
+
+  // The budget of a (database, user) pool; the pointer stays valid for the process's life.
+  PoolBudget* budget(const std::string& database, const std::string& user) {
+    std::lock_guard lock(budgets_mutex);
+    auto& slot = budgets[{database, user}];
+    if (!slot) slot = std::make_unique<PoolBudget>();
+    return slot.get();
+  }
+  std::mutex budgets_mutex;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolBudget>> budgets;
 
   std::atomic<bool> any_database_paused{false};
   [[nodiscard]] bool is_paused(const std::string& database) const {

@@ -41,7 +41,10 @@ Worker* CancelRegistry::find(int32_t pid, int32_t secret) {
 // ---- Pool ----
 
 Pool::Pool(Worker& worker, std::string database, std::string user)
-    : worker_(worker), database_(std::move(database)), user_(std::move(user)) {
+    : worker_(worker),
+      database_(std::move(database)),
+      user_(std::move(user)),
+      budget_(worker.shared().budget(database_, user_)) {
   apply_settings();
 }
 
@@ -61,20 +64,30 @@ void Pool::apply_settings() {
 
 int Pool::limit(Clock::time_point now) const {
   const auto* settings = &worker_.settings();
-  int workers = static_cast<int>(std::max<size_t>(1, worker_.shared().workers.size()));
-  // Each worker owns a share of the pool; the shares add up to the configured size.
-  int share = std::max(1, (pool_size_ + workers - 1) / workers);
-  int reserve = (settings->proxy.reserve_pool_size + workers - 1) / workers;
+  int reserve = settings->proxy.reserve_pool_size;
   if (!waiting_.empty() && reserve > 0 &&
       now - waiting_.front()->waiting_since() >= std::chrono::milliseconds(settings->proxy.reserve_pool_timeout_ms)) {
-    return share + reserve;
+    return std::max(1, pool_size_) + reserve;
   }
-  return share;
+  return std::max(1, pool_size_);
 }
 
 bool Pool::open_server() {
   const Topology* topology = &worker_.topology();
   if (!topology->primary || !auth_) return false;
+  auto now = worker_.loop().now();
+  if (budget_->servers.fetch_add(1) >= limit(now)) {
+    budget_->servers.fetch_sub(1);
+    // The budget is held by other workers: ask them for an idle one (at most every 50 ms).
+    if (now - last_borrow_request_ >= 50ms) {
+      last_borrow_request_ = now;
+      for (Worker* other : worker_.shared().workers) {
+        if (other == &worker_) continue;
+        other->loop().post([other, db = database_, user = user_] { other->give_back_idle(db, user); });
+      }
+    }
+    return false;
+  }
   ++connecting_;
   ServerConn* server = worker_.new_server(*this, *topology->primary, topology->version);
   servers_.push_back(server);
@@ -99,10 +112,7 @@ bool Pool::acquire(ClientConn* client) {
   }
   client->set_waiting_since(now);
   waiting_.push_back(client);
-  if (!worker_.shared().is_paused(database_) &&
-      static_cast<int>(servers_.size()) < limit(now)) {
-    open_server();
-  }
+  if (!worker_.shared().is_paused(database_) && connecting_ < static_cast<int>(waiting_.size())) open_server();
   return false;
 }
 
@@ -133,6 +143,10 @@ void Pool::release(ServerConn* server) {
 void Pool::on_login_ok(ServerConn* server, std::vector<std::pair<std::string, std::string>> params) {
   --connecting_;
   if (!welcome_) {
+    {
+      std::lock_guard lock(budget_->welcome_mutex);
+      if (!budget_->welcome) budget_->welcome = params;
+    }
     welcome_ = std::move(params);
     auto waiters = std::move(welcome_waiters_);
     welcome_waiters_.clear();
@@ -143,7 +157,7 @@ void Pool::on_login_ok(ServerConn* server, std::vector<std::pair<std::string, st
 
 void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
   --connecting_;
-  std::erase(servers_, server);
+  server_gone(server);
   log::warn("pool {}@{}: server login failed: {}", user_, database_, message);
   last_login_failure_ = worker_.loop().now();
   // A server that is down, starting or shutting down (failover, switchover) is temporary:
@@ -160,14 +174,23 @@ void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, cons
   for (ClientConn* c : welcome_waiters) c->fail(sqlstate.empty() ? "08006" : sqlstate, message);
 }
 
-void Pool::on_server_closed(ServerConn* server) {
+void Pool::server_gone(ServerConn* server) {
   std::erase(idle_, server);
+  auto before = servers_.size();
   std::erase(servers_, server);
+  if (servers_.size() < before) budget_->servers.fetch_sub(1);
+}
+
+void Pool::on_server_closed(ServerConn* server) {
+  server_gone(server);
   // A waiting client may now get a fresh connection (not while paused: the primary may be moving).
-  if (!waiting_.empty() && !worker_.shared().is_paused(database_) &&
-      static_cast<int>(servers_.size()) < limit(worker_.loop().now())) {
-    open_server();
-  }
+  if (!waiting_.empty() && !worker_.shared().is_paused(database_)) open_server();
+}
+
+bool Pool::close_one_idle() {
+  if (idle_.empty() || !waiting_.empty()) return false;
+  idle_.front()->close("lent to another thread's waiting clients");  // the least recently used
+  return true;
 }
 
 void Pool::forget_client(ClientConn* client) {
@@ -176,6 +199,11 @@ void Pool::forget_client(ClientConn* client) {
 }
 
 void Pool::wait_for_welcome(ClientConn* client) {
+  {
+    std::lock_guard lock(budget_->welcome_mutex);
+    if (budget_->welcome) welcome_ = budget_->welcome;
+  }
+  if (welcome_) return client->on_login_ready();
   welcome_waiters_.push_back(client);
   if (connecting_ == 0) open_server();
 }
@@ -214,25 +242,21 @@ void Pool::tick(Clock::time_point now) {
   // Grow towards the waiters (reserve after reserve_pool_timeout), shrink idle ones; after a
   // failed login wait a little before the next attempt.
   if (!waiting_.empty() && !worker_.shared().is_paused(database_) && now - last_login_failure_ >= 200ms &&
-      static_cast<int>(servers_.size()) - static_cast<int>(waiting_.size()) < limit(now) &&
-      static_cast<int>(servers_.size()) < limit(now)) {
+      connecting_ < static_cast<int>(waiting_.size())) {
     open_server();
   }
   for (size_t i = 0; i < idle_.size();) {
     ServerConn* s = idle_[i];
     bool idle_long = p.server_idle_timeout_s > 0 && now - s->last_used() > std::chrono::seconds(p.server_idle_timeout_s);
     bool old = p.server_lifetime_s > 0 && now - s->created() > std::chrono::seconds(p.server_lifetime_s);
-    bool min_kept = static_cast<int>(servers_.size()) <= p.min_pool_size;
+    bool min_kept = budget_->servers.load() <= p.min_pool_size;
     if ((idle_long && !min_kept) || old) {
       s->close(old ? "server_lifetime reached" : "server_idle_timeout reached");  // erases from idle_
     } else {
       ++i;
     }
   }
-  int workers = static_cast<int>(std::max<size_t>(1, worker_.shared().workers.size()));
-  if (auth_ && static_cast<int>(servers_.size()) < (p.min_pool_size + workers - 1) / workers && connecting_ == 0) {
-    open_server();
-  }
+  if (auth_ && budget_->servers.load() < p.min_pool_size && connecting_ == 0) open_server();
 }
 
 void Pool::close_all(const std::string& reason) {
@@ -428,10 +452,22 @@ void Worker::begin_shutdown() {
   });
 }
 
+void Worker::give_back_idle(const std::string& database, const std::string& user) {
+  auto it = pools_.find({database, user});
+  if (it != pools_.end()) it->second->close_one_idle();
+}
+
 void Worker::kill_database(const std::string& database) {
+  const std::string reason = "the pool was killed by an administrator";
   for (auto& [key, pool] : pools_) {
-    if (key.first == database) pool->close_all("the pool was killed by an administrator");
+    if (key.first == database) pool->close_all(reason);
   }
+  // Clients between transactions hold no server in transaction mode: they go too, as in PgBouncer.
+  std::vector<ClientConn*> idle;
+  for (auto& [pid, c] : clients_) {
+    if (!c->is_admin() && c->database() == database && c->state() != ClientConn::State::kClosed) idle.push_back(c.get());
+  }
+  for (ClientConn* c : idle) c->fail("57P01", reason);
 }
 
 namespace {
@@ -442,26 +478,44 @@ std::string quote_ident(const std::string& name) {
 }
 }  // namespace
 
-void Worker::send_listen(Listening& l, const std::string& sql) {
+void Worker::send_listen(Listening& l, const std::string& sql, std::string channel, std::vector<int32_t> waiting) {
   if (l.conn == nullptr || !l.ready) return;  // sent for every channel once the connection is up
   l.conn->send(protocol::encode(protocol::Query{sql}));
   l.conn->flush();
+  l.sent.push_back({std::move(channel), std::move(waiting)});
 }
 
-void Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channel) {
+bool Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channel) {
   Listening& l = listening_[pool.database()];
-  bool first = l.channels[channel].empty();
   l.channels[channel].insert(client->pid());
+  if (l.ready && l.in_force.contains(channel)) return true;
   if (l.conn == nullptr) {
     const Topology& topology = this->topology();
-    if (!topology.primary) return;
+    if (!topology.primary) return true;  // listened to once the primary is known (tick)
     l.conn = new_server(pool, *topology.primary, topology.version);
     l.conn->listener = true;
     l.ready = false;
     l.conn->start();
-    return;
   }
-  if (first) send_listen(l, "LISTEN " + quote_ident(channel));
+  if (!l.ready) {
+    l.waiting_for_connection.push_back(client->pid());
+    return false;
+  }
+  // LISTEN is idempotent: sending it again is the simplest way to learn when it is in force.
+  send_listen(l, "LISTEN " + quote_ident(channel), channel, {client->pid()});
+  return false;
+}
+
+void Worker::listener_statement_done(ServerConn* server) {
+  for (auto& [db, l] : listening_) {
+    if (l.conn != server || l.sent.empty()) continue;
+    auto done = std::move(l.sent.front());
+    l.sent.pop_front();
+    if (!done.channel.empty()) l.in_force.insert(done.channel);
+    for (int32_t pid : done.waiting) {
+      if (ClientConn* c = client(pid)) c->listen_acknowledged();
+    }
+  }
 }
 
 void Worker::unsubscribe(ClientConn* client, const std::string& channel) {
@@ -471,6 +525,7 @@ void Worker::unsubscribe(ClientConn* client, const std::string& channel) {
         it->second.erase(client->pid());
         if (it->second.empty()) {
           send_listen(l, "UNLISTEN " + quote_ident(it->first));
+          l.in_force.erase(it->first);
           it = l.channels.erase(it);
           continue;
         }
@@ -484,15 +539,31 @@ void Worker::listener_ready(ServerConn* server) {
   for (auto& [db, l] : listening_) {
     if (l.conn != server) continue;
     l.ready = true;
-    for (const auto& [channel, pids] : l.channels) send_listen(l, "LISTEN " + quote_ident(channel));
+    l.sent.clear();
+    l.in_force.clear();
+    auto waiting = std::move(l.waiting_for_connection);
+    l.waiting_for_connection.clear();
+    for (const auto& [channel, pids] : l.channels) send_listen(l, "LISTEN " + quote_ident(channel), channel);
+    // Once every LISTEN above has run, the clients that asked meanwhile are answered.
+    if (!waiting.empty()) send_listen(l, "SELECT 1", {}, std::move(waiting));
   }
 }
 
 void Worker::listener_closed(ServerConn* server) {
   for (auto& [db, l] : listening_) {
-    if (l.conn == server) {
-      l.conn = nullptr;
-      l.ready = false;
+    if (l.conn != server) continue;
+    l.conn = nullptr;
+    l.ready = false;
+    l.in_force.clear();
+    // Clients still waiting for their LISTEN are answered: the connection comes back in the
+    // next tick and listens again for every channel (notifications meanwhile are lost, as on
+    // a server restart).
+    std::vector<int32_t> waiting = std::move(l.waiting_for_connection);
+    l.waiting_for_connection.clear();
+    for (auto& sent : l.sent) waiting.insert(waiting.end(), sent.waiting.begin(), sent.waiting.end());
+    l.sent.clear();
+    for (int32_t pid : waiting) {
+      if (ClientConn* c = client(pid)) c->listen_acknowledged();
     }
   }
 }

@@ -60,11 +60,16 @@ class Pool {
   void fill_row(PoolRow& row, Clock::time_point now) const;
   PoolStats stats;
   void close_all(const std::string& reason);
+  bool close_one_idle();
 
  private:
   void apply_settings();
+  // Opens a server connection if the proxy-wide budget allows; otherwise asks the other
+  // workers to give back an idle one.
   bool open_server();
   [[nodiscard]] int limit(Clock::time_point now) const;
+  [[nodiscard]] bool below_limit(Clock::time_point now) const { return budget_->servers.load() < limit(now); }
+  void server_gone(ServerConn* server);
   void hand_over(ServerConn* server, ClientConn* client);
 
   Worker& worker_;
@@ -80,6 +85,8 @@ class Pool {
   std::vector<ClientConn*> clients_;
   int connecting_ = 0;
   Clock::time_point last_login_failure_{};
+  PoolBudget* budget_;
+  Clock::time_point last_borrow_request_{};
 };
 
 class Worker {
@@ -113,10 +120,15 @@ class Worker {
   void begin_shutdown();
   [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
   void kill_database(const std::string& database);
+  [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+  // Another worker's clients wait for this pool's budget: close one idle server if there is one.
+  void give_back_idle(const std::string& database, const std::string& user);
 
   // LISTEN in transaction and statement modes: one connection per database on this worker holds
   // the LISTENs of all its clients and fans notifications out to the subscribers.
-  void subscribe(ClientConn* client, Pool& pool, const std::string& channel);
+  // True when the LISTEN is already in force; otherwise the client hears listen_acknowledged().
+  bool subscribe(ClientConn* client, Pool& pool, const std::string& channel);
+  void listener_statement_done(ServerConn* server);  // a ReadyForQuery on a LISTEN connection
   void unsubscribe(ClientConn* client, const std::string& channel);  // "*" = every channel
   void deliver_notification(const std::string& database, std::span<const uint8_t> body,
                             std::span<const uint8_t> whole);
@@ -145,9 +157,18 @@ class Worker {
     ServerConn* conn = nullptr;
     bool ready = false;
     std::map<std::string, std::set<int32_t>> channels;  // channel -> client pids
+    std::set<std::string> in_force;                     // channels whose LISTEN has completed
+    // Statements sent on `conn`, oldest first: the channel a LISTEN puts in force ("" for
+    // others) and the clients waiting for it.
+    struct Sent {
+      std::string channel;
+      std::vector<int32_t> waiting;
+    };
+    std::deque<Sent> sent;
+    std::vector<int32_t> waiting_for_connection;  // LISTENs asked before `conn` logged in
   };
   std::map<std::string, Listening> listening_;  // by database
-  void send_listen(Listening& l, const std::string& sql);
+  void send_listen(Listening& l, const std::string& sql, std::string channel = {}, std::vector<int32_t> waiting = {});
   uint64_t next_server_id_ = 1;
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};

@@ -13,11 +13,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -411,6 +413,24 @@ std::vector<pid_t> processes_mentioning(const std::string& needle) {
 }
 }  // namespace
 
+std::string stop_leftover_processes(const std::string& tmp) {
+  // Agents first so nothing restarts a postmaster; SIGQUIT = immediate shutdown; SIGKILL when
+  // that does not do.
+  auto leftovers = processes_mentioning(tmp);
+  std::string list;
+  for (pid_t pid : leftovers) list += " " + std::to_string(pid) + "(" + process::name_of(pid) + ")";
+  for (pid_t pid : leftovers) {
+    if (process::name_of(pid) != "postgres") ::kill(pid, SIGKILL);
+  }
+  for (pid_t pid : leftovers) {
+    if (process::name_of(pid) == "postgres") ::kill(pid, SIGQUIT);
+  }
+  for (pid_t pid : leftovers) {
+    if (!process::wait_gone(pid, 5s)) ::kill(pid, SIGKILL);
+  }
+  return list;
+}
+
 void PgfleetTest::TearDown() {
   if (tmp_.empty()) return;
   if (HasFailure()) dump_logs();
@@ -419,22 +439,10 @@ void PgfleetTest::TearDown() {
   if (had_cluster && !down.ok()) {
     ADD_FAILURE() << "teardown: pgfleet down --purge failed (exit " << down.exit_code << "):\n" << down.output;
   }
-  // Anything of this cluster still running is a leak: report it, then stop it (agents first so
-  // nothing restarts a postmaster; SIGQUIT = immediate shutdown; SIGKILL when that does not do).
-  auto leftovers = processes_mentioning(tmp_);
+  // Anything of this cluster still running is a leak: report it, then stop it.
+  std::string leftovers = stop_leftover_processes(tmp_);
   if (!leftovers.empty()) {
-    std::string list;
-    for (pid_t pid : leftovers) list += " " + std::to_string(pid) + "(" + process::name_of(pid) + ")";
-    ADD_FAILURE() << "teardown: processes of this test's cluster still running after down --purge:" << list;
-    for (pid_t pid : leftovers) {
-      if (process::name_of(pid) != "postgres") ::kill(pid, SIGKILL);
-    }
-    for (pid_t pid : leftovers) {
-      if (process::name_of(pid) == "postgres") ::kill(pid, SIGQUIT);
-    }
-    for (pid_t pid : leftovers) {
-      if (!process::wait_gone(pid, 5s)) ::kill(pid, SIGKILL);
-    }
+    ADD_FAILURE() << "teardown: processes of this test's cluster still running after down --purge:" << leftovers;
   }
   for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {
     try {
@@ -447,6 +455,249 @@ void PgfleetTest::TearDown() {
   std::error_code ec;
   std::filesystem::remove_all(tmp_, ec);
   if (ec) std::cerr << "teardown: cannot remove " << tmp_ << ": " << ec.message() << "\n";
+}
+
+// ---- PostgreSQL clients, for the proxy tests -----------------------------------------------
+
+std::string pg_tool(const std::string& name) {
+  std::string bundled = "/usr/lib/postgresql/15/bin/" + name;
+  return ::access(bundled.c_str(), X_OK) == 0 ? bundled : name;
+}
+
+CmdResult run_program(const std::vector<std::string>& argv, std::chrono::seconds timeout,
+                      const std::map<std::string, std::string>& env) {
+  process::RunOptions options;
+  options.timeout = timeout;
+  options.env = env;
+  auto r = process::run(argv, options);
+  CmdResult out{r.exit_code, r.output};
+  if (r.timed_out) out.output += "\n[harness: " + argv.front() + " killed after " + std::to_string(timeout.count()) + " s]\n";
+  return out;
+}
+
+CmdResult psql(const std::string& uri, const std::vector<std::string>& args, std::chrono::seconds timeout) {
+  std::vector<std::string> argv{pg_tool("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-d", uri};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_program(argv, timeout, {{"PGCONNECT_TIMEOUT", "5"}});
+}
+
+postgres::PgConn connect_or_throw(const std::string& uri) {
+  auto conn = postgres::PgConn::connect(with_param(uri, "connect_timeout=5"));
+  if (!conn) throw std::runtime_error("cannot connect to " + uri + ": " + conn.error());
+  return std::move(conn).value();
+}
+
+std::string connect_error(const std::string& uri) {
+  auto conn = postgres::PgConn::connect(with_param(uri, "connect_timeout=5"));
+  return conn ? std::string() : conn.error();
+}
+
+int Table::column(const std::string& name) const {
+  auto it = std::find(columns.begin(), columns.end(), name);
+  return it == columns.end() ? -1 : static_cast<int>(it - columns.begin());
+}
+
+std::string Table::at(size_t row, const std::string& name) const {
+  int c = column(name);
+  if (c < 0) throw std::runtime_error("no column " + name + " in\n" + dump());
+  if (row >= rows.size()) throw std::runtime_error("no row " + std::to_string(row) + " in\n" + dump());
+  return rows[row][static_cast<size_t>(c)].value_or("");
+}
+
+std::string Table::dump() const {
+  std::string out;
+  for (const auto& c : columns) out += (out.empty() ? "" : " | ") + c;
+  out += "\n";
+  for (const auto& row : rows) {
+    std::string line;
+    for (const auto& v : row) line += (line.empty() ? "" : " | ") + v.value_or("NULL");
+    out += line + "\n";
+  }
+  return out;
+}
+
+Table query_table(const std::string& uri, const std::string& query, std::chrono::milliseconds timeout) {
+  auto conn = connect_or_throw(uri);
+  PGconn* c = conn.raw();
+  if (PQsendQuery(c, query.c_str()) == 0) throw std::runtime_error(trimmed(PQerrorMessage(c)));
+  auto deadline = Clock::now() + timeout;
+  while (PQisBusy(c) != 0) {
+    if (Clock::now() >= deadline) throw std::runtime_error("timed out: " + query);
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    ::poll(&pfd, 1, 100);
+    if (PQconsumeInput(c) == 0) throw std::runtime_error(trimmed(PQerrorMessage(c)));
+  }
+  Table table;
+  std::string error;
+  while (PGresult* res = PQgetResult(c)) {
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+      table = Table{};
+      for (int j = 0; j < PQnfields(res); ++j) table.columns.emplace_back(PQfname(res, j));
+      for (int i = 0; i < PQntuples(res); ++i) {
+        postgres::Row row;
+        for (int j = 0; j < PQnfields(res); ++j) {
+          if (PQgetisnull(res, i, j) != 0) row.emplace_back(std::nullopt);
+          else row.emplace_back(std::string(PQgetvalue(res, i, j), static_cast<size_t>(PQgetlength(res, i, j))));
+        }
+        table.rows.push_back(std::move(row));
+      }
+    } else if (PQresultStatus(res) != PGRES_COMMAND_OK && error.empty()) {
+      error = trimmed(PQresultErrorMessage(res));
+    }
+    PQclear(res);
+  }
+  if (!error.empty()) throw std::runtime_error(query + ": " + error);
+  return table;
+}
+
+struct ConnectionWatchdog::State {
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool disarmed = false;
+  std::thread thread;
+};
+
+ConnectionWatchdog::ConnectionWatchdog(PGconn* conn, std::chrono::milliseconds timeout)
+    : state_(std::make_shared<State>()), fired_(std::make_shared<std::atomic<bool>>(false)) {
+  int fd = PQsocket(conn);
+  state_->thread = std::thread([state = state_, fired = fired_, fd, timeout] {
+    std::unique_lock lock(state->mutex);
+    if (state->wake.wait_for(lock, timeout, [&] { return state->disarmed; })) return;
+    fired->store(true);
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    std::cerr << "[harness] watchdog: connection still busy after " << timeout.count()
+              << " ms; its socket was shut down\n";
+  });
+}
+
+ConnectionWatchdog::~ConnectionWatchdog() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->disarmed = true;
+  }
+  state_->wake.notify_all();
+  if (state_->thread.joinable()) state_->thread.join();
+}
+
+int64_t rss_kb(int64_t pid) {
+  std::istringstream in(read_text("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+  }
+  return -1;
+}
+
+std::string tail_lines(const std::string& text, size_t n) {
+  size_t at = text.size();
+  if (at > 0 && text[at - 1] == '\n') --at;
+  while (n > 0 && at > 0) {
+    size_t nl = text.rfind('\n', at - 1);
+    if (nl == std::string::npos) return text;
+    at = nl;
+    --n;
+  }
+  return n == 0 ? text.substr(at + 1) : text;
+}
+
+// ---- SharedCluster ---------------------------------------------------------------------------
+
+std::string SharedCluster::start(const std::string& config_yaml, int replicas) {
+  try {
+    tmp_ = make_temp_dir("pgfleet-it-proxy");
+    dir_ = tmp_ + "/cluster";
+    base_port_ = pick_base_port();
+    std::vector<std::string> args{"up", "--base-port", std::to_string(base_port_), "--replicas", std::to_string(replicas)};
+    if (!config_yaml.empty()) {
+      std::string file = tmp_ + "/config.yaml";
+      write_text(file, config_yaml);
+      args.insert(args.end(), {"--config", file});
+    }
+    auto r = pgfleet(args, 180s);
+    if (!r.ok()) {
+      return "pgfleet up failed (exit " + std::to_string(r.exit_code) + "):\n" + r.output + "\n---- proxy.log\n" +
+             tail_lines(read_text(proxy_log()), 40);
+    }
+    std::string uri;
+    {
+      auto u = pgfleet({"url", "--proxy"}, 60s);
+      std::istringstream lines(u.output);
+      std::string line;
+      while (std::getline(lines, line)) {
+        if (line.rfind("postgresql://", 0) == 0) uri = line;
+      }
+      if (!u.ok() || uri.empty()) return "pgfleet url --proxy failed:\n" + u.output;
+    }
+    // postgresql://USER:PASSWORD@host:port/db
+    auto colon = uri.find(':', std::string("postgresql://").size());
+    auto at = uri.find('@');
+    if (colon == std::string::npos || at == std::string::npos || at < colon) return "unexpected proxy URI " + uri;
+    password_ = uri.substr(colon + 1, at - colon - 1);
+    if (uri != proxy_uri()) return "the proxy URI is " + uri + ", expected " + proxy_uri();
+    // The proxy answers as soon as `up` returns.
+    if (!eventually([&] { return try_sql(proxy_uri(), "SELECT 1").ok(); }, 20s, 100ms)) {
+      return "the proxy does not answer SELECT 1:\n" + try_sql(proxy_uri(), "SELECT 1").error() + "\n---- proxy.log\n" +
+             tail_lines(read_text(proxy_log()), 40);
+    }
+    return "";
+  } catch (const std::exception& e) {
+    return std::string("cannot start the cluster: ") + e.what();
+  }
+}
+
+std::string SharedCluster::destroy() {
+  if (tmp_.empty()) return "";
+  std::string problems;
+  bool had_cluster = path_exists(dir_ + "/pgfleet.yaml");
+  auto down = pgfleet({"down", "--purge"}, 180s);
+  if (had_cluster && !down.ok()) {
+    problems += "teardown: pgfleet down --purge failed (exit " + std::to_string(down.exit_code) + "):\n" + down.output;
+  }
+  std::string leftovers = stop_leftover_processes(tmp_);
+  if (!leftovers.empty()) problems += "teardown: processes of the suite's cluster still running after down --purge:" + leftovers;
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+  tmp_.clear();
+  return problems;
+}
+
+CmdResult SharedCluster::pgfleet(std::vector<std::string> args, std::chrono::seconds timeout) {
+  args.push_back("--dir");
+  args.push_back(dir_);
+  return run_pgfleet(args, timeout);
+}
+
+nlohmann::json SharedCluster::status_json() {
+  auto r = pgfleet({"status", "--json"}, 60s);
+  if (!r.ok()) throw std::runtime_error("pgfleet status --json failed:\n" + r.output);
+  return nlohmann::json::parse(r.output);
+}
+
+int64_t SharedCluster::proxy_pid() {
+  auto s = status_json();
+  if (!s.contains("proxy") || !s["proxy"].is_object()) return 0;
+  return num(s["proxy"], "pid");
+}
+
+std::string SharedCluster::proxy_uri(const std::string& user, const std::string& password,
+                                     const std::string& database) const {
+  std::string u = user.empty() ? "postgres" : user;
+  std::string p = user.empty() ? password_ : password;
+  return "postgresql://" + u + (p.empty() ? "" : ":" + p) + "@127.0.0.1:" + std::to_string(base_port_) + "/" + database;
+}
+
+std::string SharedCluster::primary_uri(const std::string& database) const {
+  return "postgresql://postgres:" + password_ + "@127.0.0.1:" + std::to_string(node_port(1)) + "/" + database;
+}
+
+void SharedCluster::dump_logs() {
+  std::cerr << "\n======== test failed: shared cluster in " << dir_ << " (base port " << base_port_ << ") ========\n";
+  auto status = pgfleet({"status"}, 30s);
+  std::cerr << "---- pgfleet status (exit " << status.exit_code << ")\n" << status.output;
+  std::cerr << "---- proxy.log (last 80 lines)\n" << tail_lines(read_text(proxy_log()), 80) << "\n";
+  auto pg = pgfleet({"logs", "node1", "-n", "30"}, 30s);
+  std::cerr << "---- pgfleet logs node1 -n 30\n" << pg.output;
+  std::cerr << "======== end of logs ========\n" << std::flush;
 }
 
 }  // namespace pgfleet::itest

@@ -7,14 +7,20 @@
 //   status_json()     `pgfleet status --json`, parsed.
 //   sql(uri, query)   rows through libpq (PgConn), with a deadline on every statement.
 //   eventually(p, t)  polls p until it holds or t passes; never a fixed sleep.
+//
+//   SharedCluster     one cluster for a whole test suite (the proxy tests): ClusterSuite<Derived>
+//                     starts it in SetUpTestSuite and destroys it in TearDownTestSuite.
+//   psql(), pg_tool() the PostgreSQL client programs; query_table() rows with column names.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -83,6 +89,124 @@ nlohmann::json node_of(const nlohmann::json& status, const std::string& name);
 std::string str(const nlohmann::json& object, const std::string& key);
 // Integer field, 0 for null or missing.
 int64_t num(const nlohmann::json& object, const std::string& key);
+
+// Stops whatever still runs of the cluster in `tmp` (agents, then postmasters: SIGQUIT, then
+// SIGKILL) and returns the list of what it found ("" when nothing): down --purge should leave nothing.
+std::string stop_leftover_processes(const std::string& tmp);
+
+// ---- PostgreSQL clients, for the proxy tests -----------------------------------------------
+
+// A PostgreSQL client program: /usr/lib/postgresql/15/bin/<name> when it exists, else <name> (PATH).
+std::string pg_tool(const std::string& name);
+// Runs a program with a deadline; stdout and stderr interleaved.
+CmdResult run_program(const std::vector<std::string>& argv, std::chrono::seconds timeout = 120s,
+                      const std::map<std::string, std::string>& env = {});
+// psql -X -v ON_ERROR_STOP=1 -d <uri> <args...> (PGCONNECT_TIMEOUT=5).
+CmdResult psql(const std::string& uri, const std::vector<std::string>& args, std::chrono::seconds timeout = 60s);
+
+// An open connection; throws std::runtime_error with libpq's message when it cannot connect.
+postgres::PgConn connect_or_throw(const std::string& uri);
+// libpq's message for a failed connection attempt ("" when it connects).
+std::string connect_error(const std::string& uri);
+
+// The result of one simple query with its column names.
+struct Table {
+  std::vector<std::string> columns;
+  Rows rows;
+  [[nodiscard]] int column(const std::string& name) const;  // -1 when absent
+  // The value in row `row` of column `name` ("" for NULL); throws when the column is absent.
+  [[nodiscard]] std::string at(size_t row, const std::string& name) const;
+  [[nodiscard]] std::string dump() const;  // for failure messages
+};
+// Runs `query` (one statement) on a new connection; throws std::runtime_error on failure.
+Table query_table(const std::string& uri, const std::string& query, std::chrono::milliseconds timeout = 15s);
+
+// Shuts a connection's socket down if the watchdog is still armed after `timeout`, so that a
+// blocking libpq call stuck on a proxy that stopped forwarding (PQexec, PQgetResult,
+// PQputCopyData) fails instead of hanging the whole run. Disarmed by the destructor.
+class ConnectionWatchdog {
+ public:
+  ConnectionWatchdog(PGconn* conn, std::chrono::milliseconds timeout);
+  ~ConnectionWatchdog();
+  ConnectionWatchdog(const ConnectionWatchdog&) = delete;
+  ConnectionWatchdog& operator=(const ConnectionWatchdog&) = delete;
+  [[nodiscard]] bool fired() const { return fired_->load(); }
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  std::shared_ptr<std::atomic<bool>> fired_;
+};
+
+// Resident set size of a process in kB (VmRSS), -1 when unknown.
+int64_t rss_kb(int64_t pid);
+// The last `n` lines of `text`.
+std::string tail_lines(const std::string& text, size_t n);
+
+// A cluster shared by every test of a suite. Tests must leave it usable for the next test.
+class SharedCluster {
+ public:
+  // `pgfleet up --base-port P --replicas N [--config FILE]`, FILE holding `config_yaml` when it is not
+  // empty. Returns "" or what went wrong (with up's output).
+  std::string start(const std::string& config_yaml, int replicas);
+  // down --purge, then stops leftovers and removes the temp dir; returns the problems ("" when none).
+  std::string destroy();
+
+  CmdResult pgfleet(std::vector<std::string> args, std::chrono::seconds timeout = 120s);
+  nlohmann::json status_json();
+  // The proxy's pid from status --json (0 when it does not run).
+  int64_t proxy_pid();
+  // postgresql:// URIs. Through the proxy as `user` (default: the superuser with its password).
+  [[nodiscard]] std::string proxy_uri(const std::string& user = "", const std::string& password = "",
+                                      const std::string& database = "postgres") const;
+  [[nodiscard]] std::string admin_uri() const { return proxy_uri("", "", "pgfleet"); }
+  // node1 (the primary) directly, as the superuser.
+  [[nodiscard]] std::string primary_uri(const std::string& database = "postgres") const;
+  [[nodiscard]] int proxy_port() const { return base_port_; }
+  [[nodiscard]] int node_port(int k) const { return base_port_ + 10 + k - 1; }
+  [[nodiscard]] const std::string& dir() const { return dir_; }
+  [[nodiscard]] std::string config_path() const { return dir_ + "/pgfleet.yaml"; }
+  [[nodiscard]] std::string proxy_log() const { return dir_ + "/proxy.log"; }
+  [[nodiscard]] const std::string& superuser_password() const { return password_; }
+  // Status, the tail of proxy.log and of node1's log on stderr.
+  void dump_logs();
+
+ private:
+  std::string tmp_, dir_, password_;
+  int base_port_ = 0;
+};
+
+// Fixture of a suite that shares one cluster. Derived defines, public and static,
+// `std::string cluster_config()` (a pgfleet.yaml fragment, "" = defaults) and may define
+// `int cluster_replicas()` (default 0). A cluster that fails to start fails every test.
+template <typename Derived>
+class ClusterSuite : public ::testing::Test {
+ public:
+  static void SetUpTestSuite() {
+    cluster_ = new SharedCluster();
+    start_error_ = cluster_->start(Derived::cluster_config(), Derived::cluster_replicas());
+  }
+  static void TearDownTestSuite() {
+    if (cluster_ == nullptr) return;
+    std::string problems = cluster_->destroy();
+    delete cluster_;
+    cluster_ = nullptr;
+    if (!problems.empty()) ADD_FAILURE() << problems;
+  }
+  static std::string cluster_config() { return ""; }
+  static int cluster_replicas() { return 0; }
+
+ protected:
+  void SetUp() override { ASSERT_TRUE(start_error_.empty()) << "the suite's cluster did not start:\n" << start_error_; }
+  void TearDown() override {
+    if (HasFailure() && cluster_ != nullptr && start_error_.empty()) cluster_->dump_logs();
+  }
+  static SharedCluster& cluster() { return *cluster_; }
+
+ private:
+  inline static SharedCluster* cluster_ = nullptr;
+  inline static std::string start_error_;
+};
 
 class PgfleetTest : public ::testing::Test {
  protected:

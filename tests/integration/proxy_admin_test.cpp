@@ -1,0 +1,455 @@
+// The admin console (SHOW, PAUSE/RESUME, RELOAD, KILL, SHUTDOWN), cancel requests, a server that
+// dies mid-query, and stopping the proxy, as an operator sees them.
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits up to `timeout` for the results of a query sent with PQsendQuery: "" when it succeeded,
+// "(busy)" when it is still running, else "SQLSTATE: message".
+std::string finish_query(PGconn* c, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (PQisBusy(c) != 0) {
+    if (Clock::now() >= deadline) return "(busy)";
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    ::poll(&pfd, 1, 20);
+    if (PQconsumeInput(c) == 0) return std::string("(connection) ") + PQerrorMessage(c);
+  }
+  std::string error;
+  while (PGresult* r = PQgetResult(c)) {
+    auto status = PQresultStatus(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && error.empty()) {
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      error = std::string(state ? state : "?????") + ": " + PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+  return error;
+}
+
+// True when the other end closes the (idle) connection within `timeout`.
+bool closed_by_peer(PGconn* c, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (PQstatus(c) == CONNECTION_BAD) return true;
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    if (pfd.fd < 0) return true;
+    if (::poll(&pfd, 1, 50) > 0 && PQconsumeInput(c) == 0) return true;
+  }
+  return false;
+}
+
+std::string run(postgres::PgConn& conn, const std::string& query) {
+  if (PQsendQuery(conn.raw(), query.c_str()) == 0) return std::string("(send) ") + PQerrorMessage(conn.raw());
+  return finish_query(conn.raw(), 15s);
+}
+
+std::string value(postgres::PgConn& conn, const std::string& query) {
+  auto rows = query_with_deadline(conn, query);
+  if (!rows) throw std::runtime_error(query + ": " + rows.error());
+  if (rows->empty() || rows->front().empty()) throw std::runtime_error("no row from " + query);
+  return rows->front().front().value_or("");
+}
+
+// The admin command's CommandComplete tag, or its error.
+std::string admin(const SharedCluster& c, const std::string& command) {
+  auto conn = connect_or_throw(c.admin_uri());
+  PGresult* r = PQexec(conn.raw(), command.c_str());
+  std::string out = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK
+                        ? std::string(PQcmdStatus(r))
+                        : std::string("ERROR: ") + PQresultErrorMessage(r);
+  PQclear(r);
+  return out;
+}
+
+std::string config_value(const SharedCluster& c, const std::string& key) {
+  auto t = query_table(c.admin_uri(), "SHOW CONFIG");
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    if (t.at(i, "key") == key) return t.at(i, "value");
+  }
+  throw std::runtime_error("SHOW CONFIG has no " + key + ":\n" + t.dump());
+}
+
+class ProxyAdminTest : public ClusterSuite<ProxyAdminTest> {
+ public:
+  static std::string cluster_config() { return ""; }
+  static int cluster_replicas() { return 1; }
+
+ protected:
+  std::string proxy() { return cluster().proxy_uri(); }
+};
+
+TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
+  // A client in a transaction, named so that we can find it.
+  auto probe = connect_or_throw(with_param(proxy(), "application_name=admin_probe"));
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(run(probe, "SELECT " + std::to_string(i)), "");
+  ASSERT_EQ(run(probe, "BEGIN"), "");
+  std::string backend_pid = value(probe, "SELECT pg_backend_pid()::text");
+
+  // psql -c prints each command's header line.
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"POOLS", "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_login|maxwait_us|pool_mode"},
+      {"STATS",
+       "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|avg_xact_us|"
+       "p99_xact_us|total_errors"},
+      {"CLIENTS", "pid|user|database|state|addr|application_name|server|connect_seconds|worker"},
+      {"SERVERS", "id|user|database|state|backend|backend_pid|connect_seconds|prepared_statements|worker"},
+      {"NODES", "name|host|port|role"},
+      {"CONFIG", "key|value"},
+      {"HELP", "command"},
+  };
+  for (const auto& [what, header] : headers) {
+    auto p = psql(cluster().admin_uri(), {"-A", "-c", "SHOW " + what});
+    EXPECT_EQ(p.exit_code, 0) << "SHOW " << what << ":\n" << p.output;
+    EXPECT_EQ(p.output.substr(0, p.output.find('\n')), header) << "SHOW " << what << ":\n" << p.output;
+  }
+
+  Table t;
+  EXPECT_TRUE(eventually(
+      [&] {
+        t = query_table(cluster().admin_uri(), "SHOW CLIENTS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "application_name") == "admin_probe") {
+            return t.at(i, "user") == "postgres" && t.at(i, "database") == "postgres" && t.at(i, "state") == "active" &&
+                   !t.at(i, "server").empty() && t.at(i, "addr").rfind("127.0.0.1:", 0) == 0;
+          }
+        }
+        return false;
+      },
+      3s))
+      << "SHOW CLIENTS does not show the probe as an active client:\n" << t.dump();
+
+  EXPECT_TRUE(eventually(
+      [&] {
+        t = query_table(cluster().admin_uri(), "SHOW SERVERS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "backend_pid") == backend_pid) {
+            return t.at(i, "user") == "postgres" && t.at(i, "database") == "postgres" && t.at(i, "state") == "active" &&
+                   t.at(i, "backend").find("127.0.0.1:" + std::to_string(cluster().node_port(1))) != std::string::npos;
+          }
+        }
+        return false;
+      },
+      3s))
+      << "SHOW SERVERS does not show backend " << backend_pid << " as active on node1:\n" << t.dump();
+
+  EXPECT_TRUE(eventually(
+      [&] {
+        t = query_table(cluster().admin_uri(), "SHOW POOLS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "database") == "postgres" && t.at(i, "user") == "postgres") {
+            return std::stoi(t.at(i, "cl_active")) >= 1 && std::stoi(t.at(i, "sv_active")) >= 1 &&
+                   t.at(i, "pool_mode") == "transaction";
+          }
+        }
+        return false;
+      },
+      3s))
+      << t.dump();
+
+  EXPECT_TRUE(eventually(
+      [&] {
+        t = query_table(cluster().admin_uri(), "SHOW STATS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "database") == "postgres" && t.at(i, "user") == "postgres") {
+            return std::stoll(t.at(i, "total_xact_count")) >= 5 && std::stoll(t.at(i, "total_query_count")) >= 6 &&
+                   std::stoll(t.at(i, "total_received")) > 0 && std::stoll(t.at(i, "total_sent")) > 0;
+          }
+        }
+        return false;
+      },
+      3s))
+      << t.dump();
+
+  t = query_table(cluster().admin_uri(), "SHOW NODES");
+  ASSERT_EQ(t.rows.size(), 2u) << t.dump();
+  EXPECT_EQ(t.at(0, "name"), "node1");
+  EXPECT_EQ(t.at(0, "role"), "primary");
+  EXPECT_EQ(t.at(0, "host"), "127.0.0.1");
+  EXPECT_EQ(t.at(0, "port"), std::to_string(cluster().node_port(1)));
+  EXPECT_EQ(t.at(1, "name"), "node2");
+  EXPECT_EQ(t.at(1, "role"), "replica");
+  EXPECT_EQ(t.at(1, "port"), std::to_string(cluster().node_port(2)));
+
+  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "20");
+  EXPECT_EQ(config_value(cluster(), "pool_mode"), "transaction");
+  EXPECT_EQ(config_value(cluster(), "port"), std::to_string(cluster().proxy_port()));
+  EXPECT_EQ(config_value(cluster(), "max_client_conn"), "10000");
+
+  auto help = query_table(cluster().admin_uri(), "SHOW HELP");
+  std::string commands;
+  for (const auto& r : help.rows) commands += r[0].value_or("") + "\n";
+  for (const std::string word : {"SHOW", "PAUSE", "RESUME", "RELOAD", "KILL", "SHUTDOWN"}) {
+    EXPECT_NE(commands.find(word), std::string::npos) << commands;
+  }
+  // Mistakes get an error, and the console stays usable.
+  EXPECT_EQ(admin(cluster(), "SHOW NONSENSE").rfind("ERROR: ", 0), 0u);
+  EXPECT_EQ(admin(cluster(), "DROP TABLE pgbench_accounts").rfind("ERROR: ", 0), 0u);
+  EXPECT_EQ(run(probe, "COMMIT"), "");
+}
+
+TEST_F(ProxyAdminTest, PauseHoldsNewQueriesUntilResume) {
+  auto client = connect_or_throw(proxy());
+  ASSERT_EQ(run(client, "SELECT 1"), "");
+  auto in_tx = connect_or_throw(proxy());
+  ASSERT_EQ(run(in_tx, "BEGIN"), "");
+  ASSERT_EQ(run(in_tx, "SELECT 1"), "");
+
+  ASSERT_EQ(admin(cluster(), "PAUSE"), "PAUSE");
+  // A transaction that was running finishes.
+  EXPECT_EQ(run(in_tx, "SELECT 2"), "");
+  EXPECT_EQ(run(in_tx, "COMMIT"), "");
+  // A new transaction waits, from a connected client and from a new one.
+  ASSERT_EQ(PQsendQuery(client.raw(), "SELECT 'resumed'"), 1);
+  auto late = connect_or_throw(proxy());
+  ASSERT_EQ(PQsendQuery(late.raw(), "SELECT 'late resumed'"), 1);
+  EXPECT_EQ(finish_query(client.raw(), 1s), "(busy)") << "a query ran while the proxy was paused";
+  EXPECT_EQ(finish_query(late.raw(), 100ms), "(busy)") << "a query ran while the proxy was paused";
+
+  auto resumed_at = Clock::now();
+  ASSERT_EQ(admin(cluster(), "RESUME"), "RESUME");
+  EXPECT_EQ(finish_query(client.raw(), 5s), "");
+  EXPECT_EQ(finish_query(late.raw(), 5s), "");
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - resumed_at).count(), 2.0);
+
+  // PAUSE db holds that database only.
+  sql(cluster().primary_uri(), "CREATE DATABASE otherdb");
+  ASSERT_EQ(admin(cluster(), "PAUSE postgres"), "PAUSE");
+  EXPECT_EQ(sql_value(cluster().proxy_uri("", "", "otherdb"), "SELECT 'other runs'"), "other runs");
+  ASSERT_EQ(PQsendQuery(client.raw(), "SELECT 'resumed again'"), 1);
+  EXPECT_EQ(finish_query(client.raw(), 1s), "(busy)") << "PAUSE postgres did not hold a query on postgres";
+  ASSERT_EQ(admin(cluster(), "RESUME postgres"), "RESUME");
+  EXPECT_EQ(finish_query(client.raw(), 5s), "");
+}
+
+TEST_F(ProxyAdminTest, ReloadAndSighupApplyAChangedConfiguration) {
+  const std::string path = cluster().config_path();
+  const std::string original = read_text(path);
+  ASSERT_NE(original.find("  default_pool_size: 20\n"), std::string::npos) << original;
+  auto with_pool_size = [&](const std::string& v) {
+    std::string text = original;
+    text.replace(text.find("  default_pool_size: 20\n"), std::string("  default_pool_size: 20\n").size(),
+                 "  default_pool_size: " + v + "\n");
+    return text;
+  };
+  auto client = connect_or_throw(proxy());
+  ASSERT_EQ(run(client, "SELECT 1"), "");
+
+  write_text(path, with_pool_size("7"));
+  EXPECT_EQ(admin(cluster(), "RELOAD"), "RELOAD");
+  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "7");
+
+  write_text(path, with_pool_size("9"));
+  int64_t pid = cluster().proxy_pid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return config_value(cluster(), "default_pool_size") == "9"; }, 5s))
+      << "SIGHUP did not apply default_pool_size 9: " << config_value(cluster(), "default_pool_size");
+
+  // An invalid file is refused with the reason, and the settings in force stay.
+  write_text(path, with_pool_size("0"));
+  std::string refused = admin(cluster(), "RELOAD");
+  EXPECT_EQ(refused.rfind("ERROR: ", 0), 0u) << refused;
+  EXPECT_NE(refused.find("default_pool_size"), std::string::npos) << refused;
+  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "9");
+
+  // Clients were not dropped.
+  EXPECT_EQ(run(client, "SELECT 2"), "");
+  write_text(path, original);
+  EXPECT_EQ(admin(cluster(), "RELOAD"), "RELOAD");
+  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "20");
+  EXPECT_EQ(cluster().proxy_pid(), pid) << "the proxy restarted";
+}
+
+TEST_F(ProxyAdminTest, KillDisconnectsTheClientsOfADatabase) {
+  sql(cluster().primary_uri(), "CREATE DATABASE keepdb");
+  auto idle = connect_or_throw(proxy());
+  ASSERT_EQ(run(idle, "SELECT 1"), "");
+  auto in_tx = connect_or_throw(proxy());
+  ASSERT_EQ(run(in_tx, "BEGIN"), "");
+  auto other_db = connect_or_throw(cluster().proxy_uri("", "", "keepdb"));
+  ASSERT_EQ(run(other_db, "SELECT 1"), "");
+
+  ASSERT_EQ(admin(cluster(), "KILL postgres"), "KILL");
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE datname = 'postgres' AND state = 'idle in "
+                         "transaction'") == "0";
+      },
+      3s))
+      << "the server connection in a transaction was not closed";
+  std::string tx_error = run(in_tx, "SELECT 'after kill'");
+  EXPECT_NE(tx_error, "") << "the client in a transaction survived KILL postgres";
+  std::string idle_error = run(idle, "SELECT 'after kill'");
+  EXPECT_NE(idle_error, "") << "an idle client of the killed database survived KILL postgres";
+  // Another database's client is untouched, and new clients connect again.
+  EXPECT_EQ(run(other_db, "SELECT 'other db'"), "");
+  EXPECT_EQ(sql_value(proxy(), "SELECT 'new client'"), "new client");
+}
+
+TEST_F(ProxyAdminTest, CancelRequestStopsARunningQuery) {
+  auto client = connect_or_throw(proxy());
+  ASSERT_EQ(run(client, "SELECT 1"), "");
+  ASSERT_EQ(PQsendQuery(client.raw(), "SELECT pg_sleep(30) /* to cancel */"), 1);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30) /* to cancel%' "
+                         "AND state = 'active'") == "1";
+      },
+      5s));
+  auto started = Clock::now();
+  PGcancel* cancel = PQgetCancel(client.raw());
+  ASSERT_NE(cancel, nullptr);
+  char err[256] = "";
+  EXPECT_EQ(PQcancel(cancel, err, sizeof err), 1) << err;
+  PQfreeCancel(cancel);
+  std::string result = finish_query(client.raw(), 5s);
+  double took = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_EQ(result.substr(0, 6), "57014:") << result;
+  EXPECT_NE(result.find("canceling statement due to user request"), std::string::npos) << result;
+  EXPECT_LT(took, 3.0);
+  // The connection goes on.
+  EXPECT_EQ(value(client, "SELECT 'after cancel'"), "after cancel");
+
+  // statement_timeout set by the client cancels the same way.
+  ASSERT_EQ(run(client, "SET statement_timeout = '300ms'"), "");
+  started = Clock::now();
+  std::string timed_out = run(client, "SELECT pg_sleep(10)");
+  EXPECT_EQ(timed_out.substr(0, 6), "57014:") << timed_out;
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - started).count(), 3.0);
+  EXPECT_EQ(value(client, "SELECT 'after timeout'"), "after timeout");
+
+  // A cancel request with a wrong key does nothing.
+  ASSERT_EQ(run(client, "RESET statement_timeout"), "");
+  ASSERT_EQ(PQsendQuery(client.raw(), "SELECT pg_sleep(1.2), 'not cancelled'"), 1);
+  auto other = connect_or_throw(proxy());
+  PGcancel* wrong = PQgetCancel(other.raw());
+  EXPECT_EQ(PQcancel(wrong, err, sizeof err), 1) << err;
+  PQfreeCancel(wrong);
+  EXPECT_EQ(finish_query(client.raw(), 5s), "") << "another client's cancel key cancelled this query";
+}
+
+TEST_F(ProxyAdminTest, ServerKilledMidQueryFailsThatClientOnly) {
+  auto victim = connect_or_throw(with_param(proxy(), "application_name=victim"));
+  ASSERT_EQ(run(victim, "SELECT 1"), "");
+  ASSERT_EQ(PQsendQuery(victim.raw(), "SELECT pg_sleep(30)"), 1);
+  std::string pid;
+  ASSERT_TRUE(eventually(
+      [&] {
+        pid = sql_value(cluster().primary_uri(),
+                        "SELECT coalesce(max(pid)::text, '') FROM pg_stat_activity WHERE application_name = 'victim' "
+                        "AND state = 'active' AND query = 'SELECT pg_sleep(30)'");
+        return !pid.empty();
+      },
+      5s))
+      << "the victim's query is not running on the primary";
+  auto bystander = connect_or_throw(proxy());
+  ASSERT_EQ(run(bystander, "SELECT 1"), "");
+  auto started = Clock::now();
+  EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  std::string result = finish_query(victim.raw(), 5s);
+  EXPECT_NE(result, "(busy)") << "the client did not learn that its server connection died";
+  EXPECT_NE(result, "") << "the killed query succeeded?";
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - started).count(), 3.0);
+  // The pool recovers: the bystander and new clients go on.
+  EXPECT_EQ(run(bystander, "SELECT 'bystander'"), "");
+  EXPECT_EQ(sql_value(proxy(), "SELECT 'recovered'"), "recovered");
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto t = query_table(cluster().admin_uri(), "SHOW SERVERS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "backend_pid") == pid) return false;
+        }
+        return true;
+      },
+      3s))
+      << "SHOW SERVERS still lists the terminated backend";
+}
+
+// ---- stopping the proxy ---------------------------------------------------------------------
+
+class ProxyShutdownTest : public ClusterSuite<ProxyShutdownTest> {
+ public:
+  static std::string cluster_config() { return "proxy:\n  shutdown_timeout: 3\n"; }
+
+ protected:
+  // The proxy runs (`pgfleet up` restarts it after an earlier test stopped it); its pid.
+  int64_t running_proxy() {
+    int64_t pid = cluster().proxy_pid();
+    if (pid != 0 && process_alive(pid)) return pid;
+    auto r = cluster().pgfleet({"up"}, 120s);
+    if (!r.ok()) throw std::runtime_error("pgfleet up (to restart the proxy) failed:\n" + r.output);
+    if (!eventually([&] { return try_sql(cluster().proxy_uri(), "SELECT 1").ok(); }, 10s)) {
+      throw std::runtime_error("the restarted proxy does not answer");
+    }
+    return cluster().proxy_pid();
+  }
+};
+
+TEST_F(ProxyShutdownTest, AdminShutdownLetsTransactionsFinishAndRefusesNewClients) {
+  int64_t pid = running_proxy();
+  ASSERT_GT(pid, 0);
+  sql(cluster().proxy_uri(), "CREATE TABLE IF NOT EXISTS finished (v text)");
+  auto idle = connect_or_throw(cluster().proxy_uri());
+  ASSERT_EQ(run(idle, "SELECT 1"), "");
+  auto in_tx = connect_or_throw(cluster().proxy_uri());
+  ASSERT_EQ(run(in_tx, "BEGIN"), "");
+  ASSERT_EQ(run(in_tx, "INSERT INTO finished VALUES ('committed during shutdown')"), "");
+
+  auto started = Clock::now();
+  EXPECT_EQ(admin(cluster(), "SHUTDOWN"), "SHUTDOWN");
+  EXPECT_TRUE(eventually([&] { return !connect_error(cluster().proxy_uri()).empty(); }, 2s))
+      << "new clients are still accepted after SHUTDOWN";
+  // The transaction in progress may finish.
+  EXPECT_EQ(run(in_tx, "INSERT INTO finished VALUES ('second row')"), "");
+  EXPECT_EQ(run(in_tx, "COMMIT"), "");
+  EXPECT_TRUE(closed_by_peer(idle.raw(), 2s)) << "a client between transactions was not disconnected";
+  EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 6s)) << "the proxy did not exit";
+  double took = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_LT(took, 3.0 + 2.0) << "shutdown_timeout is 3 s";
+  EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT count(*) FROM finished"), "2");
+  std::string refused = connect_error(cluster().proxy_uri());
+  EXPECT_NE(refused.find("refused"), std::string::npos) << refused;
+}
+
+TEST_F(ProxyShutdownTest, SigtermWaitsAtMostShutdownTimeoutForOpenTransactions) {
+  int64_t pid = running_proxy();
+  ASSERT_GT(pid, 0);
+  auto stuck = connect_or_throw(cluster().proxy_uri());
+  ASSERT_EQ(run(stuck, "BEGIN"), "");
+  ASSERT_EQ(run(stuck, "SELECT 1"), "");
+
+  auto started = Clock::now();
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
+  EXPECT_TRUE(eventually([&] { return !connect_error(cluster().proxy_uri()).empty(); }, 2s))
+      << "new clients are still accepted after SIGTERM";
+  EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 8s)) << "the proxy did not exit";
+  double took = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_GE(took, 2.5) << "the proxy did not wait for the open transaction";
+  EXPECT_LT(took, 3.0 + 2.0) << "shutdown_timeout is 3 s";
+  std::string error = run(stuck, "SELECT 'too late'");
+  EXPECT_NE(error, "");
+  EXPECT_TRUE(error.find("shutting down") != std::string::npos || error.find("closed") != std::string::npos) << error;
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'") == "0";
+      },
+      3s))
+      << "the server side of the stuck transaction is still open";
+}
+
+}  // namespace
+}  // namespace pgfleet::itest

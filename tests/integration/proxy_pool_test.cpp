@@ -1,0 +1,612 @@
+// Pooling as a user sees it: pgbench in every pool mode, many clients on a small pool, session
+// state and prepared statements that follow their client across shared server connections,
+// query_wait_timeout and max_client_conn.
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct PgbenchRun {
+  CmdResult result;
+  double tps = 0;
+  int64_t processed = -1;
+  int64_t failed = -1;
+  int clients = -1;
+};
+
+PgbenchRun pgbench(const std::string& uri, const std::vector<std::string>& args, std::chrono::seconds timeout = 90s) {
+  std::vector<std::string> argv{pg_tool("pgbench")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  // No VACUUM before the run: the roles other than postgres do not own the tables.
+  if (std::find(args.begin(), args.end(), "-i") == args.end()) argv.push_back("-n");
+  argv.push_back(uri);
+  PgbenchRun run;
+  run.result = run_program(argv, timeout, {{"PGCONNECT_TIMEOUT", "10"}});
+  std::smatch m;
+  const std::string& out = run.result.output;
+  if (std::regex_search(out, m, std::regex(R"(tps = ([0-9.]+) \(without initial connection time\))"))) {
+    run.tps = std::stod(m[1]);
+  }
+  if (std::regex_search(out, m, std::regex(R"(number of transactions actually processed: (\d+))"))) {
+    run.processed = std::stoll(m[1]);
+  }
+  if (std::regex_search(out, m, std::regex(R"(number of failed transactions: (\d+))"))) run.failed = std::stoll(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(number of clients: (\d+))"))) run.clients = std::stoi(m[1]);
+  return run;
+}
+
+#define EXPECT_PGBENCH_OK(run, expected_clients)                                                  \
+  do {                                                                                            \
+    EXPECT_EQ((run).result.exit_code, 0) << (run).result.output;                                  \
+    EXPECT_EQ((run).failed, 0) << (run).result.output;                                            \
+    EXPECT_EQ((run).clients, (expected_clients)) << (run).result.output;                          \
+    EXPECT_GT((run).processed, 0) << (run).result.output;                                         \
+    EXPECT_GT((run).tps, 0.0) << (run).result.output;                                             \
+    EXPECT_EQ((run).result.output.find("aborted"), std::string::npos) << (run).result.output;     \
+  } while (0)
+
+// Sends `query` and waits up to `timeout` for its results; "" when it succeeded, else the error.
+// "(busy)" when nothing came back in time (the query is still running).
+std::string finish_query(PGconn* c, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (PQisBusy(c) != 0) {
+    if (Clock::now() >= deadline) return "(busy)";
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    ::poll(&pfd, 1, 20);
+    if (PQconsumeInput(c) == 0) return PQerrorMessage(c);
+  }
+  std::string error;
+  while (PGresult* r = PQgetResult(c)) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK && error.empty()) {
+      error = PQresultErrorMessage(r);
+      if (error.empty()) error = PQresStatus(PQresultStatus(r));
+    }
+    PQclear(r);
+  }
+  return error;
+}
+
+std::string value(postgres::PgConn& conn, const std::string& query) {
+  auto rows = query_with_deadline(conn, query);
+  if (!rows) throw std::runtime_error(query + ": " + rows.error());
+  if (rows->empty() || rows->front().empty()) throw std::runtime_error("no row from " + query);
+  return rows->front().front().value_or("");
+}
+
+// ---- a two-thread proxy with the default pool of 10 and per-user modes ----------------------
+
+class ProxyPoolTest : public ClusterSuite<ProxyPoolTest> {
+ public:
+  static std::string cluster_config() {
+    return "proxy:\n"
+           "  default_pool_size: 10\n"
+           "  reserve_pool_size: 5\n"
+           "  pools:\n"
+           "    - user: sess\n"
+           "      pool_mode: session\n"
+           "      pool_size: 30\n"
+           "    - user: stmt\n"
+           "      pool_mode: statement\n"
+           "    - user: one\n"
+           "      pool_size: 1\n";
+  }
+
+ protected:
+  // pgbench tables (scale 1) and the roles of the per-user pools, once per suite.
+  void prepare() {
+    static bool prepared = false;
+    if (prepared) return;
+    auto init = pgbench(cluster().proxy_uri(), {"-i", "-s", "1", "-q"}, 120s);
+    ASSERT_EQ(init.result.exit_code, 0) << "pgbench -i through the proxy failed:\n" << init.result.output;
+    ASSERT_NE(init.result.output.find("done in"), std::string::npos) << init.result.output;
+    EXPECT_EQ(sql_value(cluster().proxy_uri(), "SELECT count(*) FROM pgbench_accounts"), "100000");
+    for (const std::string role : {"sess", "stmt", "many", "one"}) {
+      sql(cluster().primary_uri(), "CREATE ROLE " + role + " LOGIN PASSWORD 'pw'");
+      sql(cluster().primary_uri(), "GRANT ALL ON ALL TABLES IN SCHEMA public TO " + role);
+    }
+    prepared = true;
+  }
+  std::string as(const std::string& user) { return cluster().proxy_uri(user, "pw"); }
+};
+
+TEST_F(ProxyPoolTest, PgbenchInTransactionMode) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  for (const std::string mode : {"simple", "extended", "prepared"}) {
+    SCOPED_TRACE("pgbench -S -M " + mode);
+    auto run = pgbench(cluster().proxy_uri(), {"-S", "-M", mode, "-c", "20", "-j", "2", "-T", "2"});
+    EXPECT_PGBENCH_OK(run, 20);
+  }
+  // The default script (tpcb-like) and query mode (simple). Not -M prepared: pgbench prepares each
+  // statement with a blocking PQprepare when a client first runs it, stalling its whole thread,
+  // so with fewer server connections than clients it deadlocks through any transaction pooler.
+  SCOPED_TRACE("pgbench tpcb-like");
+  auto run = pgbench(cluster().proxy_uri(), {"-c", "20", "-j", "2", "-T", "3"});
+  EXPECT_PGBENCH_OK(run, 20);
+  // Every transaction reached the primary.
+  EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT count(*) FROM pgbench_history"), std::to_string(run.processed));
+  auto stats = query_table(cluster().admin_uri(), "SHOW POOLS");
+  bool found = false;
+  for (size_t i = 0; i < stats.rows.size(); ++i) {
+    if (stats.at(i, "user") == "postgres" && stats.at(i, "database") == "postgres") {
+      found = true;
+      EXPECT_EQ(stats.at(i, "pool_mode"), "transaction");
+    }
+  }
+  EXPECT_TRUE(found) << stats.dump();
+}
+
+TEST_F(ProxyPoolTest, PgbenchInSessionMode) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  for (const std::string mode : {"simple", "prepared"}) {
+    SCOPED_TRACE("pgbench -S -M " + mode);
+    auto run = pgbench(as("sess"), {"-S", "-M", mode, "-c", "20", "-j", "2", "-T", "2"});
+    EXPECT_PGBENCH_OK(run, 20);
+  }
+  SCOPED_TRACE("pgbench tpcb-like");
+  auto run = pgbench(as("sess"), {"-c", "20", "-j", "2", "-T", "3"});
+  EXPECT_PGBENCH_OK(run, 20);
+  // In session mode a temporary table and a session variable last for the whole session.
+  auto p = psql(as("sess"), {"-At", "-c", "CREATE TEMP TABLE mine (v int)", "-c", "INSERT INTO mine VALUES (7)", "-c",
+                             "SELECT set_config('my.var', 'kept', false)", "-c",
+                             "SELECT v || current_setting('my.var') FROM mine"});
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_NE(p.output.find("7kept"), std::string::npos) << p.output;
+}
+
+TEST_F(ProxyPoolTest, SessionModeResetsTheServerBetweenClients) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  std::string pid;
+  {
+    auto a = connect_or_throw(as("sess"));
+    ASSERT_TRUE(query_with_deadline(a, "SET search_path = pg_catalog").ok());
+    ASSERT_TRUE(query_with_deadline(a, "CREATE TEMP TABLE left_behind (v int)").ok());
+    ASSERT_TRUE(query_with_deadline(a, "PREPARE left_stmt AS SELECT 1").ok());
+    pid = value(a, "SELECT pg_backend_pid()::text");
+  }
+  // The next client on that server connection (the most recently used one of its thread) must
+  // find a clean session.
+  bool same_server = false;
+  for (int attempt = 0; attempt < 30 && !same_server; ++attempt) {
+    auto b = connect_or_throw(as("sess"));
+    if (value(b, "SELECT pg_backend_pid()::text") != pid) continue;
+    same_server = true;
+    EXPECT_EQ(value(b, "SHOW search_path"), "\"$user\", public");
+    EXPECT_EQ(value(b, "SELECT count(*) FROM pg_class WHERE relname = 'left_behind' AND relpersistence = 't'"), "0");
+    EXPECT_EQ(value(b, "SELECT count(*) FROM pg_prepared_statements"), "0");
+  }
+  if (!same_server) GTEST_SKIP() << "no later client got server connection " << pid;
+}
+
+TEST_F(ProxyPoolTest, PgbenchInStatementModeAndTransactionBlocksAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  for (const std::string mode : {"simple", "extended", "prepared"}) {
+    SCOPED_TRACE("pgbench -S -M " + mode);
+    auto run = pgbench(as("stmt"), {"-S", "-M", mode, "-c", "20", "-j", "2", "-T", "2"});
+    EXPECT_PGBENCH_OK(run, 20);
+  }
+  auto p = psql(as("stmt"), {"-c", "BEGIN", "-c", "SELECT 1", "-c", "COMMIT"});
+  EXPECT_NE(p.exit_code, 0) << p.output;
+  EXPECT_NE(p.output.find("transaction blocks are not allowed in statement pooling mode"), std::string::npos)
+      << p.output;
+  // The pool goes on serving single statements.
+  EXPECT_EQ(sql_value(as("stmt"), "SELECT count(*) FROM pgbench_branches"), "1");
+  auto rows = query_table(cluster().admin_uri(), "SHOW POOLS");
+  bool found = false;
+  for (size_t i = 0; i < rows.rows.size(); ++i) {
+    if (rows.at(i, "user") == "stmt") {
+      found = true;
+      EXPECT_EQ(rows.at(i, "pool_mode"), "statement");
+    }
+  }
+  EXPECT_TRUE(found) << rows.dump();
+}
+
+TEST_F(ProxyPoolTest, FiveHundredClientsShareTenServerConnections) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  // Count the proxy's server connections for user `many` while pgbench runs. pgbench's -T
+  // includes the time 500 SCRAM logins take (several seconds on two cores).
+  std::atomic<bool> running{true};
+  std::atomic<int> max_backends{0}, max_listed{0};
+  std::string monitor_error;
+  std::thread monitor([&] {
+    try {
+      auto direct = connect_or_throw(cluster().primary_uri());
+      auto admin = connect_or_throw(cluster().admin_uri());
+      while (running.load()) {
+        int backends = std::stoi(value(direct, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'many'"));
+        max_backends = std::max(max_backends.load(), backends);
+        auto listed = query_with_deadline(admin, "SHOW SERVERS");
+        if (listed) {
+          int n = static_cast<int>(std::count_if(listed->begin(), listed->end(), [](const postgres::Row& r) {
+            return r.size() > 1 && r[1] == std::optional<std::string>("many") && r[3] != std::optional<std::string>("closed");
+          }));
+          max_listed = std::max(max_listed.load(), n);
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+    } catch (const std::exception& e) {
+      monitor_error = e.what();
+    }
+  });
+  auto run = pgbench(as("many"), {"-S", "-M", "extended", "-c", "500", "-j", "8", "-T", "7"}, 120s);
+  running = false;
+  monitor.join();
+  EXPECT_TRUE(monitor_error.empty()) << monitor_error;
+  EXPECT_PGBENCH_OK(run, 500);
+  RecordProperty("max_server_backends", max_backends.load());
+  RecordProperty("max_show_servers", max_listed.load());
+  EXPECT_GE(max_backends.load(), 5) << "the pool never grew: did pgbench run at all?";
+  EXPECT_GE(max_listed.load(), 5) << "SHOW SERVERS never showed the pool's connections";
+  // default_pool_size 10, and the reserve (5) for clients that waited more than a second.
+  EXPECT_LE(max_backends.load(), 15) << "server connections of the pool seen in pg_stat_activity";
+  EXPECT_LE(max_listed.load(), 15) << "server connections of the pool in SHOW SERVERS";
+}
+
+TEST_F(ProxyPoolTest, PoolSizeOneMeansOneServerConnectionAcrossWorkers) {
+  ASSERT_NO_FATAL_FAILURE(prepare());
+  // Clients land on either worker thread; find two on different workers (SHOW CLIENTS says which).
+  std::vector<postgres::PgConn> conns;
+  std::vector<std::string> names;
+  for (int i = 0; i < 12; ++i) {
+    names.push_back("probe" + std::to_string(i));
+    conns.push_back(connect_or_throw(with_param(as("one"), "application_name=" + names.back())));
+  }
+  std::map<std::string, std::string> worker_of;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto t = query_table(cluster().admin_uri(), "SHOW CLIENTS");
+        for (size_t i = 0; i < t.rows.size(); ++i) worker_of[t.at(i, "application_name")] = t.at(i, "worker");
+        return std::all_of(names.begin(), names.end(), [&](const std::string& n) { return worker_of.count(n) > 0; });
+      },
+      5s))
+      << "SHOW CLIENTS does not list the probes";
+  int a = -1, b = -1;
+  for (int i = 1; i < static_cast<int>(names.size()) && b < 0; ++i) {
+    if (worker_of[names[static_cast<size_t>(i)]] != worker_of[names[0]]) a = 0, b = i;
+  }
+  if (b < 0) GTEST_SKIP() << "all 12 clients landed on one worker";
+  PGconn* ca = conns[static_cast<size_t>(a)].raw();
+  PGconn* cb = conns[static_cast<size_t>(b)].raw();
+  ASSERT_EQ(query_with_deadline(conns[static_cast<size_t>(a)], "BEGIN").ok(), true);
+  ASSERT_EQ(query_with_deadline(conns[static_cast<size_t>(a)], "SELECT 1").ok(), true);
+  ASSERT_EQ(PQsendQuery(cb, "SELECT 'b ran'"), 1);
+  // Less than reserve_pool_timeout_ms (1000): no reserve connection yet.
+  std::string early = finish_query(cb, 600ms);
+  EXPECT_EQ(early, "(busy)") << "pool_size 1: a second client got a server connection while the first holds the "
+                                "only one (clients on workers "
+                             << worker_of[names[static_cast<size_t>(a)]] << " and "
+                             << worker_of[names[static_cast<size_t>(b)]] << ")";
+  EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'one'"), "1");
+  ASSERT_EQ(query_with_deadline(conns[static_cast<size_t>(a)], "COMMIT").ok(), true);
+  if (early == "(busy)") {
+    EXPECT_EQ(finish_query(cb, 5s), "") << "the waiting client must run after the COMMIT";
+  }
+  (void)ca;
+}
+
+// ---- one worker thread, a pool of one connection ---------------------------------------------
+
+class ProxyPoolOfOneTest : public ClusterSuite<ProxyPoolOfOneTest> {
+ public:
+  static std::string cluster_config() {
+    return "proxy:\n"
+           "  threads: 1\n"
+           "  default_pool_size: 1\n"
+           "  reserve_pool_size: 0\n"
+           "  query_wait_timeout_ms: 1500\n"
+           "  max_client_conn: 6\n";
+  }
+
+ protected:
+  std::string proxy() { return cluster().proxy_uri(); }
+};
+
+TEST_F(ProxyPoolOfOneTest, SessionStateFollowsEachClientInTransactionMode) {
+  sql(cluster().primary_uri(),
+      "CREATE SCHEMA a_schema; CREATE TABLE a_schema.a_table (v text); INSERT INTO a_schema.a_table VALUES ('from a')");
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const std::string default_path = value(b, "SHOW search_path");
+  const std::string default_zone = value(b, "SHOW TimeZone");
+  EXPECT_EQ(value(b, "SHOW statement_timeout"), "0");
+
+  ASSERT_TRUE(query_with_deadline(a, "SET search_path = a_schema").ok());
+  ASSERT_TRUE(query_with_deadline(a, "SET statement_timeout = '1234ms'").ok());
+  ASSERT_TRUE(query_with_deadline(a, "SET TIME ZONE 'America/New_York'").ok());
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    EXPECT_EQ(value(a, "SELECT pg_backend_pid()"), value(b, "SELECT pg_backend_pid()"))
+        << "pool size 1: both clients must share one server connection";
+    EXPECT_EQ(value(b, "SHOW search_path"), default_path);
+    EXPECT_EQ(value(b, "SHOW statement_timeout"), "0");
+    EXPECT_EQ(value(b, "SHOW TimeZone"), default_zone);
+    auto b_table = query_with_deadline(b, "SELECT v FROM a_table");
+    EXPECT_FALSE(b_table.ok()) << "B must not see A's search_path";
+    EXPECT_EQ(value(a, "SHOW search_path"), "a_schema");
+    EXPECT_EQ(value(a, "SHOW statement_timeout"), "1234ms");
+    EXPECT_EQ(value(a, "SHOW TimeZone"), "America/New_York");
+    EXPECT_EQ(value(a, "SELECT v FROM a_table"), "from a");
+  }
+  // B sets its own value of the same parameter; A's stays.
+  ASSERT_TRUE(query_with_deadline(b, "SET statement_timeout TO 5000").ok());
+  EXPECT_EQ(value(a, "SHOW statement_timeout"), "1234ms");
+  EXPECT_EQ(value(b, "SHOW statement_timeout"), "5s");
+  // RESET returns to the default for A only.
+  ASSERT_TRUE(query_with_deadline(a, "RESET statement_timeout").ok());
+  EXPECT_EQ(value(a, "SHOW statement_timeout"), "0");
+  EXPECT_EQ(value(b, "SHOW statement_timeout"), "5s");
+  EXPECT_EQ(value(a, "SHOW search_path"), "a_schema");
+  // A's statement_timeout really applies to A's queries.
+  ASSERT_TRUE(query_with_deadline(a, "SET statement_timeout = '200ms'").ok());
+  auto slow = query_with_deadline(a, "SELECT pg_sleep(3)", 10s);
+  EXPECT_FALSE(slow.ok());
+  if (!slow.ok()) {
+    EXPECT_NE(slow.error().find("statement timeout"), std::string::npos) << slow.error();
+  }
+  EXPECT_TRUE(query_with_deadline(b, "SELECT pg_sleep(0.5)").ok()) << "B must not inherit A's statement_timeout";
+}
+
+TEST_F(ProxyPoolOfOneTest, SetSentWithTheExtendedProtocolStaysWithItsClient) {
+  // Drivers such as JDBC send SET through Parse/Bind/Execute.
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const std::string default_path = value(b, "SHOW search_path");
+  PGresult* r = PQexecParams(a.raw(), "SET search_path = pg_catalog, extended_a", 0, nullptr, nullptr, nullptr,
+                             nullptr, 0);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  EXPECT_EQ(value(b, "SHOW search_path"), default_path) << "A's SET (extended protocol) leaked to B";
+  EXPECT_EQ(value(a, "SHOW search_path"), "pg_catalog, extended_a") << "A lost its SET (extended protocol)";
+}
+
+TEST_F(ProxyPoolOfOneTest, ClientEncodingFollowsEachClient) {
+  auto latin1 = connect_or_throw(with_param(proxy(), "client_encoding=LATIN1"));
+  auto utf8 = connect_or_throw(with_param(proxy(), "client_encoding=UTF8"));
+  EXPECT_EQ(std::string(pg_encoding_to_char(PQclientEncoding(latin1.raw()))), "LATIN1");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(value(latin1, "SELECT chr(233)"), "\xe9") << "é in LATIN1";
+    EXPECT_EQ(value(utf8, "SELECT chr(233)"), "\xc3\xa9") << "é in UTF-8";
+    EXPECT_EQ(value(latin1, "SHOW client_encoding"), "LATIN1");
+    EXPECT_EQ(value(utf8, "SHOW client_encoding"), "UTF8");
+  }
+  // A client that changes its encoding with SET keeps it.
+  ASSERT_TRUE(query_with_deadline(utf8, "SET client_encoding = 'WIN1252'").ok());
+  EXPECT_EQ(value(latin1, "SHOW client_encoding"), "LATIN1");
+  EXPECT_EQ(value(utf8, "SHOW client_encoding"), "WIN1252");
+  EXPECT_EQ(std::string(pg_encoding_to_char(PQclientEncoding(utf8.raw()))), "WIN1252");
+}
+
+TEST_F(ProxyPoolOfOneTest, ApplicationNameFromTheStartupPacket) {
+  std::string xyz = with_param(proxy(), "application_name=xyz");
+  auto p = psql(xyz, {"-At", "-c", "SHOW application_name", "-c",
+                      "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"});
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_EQ(p.output, "xyz\nxyz\n");
+  // Two clients with different names on the one server connection.
+  auto a = connect_or_throw(with_param(proxy(), "application_name=client_a"));
+  auto b = connect_or_throw(with_param(proxy(), "application_name=client_b"));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(value(a, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"), "client_a");
+    EXPECT_EQ(value(b, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"), "client_b");
+    EXPECT_EQ(value(a, "SHOW application_name"), "client_a");
+  }
+  // Seen in pg_stat_activity while the query runs.
+  ASSERT_EQ(PQsendQuery(a.raw(), "SELECT pg_sleep(1.5)"), 1);
+  std::string seen;
+  bool found = eventually(
+      [&] {
+        seen = sql_value(cluster().primary_uri(),
+                         "SELECT coalesce(string_agg(application_name, ','), '') FROM pg_stat_activity "
+                         "WHERE query = 'SELECT pg_sleep(1.5)' AND state = 'active'");
+        return seen == "client_a";
+      },
+      1400ms, 50ms);
+  EXPECT_TRUE(found) << "pg_stat_activity shows '" << seen << "' for the running query";
+  EXPECT_EQ(finish_query(a.raw(), 5s), "");
+  // The admin console lists the names too.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto t = query_table(cluster().admin_uri(), "SHOW CLIENTS");
+        int seen_names = 0;
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          std::string name = t.at(i, "application_name");
+          seen_names += name == "client_a" || name == "client_b";
+        }
+        return seen_names == 2;
+      },
+      3s));
+}
+
+TEST_F(ProxyPoolOfOneTest, NamedPreparedStatementsBelongToTheirClient) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  PGconn* ca = a.raw();
+  PGconn* cb = b.raw();
+  ConnectionWatchdog guard_a(ca, 60s), guard_b(cb, 60s);
+  auto prepare = [](PGconn* c, const char* name, const char* query) {
+    PGresult* r = PQprepare(c, name, query, 1, nullptr);
+    std::string error = PQresultStatus(r) == PGRES_COMMAND_OK ? "" : PQresultErrorMessage(r);
+    PQclear(r);
+    return error;
+  };
+  auto run = [](PGconn* c, const char* name, const std::string& arg) {
+    const char* values[] = {arg.c_str()};
+    PGresult* r = PQexecPrepared(c, name, 1, values, nullptr, nullptr, 0);
+    std::string out = PQresultStatus(r) == PGRES_TUPLES_OK ? std::string(PQgetvalue(r, 0, 0))
+                                                            : std::string("ERROR: ") + PQresultErrorMessage(r);
+    PQclear(r);
+    return out;
+  };
+  ASSERT_EQ(prepare(ca, "stmt", "SELECT 'A:' || $1::text"), "");
+  ASSERT_EQ(prepare(cb, "stmt", "SELECT 'B:' || ($1::int * 2)::text"), "");
+  ASSERT_EQ(prepare(ca, "same", "SELECT $1::int + 1"), "");
+  ASSERT_EQ(prepare(cb, "same", "SELECT $1::int + 1"), "");
+  EXPECT_EQ(value(a, "SELECT pg_backend_pid()"), value(b, "SELECT pg_backend_pid()"));
+  for (int i = 0; i < 100; ++i) {
+    std::string v = std::to_string(i);
+    ASSERT_EQ(run(ca, "stmt", v), "A:" + v);
+    ASSERT_EQ(run(cb, "stmt", v), "B:" + std::to_string(2 * i));
+    ASSERT_EQ(run(ca, "same", v), std::to_string(i + 1));
+    ASSERT_EQ(run(cb, "same", v), std::to_string(i + 1));
+  }
+  // Describe sees the client's own statement.
+  PGresult* d = PQdescribePrepared(cb, "stmt");
+  ASSERT_EQ(PQresultStatus(d), PGRES_COMMAND_OK) << PQresultErrorMessage(d);
+  EXPECT_EQ(PQnparams(d), 1);
+  EXPECT_EQ(PQparamtype(d, 0), 23u) << "B's statement takes an int";
+  PQclear(d);
+  // A statement of the other client is not visible.
+  ASSERT_EQ(prepare(ca, "only_a", "SELECT 'only a'"), "") << "a statement with no parameters";
+  PGresult* missing = PQexecPrepared(cb, "only_a", 0, nullptr, nullptr, nullptr, 0);
+  EXPECT_EQ(PQresultStatus(missing), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(missing, PG_DIAG_SQLSTATE), "26000") << PQresultErrorMessage(missing);
+  PQclear(missing);
+  EXPECT_EQ(run(ca, "stmt", "still"), "A:still");
+
+  // The server connection is replaced: the statements are prepared again on the new one.
+  std::string old_pid = value(a, "SELECT pg_backend_pid()");
+  sql(cluster().primary_uri(), "SELECT pg_terminate_backend(" + old_pid + ")");
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto t = query_table(cluster().admin_uri(), "SHOW SERVERS");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "backend_pid") == old_pid) return false;
+        }
+        return true;
+      },
+      5s))
+      << "the proxy still lists the terminated server connection";
+  EXPECT_EQ(run(ca, "stmt", "again"), "A:again");
+  EXPECT_EQ(run(cb, "stmt", "21"), "B:42");
+  EXPECT_NE(value(a, "SELECT pg_backend_pid()"), old_pid);
+}
+
+TEST_F(ProxyPoolOfOneTest, PreparingANameTwiceIsAnErrorAsOnPostgresql) {
+  for (const std::string& uri : {cluster().primary_uri(), proxy()}) {
+    SCOPED_TRACE(uri == proxy() ? "through the proxy" : "PostgreSQL directly");
+    auto conn = connect_or_throw(uri);
+    PGconn* c = conn.raw();
+    ConnectionWatchdog guard(c, 60s);
+    PGresult* r = PQprepare(c, "twice", "SELECT 'first'", 0, nullptr);
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+    r = PQprepare(c, "twice", "SELECT 'second'", 0, nullptr);
+    EXPECT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR) << "a second Parse of the same name succeeded";
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    EXPECT_STREQ(state ? state : "", "42P05") << PQresultErrorMessage(r);
+    PQclear(r);
+    r = PQexecPrepared(c, "twice", 0, nullptr, nullptr, nullptr, 0);
+    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+    EXPECT_STREQ(PQgetvalue(r, 0, 0), "first") << "the statement was replaced";
+    PQclear(r);
+  }
+}
+
+TEST_F(ProxyPoolOfOneTest, SharedStatementSurvivesAnotherClientsFailedPipelineBatch) {
+  // The proxy names server-side statements by their text, so A's and B's statements with the same
+  // text are one statement on the (single) server connection.
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  ConnectionWatchdog guard_a(a.raw(), 60s), guard_b(b.raw(), 60s);
+  const char* text = "SELECT 'shared text', $1::int";
+  PGresult* r = PQprepare(a.raw(), "a_stmt", text, 1, nullptr);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  // B, in one pipeline batch: a failing query, then a Parse of the same text. PostgreSQL skips
+  // everything after the error up to the Sync.
+  PGconn* cb = b.raw();
+  ASSERT_EQ(PQenterPipelineMode(cb), 1);
+  ASSERT_EQ(PQsendQueryParams(cb, "SELECT 1/0", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQsendPrepare(cb, "b_stmt", text, 1, nullptr), 1);
+  ASSERT_EQ(PQpipelineSync(cb), 1);
+  int seen = 0;
+  bool synced = false;
+  auto deadline = Clock::now() + 10s;
+  while (!synced && Clock::now() < deadline) {
+    while (PQisBusy(cb) != 0 && Clock::now() < deadline) {
+      pollfd pfd{PQsocket(cb), POLLIN, 0};
+      ::poll(&pfd, 1, 50);
+      ASSERT_EQ(PQconsumeInput(cb), 1) << PQerrorMessage(cb);
+    }
+    PGresult* res = PQgetResult(cb);
+    if (res == nullptr) continue;
+    ++seen;
+    synced = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+    PQclear(res);
+  }
+  ASSERT_TRUE(synced) << "B's batch did not end (" << seen << " results)";
+  ASSERT_EQ(PQexitPipelineMode(cb), 1) << PQerrorMessage(cb);
+  // A's statement is still there for A.
+  for (int i = 0; i < 3; ++i) {
+    std::string v = std::to_string(i);
+    const char* values[] = {v.c_str()};
+    r = PQexecPrepared(a.raw(), "a_stmt", 1, values, nullptr, nullptr, 0);
+    EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << "execution " << i << ": " << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  // And B can prepare it for real now.
+  r = PQprepare(cb, "b_stmt", text, 1, nullptr);
+  EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+}
+
+TEST_F(ProxyPoolOfOneTest, WaitingLongerThanQueryWaitTimeoutIsAnError) {
+  auto holder = connect_or_throw(proxy());
+  ASSERT_TRUE(query_with_deadline(holder, "BEGIN").ok());
+  ASSERT_TRUE(query_with_deadline(holder, "SELECT 1").ok());
+  auto waiter = connect_or_throw(proxy());
+  auto started = Clock::now();
+  auto r = query_with_deadline(waiter, "SELECT 'got a server'", 10s);
+  double waited = std::chrono::duration<double>(Clock::now() - started).count();
+  ASSERT_FALSE(r.ok()) << "the only server connection is in a transaction; the second client got: "
+                       << (r.ok() && !r->empty() ? r->front().front().value_or("") : "");
+  EXPECT_NE(r.error().find("no server connection available"), std::string::npos) << r.error();
+  EXPECT_GE(waited, 1.4) << "query_wait_timeout_ms is 1500";
+  EXPECT_LT(waited, 5.0) << "query_wait_timeout_ms is 1500";
+  // The holder finishes normally, and a new client gets the connection.
+  EXPECT_TRUE(query_with_deadline(holder, "COMMIT").ok());
+  EXPECT_EQ(sql_value(proxy(), "SELECT 'next client'"), "next client");
+}
+
+TEST_F(ProxyPoolOfOneTest, MaxClientConnRefusesTheClientTooMany) {
+  std::vector<postgres::PgConn> clients;
+  for (int i = 0; i < 6; ++i) {
+    // Clients of earlier tests may still be counted for a moment after they left.
+    std::optional<postgres::PgConn> conn;
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto c = postgres::PgConn::connect(with_param(proxy(), "connect_timeout=5"));
+          if (!c) return false;
+          conn.emplace(std::move(c.value()));
+          return true;
+        },
+        5s))
+        << "client " << i + 1 << " of max_client_conn 6: " << connect_error(proxy());
+    clients.push_back(std::move(*conn));
+  }
+  std::string error = connect_error(proxy());
+  EXPECT_NE(error.find("too many clients"), std::string::npos) << "7th client: '" << error << "'";
+  auto p = psql(proxy(), {"-c", "SELECT 1"});
+  EXPECT_NE(p.exit_code, 0);
+  EXPECT_NE(p.output.find("too many clients"), std::string::npos) << p.output;
+  // The connected clients still work; one leaving makes room.
+  EXPECT_EQ(value(clients[0], "SELECT 'still fine'"), "still fine");
+  clients.pop_back();
+  EXPECT_TRUE(eventually([&] { return connect_error(proxy()).empty(); }, 5s)) << connect_error(proxy());
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
