@@ -1,6 +1,8 @@
 // `pgfleet switchover | failover | pause | resume | history`: requests written to the DCS for the
 // agents' decide() to carry out, with the proxy paused around a switchover so clients see no error.
 #include <fmt/format.h>
+#include <libpq-fe.h>
+#include <poll.h>
 
 #include <chrono>
 #include <ctime>
@@ -36,43 +38,60 @@ std::string current_leader(const cluster::Cluster& c) {
 // The proxy's admin console, to hold new transactions while the primary moves.
 class ProxyPause {
  public:
-  explicit ProxyPause(const cluster::Cluster& c) {
+  // Holds new transactions at once; waits up to `drain_limit` for the running ones to finish
+  // (PAUSE answers when they have), then lets the switchover go on anyway.
+  ProxyPause(const cluster::Cluster& c, std::chrono::milliseconds drain_limit) : conninfo_(admin_conninfo(c)) {
     if (!c.config.proxy.enabled || cluster::agent_pid(c.layout, "proxy") == 0) return;
-    auto conn = postgres::PgConn::connect(fmt::format(
-        "host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
-        cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile()));
+    auto conn = postgres::PgConn::connect(conninfo_);
     if (!conn) {
       std::cerr << "note: cannot reach the proxy's admin console (" << conn.error()
                 << "); switching over without pausing it\n";
       return;
     }
     conn_.emplace(std::move(conn.value()));
-    if (auto r = conn_->exec("PAUSE"); !r) {
-      std::cerr << "note: PAUSE failed: " << r.error() << "\n";
+    PGconn* raw = conn_->raw();
+    if (PQsendQuery(raw, "PAUSE") == 0) {
+      std::cerr << "note: PAUSE failed: " << PQerrorMessage(raw) << "\n";
       conn_.reset();
+      return;
+    }
+    auto deadline = Clock::now() + drain_limit;
+    while (PQisBusy(raw) != 0 && Clock::now() < deadline) {
+      pollfd pfd{PQsocket(raw), POLLIN, 0};
+      ::poll(&pfd, 1, 10);
+      if (PQconsumeInput(raw) == 0) break;
+    }
+    if (PQisBusy(raw) != 0) {
+      std::cerr << "note: transactions still running after " << drain_limit.count() << " ms; switching over anyway\n";
+      pending_ = true;
+      return;
+    }
+    while (PGresult* r = PQgetResult(raw)) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) std::cerr << "note: PAUSE failed: " << PQresultErrorMessage(r);
+      PQclear(r);
     }
   }
   ~ProxyPause() {
-    if (conn_) (void)conn_->exec("RESUME");
-  }
-  // Waits until no server connection is lent out (running transactions finished), up to `limit`.
-  void drain(std::chrono::milliseconds limit) {
     if (!conn_) return;
-    auto deadline = Clock::now() + limit;
-    while (Clock::now() < deadline) {
-      auto rows = conn_->query("SHOW POOLS");
-      if (!rows) return;
-      int active = 0;
-      for (const auto& row : *rows) active += row.size() > 4 && row[4] ? std::atoi(row[4]->c_str()) : 0;
-      if (active == 0) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!pending_) {
+      (void)conn_->exec("RESUME");
+      return;
     }
-    std::cerr << "note: transactions still running after " << limit.count() << " ms; switching over anyway\n";
+    // The first console is still waiting for its PAUSE to complete: resume through another.
+    if (auto other = postgres::PgConn::connect(conninfo_); other) (void)other.value().exec("RESUME");
   }
-  [[nodiscard]] bool active() const { return conn_.has_value(); }
+  ProxyPause(const ProxyPause&) = delete;
+  ProxyPause& operator=(const ProxyPause&) = delete;
 
  private:
+  static std::string admin_conninfo(const cluster::Cluster& c) {
+    return fmt::format(
+        "host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
+        cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile());
+  }
+  std::string conninfo_;
   std::optional<postgres::PgConn> conn_;
+  bool pending_ = false;
 };
 
 cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
@@ -114,8 +133,7 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
   auto started = Clock::now();
   std::optional<cluster::ClusterStatus> after;
   {
-    ProxyPause pause(c);
-    pause.drain(std::chrono::milliseconds(5000));
+    ProxyPause pause(c, std::chrono::milliseconds(5000));
     if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
     try {
       after = wait_for_leader(c, leader, to, timeout_seconds);

@@ -959,8 +959,59 @@ void ClientConn::deliver_pending_notifications() {
 }
 
 void ClientConn::handle_admin_query(std::string_view sql) {
-  send(run_admin_command(worker_, sql));
+  auto reply = run_admin_command(worker_, sql);
+  auto [verb, rest] = next_word(sql);
+  bool paused_ok = verb == "pause" && !reply.empty() && reply.front() == 'C';
+  if (paused_ok) {
+    // As in PgBouncer, PAUSE returns once the running transactions have finished (bounded by
+    // shutdown_timeout), so that whoever paused can rely on no server being in use.
+    pause_reply_ = std::move(reply);
+    pause_deadline_ = worker_.loop().now() + std::chrono::seconds(worker_.settings().proxy.shutdown_timeout_s);
+    state_ = State::kPauseWait;
+    wait_for_pause();
+    return;
+  }
+  send(reply);
   send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+}
+
+void ClientConn::wait_for_pause() {
+  const auto& workers = worker_.shared().workers;
+  pause_reports_missing_ = static_cast<int>(workers.size());
+  pause_busy_ = 0;
+  for (Worker* w : workers) {
+    w->loop().post([w, home = &worker_, pid = pid_] {
+      int busy = w->busy_paused_servers();
+      home->loop().post([home, pid, busy] {
+        if (auto* c = home->client(pid)) c->pause_report(busy);
+      });
+    });
+  }
+}
+
+void ClientConn::pause_report(int busy) {
+  if (state_ != State::kPauseWait) return;
+  pause_busy_ += busy;
+  if (--pause_reports_missing_ > 0) return;
+  if (pause_busy_ > 0 && worker_.loop().now() < pause_deadline_) {
+    worker_.loop().after(std::chrono::milliseconds(10), [w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->wait_for_pause();
+    });
+    return;
+  }
+  if (pause_busy_ > 0) {
+    send(protocol::encode(protocol::NoticeResponse{protocol::error_response(
+        "WARNING", "01000",
+        fmt::format("{} server connection(s) still in a transaction after shutdown_timeout; new transactions are "
+                    "held, running ones continue",
+                    pause_busy_)).fields}));
+  }
+  send(pause_reply_);
+  pause_reply_.clear();
+  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+  state_ = State::kIdle;
+  flush();
+  process_input();
 }
 
 }  // namespace pgfleet::proxy

@@ -33,6 +33,7 @@ class ClientConn final : public IoHandler {
     kWaiting,     // queued for a server connection
     kActive,      // a server connection is attached
     kListenAck,   // LISTEN sent on the worker's LISTEN connection; answered once it is in force
+    kPauseWait,   // admin PAUSE: answered once no server connection is lent to a client
     kClosed,
   };
 
@@ -64,6 +65,8 @@ class ClientConn final : public IoHandler {
   void continue_input() { process_input(); }
   // The worker's LISTEN connection has run this client's LISTEN: answer it, go on.
   void listen_acknowledged();
+  // Admin PAUSE: the busy server connections counted by one worker (see wait_for_pause()).
+  void pause_report(int busy);
   // A Parse of this client's was skipped by the server after an earlier error: the name is free.
   void forget_prepared(const std::string& name) { prepared_.erase(name); }
   // Drops empty buffers of a connection that has been quiet for a while.
@@ -105,6 +108,10 @@ class ClientConn final : public IoHandler {
   void forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
   void track_set(std::string_view sql);
   void handle_admin_query(std::string_view sql);
+  void wait_for_pause();
+  protocol::Bytes pause_reply_;
+  Clock::time_point pause_deadline_{};
+  int pause_reports_missing_ = 0, pause_busy_ = 0;
   bool handle_listen(std::string_view sql);  // true if it was a LISTEN/UNLISTEN the proxy served
   void deliver_pending_notifications();
   std::vector<uint8_t> pending_notifications_;

@@ -53,7 +53,11 @@ void EventLoop::remove(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullp
 void EventLoop::retire(std::unique_ptr<IoHandler> handler) { graveyard_.push_back(std::move(handler)); }
 
 void EventLoop::every(std::chrono::milliseconds period, std::function<void()> tick) {
-  timers_.push_back(Timer{period, Clock::now() + period, std::move(tick)});
+  timers_.push_back(Timer{period, Clock::now() + period, std::move(tick), false});
+}
+
+void EventLoop::after(std::chrono::milliseconds delay, std::function<void()> task) {
+  timers_.push_back(Timer{delay, Clock::now() + delay, std::move(task), true});
 }
 
 void EventLoop::post(std::function<void()> task) {
@@ -99,12 +103,21 @@ void EventLoop::run() {
       batch.swap(deferred_);
       for (auto& task : batch) task();
     }
-    for (auto& t : timers_) {
-      if (now_ >= t.next) {
-        t.next = now_ + t.period;
-        t.tick();
+    // By index: a tick may add timers (and so move the vector).
+    bool any_done = false;
+    for (size_t i = 0; i < timers_.size(); ++i) {
+      if (now_ < timers_[i].next) continue;
+      timers_[i].next = now_ + timers_[i].period;
+      std::function<void()> tick;
+      if (timers_[i].once) {
+        tick.swap(timers_[i].tick);  // leaves the slot empty, to be erased below
+        any_done = true;
+      } else {
+        tick = timers_[i].tick;
       }
+      tick();
     }
+    if (any_done) std::erase_if(timers_, [](const Timer& t) { return t.once && !t.tick; });
     graveyard_.clear();
   }
   drain_posted();

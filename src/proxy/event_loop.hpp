@@ -37,6 +37,8 @@ class EventLoop {
 
   // Calls `tick` every `period` (checked once per loop iteration, so at least every 50 ms).
   void every(std::chrono::milliseconds period, std::function<void()> tick);
+  // Calls `task` once, `delay` from now (same checking granularity as every()).
+  void after(std::chrono::milliseconds delay, std::function<void()> task);
   // Same thread only: runs `task` after the current batch of events (no syscall, no lock).
   void defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
   // Thread-safe: runs `task` on the loop's thread soon.
@@ -59,6 +61,7 @@ class EventLoop {
     std::chrono::milliseconds period;
     Clock::time_point next;
     std::function<void()> tick;
+    bool once = false;
   };
   std::vector<Timer> timers_;
   std::vector<std::unique_ptr<IoHandler>> graveyard_;

@@ -187,6 +187,11 @@ void Pool::on_server_closed(ServerConn* server) {
   if (!waiting_.empty() && !worker_.shared().is_paused(database_)) open_server();
 }
 
+int Pool::busy_servers() const {
+  return static_cast<int>(std::count_if(servers_.begin(), servers_.end(),
+                                        [](const ServerConn* s) { return s->client() != nullptr; }));
+}
+
 bool Pool::close_one_idle() {
   if (idle_.empty() || !waiting_.empty()) return false;
   idle_.front()->close("lent to another thread's waiting clients");  // the least recently used
@@ -450,6 +455,14 @@ void Worker::begin_shutdown() {
       listener_.fd = -1;
     }
   });
+}
+
+int Worker::busy_paused_servers() {
+  int busy = 0;
+  for (auto& [key, pool] : pools_) {
+    if (shared_.is_paused(key.first)) busy += pool->busy_servers();
+  }
+  return busy;
 }
 
 void Worker::give_back_idle(const std::string& database, const std::string& user) {

@@ -61,6 +61,7 @@ class Pool {
   PoolStats stats;
   void close_all(const std::string& reason);
   bool close_one_idle();
+  [[nodiscard]] int busy_servers() const;  // server connections lent to a client right now
 
  private:
   void apply_settings();
@@ -121,6 +122,9 @@ class Worker {
   [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
   void kill_database(const std::string& database);
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+  // Server connections lent to clients of paused databases (all of them when the whole proxy
+  // is paused): PAUSE returns once this is 0 on every worker.
+  [[nodiscard]] int busy_paused_servers();
   // Another worker's clients wait for this pool's budget: close one idle server if there is one.
   void give_back_idle(const std::string& database, const std::string& user);
 

@@ -205,10 +205,13 @@ TEST_F(ProxyAdminTest, PauseHoldsNewQueriesUntilResume) {
   ASSERT_EQ(run(in_tx, "BEGIN"), "");
   ASSERT_EQ(run(in_tx, "SELECT 1"), "");
 
-  ASSERT_EQ(admin(cluster(), "PAUSE"), "PAUSE");
-  // A transaction that was running finishes.
+  // As in PgBouncer, PAUSE returns once the running transaction has finished, which it may.
+  auto console = connect_or_throw(cluster().admin_uri());
+  ASSERT_EQ(PQsendQuery(console.raw(), "PAUSE"), 1);
+  EXPECT_EQ(finish_query(console.raw(), 500ms), "(busy)") << "PAUSE returned while a transaction was running";
   EXPECT_EQ(run(in_tx, "SELECT 2"), "");
   EXPECT_EQ(run(in_tx, "COMMIT"), "");
+  EXPECT_EQ(finish_query(console.raw(), 5s), "") << "PAUSE did not return once the transaction had ended";
   // A new transaction waits, from a connected client and from a new one.
   ASSERT_EQ(PQsendQuery(client.raw(), "SELECT 'resumed'"), 1);
   auto late = connect_or_throw(proxy());
