@@ -438,6 +438,13 @@ Result<NoticeResponse> decode_notice_response(ByteSpan body) {
 
 Result<Query> decode_query(ByteSpan body) { return decode_one_string<Query>(body, "Query", &Query::sql); }
 
+std::optional<std::string_view> query_text(ByteSpan body) {
+  if (body.empty() || body.back() != 0) return std::nullopt;
+  std::string_view sql(reinterpret_cast<const char*>(body.data()), body.size() - 1);
+  if (sql.find('\0') != std::string_view::npos) return std::nullopt;
+  return sql;
+}
+
 Result<Parse> decode_parse(ByteSpan body) {
   Reader r(body);
   auto name = r.read_cstring();

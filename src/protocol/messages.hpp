@@ -305,6 +305,9 @@ Result<NegotiateProtocolVersion> decode_negotiate_protocol_version(ByteSpan body
 Result<ErrorResponse> decode_error_response(ByteSpan body);
 Result<NoticeResponse> decode_notice_response(ByteSpan body);
 Result<Query> decode_query(ByteSpan body);
+// The SQL of a Query body without copying it (for the proxy's per-query checks); nullopt when
+// the body is not one NUL-terminated string.
+std::optional<std::string_view> query_text(ByteSpan body);
 Result<Parse> decode_parse(ByteSpan body);
 Result<Bind> decode_bind(ByteSpan body);
 Result<Close> decode_close(ByteSpan body);

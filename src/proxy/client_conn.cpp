@@ -63,6 +63,32 @@ std::string_view trim(std::string_view s) {
 }
 
 // The statements of a simple query, split at semicolons outside quotes, dollar quotes and comments.
+// Cheap test before split_statements/track_set: whether some statement of `sql` may start with
+// SET, RESET or DISCARD (or a comment, then it is looked at properly). Runs on every query.
+bool mentions_session_verb(std::string_view sql) {
+  auto starts_with_word = [](std::string_view text, std::string_view word) {
+    if (text.size() < word.size()) return false;
+    for (size_t i = 0; i < word.size(); ++i) {
+      if ((text[i] | 0x20) != word[i]) return false;
+    }
+    return text.size() == word.size() || !(std::isalnum(static_cast<unsigned char>(text[word.size()])) ||
+                                           text[word.size()] == '_');
+  };
+  size_t pos = 0;
+  while (true) {
+    size_t at = sql.find_first_not_of(" \t\r\n", pos);
+    if (at == std::string_view::npos) return false;
+    auto rest = sql.substr(at);
+    if (rest[0] == '/' || rest[0] == '-' || starts_with_word(rest, "set") || starts_with_word(rest, "reset") ||
+        starts_with_word(rest, "discard")) {
+      return true;
+    }
+    pos = sql.find(';', at);  // a ';' inside a literal only costs a closer look
+    if (pos == std::string_view::npos) return false;
+    ++pos;
+  }
+}
+
 std::vector<std::string_view> split_statements(std::string_view sql) {
   std::vector<std::string_view> out;
   size_t start = 0;
@@ -481,11 +507,31 @@ void ClientConn::on_login_ready() {
   process_input();
 }
 
+uint64_t ClientConn::session_fingerprint() {
+  if (fingerprint_generation_ == session_generation_) return fingerprint_;
+  std::string state;
+  for (const auto& [name, value] : wanted_params_) {
+    if (is_tracked(name)) state.append(name).append("=").append(value).append("\n");
+  }
+  state += "\f";
+  for (const auto& [name, value] : set_vars_) {
+    if (value != "DEFAULT") state.append(name).append("=").append(value).append("\n");
+  }
+  fingerprint_ = std::hash<std::string>{}(state) | 1;  // never 0, which means "unknown"
+  fingerprint_generation_ = session_generation_;
+  return fingerprint_;
+}
+
 std::string ClientConn::session_sync_sql(ServerConn& server) {
   // Same client, nothing changed since it last used this server: nothing to do (the common case).
   if (server.synced_client == pid_ && server.synced_generation == session_generation_) return "";
   server.synced_client = pid_;
   server.synced_generation = session_generation_;
+  // Left by a client whose session looked exactly like this one's (same startup parameters,
+  // same SETs — most clients of an application): nothing to do either.
+  uint64_t fingerprint = session_fingerprint();
+  if (server.state_fingerprint == fingerprint) return "";
+  server.state_fingerprint = fingerprint;  // true once the statements below have run
   std::string sql;
   for (const auto& [name, value] : wanted_params_) {
     if (!is_tracked(name)) continue;
@@ -587,8 +633,8 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
   ServerConn& server = *server_;
   switch (type) {
     case 'Q':
-      if (auto q = protocol::decode_query(body); q) {
-        for (auto statement : split_statements(q->sql)) track_set(statement);
+      if (auto q = protocol::query_text(body); q && mentions_session_verb(*q)) {
+        for (auto statement : split_statements(*q)) track_set(statement);
       }
       break;
     case 'P': {
@@ -601,7 +647,9 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
         server.expected.push_back({'1', false, "", server.syncs_sent, ""});
         break;
       }
-      for (auto statement : split_statements(parse->query)) track_set(statement);
+      if (mentions_session_verb(parse->query)) {
+        for (auto statement : split_statements(parse->query)) track_set(statement);
+      }
       if (prepared_.contains(parse->statement)) {
         protocol::Parse failing{"pgfleet_duplicate", std::string(kDuplicateMarker), {}};
         server.send(protocol::encode(failing));
@@ -703,8 +751,8 @@ bool ClientConn::forward_one() {
   if (server_ == nullptr && type == 'Q' && pool_->mode() != cluster::PoolMode::Session &&
       header->total_length() <= kMaxInspectedQuery) {
     if (in_.size() < header->total_length()) return false;
-    auto q = protocol::decode_query(in_.view().subspan(protocol::kHeaderSize, header->body_length()));
-    if (q && handle_listen(q->sql)) {
+    auto q = protocol::query_text(in_.view().subspan(protocol::kHeaderSize, header->body_length()));
+    if (q && handle_listen(*q)) {
       in_.consume(header->total_length());
       return true;
     }
@@ -812,6 +860,7 @@ void ClientConn::detach_server_if_done() {
   server_ = nullptr;
   server_backlogged_ = false;
   state_ = State::kIdle;
+  server->state_fingerprint = session_fingerprint();  // the server carries this session's state
   deliver_pending_notifications();
   flush();
   server->detach();
@@ -879,6 +928,9 @@ void ClientConn::close(const std::string& reason) {
         ++server->swallow_ready;
         server->applied_sets.clear();
         server->prepared.clear();
+        server->state_fingerprint = 0;
+      } else {
+        server->state_fingerprint = session_fingerprint();
       }
       server->detach();
       pool_->release(server);
@@ -896,6 +948,11 @@ void ClientConn::close(const std::string& reason) {
 // LISTEN/UNLISTEN outside a transaction, in transaction and statement modes: served by the
 // worker's LISTEN connection, so notifications reach the client whichever server it uses.
 bool ClientConn::handle_listen(std::string_view sql) {
+  // Runs before every transaction: most queries are ruled out by their first character.
+  size_t at = sql.find_first_not_of(" \t\r\n");
+  if (at == std::string_view::npos) return false;
+  char first = static_cast<char>(sql[at] | 0x20);
+  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return false;
   auto statements = split_statements(sql);
   if (statements.size() != 1) return false;
   auto [verb, rest] = next_word(statements.front());

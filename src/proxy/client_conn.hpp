@@ -59,6 +59,8 @@ class ClientConn final : public IoHandler {
   void server_parameter(const std::string& name, const std::string& value);
   // Statements to run on `server` before this client's messages so its session matches (SET ...).
   [[nodiscard]] std::string session_sync_sql(ServerConn& server);
+  // A hash of the session state above (tracked parameters and SETs), cached per generation.
+  uint64_t session_fingerprint();
   // The auth keys that let the pool log in to servers as this client's user.
   void on_auth_result(std::shared_ptr<const UserSecret> secret);
   void ready_for_query_seen(Clock::time_point now);
@@ -147,6 +149,7 @@ class ClientConn final : public IoHandler {
   std::map<std::string, std::string> wanted_params_;  // reported parameters (ParameterStatus)
   std::map<std::string, std::string> set_vars_;       // SET name -> value text ("DEFAULT" = reset)
   uint64_t session_generation_ = 1;                   // bumped whenever the two maps above change
+  uint64_t fingerprint_ = 0, fingerprint_generation_ = 0;
   std::map<std::string, Prepared> prepared_;
 
   Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};

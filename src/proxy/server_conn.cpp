@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,6 +39,22 @@ ServerConn::ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t top
 ServerConn::~ServerConn() = default;
 
 bool ServerConn::start() {
+  if (!backend_.socket_path.empty() && worker_.settings().proxy.server_sslmode != "require") {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, backend_.socket_path.c_str(), backend_.socket_path.size() + 1);
+    io_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int rc = io_.fd() < 0 ? -1 : ::connect(io_.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    if (io_.fd() < 0 || (rc != 0 && errno != EINPROGRESS)) {  // EAGAIN: backlog full, not connected
+      fail_login(fmt::format("cannot connect to server socket {}: {}", backend_.socket_path, std::strerror(errno)),
+                 "08001", nullptr);
+      return false;
+    }
+    unix_socket_ = true;
+    interest_ = EPOLLOUT;
+    worker_.loop().add(io_.fd(), interest_, this);
+    return true;
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -129,7 +146,8 @@ void ServerConn::on_connected() {
   // TLS to the server per proxy.server_sslmode; "prefer" skips it on loopback, where it would
   // only cost CPU.
   const std::string& mode = worker_.settings().proxy.server_sslmode;
-  bool loopback = backend_.host == "localhost" || backend_.host.rfind("127.", 0) == 0 || backend_.host == "::1";
+  bool loopback = unix_socket_ || backend_.host == "localhost" || backend_.host.rfind("127.", 0) == 0 ||
+                  backend_.host == "::1";
   if (worker_.shared().server_tls && (mode == "require" || (mode == "prefer" && !loopback))) {
     phase_ = LoginPhase::kSslAnswer;
     protocol::Writer w;
@@ -279,7 +297,10 @@ void ServerConn::attach(ClientConn* client) {
   client_ = client;
   state_ = State::kActive;
   last_used_ = worker_.loop().now();
-  last_client = client->user() + "@" + client->database();
+  if (last_client_pid != client->pid()) {  // for SHOW SERVERS; not rebuilt on every attach
+    last_client_pid = client->pid();
+    last_client = client->user() + "@" + client->database();
+  }
   std::string sql = client->session_sync_sql(*this);
   if (!sql.empty()) {
     send(protocol::encode(protocol::Query{sql}));
@@ -355,6 +376,7 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
   }
   if (swallow_ready > 0) {
     if (type == 'E') {
+      state_fingerprint = 0;  // the session was not restored as intended
       auto err = protocol::decode_error_response(body);
       log::warn("server {}: a statement restoring {}'s session failed: {}", id_, last_client,
                 err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : "?");

@@ -86,6 +86,8 @@ class ServerConn final : public IoHandler {
   bool listener = false;    // the worker's LISTEN connection for a database, never lent to clients
   int32_t synced_client = 0;        // client whose session state this server carries...
   uint64_t synced_generation = 0;   // ...as of that client's session generation
+  uint64_t state_fingerprint = 0;   // session_fingerprint() of the state it carries; 0 = unknown
+  int32_t last_client_pid = 0;
 
  private:
   void on_connected();
@@ -111,6 +113,7 @@ class ServerConn final : public IoHandler {
   ByteQueue in_, out_;
   size_t stream_remaining_ = 0;  // body bytes of a message being passed through unparsed
   bool read_paused_ = false;
+  bool unix_socket_ = false;
   uint32_t interest_ = 0;
   std::optional<protocol::ClientSession> scram_;
   protocol::CancelKey backend_key_;

@@ -2,6 +2,7 @@
 #include "proxy/topology.hpp"
 
 #include <fmt/format.h>
+#include <sys/un.h>
 
 #include "cluster/discovery.hpp"
 #include "dcs/local_dcs.hpp"
@@ -44,7 +45,12 @@ Topology TopologyWatcher::observe() {
   Topology t;
   std::string host = cluster::connect_host(config_);
   auto backend_of = [&](const cluster::NodeConfig& n) {
-    return Backend{n.name, n.host.empty() ? host : n.host, n.port};
+    Backend b{n.name, n.host.empty() ? host : n.host, n.port, ""};
+    if (layout_) {
+      std::string path = fmt::format("{}/.s.PGSQL.{}", layout_->socket_dir(), n.port);
+      if (path.size() < sizeof(sockaddr_un{}.sun_path)) b.socket_path = std::move(path);
+    }
+    return b;
   };
   if (layout_) {
     dcs::LocalDcs dcs(layout_->dcs_dir());
