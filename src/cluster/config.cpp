@@ -278,6 +278,7 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"tls_cert", into(p.tls_cert)},
                   {"tls_key", into(p.tls_key)},
                   {"server_sslmode", into(p.server_sslmode)},
+                  {"server_unix_socket", into(p.server_unix_socket)},
                   {"pools", [&](const Item& i) { read_pools(i, p.pools); }}});
 }
 
@@ -558,6 +559,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "tls_cert", p.tls_cert);
     emit(out, "tls_key", p.tls_key);
     emit(out, "server_sslmode", p.server_sslmode);
+    emit(out, "server_unix_socket", p.server_unix_socket);
     out << YAML::Key << "pools" << YAML::Value;
     if (p.pools.empty()) out << YAML::Flow;
     out << YAML::BeginSeq;

@@ -76,6 +76,9 @@ struct ProxyConfig {
   std::string tls_cert;                  // PEM files; "" = the cluster's generated pair
   std::string tls_key;
   std::string server_sslmode = "prefer"; // to servers: disable | prefer | require
+  // Reach nodes of a local cluster through their Unix socket (less CPU than TCP loopback, but
+  // inet_server_port() is then NULL for clients).
+  bool server_unix_socket = false;
   std::vector<PoolOverride> pools;
   bool operator==(const ProxyConfig&) const = default;
 };

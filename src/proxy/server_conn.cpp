@@ -39,7 +39,8 @@ ServerConn::ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t top
 ServerConn::~ServerConn() = default;
 
 bool ServerConn::start() {
-  if (!backend_.socket_path.empty() && worker_.settings().proxy.server_sslmode != "require") {
+  const auto& proxy_settings = worker_.settings().proxy;
+  if (proxy_settings.server_unix_socket && !backend_.socket_path.empty() && proxy_settings.server_sslmode != "require") {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, backend_.socket_path.c_str(), backend_.socket_path.size() + 1);

@@ -91,9 +91,11 @@ std::string value(postgres::PgConn& conn, const std::string& query) {
 class ProxyPoolTest : public ClusterSuite<ProxyPoolTest> {
  public:
   static std::string cluster_config() {
+    // Also the Unix-socket path to the servers (server_unix_socket), under every pool mode.
     return "proxy:\n"
            "  default_pool_size: 10\n"
            "  reserve_pool_size: 5\n"
+           "  server_unix_socket: true\n"
            "  pools:\n"
            "    - user: sess\n"
            "      pool_mode: session\n"
@@ -212,6 +214,17 @@ TEST_F(ProxyPoolTest, PgbenchInStatementModeAndTransactionBlocksAreRefused) {
     }
   }
   EXPECT_TRUE(found) << rows.dump();
+}
+
+TEST_F(ProxyPoolTest, ServersAreReachedThroughTheirUnixSocketWhenConfigured) {
+  auto conn = connect_or_throw(cluster().proxy_uri());
+  auto rows = conn.query("SELECT inet_server_port() IS NULL, current_setting('port')");
+  ASSERT_TRUE(rows) << rows.error();
+  EXPECT_EQ((*rows)[0][0], std::optional<std::string>("t")) << "the server connection is not a Unix socket";
+  auto primary = connect_or_throw(cluster().primary_uri());
+  auto port = primary.query("SELECT current_setting('port')");
+  ASSERT_TRUE(port) << port.error();
+  EXPECT_EQ((*rows)[0][1], (*port)[0][0]) << "the proxy did not reach the primary";
 }
 
 TEST_F(ProxyPoolTest, FiveHundredClientsShareTenServerConnections) {
