@@ -459,8 +459,11 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     check_parameters(node.postgresql, path + ".postgresql");
     ports.emplace_back(path + ".port", node.port);
     ports.emplace_back(path + ".api_port", node.api_port);
-    listeners.emplace_back(path + ".port", node.port);
-    listeners.emplace_back(path + ".api_port", node.api_port);
+    // Several hosts (etcd): nodes[0] is this host's node; the others listen on their own hosts.
+    if (c.etcd.endpoints.empty() || i == 0) {
+      listeners.emplace_back(path + ".port", node.port);
+      listeners.emplace_back(path + ".api_port", node.api_port);
+    }
   }
 
   for (const auto& [key, port] : ports)

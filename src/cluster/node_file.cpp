@@ -27,7 +27,7 @@ NodeFile parse_node_file(const std::string& yaml_text, const std::string& source
   NodeFile nf;
   std::string advertise;
   int port = 5432;
-  int api_port = 8008;
+  int api_port = 8009;  // ports.api_base: 8008 is ports.http
   auto take = [&](const char* key, auto& out) {
     if (!root[key]) return;
     try {

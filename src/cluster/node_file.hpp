@@ -4,7 +4,7 @@
 //   data_dir: /var/lib/pgfleet     # this host's cluster directory (required)
 //   advertise_address: 10.0.0.11   # where the others reach it (default: listen_address)
 //   port: 5432                     # PostgreSQL port (default 5432)
-//   api_port: 8008                 # reserved for the agent API (default 8008)
+//   api_port: 8009                 # reserved for the agent API (default 8009)
 //   ...every key of pgfleet.yaml except nodes: cluster, listen_address, postgres, replication,
 //      dcs (ttl, loop_wait, etcd: {endpoints, ca_file, cert_file, key_file, user, password}),
 //      postgresql, proxy, ports
