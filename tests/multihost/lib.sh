@@ -86,7 +86,8 @@ mh_setup() {
   ip -n "$MH_HUB" link set br0 up
   add_host etcd
   log "starting etcd at $(ip_of etcd):2379"
-  in_ns etcd etcd --name e --data-dir "$MH_DIR/etcd-data" \
+  # ip netns exec execs the command: $! is the server's own pid (what cleanup ends).
+  ip netns exec "$(ns_of etcd)" etcd --name e --data-dir "$MH_DIR/etcd-data" \
     --listen-client-urls "http://$(ip_of etcd):2379" --advertise-client-urls "http://$(ip_of etcd):2379" \
     --listen-peer-urls "http://$(ip_of etcd):2380" --initial-advertise-peer-urls "http://$(ip_of etcd):2380" \
     --initial-cluster "e=http://$(ip_of etcd):2380" --heartbeat-interval 50 --election-timeout 500 \
@@ -110,7 +111,7 @@ dcs:
   etcd:
     endpoints: [http://$(ip_of etcd):2379]
 EOF
-  in_ns "$host" "$PGFLEET" agent --config "$MH_DIR/$host.yaml" >>"$MH_DIR/$host.log" 2>&1 &
+  ip netns exec "$(ns_of "$host")" "$PGFLEET" agent --config "$MH_DIR/$host.yaml" >>"$MH_DIR/$host.log" 2>&1 &
   MH_PIDS+=($!)
 }
 
