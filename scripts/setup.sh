@@ -6,13 +6,15 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev
+  libpq-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev
   # tests
   libgtest-dev libgmock-dev
   # fuzzing the protocol decoder (libFuzzer)
   clang libclang-rt-14-dev
   # the servers and clients pgfleet drives
   postgresql-15 postgresql-client-15 postgresql-contrib
+  # the multi-host DCS (etcd v3) and its tests
+  etcd-server etcd-client
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
 )
@@ -36,8 +38,8 @@ else
 fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's postgresql package starts a default cluster on 5432; pgfleet does not need it.
-if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* ]]; then
+# Debian's postgresql and etcd-server packages start default services; pgfleet needs neither.
+if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* || " ${missing[*]} " == *" etcd-server"* ]]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT

@@ -20,6 +20,11 @@ int main(int argc, char** argv) {
   const char* env_dir = std::getenv("PGFLEET_DIR");
   std::string dir = env_dir && *env_dir ? env_dir : "./pgfleet-data";
   app.add_option("--dir,-d", dir, "cluster directory (default ./pgfleet-data, or $PGFLEET_DIR)");
+  std::string dcs_url, cluster_name;
+  app.add_option("--dcs", dcs_url,
+                 "a multi-host cluster through etcd, from any machine: etcd://host:port[,...] (etcds:// for TLS; "
+                 "$PGFLEET_ETCD_CA_FILE/_CERT_FILE/_KEY_FILE/_USER/_PASSWORD)");
+  app.add_option("--cluster", cluster_name, "with --dcs: the cluster's name");
 
   cli::UpOptions up;
   auto* up_cmd = app.add_subcommand("up", "create the cluster (or start an existing one) and wait until it streams");
@@ -101,7 +106,11 @@ int main(int argc, char** argv) {
 
   ha::AgentOptions agent;
   auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
-  agent_cmd->add_option("--node", agent.node, "node name")->required();
+  auto* agent_node = agent_cmd->add_option("--node", agent.node, "node name (a cluster directory's node)");
+  std::string node_file;
+  agent_cmd->add_option("--config,-c", node_file, "node.yaml of one host of a multi-host cluster (etcd)")
+      ->check(CLI::ExistingFile)
+      ->excludes(agent_node);
 
   try {
     app.parse(argc, argv);
@@ -110,6 +119,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (!dcs_url.empty()) dir = dcs_url + "#" + cluster_name;  // Cluster::open reads the cluster from etcd
     if (up_cmd->parsed()) {
       up.dir = dir;
       return cli::run_up(up);
@@ -137,6 +147,8 @@ int main(int argc, char** argv) {
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
     if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config, takeover);
     if (agent_cmd->parsed()) {
+      if (!node_file.empty()) return cli::run_node_agent(node_file);
+      if (agent.node.empty()) throw UserError("agent needs --node NAME (with --dir) or --config node.yaml");
       cli::become_cluster_owner(dir);
       agent.directory = dir;
       return ha::run_agent(agent);

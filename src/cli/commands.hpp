@@ -70,4 +70,7 @@ int64_t parse_time(const std::string& text);
 // written stays the owner's and PostgreSQL never runs as root.
 void become_cluster_owner(const std::string& dir);
 
+// `pgfleet agent --config node.yaml`: one host of a multi-host (etcd) cluster.
+int run_node_agent(const std::string& node_file);
+
 }  // namespace pgfleet::cli

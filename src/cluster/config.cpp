@@ -335,7 +335,16 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                 }},
                {"dcs",
                 [&](const Item& i) {
-                  read_map(i, {{"ttl", into(c.dcs_ttl_seconds)}, {"loop_wait", into(c.loop_wait_seconds)}});
+                  read_map(i, {{"ttl", into(c.dcs_ttl_seconds)},
+                               {"loop_wait", into(c.loop_wait_seconds)},
+                               {"etcd", [&](const Item& e) {
+                                  read_map(e, {{"endpoints", into(c.etcd.endpoints)},
+                                               {"ca_file", into(c.etcd.ca_file)},
+                                               {"cert_file", into(c.etcd.cert_file)},
+                                               {"key_file", into(c.etcd.key_file)},
+                                               {"user", into(c.etcd.user)},
+                                               {"password", into(c.etcd.password)}});
+                                }}});
                 }},
                {"ports",
                 [&](const Item& i) {
@@ -388,6 +397,10 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
   if (2LL * c.loop_wait_seconds >= c.dcs_ttl_seconds)
     invalid(source, "'dcs.loop_wait' ({}) must be less than half of 'dcs.ttl' ({})", c.loop_wait_seconds,
             c.dcs_ttl_seconds);
+  for (const auto& e : c.etcd.endpoints) {
+    if (!e.starts_with("http://") && !e.starts_with("https://"))
+      invalid(source, "'dcs.etcd.endpoints' entries must be http://host:port or https://host:port, got '{}'", e);
+  }
   if (c.nodes.size() > 64)
     invalid(source, "'nodes' has {} entries; at most 64 are supported", c.nodes.size());
 
@@ -447,8 +460,11 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     check_parameters(node.postgresql, path + ".postgresql");
     ports.emplace_back(path + ".port", node.port);
     ports.emplace_back(path + ".api_port", node.api_port);
-    listeners.emplace_back(path + ".port", node.port);
-    listeners.emplace_back(path + ".api_port", node.api_port);
+    // Several hosts (etcd): nodes[0] is this host's node; the others listen on their own hosts.
+    if (c.etcd.endpoints.empty() || i == 0) {
+      listeners.emplace_back(path + ".port", node.port);
+      listeners.emplace_back(path + ".api_port", node.api_port);
+    }
   }
 
   for (const auto& [key, port] : ports)
@@ -527,6 +543,16 @@ std::string render_config(const ClusterConfig& c) {
   section("dcs", [&](YAML::Emitter& out) {
     emit(out, "ttl", c.dcs_ttl_seconds);
     emit(out, "loop_wait", c.loop_wait_seconds);
+    if (!c.etcd.endpoints.empty()) {
+      out << YAML::Key << "etcd" << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "endpoints" << YAML::Value << YAML::Flow << c.etcd.endpoints;
+      for (const auto& [key, value] : {std::pair{"ca_file", &c.etcd.ca_file}, {"cert_file", &c.etcd.cert_file},
+                                        {"key_file", &c.etcd.key_file}, {"user", &c.etcd.user},
+                                        {"password", &c.etcd.password}}) {
+        if (!value->empty()) emit(out, key, *value);
+      }
+      out << YAML::EndMap;
+    }
   });
   section("ports", [&](YAML::Emitter& out) {
     emit(out, "proxy", c.ports.proxy);

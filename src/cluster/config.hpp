@@ -83,6 +83,17 @@ struct ProxyConfig {
   bool operator==(const ProxyConfig&) const = default;
 };
 
+// etcd as the DCS (multi-host clusters): where it is and how to authenticate (`dcs.etcd`).
+struct EtcdConfig {
+  std::vector<std::string> endpoints;  // http(s)://host:port of the members; empty = the local file DCS
+  std::string ca_file;                 // TLS: verify etcd with this CA
+  std::string cert_file;               // TLS client certificate and key, when etcd asks for one
+  std::string key_file;
+  std::string user;                    // etcd authentication
+  std::string password;
+  bool operator==(const EtcdConfig&) const = default;
+};
+
 struct ClusterConfig {
   std::string cluster = "pgfleet";       // cluster name (cluster_name in PostgreSQL, DCS namespace)
   std::string listen_address = "127.0.0.1";
@@ -98,6 +109,7 @@ struct ClusterConfig {
 
   int dcs_ttl_seconds = 30;              // leader lease / member key TTL
   int loop_wait_seconds = 1;             // agent loop period
+  EtcdConfig etcd;                       // dcs.etcd; no endpoints = the local file DCS (one host)
 
   Ports ports;
   ProxyConfig proxy;

@@ -8,10 +8,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cluster/discovery.hpp"
+#include "dcs/member.hpp"
 #include "cluster/topology.hpp"
+#include "dcs/etcd_dcs.hpp"
 #include "dcs/local_dcs.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
@@ -25,11 +30,85 @@ namespace pgfleet::cluster {
 
 using namespace std::chrono_literals;
 
-std::unique_ptr<dcs::Dcs> open_dcs(const Layout& layout, const ClusterConfig&) {
-  return std::make_unique<dcs::LocalDcs>(layout.dcs_dir());
+std::unique_ptr<dcs::Dcs> open_dcs(const Layout& layout, const ClusterConfig& config) {
+  if (config.etcd.endpoints.empty()) return std::make_unique<dcs::LocalDcs>(layout.dcs_dir());
+  return std::make_unique<dcs::EtcdDcs>(etcd_options(config));
 }
 
+dcs::EtcdOptions etcd_options(const ClusterConfig& config) {
+  dcs::EtcdOptions o;
+  o.endpoints = config.etcd.endpoints;
+  o.cluster = config.cluster;
+  o.tls = dcs::HttpTls{config.etcd.ca_file, config.etcd.cert_file, config.etcd.key_file};
+  o.user = config.etcd.user;
+  o.password = config.etcd.password;
+  // A request may use at most a fifth of the lease, so a dead endpoint and a retry still fit.
+  o.request_timeout = dcs::Millis(std::clamp(config.dcs_ttl_seconds * 200, 500, 3000));
+  return o;
+}
+
+namespace {
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// A cluster seen from any machine through etcd ("etcd://h:p,...#name", from --dcs and --cluster):
+// settings and secrets from the keys the initializing agent wrote, nodes from the member keys.
+Cluster open_remote(const std::string& target) {
+  const auto hash = target.rfind('#');
+  const std::string url = target.substr(0, hash);
+  const std::string name = hash == std::string::npos ? "" : target.substr(hash + 1);
+  if (name.empty()) throw UserError("--dcs needs --cluster NAME", "name the cluster, as in the agents' node.yaml");
+  EtcdConfig etcd;
+  etcd.endpoints = dcs::parse_etcd_endpoints(url);
+  etcd.ca_file = env_or_empty("PGFLEET_ETCD_CA_FILE");
+  etcd.cert_file = env_or_empty("PGFLEET_ETCD_CERT_FILE");
+  etcd.key_file = env_or_empty("PGFLEET_ETCD_KEY_FILE");
+  etcd.user = env_or_empty("PGFLEET_ETCD_USER");
+  etcd.password = env_or_empty("PGFLEET_ETCD_PASSWORD");
+  ClusterConfig probe;
+  probe.cluster = name;
+  probe.etcd = etcd;
+  auto dcs = std::make_unique<dcs::EtcdDcs>(etcd_options(probe));
+  auto stored = dcs->get("config");
+  if (!stored) throw UserError("cannot read cluster " + name + " from etcd: " + stored.error());
+  if (!stored.value())
+    throw UserError("no pgfleet cluster named '" + name + "' in etcd at " + url,
+                    "check --cluster (the 'cluster' of the agents' node.yaml) and --dcs");
+  ClusterConfig config = parse_config(stored.value()->value, "etcd key /pgfleet/" + name + "/config");
+  config.cluster = name;
+  config.etcd = etcd;
+  if (auto members = dcs->list(dcs::keys::kMembersPrefix); members) {
+    for (const auto& kv : *members) {
+      try {
+        auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+        NodeConfig n;
+        n.name = m.name;
+        n.host = m.host;
+        n.port = m.port;
+        n.api_port = m.api_port;
+        if (!n.name.empty() && !config.find_node(n.name)) config.nodes.push_back(n);
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+  }
+  Secrets secrets;
+  if (auto s = dcs->get("secrets"); s && s.value()) {
+    try {
+      auto j = nlohmann::json::parse(s.value()->value);
+      secrets = Secrets{j.at("superuser_password"), j.at("replication_password"), j.at("api_token")};
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  // No directory on this machine: a path that holds nothing, so every local check finds nothing.
+  Layout layout("/nonexistent/pgfleet-remote/" + name);
+  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs)};
+}
+}  // namespace
+
 Cluster Cluster::open(const std::string& directory) {
+  if (directory.starts_with("etcd://") || directory.starts_with("etcds://")) return open_remote(directory);
   Layout layout(directory);
   if (!fs::exists(layout.config_file())) {
     throw UserError("no pgfleet cluster in " + layout.root() + " (" + layout.config_file() + " not found)",
@@ -230,7 +309,8 @@ void build_replica(const Cluster& cluster, const PgBinaries& bins, const std::st
   fs::make_directories(layout.log_dir(node), 0700);
   const NodeConfig* from = cluster.config.find_node(primary);
   log::debug("copying {} from {} with pg_basebackup", node, primary);
-  auto copied = postgres::basebackup(bins, layout, cluster.config, node, connect_host(cluster.config), from->port,
+  auto copied = postgres::basebackup(bins, layout, cluster.config, node,
+                                     from->host.empty() ? connect_host(cluster.config) : from->host, from->port,
                                      upstream == primary ? node : "");
   if (!copied) {
     fs::remove_all(layout.data_dir(node));

@@ -14,6 +14,7 @@
 #include "cluster/secrets.hpp"
 #include "cluster/status.hpp"
 #include "dcs/dcs.hpp"
+#include "dcs/etcd_dcs.hpp"
 
 namespace pgfleet::cluster {
 
@@ -30,7 +31,9 @@ struct Cluster {
   ClusterStatus status() const { return collect_status(config, layout, *dcs, secrets); }
 };
 
+// The cluster's DCS: etcd when dcs.etcd.endpoints is set, else the local file store.
 std::unique_ptr<dcs::Dcs> open_dcs(const Layout& layout, const ClusterConfig& config);
+dcs::EtcdOptions etcd_options(const ClusterConfig& config);
 
 // Exclusive lock over CLI commands that change a cluster (held until destroyed).
 class CommandLock {

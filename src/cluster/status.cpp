@@ -77,11 +77,15 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   for (const auto& n : config.nodes) {
     NodeStatus s;
     s.name = n.name;
-    s.host = host;
+    s.host = n.host.empty() ? host : n.host;
     s.port = n.port;
     s.api_port = n.api_port;
-    s.agent_pid = agent_pid(layout, n.name);
     auto it = members.find(n.name);
+    // Several hosts (etcd): a member key (it has a TTL) is the only sign of life of a remote agent.
+    const bool multi_host = !config.etcd.endpoints.empty();
+    s.agent_pid = !multi_host ? agent_pid(layout, n.name)
+                  : it != members.end() && it->second.state != "stopped" ? it->second.agent_pid
+                                                                         : 0;
     bool fresh = it != members.end() && s.agent_pid != 0;
     if (fresh) {
       const auto& m = it->second;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -103,7 +104,7 @@ class Agent {
       log::error("another agent (pid {}) already runs node {}", holder, name_);
       return 3;
     }
-    dcs_ = std::make_unique<dcs::LocalDcs>(layout_.dcs_dir());
+    dcs_ = cluster::open_dcs(layout_, config_);
     member_.name = name_;
     member_.agent_pid = ::getpid();
     following_ = postgres::is_standby(layout_, name_) ? cluster::discover_primary(config_, layout_, *dcs_) : "";
@@ -137,6 +138,8 @@ class Agent {
 
  private:
   const cluster::NodeConfig& node() const { return *config_.find_node(name_); }
+  // Several hosts (etcd): other nodes' pidfiles and data directories are not on this host.
+  bool multi_host() const { return !config_.etcd.endpoints.empty(); }
 
   bool load_config() {
     try {
@@ -252,7 +255,7 @@ class Agent {
     if (leader.value()) {
       const auto& kv = *leader.value();
       // One host: a leader whose agent and postmaster are both gone cannot come back to renew.
-      if (kv.value != name_ && config_.find_node(kv.value) && cluster::agent_pid(layout_, kv.value) == 0 &&
+      if (!multi_host() && kv.value != name_ && config_.find_node(kv.value) && cluster::agent_pid(layout_, kv.value) == 0 &&
           postgres::running_postmaster(layout_, kv.value) == 0) {
         if (auto gone = dcs_->compare_and_delete(dcs::keys::kLeader, kv.mod_revision); gone && *gone) {
           log::warn("leader {} is gone (its agent and postmaster on this host are not running): leader key released",
@@ -268,13 +271,14 @@ class Agent {
     } else if (leader_expired_at_ == 0) {
       // The key may have been deleted before its TTL: count from its expiry as last read, unless
       // its holder is verifiably gone on this host or handed over in a switchover.
-      bool holder_gone = !previous_leader_.empty() && cluster::agent_pid(layout_, previous_leader_) == 0 &&
+      bool holder_gone = !multi_host() && !previous_leader_.empty() && cluster::agent_pid(layout_, previous_leader_) == 0 &&
                          postgres::running_postmaster(layout_, previous_leader_) == 0;
       bool handed_over = false;
       if (auto sw = dcs_->get(dcs::keys::kSwitchover); sw && sw.value()) handed_over = true;
       leader_expired_at_ = holder_gone || handed_over ? now : std::max(now, last_leader_expiry_);
     }
-    if (!v.leader) fence_orphaned_primaries();
+    if (!v.leader && !multi_host()) fence_orphaned_primaries();
+    if (multi_host()) learn_nodes(*members);
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
@@ -293,7 +297,7 @@ class Agent {
         mv.updated_at = m.updated_mono_ms;
         // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
         // cleanly); on one host its pidfile lock says at once that it takes no part.
-        if (m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
+        if (!multi_host() && m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
         v.members.push_back(mv);
       } catch (const nlohmann::json::exception&) {
       }
@@ -309,7 +313,8 @@ class Agent {
     // One host: when no leader holds the key and this node's data is the primary on the newest
     // timeline of all data directories, it holds every acknowledged commit (a commit is written on
     // the primary before anyone acknowledges it): it may take the key back without the quorum.
-    if (!v.leader && !postgres::is_standby(layout_, name_) && cluster::primary_from_data(config_, layout_) == name_) {
+    if (!multi_host() && !v.leader && !postgres::is_standby(layout_, name_) &&
+        cluster::primary_from_data(config_, layout_) == name_) {
       v.sync = {SyncConstraint{{name_}, 1}};
     }
     if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
@@ -329,6 +334,37 @@ class Agent {
       }
     }
     return v;
+  }
+
+  // Several hosts: the nodes are the members that published themselves; they are added to this
+  // host's pgfleet.yaml (which replica building and upstream addresses read) as they appear.
+  void learn_nodes(const std::vector<dcs::KeyValue>& members) {
+    bool changed = false;
+    for (const auto& kv : members) {
+      try {
+        auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+        if (m.name.empty() || m.name == name_ || m.host.empty() || m.port == 0) continue;
+        cluster::NodeConfig n;
+        n.name = m.name;
+        n.host = m.host;
+        n.port = m.port;
+        n.api_port = m.api_port;
+        auto* known = config_.find_node(m.name);
+        if (known && known->host == n.host && known->port == n.port) continue;
+        if (known) *known = n;
+        else config_.nodes.push_back(n);
+        changed = true;
+        log::info("node {} at {}:{} learned from the DCS", n.name, n.host, n.port);
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    if (!changed) return;
+    try {
+      cluster::validate_config(config_, layout_.config_file());
+      fs::write_file_atomic(layout_.config_file(), cluster::render_config(config_), 0600);
+    } catch (const std::exception& e) {
+      note_error(std::string("cannot record the learned nodes: ") + e.what());
+    }
   }
 
   // One host: a primary whose agent died keeps accepting writes from direct clients. Once the
@@ -655,6 +691,21 @@ class Agent {
   void sleep_interruptibly(std::chrono::milliseconds total) {
     auto until = Clock::now() + total;
     auto signature = control_signature();
+    if (multi_host()) {
+      // A watch instead of polling etcd: wakes on any change, and sleeps on unless a control key moved.
+      // after_revision beyond the store's: returns the current revision at once.
+      auto head = dcs_->wait_for_change("", std::numeric_limits<int64_t>::max(), std::chrono::milliseconds(0));
+      if (!head) return;
+      int64_t revision = *head;
+      while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        auto woke = dcs_->wait_for_change("", revision, std::min<std::chrono::milliseconds>(left, 500ms));
+        if (!woke) return;  // etcd unreachable: the next loop notices and decides
+        if (*woke != revision && control_signature() != signature) return;
+        revision = *woke;
+      }
+      return;
+    }
     while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
       std::this_thread::sleep_for(50ms);
       if (control_signature() != signature) break;

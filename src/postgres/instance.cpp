@@ -106,7 +106,8 @@ std::string local_conninfo(const cluster::Layout& layout, const cluster::Cluster
 std::string tcp_conninfo(const cluster::Layout& layout, const cluster::ClusterConfig& config,
                          const cluster::NodeConfig& node, const std::string& user, const std::string& dbname) {
   return fmt::format("host={} port={} user={} dbname={} passfile={} connect_timeout=5 application_name=pgfleet",
-                     cluster::connect_host(config), node.port, user, dbname, layout.passfile());
+                     node.host.empty() ? cluster::connect_host(config) : node.host, node.port, user, dbname,
+                     layout.passfile());
 }
 
 }  // namespace pgfleet::postgres

@@ -4,6 +4,11 @@
 #include <fmt/format.h>
 #include <sys/un.h>
 
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+
+#include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
@@ -22,7 +27,12 @@ TopologyWatcher::TopologyWatcher(cluster::ClusterConfig config, std::optional<cl
 TopologyWatcher::~TopologyWatcher() { stop(); }
 
 void TopologyWatcher::start() {
-  publish(observe());
+  if (!config_.etcd.endpoints.empty()) remote_ = cluster::open_dcs(cluster::Layout("/nonexistent"), config_);
+  try {
+    publish(observe());
+  } catch (const std::exception& e) {
+    log::warn("topology: {}", e.what());
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -52,6 +62,21 @@ Topology TopologyWatcher::observe() {
     }
     return b;
   };
+  if (remote_) {
+    // Several hosts (etcd): the backends are the members that published themselves.
+    auto leader = remote_->get(dcs::keys::kLeader);
+    auto members = remote_->list(dcs::keys::kMembersPrefix);
+    if (!leader || !members) throw std::runtime_error(!leader ? leader.error() : members.error());
+    std::string primary = leader.value() ? leader.value()->value : "";
+    for (const auto& kv : *members) {
+      auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+      if (m.host.empty() || m.port == 0 || m.state == "stopped") continue;
+      Backend b{m.name, m.host, m.port, ""};
+      if (m.name == primary) t.primary = b;
+      else t.replicas.push_back(b);
+    }
+    return t;
+  }
   if (layout_) {
     dcs::LocalDcs dcs(layout_->dcs_dir());
     auto leader = dcs.get(dcs::keys::kLeader);
@@ -91,8 +116,24 @@ void TopologyWatcher::publish(Topology next) {
 }
 
 void TopologyWatcher::run() {
+  int64_t revision = 0;
   while (true) {
-    {
+    if (remote_) {
+      // An etcd watch: woken by any change of the cluster's keys, at most a second late for stop().
+      auto woke = remote_->wait_for_change("", revision, 1000ms);
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+      }
+      if (!woke) {
+        log::warn("topology: {}", woke.error());
+        std::unique_lock lock(mutex_);
+        if (changed_.wait_for(lock, 500ms, [&] { return stopping_; })) return;
+        continue;
+      }
+      if (*woke == revision) continue;
+      revision = *woke;
+    } else {
       std::unique_lock lock(mutex_);
       if (changed_.wait_for(lock, layout_ ? 250ms : 1000ms, [&] { return stopping_; })) return;
     }

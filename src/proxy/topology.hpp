@@ -13,6 +13,7 @@
 
 #include "cluster/config.hpp"
 #include "cluster/layout.hpp"
+#include "dcs/dcs.hpp"
 
 namespace pgfleet::proxy {
 
@@ -54,6 +55,7 @@ class TopologyWatcher {
 
   cluster::ClusterConfig config_;
   std::optional<cluster::Layout> layout_;
+  std::unique_ptr<dcs::Dcs> remote_;  // etcd (dcs.etcd in the config): watched, used by the thread only
   std::atomic<std::shared_ptr<const Topology>> current_;
   std::atomic<uint64_t> version_{0};
   std::thread thread_;
