@@ -15,6 +15,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
+  # monitoring tests: the real HAProxy with deploy/haproxy.cfg, promtool on metrics and alert rules
+  haproxy prometheus
 )
 
 missing=()
@@ -36,8 +38,9 @@ else
 fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's postgresql package starts a default cluster on 5432; pgfleet does not need it.
-if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* ]]; then
+# Debian's postgresql, haproxy and prometheus packages start services on install (a default
+# cluster on 5432, HAProxy, a Prometheus server); pgfleet and its tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
