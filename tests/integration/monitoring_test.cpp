@@ -397,6 +397,24 @@ TEST_F(MonitoringTest, HaproxyWithTheShippedConfigRoutesWritesToThePrimaryAndRea
   EXPECT_TRUE(eventually([&] { return served_by(read_port).rfind("true@", 0) == 0; }, 30s, 250ms));
 }
 
+TEST_F(MonitoringTest, ATakenApiPortIsRefusedBeforeAnythingIsBuilt) {
+  int port = api_port(2);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  auto r = up();
+  ::close(fd);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("port " + std::to_string(port) + " for node node2's API is already in use"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(path_exists(dir_ + "/pgfleet.yaml")) << r.output;
+}
+
 TEST(MonitoringDeployFiles, AlertRulesAndPrometheusConfigPassPromtool) {
   std::string src = PGFLEET_SOURCE_DIR;
   auto rules = shell("promtool check rules " + src + "/deploy/alerts.yml");
