@@ -222,6 +222,19 @@ TEST_F(MonitoringTest, HealthEndpointsFollowRoleChangesAndPostEndpointsAct) {
       90s, 250ms))
       << last.dump(2);
   EXPECT_TRUE(wait_status(1, "/replica", 200));
+
+  // `pgfleet restart` goes through the same endpoint.
+  std::string agent_log = dir_ + "/nodes/node2/log/agent.log";
+  auto requests = [&] {
+    std::string log = read_text(agent_log);
+    size_t n = 0;
+    for (size_t pos = 0; (pos = log.find("http: restart requested", pos)) != std::string::npos; ++pos) ++n;
+    return n;
+  };
+  size_t before = requests();
+  auto restarted = pgfleet({"restart", "node2"});
+  ASSERT_TRUE(restarted.ok()) << restarted.output;
+  EXPECT_EQ(requests(), before + 1) << "pgfleet restart did not use POST /restart:\n" << read_text(agent_log);
 }
 
 TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {
