@@ -132,6 +132,8 @@ void ClusterReader::write_cluster_metrics(MetricsWriter& out) {
   write_history_metrics(out, history);
 }
 
+std::optional<Response> browser_root(const Request&, ClusterReader&) { return std::nullopt; }
+
 void add_cluster_routes(Router& router, std::shared_ptr<ClusterReader> reader) {
   router.add("GET", "/api/cluster", [reader](const Request&) { return Response::json(200, reader->status_json().dump(2)); });
 }

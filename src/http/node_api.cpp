@@ -194,8 +194,13 @@ void NodeApi::start() {
                            "/liveness", "/readiness", "/sync", "/synchronous", "/async", "/asynchronous"}) {
     router.add("GET", path, check_route(*check_for_path(path)));
   }
-  // GET / answers like /primary (Patroni); the dashboard may serve browsers here instead.
-  router.add("GET", "/", check_route(Check::Primary));
+  // GET / answers like /primary (Patroni), except to browsers when the dashboard has a page.
+  router.add("GET", "/", [s, primary = check_route(Check::Primary)](const Request& r) {
+    if (r.wants_html()) {
+      if (auto page = browser_root(r, *s->cluster)) return *page;
+    }
+    return primary(r);
+  });
   router.add("GET", "/patroni", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump() + "\n"); });
   router.add("GET", "/node", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump(2) + "\n"); });
   router.add("GET", "/metrics", [s](const Request&) {

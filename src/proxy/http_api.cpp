@@ -92,6 +92,10 @@ std::unique_ptr<http::Server> start_http_api(ProxyShared& shared, const std::opt
   if (layout) {
     reader = std::make_shared<http::ClusterReader>(*layout);
     http::add_cluster_routes(router, reader);
+    router.add("GET", "/", [reader](const http::Request& r) {
+      if (auto page = http::browser_root(r, *reader)) return *page;
+      return http::Response::text(404, "no page here yet: see /api/cluster and /metrics");
+    });
   }
   router.add("GET", "/metrics", [&shared, reader](const http::Request&) {
     std::string text = proxy_metrics_text(shared);
