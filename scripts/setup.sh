@@ -17,6 +17,8 @@ PACKAGES=(
   etcd-server etcd-client
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
+  # monitoring tests: the real HAProxy with deploy/haproxy.cfg, promtool on metrics and alert rules
+  haproxy prometheus
 )
 
 missing=()
@@ -38,8 +40,9 @@ else
 fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's postgresql and etcd-server packages start default services; pgfleet needs neither.
-if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* || " ${missing[*]} " == *" etcd-server"* ]]; then
+# Debian's postgresql, etcd-server, haproxy and prometheus packages start services on install (a
+# default cluster on 5432, etcd, HAProxy, a Prometheus server); pgfleet and its tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT

@@ -112,6 +112,7 @@ struct ClusterConfig {
   EtcdConfig etcd;                       // dcs.etcd; no endpoints = the local file DCS (one host)
 
   Ports ports;
+  bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;
   PgParameters postgresql;               // cluster-wide pass-through parameters
   std::vector<NodeConfig> nodes;
