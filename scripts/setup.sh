@@ -15,6 +15,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
+  # pgfleet top under a real terminal (tmux); the dashboard in real headless Chromium
+  tmux chromium chromium-driver fonts-dejavu-core
 )
 
 missing=()

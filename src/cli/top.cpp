@@ -95,7 +95,10 @@ int run_top(const TopOptions& o) {
     (void)collector.collect();
     std::this_thread::sleep_for(period);
     bool color = ::isatty(STDOUT_FILENO) != 0;
-    for (const auto& line : top::render(collector.collect(), {}, 120, 40, color)) std::cout << line << "\n";
+    auto lines = top::render(collector.collect(), {}, 120, 60, color);
+    // No screen to fill: drop the padding between the last section and the key footer.
+    while (lines.size() > 1 && lines[lines.size() - 2].empty()) lines.erase(lines.end() - 2);
+    for (const auto& line : lines) std::cout << line << "\n";
     return 0;
   }
   if (::isatty(STDIN_FILENO) == 0 || ::isatty(STDOUT_FILENO) == 0) {
