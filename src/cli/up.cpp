@@ -187,7 +187,9 @@ void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
   if (!s.connection.proxy.empty()) std::cout << "  proxy     psql \"" << s.connection.proxy << "\"\n";
   std::cout << "  primary   psql \"" << s.connection.primary << "\"\n";
   if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";
-  std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n\n";
+  std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n";
+  std::cout << "monitor:\n  dashboard " << s.dashboard_url << "\n  metrics   " << s.metrics_url
+            << "\n  node API  " << (s.nodes.empty() ? "" : s.nodes.front().api_url + "/health") << " ...\n\n";
   std::cout << "status: pgfleet status --dir " << c.layout.root() << "    stop: pgfleet down --dir "
             << c.layout.root() << "\n";
 }

@@ -345,6 +345,7 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                                {"node_base", into(c.ports.node_base)},
                                {"api_base", into(c.ports.api_base)}});
                 }},
+               {"http", [&](const Item& i) { read_map(i, {{"tls", into(c.http_tls)}}); }},
                {"proxy", [&](const Item& i) { read_proxy(i, c.proxy); }},
                {"postgresql", into(c.postgresql)},
                {"nodes", [&](const Item& i) { read_nodes(i, c.nodes); }},
@@ -535,6 +536,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "node_base", c.ports.node_base);
     emit(out, "api_base", c.ports.api_base);
   });
+  section("http", [&](YAML::Emitter& out) { emit(out, "tls", c.http_tls); });
   section("proxy", [&](YAML::Emitter& out) {
     const ProxyConfig& p = c.proxy;
     emit(out, "enabled", p.enabled);

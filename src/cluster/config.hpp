@@ -97,6 +97,7 @@ struct ClusterConfig {
   int loop_wait_seconds = 1;             // agent loop period
 
   Ports ports;
+  bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;
   PgParameters postgresql;               // cluster-wide pass-through parameters
   std::vector<NodeConfig> nodes;

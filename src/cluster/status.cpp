@@ -80,6 +80,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     s.host = host;
     s.port = n.port;
     s.api_port = n.api_port;
+    s.api_url = fmt::format("{}://{}:{}", config.http_tls ? "https" : "http", host, n.api_port);
     s.agent_pid = agent_pid(layout, n.name);
     auto it = members.find(n.name);
     bool fresh = it != members.end() && s.agent_pid != 0;
@@ -157,6 +158,12 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   status.proxy.port = config.ports.proxy;
   status.proxy.pid = agent_pid(layout, "proxy");
   status.proxy.state = status.proxy.pid != 0 ? "running" : "stopped";
+  // The proxy's HTTP port serves the dashboard and cluster metrics; without a proxy, any agent does.
+  std::string base = config.proxy.enabled || status.nodes.empty()
+                         ? fmt::format("{}://{}:{}", config.http_tls ? "https" : "http", host, config.ports.http)
+                         : status.nodes.front().api_url;
+  status.dashboard_url = base + "/";
+  status.metrics_url = base + "/metrics";
   if (config.proxy.enabled) status.connection.proxy = connection_uri(config, secrets, {{host, config.ports.proxy}}, "");
   // Listing every node lets libpq find the primary even after a switchover.
   status.connection.primary = connection_uri(config, secrets, all, "read-write");
@@ -174,6 +181,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"host", n.host},
                      {"port", n.port},
                      {"api_port", n.api_port},
+                     {"api_url", n.api_url},
                      {"timeline", n.timeline == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.timeline)},
                      {"lsn", opt_text(n.lsn)},
                      {"received_lsn", opt_text(n.received_lsn)},
@@ -208,7 +216,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
           {"nodes", nodes},                {"proxy", proxy},
           {"paused", status.paused},       {"history", history},
-          {"connection", connection}};
+          {"connection", connection},    {"dashboard_url", status.dashboard_url},
+          {"metrics_url", status.metrics_url}};
 }
 
 namespace {

@@ -24,6 +24,7 @@ struct NodeStatus {
   std::string host;
   int port = 0;
   int api_port = 0;
+  std::string api_url;       // the agent's HTTP API (health checks, /metrics)
   int timeline = 0;
   std::string lsn;           // primary: current WAL position; replica: replayed position
   std::string received_lsn;  // replica only
@@ -70,6 +71,8 @@ struct ClusterStatus {
   ConnectionStrings connection;
   bool paused = false;                 // maintenance mode: no automatic failover
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
+  std::string dashboard_url;           // the proxy's HTTP port, or the first node's API without a proxy
+  std::string metrics_url;             // cluster-level Prometheus metrics (plus the proxy's)
 
   [[nodiscard]] const NodeStatus* find(const std::string& name) const;
 };

@@ -28,6 +28,7 @@
 #include "dcs/member.hpp"
 #include "ha/decide.hpp"
 #include "ha/sync_names.hpp"
+#include "http/node_api.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/lsn.hpp"
 #include "postgres/pgconn.hpp"
@@ -45,6 +46,7 @@ using namespace std::chrono_literals;
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 std::atomic<bool> g_restart{false};
+std::atomic<bool> g_reinit{false};  // POST /reinit
 
 void on_signal(int sig) {
   if (sig == SIGHUP) g_reload = true;
@@ -110,6 +112,7 @@ class Agent {
     if (following_ == name_) following_.clear();
     log::info("agent started for node {} (port {})", name_, node().port);
     adopt_running_postmaster();
+    start_api();
     publish();
     while (!g_stop) {
       if (g_reload.exchange(false)) load_config();
@@ -119,6 +122,7 @@ class Agent {
         restart_at_ = Clock::now();
         restart_requested_ = true;
       }
+      if (g_reinit.exchange(false) && last_leader_ && last_leader_->holder != name_) reinit(last_leader_->holder);
       reap();
       observe();
       ClusterView view = read_cluster();
@@ -414,8 +418,12 @@ class Agent {
         (void)dcs_->remove(dcs::keys::kFailover);
         break;
       case ActionKind::RecordHistory: {
+        // started_ms: when the old primary was lost (failover) or released (switchover); the new
+        // primary adds promoted_ms, so the change's duration can be reported.
+        int64_t started = view.leader || leader_expired_at_ == 0 ? unix_ms() : unix_ms() - (mono_ms() - leader_expired_at_);
         nlohmann::json entry = {{"time_ms", unix_ms()}, {"from", view.leader ? view.leader->holder : previous_leader_},
-                                {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn}};
+                                {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn},
+                                {"started_ms", started}};
         (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
         break;
       }
@@ -465,7 +473,34 @@ class Agent {
           {n.name});
     }
     (void)dcs_->remove(dcs::keys::kFailover);
+    mark_history_promoted();
     return true;
+  }
+
+  void mark_history_promoted() {
+    auto entries = dcs_->list(dcs::keys::kHistoryPrefix);
+    if (!entries || entries->empty()) return;
+    const auto& last = entries->back();
+    try {
+      auto j = nlohmann::json::parse(last.value);
+      if (j.value("to", "") != name_ || j.contains("promoted_ms")) return;
+      j["promoted_ms"] = unix_ms();
+      (void)dcs_->compare_and_set(last.key, j.dump(), last.mod_revision);
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+
+  // The node's HTTP API on its own thread; the agent runs on without it when the port is taken.
+  void start_api() {
+    api_ = std::make_unique<http::NodeApi>(layout_, config_, name_,
+                                           http::NodeApiHooks{[] { g_restart = true; }, [] { g_reinit = true; }});
+    try {
+      api_->start();
+      log::info("HTTP API on {}:{}", config_.listen_address, api_->port());
+    } catch (const std::exception& e) {
+      log::error("HTTP API not started: {}", e.what());
+      api_.reset();
+    }
   }
 
   postgres::UpstreamInfo upstream_info(const std::string& target) const {
@@ -601,6 +636,7 @@ class Agent {
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     auto r = dcs_->put(dcs::keys::member(name_), dcs::to_json(member_).dump(), ttl);
     if (!r) note_error("dcs: cannot publish member state: " + r.error());
+    if (api_) api_->publish(member_, fenced_);
   }
 
   // Fast shutdown; `immediate` when the server is hung (fencing must not wait for it).
@@ -675,6 +711,7 @@ class Agent {
   cluster::ClusterConfig config_;
   cluster::PgBinaries bins_;
   std::unique_ptr<dcs::Dcs> dcs_;
+  std::unique_ptr<http::NodeApi> api_;
   dcs::Member member_;
   std::optional<postgres::PgConn> conn_;
   pid_t postmaster_ = 0;

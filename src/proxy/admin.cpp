@@ -51,7 +51,8 @@ std::vector<std::shared_ptr<const WorkerSnapshot>> snapshots(ProxyShared& shared
   return out;
 }
 
-// Pool rows summed over workers, keyed by (database, user).
+}  // namespace
+
 std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared& shared) {
   std::map<std::pair<std::string, std::string>, PoolRow> pools;
   for (const auto& snap : snapshots(shared)) {
@@ -62,6 +63,7 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
       m.mode = p.mode;
       m.clients_active += p.clients_active;
       m.clients_waiting += p.clients_waiting;
+      m.clients_idle += p.clients_idle;
       m.servers_active += p.servers_active;
       m.servers_idle += p.servers_idle;
       m.servers_connecting += p.servers_connecting;
@@ -80,6 +82,8 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
   }
   return pools;
 }
+
+namespace {
 
 protocol::Bytes show(Worker& worker, const std::string& what) {
   ProxyShared& shared = worker.shared();

@@ -11,6 +11,7 @@
 
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
+#include "proxy/http_api.hpp"
 #include "proxy/takeover.hpp"
 #include "proxy/worker.hpp"
 #include "util/errors.hpp"
@@ -163,6 +164,7 @@ int run_proxy(const ProxyOptions& options) {
   };
 
   for (auto& w : workers) w->start();
+  auto http_server = start_http_api(shared, layout);
   std::unique_ptr<TakeoverServer> takeover_server;
   std::thread lock_waiter;
   if (layout) {
@@ -203,6 +205,7 @@ int run_proxy(const ProxyOptions& options) {
     break;
   }
   for (auto& w : workers) w->join();
+  http_server.reset();
   shared.shutting_down = true;
   if (lock_waiter.joinable()) lock_waiter.join();
   takeover_server.reset();
