@@ -25,21 +25,21 @@ main { display:grid; grid-template-columns: 430px 1fr; gap:14px; padding:14px 20
 section { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:10px 14px; }
 section h2 { margin:0 0 6px; font-size:15px; text-transform:uppercase; letter-spacing:.08em; color:var(--dim); }
 #topology svg { width:100%; height:250px; display:block; }
-#cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(250px, 1fr)); gap:12px; }
-.card { border-radius:10px; padding:10px 14px; background:#0b0f14; border:3px solid var(--line); }
+#cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(225px, 1fr)); gap:10px; }
+.card { border-radius:10px; padding:8px 12px; background:#0b0f14; border:3px solid var(--line); }
 .card .head { display:flex; justify-content:space-between; align-items:baseline; }
-.card .name { font-size:30px; font-weight:800; }
+.card .name { font-size:28px; font-weight:800; }
 .card .role { font-size:20px; font-weight:800; text-transform:uppercase; padding:2px 10px; border-radius:6px; color:#fff; }
 .card .state { font-size:18px; color:var(--dim); margin:2px 0 6px; }
 .card .kv { display:grid; grid-template-columns:repeat(3, 1fr); gap:4px; }
 .card .kv div { font-size:13px; color:var(--dim); text-transform:uppercase; }
 .card .kv b { display:block; font-size:24px; color:var(--text); text-transform:none; }
-.bars { margin-top:8px; display:grid; grid-template-columns:52px 1fr 56px; gap:3px 8px; font-size:14px; align-items:center; }
+.bars { margin-top:6px; display:grid; grid-template-columns:52px 1fr 56px; gap:3px 8px; font-size:14px; align-items:center; }
 .bar { height:12px; background:#21262d; border-radius:6px; overflow:hidden; }
 .bar i { display:block; height:100%; background:var(--replica); }
 .bar i.hot { background:var(--down); } .bar i.warm { background:var(--warn); }
-#charts { display:grid; grid-template-columns:1fr 1fr; gap:12px; margin-top:12px; }
-canvas { width:100%; height:170px; display:block; }
+#charts { display:grid; grid-template-columns:1fr 1fr; gap:12px; margin-top:10px; }
+canvas { width:100%; height:150px; display:block; }
 .legend { font-size:14px; color:var(--dim); }
 .legend span { margin-right:12px; }
 #split .row { display:flex; height:30px; border-radius:6px; overflow:hidden; margin:4px 0; }
@@ -69,8 +69,8 @@ canvas { width:100%; height:170px; display:block; }
   <div>
     <section><h2>Nodes</h2><div id="cards"></div></section>
     <div id="charts">
-      <section><h2>Transactions per second (15 min)</h2><canvas id="tps-chart" width="800" height="340"></canvas><div class="legend" id="tps-legend"></div></section>
-      <section><h2>Replication lag, bytes (15 min)</h2><canvas id="lag-chart" width="800" height="340"></canvas><div class="legend" id="lag-legend"></div></section>
+      <section><h2>Transactions per second (15 min)</h2><canvas id="tps-chart" width="800" height="300"></canvas><div class="legend" id="tps-legend"></div></section>
+      <section><h2>Replication lag, bytes (15 min)</h2><canvas id="lag-chart" width="800" height="300"></canvas><div class="legend" id="lag-legend"></div></section>
     </div>
   </div>
 </main>
@@ -96,7 +96,7 @@ function drawTopology(c) {
   const pos = {};
   const rowCount = rows.length;
   rows.forEach((row, d) => (row || []).forEach((n, i) => {
-    pos[n.name] = { x: 400 * (i + 1) / (row.length + 1), y: rowCount <= 1 ? 125 : 38 + d * (174 / Math.max(1, rowCount - 1)) };
+    pos[n.name] = { x: 400 * (i + 1) / (row.length + 1), y: rowCount <= 1 ? 125 : 30 + d * (190 / Math.max(1, rowCount - 1)) };
   }));
   for (const n of c.nodes) {
     if (!n.upstream || !pos[n.upstream]) continue;
@@ -104,7 +104,7 @@ function drawTopology(c) {
     const ok = n.state === "streaming";
     svg.append(pg.svg("line", { x1: a.x, y1: a.y + 22, x2: b.x, y2: b.y - 22, stroke: ok ? "#8b949e" : "#f85149",
       "stroke-width": 4, "stroke-dasharray": ok ? "" : "8 6", "data-edge": n.upstream + "->" + n.name }));
-    svg.append(pg.svg("text", { x: (a.x + b.x) / 2 + 8, y: (a.y + b.y) / 2 + 5, fill: "#e6edf3", "font-size": 15 },
+    svg.append(pg.svg("text", { x: b.x, y: b.y - 30, "text-anchor": "middle", fill: "#e6edf3", "font-size": 15 },
       n.sync_state ? n.sync_state + " · " + pg.bytes(n.lag_bytes) : pg.bytes(n.lag_bytes)));
   }
   for (const n of c.nodes) {
@@ -161,7 +161,7 @@ function drawChart(id, legendId, key, format) {
   const t = pg.series.t;
   let max = 0;
   for (const cols of Object.values(pg.series.nodes)) for (const v of cols[key]) if (v !== null && v > max) max = v;
-  max = max <= 0 ? 1 : max * 1.15;
+  max = max <= 0 ? 4 : Math.max(4, max * 1.15);
   ctx.strokeStyle = "#30363d"; ctx.fillStyle = "#8b949e"; ctx.font = "22px DejaVu Sans, sans-serif"; ctx.lineWidth = 1;
   for (let i = 0; i <= 4; i++) {
     const y = top + (H - top - bottom) * i / 4;

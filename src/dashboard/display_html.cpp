@@ -18,11 +18,13 @@ html, body { width:240px; height:240px; margin:0; overflow:hidden; background:#0
 #head .lbl { font-size:11px; font-weight:700; opacity:.85; }
 #primary { font-size:26px; font-weight:800; }
 #nodes { flex:1; padding:3px 6px; }
-.n { display:flex; align-items:center; height:27px; gap:6px; }
-.n .dot { width:14px; height:14px; border-radius:3px; flex:none; }
-.n .name { font-size:18px; font-weight:800; width:78px; overflow:hidden; white-space:nowrap; }
+.n { display:flex; align-items:center; height:36px; gap:6px; }
+#nodes.dense .n { height:25px; }
+#nodes.dense .n .name { font-size:16px; }
+.n .dot { width:16px; height:16px; border-radius:3px; flex:none; }
+.n .name { font-size:21px; font-weight:800; width:88px; overflow:hidden; white-space:nowrap; }
 .n .role { font-size:12px; font-weight:700; width:30px; }
-.n .val { margin-left:auto; font-size:15px; font-variant-numeric:tabular-nums; }
+.n .val { margin-left:auto; font-size:16px; font-variant-numeric:tabular-nums; }
 #foot { height:40px; border-top:2px solid #333; padding:2px 6px; font-size:12px; }
 #foot .tps { font-size:16px; font-weight:800; }
 #last { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; color:#bbb; }
@@ -46,6 +48,7 @@ function render(c, ok, why) {
   document.body.dataset.leader = c.leader || "";
   const list = document.getElementById("nodes");
   list.replaceChildren();
+  list.className = c.nodes.length > 4 ? "dense" : "";
   let tps = 0, known = false, healthy = 0;
   for (const n of c.nodes.slice(0, 6)) {
     const s = n.stats || {};

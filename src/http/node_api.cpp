@@ -11,6 +11,7 @@
 
 #include "cluster/control.hpp"
 #include "cluster/secrets.hpp"
+#include "dashboard/routes.hpp"
 #include "http/cluster_api.hpp"
 #include "http/health.hpp"
 #include "http/node_metrics.hpp"
@@ -195,7 +196,7 @@ void NodeApi::start() {
     router.add("GET", path, check_route(*check_for_path(path)));
   }
   // GET / answers like /primary (Patroni); the dashboard may serve browsers here instead.
-  router.add("GET", "/", check_route(Check::Primary));
+  router.add("GET", "/", dashboard::page_or(check_route(Check::Primary)));
   router.add("GET", "/patroni", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump() + "\n"); });
   router.add("GET", "/node", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump(2) + "\n"); });
   router.add("GET", "/metrics", [s](const Request&) {

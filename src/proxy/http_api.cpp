@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "dashboard/routes.hpp"
 #include "http/cluster_api.hpp"
 #include "http/metrics.hpp"
 #include "http/node_api.hpp"
@@ -91,7 +92,15 @@ std::unique_ptr<http::Server> start_http_api(ProxyShared& shared, const std::opt
   std::shared_ptr<http::ClusterReader> reader;
   if (layout) {
     reader = std::make_shared<http::ClusterReader>(*layout);
-    http::add_cluster_routes(router, reader);
+    // The dashboard lives on the proxy's port (status dashboard_url): its API gains the traffic split.
+    dashboard::add_routes(router, reader, [&shared] {
+      std::map<std::string, int> by_node;
+      for (Worker* w : shared.workers) {
+        for (const auto& s : w->snapshot()->servers) by_node[s.backend.substr(0, s.backend.find(' '))]++;
+      }
+      return nlohmann::json{{"servers_by_node", by_node}};
+    });
+    router.add("GET", "/", dashboard::page_or({}));
   }
   router.add("GET", "/metrics", [&shared, reader](const http::Request&) {
     std::string text = proxy_metrics_text(shared);
