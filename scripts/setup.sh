@@ -17,6 +17,8 @@ PACKAGES=(
   procps iproute2 util-linux
   # pgfleet top under a real terminal (tmux); the dashboard in real headless Chromium
   tmux chromium chromium-driver fonts-dejavu-core
+  # monitoring tests: the real HAProxy with deploy/haproxy.cfg, promtool on metrics and alert rules
+  haproxy prometheus
 )
 
 missing=()
@@ -38,8 +40,9 @@ else
 fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's postgresql package starts a default cluster on 5432; pgfleet does not need it.
-if [ ! -e /usr/sbin/policy-rc.d ] && [[ " ${missing[*]} " == *" postgresql"* ]]; then
+# Debian's postgresql, haproxy and prometheus packages start services on install (a default
+# cluster on 5432, HAProxy, a Prometheus server); pgfleet and its tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
+#include "http/client.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
 #include "util/process.hpp"
@@ -15,6 +16,15 @@
 namespace pgfleet::cli {
 
 namespace {
+// Asks the node's agent over its HTTP API (POST /restart with the cluster's token); false when
+// the API cannot be used, so the caller signals the agent instead.
+bool restart_over_http(const cluster::Cluster& c, const cluster::NodeConfig& node) {
+  if (c.config.http_tls || c.secrets.api_token.empty()) return false;
+  auto reply = http::request(node.host.empty() ? cluster::connect_host(c.config) : node.host, node.api_port, "POST",
+                             "/restart", {"Authorization: Bearer " + c.secrets.api_token});
+  return reply && reply->status == 202;
+}
+
 // A new proxy process takes the listening sockets over; the old one finishes its transactions.
 int restart_proxy(const cluster::Cluster& c, int timeout_seconds) {
   pid_t old = cluster::agent_pid(c.layout, "proxy");
@@ -48,7 +58,7 @@ int run_restart(const std::string& dir, const std::string& node, int timeout_sec
   auto before = c.status();
   int64_t old_pid = before.find(node)->pid;
   if (pid_t agent = cluster::agent_pid(c.layout, node); agent > 1) {
-    ::kill(agent, SIGUSR1);
+    if (!restart_over_http(c, *c.config.find_node(node))) ::kill(agent, SIGUSR1);
   } else {
     cluster::start_agent(c.layout, node);
   }

@@ -79,6 +79,19 @@ void check_ports_free(const cluster::ClusterConfig& config, const cluster::Layou
                                 who.empty() ? "" : " by " + who),
                     "stop what holds it, or create the cluster on other ports with --base-port");
   }
+  // HTTP ports: an agent or proxy would run on without its API, so refuse them taken up front.
+  std::vector<std::pair<std::string, int>> http_ports;
+  if (config.proxy.enabled && cluster::agent_pid(layout, "proxy") == 0) http_ports.emplace_back("the proxy's HTTP", config.ports.http);
+  for (const auto& n : config.nodes) {
+    if (cluster::agent_pid(layout, n.name) == 0) http_ports.emplace_back("node " + n.name + "'s API", n.api_port);
+  }
+  for (const auto& [what, port] : http_ports) {
+    if (!ports::is_free(cluster::connect_host(config), port)) {
+      std::string who = ports::holder(port);
+      throw UserError(fmt::format("port {} for {} is already in use{}", port, what, who.empty() ? "" : " by " + who),
+                      "stop what holds it, or create the cluster on other ports with --base-port");
+    }
+  }
   for (const auto& n : config.nodes) {
     if (postgres::running_postmaster(layout, n.name) != 0) continue;
     if (!ports::is_free(cluster::connect_host(config), n.port)) {
@@ -189,7 +202,8 @@ void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
   if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";
   std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n";
   std::cout << "monitor:\n  dashboard " << s.dashboard_url << "\n  metrics   " << s.metrics_url
-            << "\n  node API  " << (s.nodes.empty() ? "" : s.nodes.front().api_url + "/health") << " ...\n\n";
+            << "\n  node APIs " << (s.nodes.empty() ? "" : s.nodes.front().api_url)
+            << (s.nodes.size() > 1 ? " ..." : "") << " (/health /primary /replica /metrics; see pgfleet status --json)\n\n";
   std::cout << "status: pgfleet status --dir " << c.layout.root() << "    stop: pgfleet down --dir "
             << c.layout.root() << "\n";
 }

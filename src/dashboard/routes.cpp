@@ -176,11 +176,6 @@ void add_routes(http::Router& router, std::shared_ptr<http::ClusterReader> reade
              [](const http::Request&) { return asset(kCommonJs, "text/javascript; charset=utf-8"); });
 }
 
-http::Handler page_or(http::Handler fallback) {
-  return [fallback = std::move(fallback)](const http::Request& r) {
-    if (r.wants_html() || !fallback) return asset(kDashboardHtml, "text/html; charset=utf-8");
-    return fallback(r);
-  };
-}
+http::Response page() { return asset(kDashboardHtml, "text/html; charset=utf-8"); }
 
 }  // namespace pgfleet::dashboard

@@ -75,7 +75,7 @@ using ProxyFigures = std::function<nlohmann::json()>;
 // GET /dashboard/common.js. Starts a Sampler that lives as long as the router's handlers.
 void add_routes(http::Router& router, std::shared_ptr<http::ClusterReader> reader, ProxyFigures proxy = {});
 
-// GET /: the dashboard page for browsers (Accept: text/html); other clients get `fallback`.
-http::Handler page_or(http::Handler fallback);
+// The dashboard page, for GET / from browsers (http::browser_root).
+http::Response page();
 
 }  // namespace pgfleet::dashboard

@@ -117,7 +117,7 @@ void ClusterReader::write_cluster_metrics(MetricsWriter& out) {
     if (n.lag_bytes) out.add("pgfleet_cluster_node_lag_bytes", {{"node", n.name}}, static_cast<double>(*n.lag_bytes));
     if (n.lag_seconds) out.add("pgfleet_cluster_node_lag_seconds", {{"node", n.name}}, *n.lag_seconds);
   }
-  out.gauge("pgfleet_cluster_primary_count", "Nodes running as the primary that hold the leader key (1 when healthy).",
+  out.gauge("pgfleet_cluster_primaries", "Nodes running as the primary that hold the leader key (1 when healthy).",
             primaries);
   out.gauge("pgfleet_cluster_nodes", "Nodes in the configuration.", static_cast<double>(status.nodes.size()));
   out.gauge("pgfleet_cluster_paused", "1 in maintenance mode (no automatic failover).", status.paused ? 1 : 0);
@@ -134,6 +134,9 @@ void ClusterReader::write_cluster_metrics(MetricsWriter& out) {
 }
 
 const cluster::Layout& ClusterReader::layout() const { return state_->layout; }
+
+// The web dashboard's page for every browser asking for /.
+std::optional<Response> browser_root(const Request&, ClusterReader&) { return dashboard::page(); }
 
 void add_cluster_routes(Router& router, std::shared_ptr<ClusterReader> reader) {
   // GET /api/cluster (the status JSON plus events and load history), /display and the dashboard script.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -30,8 +31,14 @@ class ClusterReader {
   std::unique_ptr<State> state_;
 };
 
-// Registers GET /api/cluster on `router`; `reader` must outlive the router's server.
+// Registers GET /api/cluster on `router`; `reader` must outlive the router's server. Every
+// pgfleet HTTP server (agents, the proxy's HTTP port) calls it: cluster pages go here.
 void add_cluster_routes(Router& router, std::shared_ptr<ClusterReader> reader);
+
+// GET / from a browser (Accept: text/html): the page to show, or nullopt to answer as the server
+// would otherwise (an agent: the /primary check; the proxy's port: 404). Extension point for the
+// web dashboard; nullopt until it exists.
+std::optional<Response> browser_root(const Request& request, ClusterReader& reader);
 
 // "postgresql://user:secret@host/db" → "postgresql://user@host/db".
 std::string strip_password(const std::string& uri);

@@ -11,7 +11,6 @@
 
 #include "cluster/control.hpp"
 #include "cluster/secrets.hpp"
-#include "dashboard/routes.hpp"
 #include "http/cluster_api.hpp"
 #include "http/health.hpp"
 #include "http/node_metrics.hpp"
@@ -75,7 +74,7 @@ struct NodeApi::State {
     if (f.member.name.empty()) f.member.name = node;
     f.ttl_ms = static_cast<int64_t>(config.dcs_ttl_seconds) * 1000;
     f.cluster = config.cluster;
-    f.server_version = metrics->server_version();
+    if (f.member.state == "running" || f.member.state == "streaming") f.server_version = metrics->server_version();
     if (auto l = dcs->get(dcs::keys::kLeader); l && l.value()) f.leader = l.value()->value;
     if (auto p = dcs->get(dcs::keys::kPause); p && p.value()) f.paused = true;
     if (f.member.role == "replica" && !f.leader.empty() && f.leader != node) {
@@ -195,8 +194,13 @@ void NodeApi::start() {
                            "/liveness", "/readiness", "/sync", "/synchronous", "/async", "/asynchronous"}) {
     router.add("GET", path, check_route(*check_for_path(path)));
   }
-  // GET / answers like /primary (Patroni); the dashboard may serve browsers here instead.
-  router.add("GET", "/", dashboard::page_or(check_route(Check::Primary)));
+  // GET / answers like /primary (Patroni), except to browsers when the dashboard has a page.
+  router.add("GET", "/", [s, primary = check_route(Check::Primary)](const Request& r) {
+    if (r.wants_html()) {
+      if (auto page = browser_root(r, *s->cluster)) return *page;
+    }
+    return primary(r);
+  });
   router.add("GET", "/patroni", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump() + "\n"); });
   router.add("GET", "/node", [s](const Request&) { return Response::json(200, node_document(s->facts()).dump(2) + "\n"); });
   router.add("GET", "/metrics", [s](const Request&) {

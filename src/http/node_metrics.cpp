@@ -75,19 +75,34 @@ void NodeMetrics::write(MetricsWriter& out, const NodeFacts& f) {
   write_host(out);
 }
 
-void NodeMetrics::write_postgres(MetricsWriter& out) {
+bool NodeMetrics::connect() {
+  if (conn_) return true;
   const auto* n = config_.find_node(node_);
-  if (!n) return;
-  if (!conn_) {
-    auto info = postgres::local_conninfo(layout_, config_, *n);
-    auto pos = info.find("application_name=pgfleet");
-    if (pos != std::string::npos) info.insert(pos + 24, "-metrics");
-    auto pos2 = info.find("statement_timeout=5000");
-    if (pos2 != std::string::npos) info.replace(pos2, 22, "statement_timeout=2000");
-    auto c = postgres::PgConn::connect(info);
-    if (!c) return;
-    conn_.emplace(std::move(c.value()));
+  if (!n) return false;
+  auto info = postgres::local_conninfo(layout_, config_, *n);
+  auto pos = info.find("application_name=pgfleet");
+  if (pos != std::string::npos) info.insert(pos + 24, "-metrics");
+  auto pos2 = info.find("statement_timeout=5000");
+  if (pos2 != std::string::npos) info.replace(pos2, 22, "statement_timeout=2000");
+  auto c = postgres::PgConn::connect(info);
+  if (!c) return false;
+  conn_.emplace(std::move(c.value()));
+  return true;
+}
+
+int NodeMetrics::server_version() {
+  if (server_version_ == 0 && connect()) {
+    if (auto v = conn_->query("SELECT current_setting('server_version_num')::int"); v && !v->empty()) {
+      server_version_ = static_cast<int>(num(v->front()[0]));
+    } else {
+      conn_.reset();
+    }
   }
+  return server_version_;
+}
+
+void NodeMetrics::write_postgres(MetricsWriter& out) {
+  if (!connect()) return;
   auto fail = [this] { conn_.reset(); };
   auto version = conn_->query(
       "SELECT current_setting('server_version_num')::int, pg_is_in_recovery() AND pg_is_wal_replay_paused()");

@@ -19,10 +19,11 @@ class NodeMetrics {
  public:
   NodeMetrics(cluster::Layout layout, cluster::ClusterConfig config, std::string node);
   void write(MetricsWriter& out, const NodeFacts& facts);
-  // server_version_num of the local server, 0 until it was reached once.
-  [[nodiscard]] int server_version() const { return server_version_; }
+  // server_version_num of the local server (asked once when unknown), 0 when it cannot be reached.
+  int server_version();
 
  private:
+  bool connect();
   void write_postgres(MetricsWriter& out);
   void write_host(MetricsWriter& out);
 

@@ -100,7 +100,10 @@ std::unique_ptr<http::Server> start_http_api(ProxyShared& shared, const std::opt
       }
       return nlohmann::json{{"servers_by_node", by_node}};
     });
-    router.add("GET", "/", dashboard::page_or({}));
+    router.add("GET", "/", [reader](const http::Request& r) {
+      if (auto page = http::browser_root(r, *reader)) return *page;
+      return http::Response::text(404, "the dashboard is a page for browsers; JSON at /api/cluster, metrics at /metrics");
+    });
   }
   router.add("GET", "/metrics", [&shared, reader](const http::Request&) {
     std::string text = proxy_metrics_text(shared);

@@ -30,7 +30,7 @@ HttpReply http_request(int port, const std::string& method, const std::string& p
                        const std::string& accept = "application/json") {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error("socket");
-  timeval tv{60, 0};
+  timeval tv{30, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -54,9 +54,22 @@ HttpReply http_request(int port, const std::string& method, const std::string& p
     }
     done += static_cast<size_t>(n);
   }
+  // Read until the body is complete (Content-Length, last chunk) or the peer closes: chromedriver
+  // keeps connections open whatever the request says.
   std::string raw;
   char buf[65536];
-  while (true) {
+  auto complete = [&] {
+    size_t end = raw.find("\r\n\r\n");
+    if (end == std::string::npos) return false;
+    std::string head = raw.substr(0, end);
+    for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (auto at = head.find("content-length:"); at != std::string::npos) {
+      return raw.size() >= end + 4 + std::stoul(head.substr(at + 15));
+    }
+    if (head.find("transfer-encoding: chunked") != std::string::npos) return raw.find("\r\n0\r\n\r\n", end) != std::string::npos;
+    return false;
+  };
+  while (!complete()) {
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     raw.append(buf, static_cast<size_t>(n));

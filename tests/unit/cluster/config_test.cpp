@@ -125,6 +125,7 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   c.sync = SyncMode::Quorum;
   c.sync_count = 2;
   c.cascade = true;
+  c.http_tls = true;
   // Values YAML would retype if they were not read as text.
   c.postgresql["synchronous_commit"] = "on";
   c.postgresql["log_line_prefix"] = "%m [%p] # ";
@@ -144,6 +145,12 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   }
   ClusterConfig defaults;
   EXPECT_EQ(parse_config(render_config(defaults), "rendered.yaml"), defaults) << render_config(defaults);
+}
+
+TEST(ConfigTest, HttpTlsIsReadFromTheHttpSection) {
+  EXPECT_FALSE(parse_config("cluster: x\n", "t.yaml").http_tls);
+  EXPECT_TRUE(parse_config("cluster: x\nhttp:\n  tls: true\n", "t.yaml").http_tls);
+  EXPECT_NE(error_of("cluster: x\nhttp:\n  tsl: true\n").find("unknown key 'tsl'"), std::string::npos);
 }
 
 TEST(ConfigTest, UnknownTopLevelKeyNamesLine) {
