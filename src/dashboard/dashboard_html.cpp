@@ -29,11 +29,11 @@ section h2 { margin:0 0 6px; font-size:15px; text-transform:uppercase; letter-sp
 .card { border-radius:10px; padding:8px 12px; background:#0b0f14; border:3px solid var(--line); }
 .card .head { display:flex; justify-content:space-between; align-items:baseline; }
 .card .name { font-size:28px; font-weight:800; }
-.card .role { font-size:20px; font-weight:800; text-transform:uppercase; padding:2px 10px; border-radius:6px; color:#fff; }
-.card .state { font-size:18px; color:var(--dim); margin:2px 0 6px; }
+.card .role { font-size:16px; font-weight:800; text-transform:uppercase; padding:2px 10px; border-radius:6px; color:#fff; }
+.card .state { font-size:16px; color:var(--dim); margin:2px 0 6px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 .card .kv { display:grid; grid-template-columns:repeat(3, 1fr); gap:4px; }
 .card .kv div { font-size:13px; color:var(--dim); text-transform:uppercase; }
-.card .kv b { display:block; font-size:24px; color:var(--text); text-transform:none; }
+.card .kv b { display:block; font-size:23px; white-space:nowrap; color:var(--text); text-transform:none; }
 .bars { margin-top:6px; display:grid; grid-template-columns:52px 1fr 56px; gap:3px 8px; font-size:14px; align-items:center; }
 .bar { height:12px; background:#21262d; border-radius:6px; overflow:hidden; }
 .bar i { display:block; height:100%; background:var(--replica); }
