@@ -164,6 +164,12 @@ Snapshot Collector::collect() {
     row.sync_state = n.sync_state;
     row.lag_bytes = n.lag_bytes;
     row.lag_seconds = n.lag_seconds;
+    if (n.stats) {  // host figures sampled by the node's agent
+      row.cpu_percent = n.stats->cpu_percent;
+      row.memory_percent = n.stats->memory_percent;
+      row.disk_percent = n.stats->disk_used_percent;
+      row.temperature_c = n.stats->temperature_celsius;
+    }
     node_stats(row, n);
     snap.nodes.push_back(std::move(row));
   }

@@ -74,6 +74,12 @@ TEST_F(TopTest, ShowsNodesAndRolesSwitchesViewsFollowsASwitchoverAndQuitsCleanly
       15s))
       << screen;
   EXPECT_NE(screen.find("primary node1"), std::string::npos) << screen;
+  // Host figures from the agents: CPU, memory and disk columns hold numbers (TEMP only with a
+  // thermal zone), within a few refreshes.
+  ASSERT_TRUE(eventually([&] {
+    screen = tmux.screen("top");
+    return std::regex_search(node_line(screen, "node1"), std::regex(R"( \d+ +\d+ +\d+ +(-|\d+C)$)"));
+  }, 10s)) << screen;
   EXPECT_NE(screen.find("PROXY running"), std::string::npos) << screen;
   EXPECT_NE(screen.find("q quit"), std::string::npos) << screen;
 
