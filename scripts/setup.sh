@@ -17,6 +17,8 @@ PACKAGES=(
   etcd-server etcd-client
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
+  # pgfleet top under a real terminal (tmux); the dashboard in real headless Chromium
+  tmux chromium chromium-driver fonts-dejavu-core
   # monitoring tests: the real HAProxy with deploy/haproxy.cfg, promtool on metrics and alert rules
   haproxy prometheus
 )

@@ -104,6 +104,11 @@ int main(int argc, char** argv) {
   auto* history_cmd = app.add_subcommand("history", "failovers and switchovers, oldest first");
   history_cmd->add_flag("--json", history_json, "as JSON");
 
+  cli::TopOptions top;
+  auto* top_cmd = app.add_subcommand("top", "live terminal dashboard: nodes, proxy pools, events (q quits)");
+  top_cmd->add_option("--interval", top.interval_seconds, "seconds between refreshes (default 1)");
+  top_cmd->add_flag("--once", top.once, "print one screen as text and exit");
+
   ha::AgentOptions agent;
   auto* agent_cmd = app.add_subcommand("agent", "run the agent of one node (started for you by `up`)");
   auto* agent_node = agent_cmd->add_option("--node", agent.node, "node name (a cluster directory's node)");
@@ -145,6 +150,10 @@ int main(int argc, char** argv) {
     if (pause_cmd->parsed()) return cli::run_pause(dir, true);
     if (resume_cmd->parsed()) return cli::run_pause(dir, false);
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
+    if (top_cmd->parsed()) {
+      top.dir = dir;
+      return cli::run_top(top);
+    }
     if (proxy_cmd->parsed()) return cli::run_proxy_command(dir, proxy_config, takeover);
     if (agent_cmd->parsed()) {
       if (!node_file.empty()) return cli::run_node_agent(node_file);

@@ -63,6 +63,13 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
 int run_failover(const std::string& dir, const std::string& to, int timeout_seconds);
 int run_pause(const std::string& dir, bool pause);
 int run_history(const std::string& dir, bool json);
+
+struct TopOptions {
+  std::string dir;
+  double interval_seconds = 1.0;
+  bool once = false;  // print one screen as text and exit (no terminal needed)
+};
+int run_top(const TopOptions& options);
 // --at: unix seconds or YYYY-MM-DDTHH:MM:SS (local time) → unix ms; "" → 0 (now).
 int64_t parse_time(const std::string& text);
 

@@ -97,6 +97,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.upstream = m.upstream;
       s.restarts = m.restarts;
       s.last_error = m.last_error;
+      s.stats = m.stats;
       if (m.role == "primary") {
         s.lsn = m.current_lsn;
       } else {
@@ -198,7 +199,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"agent_pid", n.agent_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.agent_pid)},
                      {"uptime_seconds", n.uptime_seconds},
                      {"restarts", n.restarts},
-                     {"last_error", opt_text(n.last_error)}});
+                     {"last_error", opt_text(n.last_error)},
+                     {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }
   nlohmann::json history = nlohmann::json::array();
   for (const auto& h : status.history) {

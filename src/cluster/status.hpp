@@ -14,6 +14,7 @@
 #include "cluster/layout.hpp"
 #include "cluster/secrets.hpp"
 #include "dcs/dcs.hpp"
+#include "dcs/member.hpp"
 
 namespace pgfleet::cluster {
 
@@ -38,6 +39,7 @@ struct NodeStatus {
   int64_t uptime_seconds = 0;
   int restarts = 0;
   std::string last_error;
+  std::optional<dcs::NodeStats> stats;  // the agent's load figures (TPS, connections, host)
 };
 
 struct ConnectionStrings {

@@ -17,7 +17,44 @@ nlohmann::json to_json(const Member& m) {
           {"replay_delay_seconds", m.replay_delay_seconds}, {"upstream", m.upstream},
           {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts},
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
-          {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"replication", peers}};
+          {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"replication", peers},
+          {"stats", to_json(m.stats)}};
+}
+
+namespace {
+template <typename T>
+nlohmann::json opt(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+template <typename T>
+void read_opt(const nlohmann::json& j, const char* key, std::optional<T>& field) {
+  if (auto it = j.find(key); it != j.end() && it->is_number()) field = it->get<T>();
+}
+}  // namespace
+
+nlohmann::json to_json(const NodeStats& s) {
+  return {{"tps", opt(s.tps)},
+          {"connections", opt(s.connections)},
+          {"cpu_percent", opt(s.cpu_percent)},
+          {"memory_percent", opt(s.memory_percent)},
+          {"disk_used_percent", opt(s.disk_used_percent)},
+          {"disk_free_bytes", opt(s.disk_free_bytes)},
+          {"temperature_celsius", opt(s.temperature_celsius)},
+          {"load1", opt(s.load1)}};
+}
+
+NodeStats node_stats_from_json(const nlohmann::json& j) {
+  NodeStats s;
+  if (!j.is_object()) return s;
+  read_opt(j, "tps", s.tps);
+  read_opt(j, "connections", s.connections);
+  read_opt(j, "cpu_percent", s.cpu_percent);
+  read_opt(j, "memory_percent", s.memory_percent);
+  read_opt(j, "disk_used_percent", s.disk_used_percent);
+  read_opt(j, "disk_free_bytes", s.disk_free_bytes);
+  read_opt(j, "temperature_celsius", s.temperature_celsius);
+  read_opt(j, "load1", s.load1);
+  return s;
 }
 
 Member member_from_json(const nlohmann::json& j) {
@@ -62,6 +99,7 @@ Member member_from_json(const nlohmann::json& j) {
       m.replication.push_back(peer);
     }
   }
+  if (auto it = j.find("stats"); it != j.end()) m.stats = node_stats_from_json(*it);
   return m;
 }
 

@@ -30,6 +30,20 @@ struct ReplicationPeer {
   double replay_lag_seconds = 0;
 };
 
+// Load figures an agent samples each loop for the dashboards; null when unknown.
+struct NodeStats {
+  std::optional<double> tps;              // commits + rollbacks per second, all databases
+  std::optional<int64_t> connections;     // client backends
+  std::optional<double> cpu_percent;      // host CPU busy since the previous sample
+  std::optional<double> memory_percent;   // host memory in use (total - available)
+  std::optional<double> disk_used_percent;  // file system of the data directory
+  std::optional<int64_t> disk_free_bytes;
+  std::optional<double> temperature_celsius;  // hottest thermal zone, when the host has one
+  std::optional<double> load1;
+};
+nlohmann::json to_json(const NodeStats& stats);
+NodeStats node_stats_from_json(const nlohmann::json& j);
+
 struct Member {
   std::string name;
   std::string role = "unknown";  // primary | replica | unknown
@@ -53,6 +67,7 @@ struct Member {
   int64_t updated_mono_ms = 0;   // CLOCK_MONOTONIC ms of publication (comparable on one host)
   std::string sync_standby_names;  // primary: synchronous_standby_names in force
   std::vector<ReplicationPeer> replication;  // who streams from this node
+  NodeStats stats;
 };
 
 nlohmann::json to_json(const Member& member);

@@ -28,6 +28,7 @@
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
 #include "ha/decide.hpp"
+#include "ha/node_stats.hpp"
 #include "ha/sync_names.hpp"
 #include "http/node_api.hpp"
 #include "postgres/instance.hpp"
@@ -667,6 +668,8 @@ class Agent {
     member_.host = n.host.empty() ? cluster::connect_host(config_) : n.host;
     member_.port = n.port;
     member_.api_port = n.api_port;
+    if (!stats_) stats_.emplace(layout_.data_dir(name_));
+    member_.stats = stats_->sample(accepting_ && conn_ ? &*conn_ : nullptr);  // for the dashboards
     member_.updated_at_ms = unix_ms();
     member_.updated_mono_ms = mono_ms();
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
@@ -763,6 +766,7 @@ class Agent {
   cluster::PgBinaries bins_;
   std::unique_ptr<dcs::Dcs> dcs_;
   std::unique_ptr<http::NodeApi> api_;
+  std::optional<NodeStatsSampler> stats_;
   dcs::Member member_;
   std::optional<postgres::PgConn> conn_;
   pid_t postmaster_ = 0;

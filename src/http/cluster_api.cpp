@@ -7,6 +7,7 @@
 #include "cluster/control.hpp"
 #include "cluster/secrets.hpp"
 #include "cluster/status.hpp"
+#include "dashboard/routes.hpp"
 #include "dcs/member.hpp"
 #include "util/log.hpp"
 
@@ -132,10 +133,14 @@ void ClusterReader::write_cluster_metrics(MetricsWriter& out) {
   write_history_metrics(out, history);
 }
 
-std::optional<Response> browser_root(const Request&, ClusterReader&) { return std::nullopt; }
+const cluster::Layout& ClusterReader::layout() const { return state_->layout; }
+
+// The web dashboard's page for every browser asking for /.
+std::optional<Response> browser_root(const Request&, ClusterReader&) { return dashboard::page(); }
 
 void add_cluster_routes(Router& router, std::shared_ptr<ClusterReader> reader) {
-  router.add("GET", "/api/cluster", [reader](const Request&) { return Response::json(200, reader->status_json().dump(2)); });
+  // GET /api/cluster (the status JSON plus events and load history), /display and the dashboard script.
+  dashboard::add_routes(router, std::move(reader));
 }
 
 }  // namespace pgfleet::http

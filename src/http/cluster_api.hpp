@@ -24,6 +24,7 @@ class ClusterReader {
   nlohmann::json status_json();
   // Cluster-level metrics (per node role, lag, failovers) derived from the DCS.
   void write_cluster_metrics(MetricsWriter& out);
+  [[nodiscard]] const cluster::Layout& layout() const;
 
  private:
   struct State;

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "dashboard/routes.hpp"
 #include "http/cluster_api.hpp"
 #include "http/metrics.hpp"
 #include "http/node_api.hpp"
@@ -91,10 +92,17 @@ std::unique_ptr<http::Server> start_http_api(ProxyShared& shared, const std::opt
   std::shared_ptr<http::ClusterReader> reader;
   if (layout) {
     reader = std::make_shared<http::ClusterReader>(*layout);
-    http::add_cluster_routes(router, reader);
+    // The dashboard lives on the proxy's port (status dashboard_url): its API gains the traffic split.
+    dashboard::add_routes(router, reader, [&shared] {
+      std::map<std::string, int> by_node;
+      for (Worker* w : shared.workers) {
+        for (const auto& s : w->snapshot()->servers) by_node[s.backend.substr(0, s.backend.find(' '))]++;
+      }
+      return nlohmann::json{{"servers_by_node", by_node}};
+    });
     router.add("GET", "/", [reader](const http::Request& r) {
       if (auto page = http::browser_root(r, *reader)) return *page;
-      return http::Response::text(404, "no page here yet: see /api/cluster and /metrics");
+      return http::Response::text(404, "the dashboard is a page for browsers; JSON at /api/cluster, metrics at /metrics");
     });
   }
   router.add("GET", "/metrics", [&shared, reader](const http::Request&) {
