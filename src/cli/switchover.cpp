@@ -2,6 +2,7 @@
 // agents' decide() to carry out, with the proxy paused around a switchover so clients see no error.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
+#include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
 #include "util/errors.hpp"
 #include "util/log.hpp"
@@ -75,16 +77,21 @@ class ProxyPause {
   std::optional<postgres::PgConn> conn_;
 };
 
+// Polled every 50 ms: the proxy stays paused until this returns.
 cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
                                        int timeout_seconds) {
-  return cluster::wait_until(
-      c,
-      [&](const cluster::ClusterStatus& s) {
-        if (s.leader.empty() || s.leader == old_leader || (!to.empty() && s.leader != to)) return false;
-        const auto* n = s.find(s.leader);
-        return n && n->role == "primary" && n->state == "running";
-      },
-      std::chrono::seconds(timeout_seconds), "the new primary");
+  auto ready = [&](const cluster::ClusterStatus& s) {
+    if (s.leader.empty() || s.leader == old_leader || (!to.empty() && s.leader != to)) return false;
+    const auto* n = s.find(s.leader);
+    return n && n->role == "primary" && n->state == "running";
+  };
+  auto fast_until = Clock::now() + std::chrono::seconds(std::min(timeout_seconds, 10));
+  while (Clock::now() < fast_until) {
+    auto s = c.status();
+    if (ready(s)) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary");
 }
 
 }  // namespace
@@ -110,6 +117,13 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
     std::cout << "switchover from " << leader << " scheduled\n";
     return 0;
+  }
+  // A checkpoint now, while clients still run, leaves little for the shutdown checkpoint to write
+  // while they are paused.
+  if (auto conn = postgres::PgConn::connect(postgres::tcp_conninfo(c.layout, c.config, *c.config.find_node(leader),
+                                                                   c.config.superuser, c.config.database));
+      conn) {
+    (void)conn->exec("CHECKPOINT");
   }
   auto started = Clock::now();
   std::optional<cluster::ClusterStatus> after;

@@ -69,6 +69,7 @@ struct ClusterStatus {
   ProxyStatus proxy;
   ConnectionStrings connection;
   bool paused = false;                 // maintenance mode: no automatic failover
+  std::string synchronous;             // the leader's published sync constraints (DCS `sync` key, JSON), "" = none
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
 
   [[nodiscard]] const NodeStatus* find(const std::string& name) const;
