@@ -57,16 +57,24 @@ class ProxyPause {
   ~ProxyPause() {
     if (conn_) (void)conn_->exec("RESUME");
   }
-  // Waits until no server connection is lent out (running transactions finished), up to `limit`.
-  void drain(std::chrono::milliseconds limit) {
+  // Waits until no transaction runs on the primary (asked there: the proxy's SHOW POOLS is a
+  // snapshot up to a second old), seen twice 20 ms apart, up to `limit`.
+  void drain(const cluster::Cluster& c, const std::string& primary, std::chrono::milliseconds limit) {
     if (!conn_) return;
+    const auto* n = c.config.find_node(primary);
+    if (n == nullptr) return;
+    auto db = postgres::PgConn::connect(
+        postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=3");
+    if (!db) return;
     auto deadline = Clock::now() + limit;
+    int quiet = 0;
     while (Clock::now() < deadline) {
-      auto rows = conn_->query("SHOW POOLS");
-      if (!rows) return;
-      int active = 0;
-      for (const auto& row : *rows) active += row.size() > 4 && row[4] ? std::atoi(row[4]->c_str()) : 0;
-      if (active == 0) return;
+      auto busy = db->scalar(
+          "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+          "AND state IS DISTINCT FROM 'idle' AND application_name NOT LIKE 'pgfleet%'");
+      if (!busy) return;
+      quiet = busy.value() == std::optional<std::string>("0") ? quiet + 1 : 0;
+      if (quiet >= 2) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::cerr << "note: transactions still running after " << limit.count() << " ms; switching over anyway\n";
@@ -77,7 +85,19 @@ class ProxyPause {
   std::optional<postgres::PgConn> conn_;
 };
 
-// Polled every 50 ms: the proxy stays paused until this returns.
+// True when `node` answers as a primary (pg_is_in_recovery() false), asked directly.
+bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
+  const auto* n = c.config.find_node(node);
+  if (n == nullptr) return false;
+  auto conn = postgres::PgConn::connect(
+      postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=2");
+  if (!conn) return false;
+  auto r = conn->scalar("SELECT pg_is_in_recovery()");
+  return r && r.value() == std::optional<std::string>("f");
+}
+
+// The proxy stays paused until this returns: poll every 20 ms, and ask the new leader itself
+// whether it accepts writes (its agent publishes that only after its post-promotion checkpoint).
 cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
                                        int timeout_seconds) {
   auto ready = [&](const cluster::ClusterStatus& s) {
@@ -87,9 +107,16 @@ cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::str
   };
   auto fast_until = Clock::now() + std::chrono::seconds(std::min(timeout_seconds, 10));
   while (Clock::now() < fast_until) {
-    auto s = c.status();
-    if (ready(s)) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto leader = c.dcs->get(dcs::keys::kLeader);
+    if (leader && leader.value()) {
+      const std::string& holder = leader.value()->value;
+      if (holder != old_leader && (to.empty() || holder == to) && accepts_writes(c, holder)) {
+        auto s = c.status();
+        s.leader = holder;
+        return s;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary");
 }
@@ -126,10 +153,12 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     (void)conn->exec("CHECKPOINT");
   }
   auto started = Clock::now();
+  auto drained = started;
   std::optional<cluster::ClusterStatus> after;
   {
     ProxyPause pause(c);
-    pause.drain(std::chrono::milliseconds(5000));
+    pause.drain(c, leader, std::chrono::milliseconds(5000));
+    drained = Clock::now();
     if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
     try {
       after = wait_for_leader(c, leader, to, timeout_seconds);
@@ -138,8 +167,12 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
       throw;
     }
   }  // RESUME: paused clients continue on the new primary
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-  std::cout << fmt::format("switched over from {} to {} in {} ms\n", leader, after->leader, ms);
+  auto ms = [](Clock::time_point from, Clock::time_point until) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(until - from).count();
+  };
+  auto now = Clock::now();
+  std::cout << fmt::format("switched over from {} to {} in {} ms (proxy paused: {} ms draining, {} ms handing over)\n",
+                           leader, after->leader, ms(started, now), ms(started, drained), ms(drained, now));
   return 0;
 }
 
