@@ -427,8 +427,10 @@ class Agent {
         nlohmann::json entry = {{"time_ms", unix_ms()}, {"from", view.leader ? view.leader->holder : previous_leader_},
                                 {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn}};
         (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
-        callback("on_failover", config_.callbacks.on_failover, "primary", entry["from"].get<std::string>(), a.target,
-                 a.reason);
+        // Once per change, by the agent recording it: the new primary after a failover, the old one
+        // after a switchover.
+        callback("on_failover", config_.callbacks.on_failover, a.target == name_ ? "primary" : "replica",
+                 entry["from"].get<std::string>(), a.target, a.reason);
         break;
       }
       case ActionKind::Wait: break;

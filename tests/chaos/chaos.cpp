@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -543,10 +544,12 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
     errors_before = g_log.errors.size();
   }
   bool need_up = false;
+  std::vector<pid_t> killed;
   if (fault == "postmaster") {
     ::kill(static_cast<pid_t>(num(target_node, "pid")), SIGKILL);
   } else if (fault == "host" || fault == "replica") {
-    signal_all(host_processes(target_node), SIGKILL);
+    killed = host_processes(target_node);
+    signal_all(killed, SIGKILL);
     need_up = true;
   } else if (fault == "hang") {
     auto pids = host_processes(target_node);
@@ -573,6 +576,11 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
   if (!poll_until([&] { return acked_since(fault_ms); }, 120s, 50ms))
     res.problems.push_back("no write acknowledged within 120 s of the fault");
   if (need_up) {
+    // The "host" comes back once its processes are gone (killed children of a killed agent stay
+    // zombies until init reaps them, and PostgreSQL refuses to start while its old pid exists).
+    for (pid_t p : killed)
+      if (!poll_until([p] { return ::kill(p, 0) != 0 && errno == ESRCH; }, 30s, 20ms))
+        res.problems.push_back(fmt::format("pid {} still exists 30 s after kill -9", p));
     auto r = run_pgfleet({"up", "--timeout", "120"}, 180s);
     if (!r.ok()) res.problems.push_back("pgfleet up after the fault failed: " + r.output);
   }
