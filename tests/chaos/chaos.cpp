@@ -510,9 +510,12 @@ double unavailability(int64_t fault_ms, int64_t end_ms) {
   return static_cast<double>(gap) / 1000.0;
 }
 
+// A write sent after t_ms was acknowledged (one already inside a dying server does not count).
 bool acked_since(int64_t t_ms) {
   std::lock_guard lock(g_log.mu);
-  return !g_log.acked.empty() && g_log.acked.back().ack_ms > t_ms;
+  for (auto it = g_log.acked.rbegin(); it != g_log.acked.rend() && it->ack_ms > t_ms; ++it)
+    if (it->send_ms > t_ms) return true;
+  return false;
 }
 
 CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
@@ -536,6 +539,7 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
     target_node = pick;
   }
   res.target = str(target_node, "name");
+  const int64_t target_pid = num(target_node, "pid");
   std::this_thread::sleep_for(1s);  // steady load before the fault
   const int64_t fault_ms = now_ms();
   size_t errors_before = 0;
@@ -589,7 +593,11 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
   bool ok = poll_until(
       [&] {
         after = status();
-        return after && converged(*after, why);
+        if (!after || !converged(*after, why)) return false;
+        // The published status may predate the fault: the node it hit must run a new postmaster.
+        if (num(node_of(*after, res.target), "pid") == target_pid)
+          return why = res.target + " still reports its old postmaster", false;
+        return true;
       },
       120s, 250ms);
   const int64_t converged_ms = now_ms();
