@@ -688,13 +688,15 @@ class Agent {
   }
 
   // Sleeps until the next loop, waking early when a control key changes (leader, switchover,
-  // failover, pause), so a switchover or an election does not wait for loop_wait.
+  // failover, pause), so a switchover or an election does not wait for loop_wait, or when the
+  // postmaster died.
   void sleep_interruptibly(std::chrono::milliseconds total) {
     auto until = Clock::now() + total;
     auto signature = control_signature();
     while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
       std::this_thread::sleep_for(50ms);
       if (control_signature() != signature) break;
+      if (postmaster_ != 0 && !process::alive(postmaster_)) break;  // crashed: restart it now, not next loop
     }
   }
 
