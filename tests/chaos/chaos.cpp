@@ -313,6 +313,18 @@ void signal_all(const std::vector<pid_t>& pids, int sig) {
   for (pid_t p : pids) ::kill(p, sig);
 }
 
+// Processes a hang cycle has stopped: woken up again if this program is interrupted meanwhile,
+// so that `pgfleet down` (or anything else) can still stop them.
+constexpr int kMaxStopped = 256;
+pid_t g_stopped[kMaxStopped];
+std::atomic<int> g_stopped_count{0};
+
+void on_interrupt(int sig) {
+  for (int i = 0; i < g_stopped_count.load(); ++i) ::kill(g_stopped[i], SIGCONT);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
@@ -557,6 +569,9 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
     need_up = true;
   } else if (fault == "hang") {
     auto pids = host_processes(target_node);
+    g_stopped_count = 0;
+    for (pid_t p : pids)
+      if (g_stopped_count < kMaxStopped) g_stopped[g_stopped_count++] = p;
     signal_all(pids, SIGSTOP);
     // Another node takes over once the leader key expires (ttl); a second later the old one wakes
     // up (as a paused VM would) and must step down without acknowledging anything.
@@ -572,6 +587,7 @@ CycleResult run_cycle(Cluster& cl, int number, const std::string& fault) {
     if (!moved) res.problems.push_back("no other node ran as primary within 120 s of the hang");
     std::this_thread::sleep_for(1s);
     signal_all(pids, SIGCONT);
+    g_stopped_count = 0;
   } else if (fault == "switchover") {
     auto r = run_pgfleet({"switchover", "--timeout", "60"}, 120s);
     if (!r.ok()) res.problems.push_back("switchover failed: " + r.output);
@@ -713,6 +729,8 @@ int main(int argc, char** argv) {
     g_opt.dir = tmp + "/cluster";
   }
   ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGINT, on_interrupt);
+  ::signal(SIGTERM, on_interrupt);
 
   std::vector<std::string> up_args = {"up", "--base-port", std::to_string(pick_base_port()), "--sync", g_opt.sync};
   if (g_opt.ttl) up_args.insert(up_args.end(), {"--ttl", std::to_string(*g_opt.ttl)});
