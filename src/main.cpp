@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
                      "allocate every port from here: proxy P..P+2, HTTP P+3, nodes P+10.., agents P+50..");
   up_cmd->add_option("--sync", up.sync, "replication mode: off (async), on (one synchronous standby), quorum");
   up_cmd->add_option("--sync-count", up.sync_count, "k in ANY k (...) for --sync quorum (default 1)");
+  up_cmd->add_option("--ttl", up.ttl, "seconds the leader key lives without renewal (dcs.ttl, default 30, >= 5)");
+  up_cmd->add_option("--loop-wait", up.loop_wait, "seconds between agent loops (dcs.loop_wait, default 1, < ttl / 2)");
   up_cmd->add_flag("--cascade", up.cascade, "replicas after the first stream from the first replica");
   up_cmd->add_flag("--foreground", up.foreground, "stay attached; Ctrl-C stops the cluster");
   up_cmd->add_option("--pg-bindir", up.pg_bindir, "directory of initdb/postgres (default: $PG_BINDIR or discovered)");

@@ -15,6 +15,8 @@ struct UpOptions {
   std::optional<int> base_port;
   std::optional<std::string> sync;
   std::optional<int> sync_count;
+  std::optional<int> ttl;        // dcs.ttl, seconds
+  std::optional<int> loop_wait;  // dcs.loop_wait, seconds
   bool cascade = false;
   bool foreground = false;
   std::string pg_bindir;

@@ -1,9 +1,8 @@
 // `pgfleet switchover | failover | pause | resume | history`: requests written to the DCS for the
 // agents' decide() to carry out, with the proxy paused around a switchover so clients see no error.
 #include <fmt/format.h>
-#include <libpq-fe.h>
-#include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -15,6 +14,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
+#include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
 #include "util/errors.hpp"
 #include "util/log.hpp"
@@ -38,72 +38,87 @@ std::string current_leader(const cluster::Cluster& c) {
 // The proxy's admin console, to hold new transactions while the primary moves.
 class ProxyPause {
  public:
-  // Holds new transactions at once; waits up to `drain_limit` for the running ones to finish
-  // (PAUSE answers when they have), then lets the switchover go on anyway.
-  ProxyPause(const cluster::Cluster& c, std::chrono::milliseconds drain_limit) : conninfo_(admin_conninfo(c)) {
+  explicit ProxyPause(const cluster::Cluster& c) {
     if (!c.config.proxy.enabled || cluster::agent_pid(c.layout, "proxy") == 0) return;
-    auto conn = postgres::PgConn::connect(conninfo_);
+    auto conn = postgres::PgConn::connect(fmt::format(
+        "host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
+        cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile()));
     if (!conn) {
       std::cerr << "note: cannot reach the proxy's admin console (" << conn.error()
                 << "); switching over without pausing it\n";
       return;
     }
     conn_.emplace(std::move(conn.value()));
-    PGconn* raw = conn_->raw();
-    if (PQsendQuery(raw, "PAUSE") == 0) {
-      std::cerr << "note: PAUSE failed: " << PQerrorMessage(raw) << "\n";
+    if (auto r = conn_->exec("PAUSE"); !r) {
+      std::cerr << "note: PAUSE failed: " << r.error() << "\n";
       conn_.reset();
-      return;
-    }
-    auto deadline = Clock::now() + drain_limit;
-    while (PQisBusy(raw) != 0 && Clock::now() < deadline) {
-      pollfd pfd{PQsocket(raw), POLLIN, 0};
-      ::poll(&pfd, 1, 10);
-      if (PQconsumeInput(raw) == 0) break;
-    }
-    if (PQisBusy(raw) != 0) {
-      std::cerr << "note: transactions still running after " << drain_limit.count() << " ms; switching over anyway\n";
-      pending_ = true;
-      return;
-    }
-    while (PGresult* r = PQgetResult(raw)) {
-      if (PQresultStatus(r) != PGRES_COMMAND_OK) std::cerr << "note: PAUSE failed: " << PQresultErrorMessage(r);
-      PQclear(r);
     }
   }
   ~ProxyPause() {
-    if (!conn_) return;
-    if (!pending_) {
-      (void)conn_->exec("RESUME");
-      return;
-    }
-    // The first console is still waiting for its PAUSE to complete: resume through another.
-    if (auto other = postgres::PgConn::connect(conninfo_); other) (void)other.value().exec("RESUME");
+    if (conn_) (void)conn_->exec("RESUME");
   }
-  ProxyPause(const ProxyPause&) = delete;
-  ProxyPause& operator=(const ProxyPause&) = delete;
+  // Waits until no transaction runs on the primary (asked there: the proxy's SHOW POOLS is a
+  // snapshot up to a second old), seen twice 20 ms apart, up to `limit`.
+  void drain(const cluster::Cluster& c, const std::string& primary, std::chrono::milliseconds limit) {
+    if (!conn_) return;
+    const auto* n = c.config.find_node(primary);
+    if (n == nullptr) return;
+    auto db = postgres::PgConn::connect(
+        postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=3");
+    if (!db) return;
+    auto deadline = Clock::now() + limit;
+    int quiet = 0;
+    while (Clock::now() < deadline) {
+      auto busy = db->scalar(
+          "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+          "AND state IS DISTINCT FROM 'idle' AND application_name NOT LIKE 'pgfleet%'");
+      if (!busy) return;
+      quiet = busy.value() == std::optional<std::string>("0") ? quiet + 1 : 0;
+      if (quiet >= 2) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::cerr << "note: transactions still running after " << limit.count() << " ms; switching over anyway\n";
+  }
+  [[nodiscard]] bool active() const { return conn_.has_value(); }
 
  private:
-  static std::string admin_conninfo(const cluster::Cluster& c) {
-    return fmt::format(
-        "host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
-        cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile());
-  }
-  std::string conninfo_;
   std::optional<postgres::PgConn> conn_;
-  bool pending_ = false;
 };
 
+// True when `node` answers as a primary (pg_is_in_recovery() false), asked directly.
+bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
+  const auto* n = c.config.find_node(node);
+  if (n == nullptr) return false;
+  auto conn = postgres::PgConn::connect(
+      postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=2");
+  if (!conn) return false;
+  auto r = conn->scalar("SELECT pg_is_in_recovery()");
+  return r && r.value() == std::optional<std::string>("f");
+}
+
+// The proxy stays paused until this returns: poll every 20 ms, and ask the new leader itself
+// whether it accepts writes (its agent publishes that only after its post-promotion checkpoint).
 cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
                                        int timeout_seconds) {
-  return cluster::wait_until(
-      c,
-      [&](const cluster::ClusterStatus& s) {
-        if (s.leader.empty() || s.leader == old_leader || (!to.empty() && s.leader != to)) return false;
-        const auto* n = s.find(s.leader);
-        return n && n->role == "primary" && n->state == "running";
-      },
-      std::chrono::seconds(timeout_seconds), "the new primary");
+  auto ready = [&](const cluster::ClusterStatus& s) {
+    if (s.leader.empty() || s.leader == old_leader || (!to.empty() && s.leader != to)) return false;
+    const auto* n = s.find(s.leader);
+    return n && n->role == "primary" && n->state == "running";
+  };
+  auto fast_until = Clock::now() + std::chrono::seconds(std::min(timeout_seconds, 10));
+  while (Clock::now() < fast_until) {
+    auto leader = c.dcs->get(dcs::keys::kLeader);
+    if (leader && leader.value()) {
+      const std::string& holder = leader.value()->value;
+      if (holder != old_leader && (to.empty() || holder == to) && accepts_writes(c, holder)) {
+        auto s = c.status();
+        s.leader = holder;
+        return s;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary");
 }
 
 }  // namespace
@@ -130,10 +145,20 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     std::cout << "switchover from " << leader << " scheduled\n";
     return 0;
   }
+  // A checkpoint now, while clients still run, leaves little for the shutdown checkpoint to write
+  // while they are paused.
+  if (auto conn = postgres::PgConn::connect(postgres::tcp_conninfo(c.layout, c.config, *c.config.find_node(leader),
+                                                                   c.config.superuser, c.config.database));
+      conn) {
+    (void)conn->exec("CHECKPOINT");
+  }
   auto started = Clock::now();
+  auto drained = started;
   std::optional<cluster::ClusterStatus> after;
   {
-    ProxyPause pause(c, std::chrono::milliseconds(5000));
+    ProxyPause pause(c);
+    pause.drain(c, leader, std::chrono::milliseconds(5000));
+    drained = Clock::now();
     if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
     try {
       after = wait_for_leader(c, leader, to, timeout_seconds);
@@ -142,8 +167,12 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
       throw;
     }
   }  // RESUME: paused clients continue on the new primary
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-  std::cout << fmt::format("switched over from {} to {} in {} ms\n", leader, after->leader, ms);
+  auto ms = [](Clock::time_point from, Clock::time_point until) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(until - from).count();
+  };
+  auto now = Clock::now();
+  std::cout << fmt::format("switched over from {} to {} in {} ms (proxy paused: {} ms draining, {} ms handing over)\n",
+                           leader, after->leader, ms(started, now), ms(started, drained), ms(drained, now));
   return 0;
 }
 

@@ -53,6 +53,17 @@ cluster::ClusterConfig new_cluster_config(const UpOptions& o) {
     config.sync = *mode;
   }
   if (o.sync_count) config.sync_count = *o.sync_count;
+  if (o.ttl) config.dcs_ttl_seconds = *o.ttl;
+  if (o.loop_wait) config.loop_wait_seconds = *o.loop_wait;
+  // The lease arithmetic needs ttl >= 5 s, loop_wait >= 1 s and ttl > 2 x loop_wait (a primary
+  // fences at ttl - 2 x loop_wait): say which flag is wrong before the config check does.
+  if (o.ttl && *o.ttl < 5) throw UserError(fmt::format("--ttl must be at least 5 seconds, got {}", *o.ttl));
+  if (o.loop_wait && *o.loop_wait < 1)
+    throw UserError(fmt::format("--loop-wait must be at least 1 second, got {}", *o.loop_wait));
+  if ((o.ttl || o.loop_wait) && 2LL * config.loop_wait_seconds >= config.dcs_ttl_seconds)
+    throw UserError(fmt::format("--loop-wait ({} s) must be less than half of --ttl ({} s)", config.loop_wait_seconds,
+                                config.dcs_ttl_seconds),
+                    "a primary fences itself at ttl - 2 x loop_wait; e.g. --ttl 10 --loop-wait 1");
   if (o.cascade) config.cascade = true;
   if (!o.pg_bindir.empty()) config.bindir = o.pg_bindir;
   if (o.run_as) config.run_as = *o.run_as;
@@ -250,7 +261,7 @@ int run_up(const UpOptions& o) {
   if (existing && fs::exists(layout.root()) && !fs::is_directory(layout.root())) {
     throw UserError(layout.root() + " is not a directory");
   }
-  if (existing && (o.replicas || o.base_port || o.sync || !o.config_file.empty() || o.cascade || !o.pg_params.empty())) {
+  if (existing && (o.replicas || o.base_port || o.sync || o.ttl || o.loop_wait || !o.config_file.empty() || o.cascade || !o.pg_params.empty())) {
     std::cerr << "note: " << layout.root() << " already holds a cluster; its pgfleet.yaml is used and the creation "
               << "flags are ignored (use `pgfleet scale` to change the replica count)\n";
   }

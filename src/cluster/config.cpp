@@ -165,6 +165,13 @@ void read_value(const Item& item, int& out) {
   if (ec != std::errc() || ptr != end || text.empty()) fail_type(item, "an integer");
 }
 
+void read_value(const Item& item, int64_t& out) {
+  const std::string& text = scalar(item, "an integer");
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out);
+  if (ec != std::errc() || ptr != end || text.empty()) fail_type(item, "an integer");
+}
+
 void read_value(const Item& item, bool& out) {
   scalar(item, "a boolean (true or false)");
   if (!YAML::convert<bool>::decode(item.value, out)) fail_type(item, "a boolean (true or false)");
@@ -331,6 +338,8 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                 [&](const Item& i) {
                   read_map(i, {{"sync", into(c.sync)},
                                {"sync_count", into(c.sync_count)},
+                               {"strict", into(c.sync_strict)},
+                               {"maximum_lag_on_failover", into(c.maximum_lag_on_failover)},
                                {"cascade", into(c.cascade)}});
                 }},
                {"dcs",
@@ -345,6 +354,12 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                                                {"user", into(c.etcd.user)},
                                                {"password", into(c.etcd.password)}});
                                 }}});
+                }},
+               {"callbacks",
+                [&](const Item& i) {
+                  read_map(i, {{"on_role_change", into(c.callbacks.on_role_change)},
+                               {"on_failover", into(c.callbacks.on_failover)},
+                               {"timeout", into(c.callbacks.timeout_seconds)}});
                 }},
                {"ports",
                 [&](const Item& i) {
@@ -402,6 +417,10 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     if (!e.starts_with("http://") && !e.starts_with("https://"))
       invalid(source, "'dcs.etcd.endpoints' entries must be http://host:port or https://host:port, got '{}'", e);
   }
+  if (c.maximum_lag_on_failover < 0)
+    invalid(source, "'replication.maximum_lag_on_failover' must be 0 or more bytes, got {}", c.maximum_lag_on_failover);
+  if (c.callbacks.timeout_seconds < 1 || c.callbacks.timeout_seconds > 3600)
+    invalid(source, "'callbacks.timeout' must be between 1 and 3600 seconds, got {}", c.callbacks.timeout_seconds);
   if (c.nodes.size() > 64)
     invalid(source, "'nodes' has {} entries; at most 64 are supported", c.nodes.size());
 
@@ -539,7 +558,14 @@ std::string render_config(const ClusterConfig& c) {
     // Quoted: a bare off/on would be read back as a YAML 1.1 boolean.
     out << YAML::Key << "sync" << YAML::Value << YAML::DoubleQuoted << to_string(c.sync);
     emit(out, "sync_count", c.sync_count);
+    emit(out, "strict", c.sync_strict);
+    emit(out, "maximum_lag_on_failover", c.maximum_lag_on_failover);
     emit(out, "cascade", c.cascade);
+  });
+  section("callbacks", [&](YAML::Emitter& out) {
+    emit(out, "on_role_change", c.callbacks.on_role_change);
+    emit(out, "on_failover", c.callbacks.on_failover);
+    emit(out, "timeout", c.callbacks.timeout_seconds);
   });
   section("dcs", [&](YAML::Emitter& out) {
     emit(out, "ttl", c.dcs_ttl_seconds);

@@ -94,6 +94,15 @@ struct EtcdConfig {
   bool operator==(const EtcdConfig&) const = default;
 };
 
+// Commands run by the agents on HA events (`callbacks:` in pgfleet.yaml), through /bin/sh, with
+// PGFLEET_* variables describing the event; never waited for by the HA loop.
+struct Callbacks {
+  std::string on_role_change;            // this node became primary or replica
+  std::string on_failover;               // run by the new primary after a failover or switchover
+  int timeout_seconds = 30;              // killed after this
+  bool operator==(const Callbacks&) const = default;
+};
+
 struct ClusterConfig {
   std::string cluster = "pgfleet";       // cluster name (cluster_name in PostgreSQL, DCS namespace)
   std::string listen_address = "127.0.0.1";
@@ -106,11 +115,14 @@ struct ClusterConfig {
   SyncMode sync = SyncMode::Off;
   int sync_count = 1;                    // k of ANY k (...) in quorum mode
   bool cascade = false;                  // replicas after the first stream from the first replica
+  bool sync_strict = false;              // sync: writes wait rather than drop a dead standby
+  int64_t maximum_lag_on_failover = 1 << 20;  // async: bytes a candidate may be behind the old primary
 
   int dcs_ttl_seconds = 30;              // leader lease / member key TTL
   int loop_wait_seconds = 1;             // agent loop period
   EtcdConfig etcd;                       // dcs.etcd; no endpoints = the local file DCS (one host)
 
+  Callbacks callbacks;
   Ports ports;
   bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;

@@ -137,6 +137,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
   }
   if (auto p = dcs.get(dcs::keys::kPause); p && p.value()) status.paused = true;
+  if (auto s = dcs.get(dcs::keys::kSync); s && s.value()) status.synchronous = s.value()->value;
   if (auto h = dcs.list(dcs::keys::kHistoryPrefix); h) {
     for (const auto& kv : *h) {
       try {
@@ -218,10 +219,16 @@ nlohmann::json to_json(const ClusterStatus& status) {
                                {"primary", status.connection.primary},
                                {"replicas", opt_text(status.connection.replicas)},
                                {"nodes", status.connection.nodes}};
+  nlohmann::json synchronous = nullptr;
+  try {
+    if (!status.synchronous.empty()) synchronous = nlohmann::json::parse(status.synchronous);
+  } catch (const nlohmann::json::exception&) {
+  }
   return {{"cluster", status.cluster},     {"directory", status.directory},
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
           {"nodes", nodes},                {"proxy", proxy},
           {"paused", status.paused},       {"history", history},
+          {"synchronous", synchronous},
           {"connection", connection},    {"dashboard_url", status.dashboard_url},
           {"metrics_url", status.metrics_url}};
 }

@@ -72,6 +72,7 @@ struct ClusterStatus {
   ProxyStatus proxy;
   ConnectionStrings connection;
   bool paused = false;                 // maintenance mode: no automatic failover
+  std::string synchronous;             // the leader's published sync constraints (DCS `sync` key, JSON), "" = none
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
   std::string dashboard_url;           // the proxy's HTTP port, or the first node's API without a proxy
   std::string metrics_url;             // cluster-level Prometheus metrics (plus the proxy's)

@@ -27,6 +27,7 @@
 #include "cluster/topology.hpp"
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
+#include "ha/callbacks.hpp"
 #include "ha/decide.hpp"
 #include "ha/node_stats.hpp"
 #include "ha/sync_names.hpp"
@@ -133,9 +134,16 @@ class Agent {
         if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
       }
       apply_config();
+      notice_role_change(view, actions);
       publish();
       bool busy = member_.state != "running" && member_.state != "streaming";
-      sleep_interruptibly(busy ? 200ms : std::chrono::milliseconds(settings().loop_wait));
+      // A change in progress (election, switchover, an action just taken): loop again soon, so
+      // each of its steps waits ~100 ms for the next rather than loop_wait (the switchover pause).
+      bool changing = (!view.leader && !view.paused) || view.switchover || view.failover_to ||
+                      std::any_of(actions.begin(), actions.end(), [](const Action& a) {
+                        return a.kind != ActionKind::Wait && a.kind != ActionKind::RenewLease;
+                      });
+      sleep_interruptibly(busy || changing ? 100ms : std::chrono::milliseconds(settings().loop_wait));
     }
     shutdown();
     return 0;
@@ -167,6 +175,8 @@ class Agent {
     for (const auto& n : config_.nodes) s.nodes.push_back(n.name);
     s.mode = to_ha(config_.sync);
     s.sync_count = config_.sync_count;
+    s.strict = config_.sync_strict;
+    s.maximum_lag_on_failover = static_cast<uint64_t>(config_.maximum_lag_on_failover);
     s.ttl = static_cast<TimeMs>(config_.dcs_ttl_seconds) * 1000;
     s.loop_wait = static_cast<TimeMs>(config_.loop_wait_seconds) * 1000;
     return s;
@@ -462,11 +472,38 @@ class Agent {
                                 {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn},
                                 {"started_ms", started}};
         (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
+        // Once per change, by the agent recording it: the new primary after a failover, the old one
+        // after a switchover.
+        callback("on_failover", config_.callbacks.on_failover, a.target == name_ ? "primary" : "replica",
+                 entry["from"].get<std::string>(), a.target, a.reason);
         break;
       }
       case ActionKind::Wait: break;
     }
     return true;
+  }
+
+  // Callbacks run in the background (never block this loop); see ha/callbacks.hpp.
+  void callback(const std::string& event, const std::string& command, const std::string& role,
+                const std::string& old_primary, const std::string& new_primary, const std::string& reason) {
+    CallbackEvent e{event, name_, role, reported_role_, old_primary, new_primary, reason, config_.cluster};
+    run_callback_async(command, e, layout_.agent_log(name_), std::chrono::seconds(config_.callbacks.timeout_seconds));
+  }
+
+  // on_role_change once PostgreSQL runs in a role other than the last one it ran in.
+  void notice_role_change(const ClusterView& view, const std::vector<Action>& actions) {
+    if (!accepting_ || (member_.role != "primary" && member_.role != "replica")) return;
+    if (member_.role == reported_role_) return;
+    if (!reported_role_.empty()) {
+      std::string reason;
+      for (const auto& a : actions)
+        if (a.kind != ActionKind::Wait && a.kind != ActionKind::RenewLease) reason = a.reason;
+      const std::string leader = view.leader ? view.leader->holder : "";
+      callback("on_role_change", config_.callbacks.on_role_change, member_.role,
+               reported_role_ == "primary" ? name_ : previous_leader_, leader,
+               reason.empty() ? reported_role_ + " -> " + member_.role : reason);
+    }
+    reported_role_ = member_.role;
   }
 
   // Logs an action's reason once per change (every loop renews the lease; nobody wants that logged).
@@ -726,7 +763,8 @@ class Agent {
   }
 
   // Sleeps until the next loop, waking early when a control key changes (leader, switchover,
-  // failover, pause), so a switchover or an election does not wait for loop_wait.
+  // failover, pause), so a switchover or an election does not wait for loop_wait, or when the
+  // postmaster died.
   void sleep_interruptibly(std::chrono::milliseconds total) {
     auto until = Clock::now() + total;
     auto signature = control_signature();
@@ -748,6 +786,7 @@ class Agent {
     while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
       std::this_thread::sleep_for(50ms);
       if (control_signature() != signature) break;
+      if (postmaster_ != 0 && !process::alive(postmaster_)) break;  // crashed: restart it now, not next loop
     }
   }
 
@@ -785,6 +824,7 @@ class Agent {
   std::string last_sync_names_;
   uint64_t sync_in_force_lsn_ = 0;
   std::optional<LeaderKey> last_leader_;
+  std::string reported_role_;    // the role PostgreSQL last ran in (on_role_change)
   std::string previous_leader_;  // the last other node seen holding the key (history "from")
   std::map<ActionKind, std::string> last_reason_;
   Clock::time_point restart_at_{};

@@ -126,6 +126,9 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   c.sync_count = 2;
   c.cascade = true;
   c.http_tls = true;
+  c.sync_strict = true;
+  c.maximum_lag_on_failover = 16777216;
+  c.callbacks = Callbacks{"logger -t pgfleet \"$PGFLEET_NODE is $PGFLEET_ROLE\"", "/usr/local/bin/move-vip.sh", 5};
   // Values YAML would retype if they were not read as text.
   c.postgresql["synchronous_commit"] = "on";
   c.postgresql["log_line_prefix"] = "%m [%p] # ";
@@ -282,6 +285,49 @@ TEST(ConfigTest, UpstreamCycle) {
   EXPECT_EQ(validation_error_of(c), "test.yaml: 'upstream' settings form a cycle: node2 -> node3 -> node2");
   c.nodes[1].upstream = "node1";
   EXPECT_NO_THROW(validate_config(c, "test.yaml"));
+}
+
+TEST(ConfigTest, FailoverSettingsAndCallbacks) {
+  ClusterConfig c = parse_config(R"(
+replication:
+  sync: on
+  strict: true
+  maximum_lag_on_failover: 0
+callbacks:
+  on_role_change: /bin/true
+  on_failover: "echo $PGFLEET_NEW_PRIMARY"
+  timeout: 10
+)",
+                                 "test.yaml");
+  EXPECT_TRUE(c.sync_strict);
+  EXPECT_EQ(c.maximum_lag_on_failover, 0);
+  EXPECT_EQ(c.callbacks.on_role_change, "/bin/true");
+  EXPECT_EQ(c.callbacks.on_failover, "echo $PGFLEET_NEW_PRIMARY");
+  EXPECT_EQ(c.callbacks.timeout_seconds, 10);
+  ClusterConfig defaults;
+  EXPECT_FALSE(defaults.sync_strict);
+  EXPECT_EQ(defaults.maximum_lag_on_failover, 1 << 20);
+  EXPECT_TRUE(defaults.callbacks.on_failover.empty());
+  EXPECT_EQ(defaults.callbacks.timeout_seconds, 30);
+}
+
+TEST(ConfigTest, BadFailoverSettingsAreNamed) {
+  auto error_of = [](const std::string& text) {
+    try {
+      parse_config(text, "test.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of("replication:\n  maximum_lag_on_failover: -1\n"),
+            "test.yaml: 'replication.maximum_lag_on_failover' must be 0 or more bytes, got -1");
+  EXPECT_EQ(error_of("callbacks:\n  timeout: 0\n"),
+            "test.yaml: 'callbacks.timeout' must be between 1 and 3600 seconds, got 0");
+  EXPECT_NE(error_of("callbacks:\n  on_promote: x\n").find("unknown key 'on_promote' in 'callbacks'"),
+            std::string::npos);
+  EXPECT_NE(error_of("replication:\n  strict: maybe\n").find("replication.strict"), std::string::npos)
+      << error_of("replication:\n  strict: maybe\n");
 }
 
 TEST(ConfigTest, RangeAndNameChecks) {
