@@ -113,6 +113,7 @@ void AuthCache::lookup(const std::string& user, Done done) {
 
 void AuthCache::run() {
   std::optional<postgres::PgConn> conn;
+  std::string conn_info;  // what `conn` was opened with: the primary it talks to
   while (true) {
     std::pair<std::string, Done> request;
     {
@@ -132,9 +133,12 @@ void AuthCache::run() {
     }
     std::shared_ptr<const UserSecret> result = from_file(request.first);
     for (int attempt = 0; attempt < 2 && !result; ++attempt) {
+      // The primary moved: a connection to the old one may hang on a dead host.
+      std::string info = conninfo_();
+      if (conn && info != conn_info) conn.reset();
       if (!conn) {
-        std::string info = conninfo_();
         if (info.empty()) break;
+        conn_info = info;
         auto c = postgres::PgConn::connect(info);
         if (!c) {
           log::warn("auth query: cannot connect to the primary: {}", c.error());
