@@ -110,7 +110,7 @@ mh_setup() {
     ip netns exec "$(ns_of "$h")" etcd --name "$h" --data-dir "$MH_DIR/$h-data" \
       --listen-client-urls "http://$(ip_of "$h"):2379" --advertise-client-urls "http://$(ip_of "$h"):2379" \
       --listen-peer-urls "http://$(ip_of "$h"):2380" --initial-advertise-peer-urls "http://$(ip_of "$h"):2380" \
-      --initial-cluster "$initial" --initial-cluster-state new --heartbeat-interval 50 --election-timeout 500 \
+      --initial-cluster "$initial" --initial-cluster-state new --heartbeat-interval 50 --election-timeout 500 --pre-vote \
       --log-level warn >"$MH_DIR/$h.log" 2>&1 &
     MH_PIDS+=($!)
   done
@@ -199,6 +199,8 @@ unblock_route() { in_ns "$1" ip route del blackhole "$(ip_of "$2")/32"; }
 netem_between() {
   local a=$1 b=$2 x y
   shift 2
+  in_ns "$a" tc qdisc add dev lo root netem delay 1ms 2>/dev/null && in_ns "$a" tc qdisc del dev lo root ||
+    die "this kernel has no netem queueing discipline (sch_netem): the netem scenario cannot run here"
   for x in "$a" "$b"; do
     y=$([ "$x" = "$a" ] && echo "$b" || echo "$a")
     in_ns "$x" tc qdisc add dev eth0 root handle 1: prio
