@@ -36,7 +36,8 @@ out="bench/results/$(date +%F)-partitions.md"
   echo "INSERT, two writers, 1.5 s client timeout) in another. Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Times are seconds after the cut. \"writes back\": first INSERT acknowledged through the proxy"
   echo "by the new primary (goal: ttl + 2 s). \"longest gap\": between two acknowledged writes from 1 s"
-  echo "before the cut until the checker ran (after healing). Lost: acknowledged but missing afterwards."
+  echo "before the cut until the checker ran (after healing). Acknowledged / lost: writes acknowledged so far
+in that run (scenarios of one run share a cluster) / of those, missing when the checker read them back."
   echo
   echo "| scenario | etcd members | sync | old primary fenced | writes back | longest gap | acknowledged | lost |"
   echo "|---|---|---|---|---|---|---|---|"
