@@ -141,6 +141,9 @@ class Agent {
       arm_watchdog();
       if (dcs_reachable_) publish();  // unreachable: another timeout would only delay the next loop
       bool busy = member_.state != "running" && member_.state != "streaming";
+      // Electing (no leader key, within a TTL of its vanishing): the members publish status read
+      // after the key vanished each loop, and the election waits for everyone's.
+      busy = busy || (leader_absent_ && leader_expired_at_ != 0 && mono_ms() < leader_expired_at_ + settings().ttl);
       sleep_interruptibly(busy ? 200ms : std::chrono::milliseconds(settings().loop_wait));
     }
     watchdog_pid_ = 0;
@@ -741,6 +744,12 @@ class Agent {
       return;
     }
     const auto started = Clock::now();
+    // The leader key may have changed since read_cluster() (a watch from now would not see it):
+    // then loop again at once instead of after loop_wait.
+    if (auto l = dcs_->get(dcs::keys::kLeader); l) {
+      const std::string holder_now = l.value() ? l.value()->value : "";
+      if (holder_now != (last_leader_ ? last_leader_->holder : "")) return;
+    }
     auto signature = control_signature();
     if (multi_host()) {
       // A watch instead of polling etcd: wakes on any change, and sleeps on unless a control key moved.
