@@ -15,6 +15,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   # the multi-host DCS (etcd v3) and its tests
   etcd-server etcd-client
+  # the multi-host tests' workload, checker and status parsing
+  python3
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
   # pgfleet top under a real terminal (tmux); the dashboard in real headless Chromium

@@ -16,6 +16,7 @@
 #include "cluster/binaries.hpp"
 #include "cluster/control.hpp"
 #include "cluster/node_file.hpp"
+#include "dcs/member.hpp"
 #include "ha/agent.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
@@ -116,6 +117,11 @@ void initialize_cluster(const cluster::ClusterConfig& config, const cluster::Lay
   }
   ::kill(pm, SIGINT);
   if (!process::wait_gone(pm, 60s)) ::kill(pm, SIGKILL);
+  // Every commit so far is on this node alone: in a synchronous mode, the election rules (which
+  // otherwise need every node's final LSN when nothing is published) let it take the leader key.
+  nlohmann::json sync = {{"leader", node},
+                         {"constraints", nlohmann::json::array({{{"members", {node}}, {"quorum", 1}}})}};
+  if (auto r = dcs.put(dcs::keys::kSync, sync.dump()); !r) throw UserError(r.error());
   if (auto r = dcs.put("config", shared_config(config)); !r) throw UserError(r.error());
   if (auto r = dcs.put("secrets", secrets_json(secrets).dump()); !r) throw UserError(r.error());
   log::info("cluster initialized; {} starts as its first primary", node);

@@ -22,7 +22,7 @@ struct KeyValue {
   std::string value;
   int64_t mod_revision = 0;
   int64_t create_revision = 0;
-  std::optional<Millis> ttl_remaining;  // set only for keys written with a TTL
+  std::optional<Millis> ttl_remaining;  // set only for keys written with a TTL (by get(); list() may omit it)
 };
 
 // Contract for every backend:

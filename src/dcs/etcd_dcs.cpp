@@ -181,8 +181,9 @@ Result<std::vector<KeyValue>> EtcdDcs::list(std::string_view prefix) {
   if (r->contains("kvs")) {
     for (const auto& kv : (*r)["kvs"]) {
       std::string key = unb64(kv.value("key", json()));
+      // No ttl_remaining: one more request per key, on every agent loop and proxy refresh (get() has it).
       out.push_back(KeyValue{key.substr(prefix_.size()), unb64(kv.value("value", json())), num(kv, "mod_revision"),
-                             num(kv, "create_revision"), ttl_of(num(kv, "lease"))});
+                             num(kv, "create_revision"), std::nullopt});
     }
   }
   return out;

@@ -29,6 +29,7 @@
 #include "dcs/member.hpp"
 #include "ha/callbacks.hpp"
 #include "ha/decide.hpp"
+#include "ha/member_clock.hpp"
 #include "ha/node_stats.hpp"
 #include "ha/sync_names.hpp"
 #include "http/node_api.hpp"
@@ -117,7 +118,9 @@ class Agent {
     adopt_running_postmaster();
     start_api();
     publish();
+    std::thread watchdog([this] { watchdog_loop(); });
     while (!g_stop) {
+      if (watchdog_fired_.exchange(false)) fenced_ = true;
       if (g_reload.exchange(false)) load_config();
       if (g_restart.exchange(false)) {
         log::info("restart requested");
@@ -129,22 +132,36 @@ class Agent {
       reap();
       observe();
       ClusterView view = read_cluster();
+      // The leader key just vanished and our last status was read before: an election counts only
+      // status read after that, so read and publish ours now instead of a loop later.
+      if (view.dcs_reachable && !view.leader && leader_expired_at_ != 0 && sampled_mono_ms_ < leader_expired_at_) {
+        observe();
+        publish();
+        view = read_cluster();
+      }
       auto actions = decide(view, node_view(), settings(), mono_ms());
       for (const auto& action : actions) {
         if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
       }
       apply_config();
       notice_role_change(view, actions);
-      publish();
+      arm_watchdog();
+      if (dcs_reachable_) publish();  // unreachable: another timeout would only delay the next loop
       bool busy = member_.state != "running" && member_.state != "streaming";
+      // Electing (no leader key, within a TTL of its vanishing): the members publish status read
+      // after the key vanished each loop, and the election waits for everyone's.
+      busy = busy || (leader_absent_ && leader_expired_at_ != 0 && mono_ms() < leader_expired_at_ + settings().ttl);
       // A change in progress (election, switchover, an action just taken): loop again soon, so
       // each of its steps waits ~100 ms for the next rather than loop_wait (the switchover pause).
       bool changing = (!view.leader && !view.paused) || view.switchover || view.failover_to ||
                       std::any_of(actions.begin(), actions.end(), [](const Action& a) {
                         return a.kind != ActionKind::Wait && a.kind != ActionKind::RenewLease;
                       });
-      sleep_interruptibly(busy || changing ? 100ms : std::chrono::milliseconds(settings().loop_wait));
+      sleep_interruptibly(changing ? 100ms : busy ? 200ms : std::chrono::milliseconds(settings().loop_wait));
     }
+    watchdog_pid_ = 0;
+    watchdog_stop_ = true;
+    watchdog.join();
     shutdown();
     return 0;
   }
@@ -185,6 +202,9 @@ class Agent {
   // ---- observing ----
 
   void observe() {
+    // decide() needs each member's status dated no later than its LSNs were read.
+    sampled_mono_ms_ = mono_ms();
+    sampled_unix_ms_ = unix_ms();
     if (postmaster_ == 0) {
       if (member_.state != "crashed" && member_.state != "stopped") set_state("stopped");
       member_.role = !postgres::has_data(layout_, name_) ? "unknown"
@@ -256,8 +276,11 @@ class Agent {
   ClusterView read_cluster() {
     ClusterView v;
     TimeMs now = mono_ms();
+    const int64_t unix_now = unix_ms();
     auto leader = dcs_->get(dcs::keys::kLeader);
     auto members = dcs_->list(dcs::keys::kMembersPrefix);
+    dcs_reachable_ = leader && members;
+    leader_absent_ = leader && !leader.value();
     if (!leader || !members) {
       v.dcs_reachable = false;
       if (!dcs_error_logged_) log::warn("DCS unreachable: {}", !leader ? leader.error() : members.error());
@@ -309,7 +332,8 @@ class Agent {
         mv.received_lsn = lsn_of(m.role == "primary" ? m.current_lsn : m.received_lsn);
         if (mv.received_lsn == 0) mv.received_lsn = lsn_of(m.replayed_lsn);
         mv.replayed_lsn = lsn_of(m.replayed_lsn);
-        mv.updated_at = m.updated_mono_ms;
+        mv.updated_at = member_updated_at({m.updated_mono_ms, m.updated_at_ms}, !multi_host() || m.name == name_,
+                                          now, unix_now);
         // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
         // cleanly); on one host its pidfile lock says at once that it takes no part.
         if (!multi_host() && m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
@@ -684,6 +708,7 @@ class Agent {
     int status = 0;
     bool gone = own_child_ ? ::waitpid(postmaster_, &status, WNOHANG) == postmaster_ : !process::alive(postmaster_);
     if (!gone) return;
+    watchdog_pid_ = 0;
     std::string how = !own_child_           ? "exited"
                       : WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                                             : "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -707,8 +732,8 @@ class Agent {
     member_.api_port = n.api_port;
     if (!stats_) stats_.emplace(layout_.data_dir(name_));
     member_.stats = stats_->sample(accepting_ && conn_ ? &*conn_ : nullptr);  // for the dashboards
-    member_.updated_at_ms = unix_ms();
-    member_.updated_mono_ms = mono_ms();
+    member_.updated_at_ms = sampled_unix_ms_ != 0 ? sampled_unix_ms_ : unix_ms();
+    member_.updated_mono_ms = sampled_mono_ms_ != 0 ? sampled_mono_ms_ : mono_ms();
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     auto r = dcs_->put(dcs::keys::member(name_), dcs::to_json(member_).dump(), ttl);
     if (!r) note_error("dcs: cannot publish member state: " + r.error());
@@ -718,8 +743,9 @@ class Agent {
   // Fast shutdown; `immediate` when the server is hung (fencing must not wait for it).
   void stop_postmaster(bool immediate) {
     if (postmaster_ == 0) return;
+    watchdog_pid_ = 0;
     set_state("stopping");
-    publish();
+    if (dcs_reachable_) publish();  // fencing must not wait for an unreachable DCS
     conn_.reset();
     accepting_ = false;
     ::kill(postmaster_, immediate ? SIGQUIT : SIGINT);
@@ -737,6 +763,29 @@ class Agent {
     postmaster_ = 0;
     member_.postmaster_pid = 0;
     set_state("stopped");
+  }
+
+  // A timer independent of the loop (which may be stuck in DCS calls that time out): a writable
+  // primary is stopped at lease_renewed_at + ttl - loop_wait, one loop after decide() would have
+  // fenced it and before the leader key can expire in the DCS (decide.cpp's contract).
+  void arm_watchdog() {
+    const bool writable_primary = postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_);
+    watchdog_pid_ = writable_primary && lease_renewed_at_ != 0 ? postmaster_ : 0;
+    watchdog_fence_at_ = lease_renewed_at_ + settings().ttl - settings().loop_wait;
+  }
+
+  void watchdog_loop() {
+    while (!watchdog_stop_) {
+      std::this_thread::sleep_for(50ms);
+      pid_t pid = watchdog_pid_;
+      if (pid != 0 && mono_ms() >= watchdog_fence_at_) {
+        log::warn("watchdog: the lease is about to expire and the agent loop has not fenced: stopping postmaster {}",
+                  pid);
+        ::kill(pid, SIGINT);  // fast shutdown: backends end at once, no commit acknowledged after
+        watchdog_pid_ = 0;
+        watchdog_fired_ = true;
+      }
+    }
   }
 
   void shutdown() {
@@ -767,6 +816,17 @@ class Agent {
   // postmaster died.
   void sleep_interruptibly(std::chrono::milliseconds total) {
     auto until = Clock::now() + total;
+    if (!dcs_reachable_) {  // no watch to wait on: retry the DCS after the loop's sleep
+      while (!g_stop && !g_reload && !g_restart && Clock::now() < until) std::this_thread::sleep_for(50ms);
+      return;
+    }
+    const auto started = Clock::now();
+    // The leader key may have changed since read_cluster() (a watch from now would not see it):
+    // then loop again at once instead of after loop_wait.
+    if (auto l = dcs_->get(dcs::keys::kLeader); l) {
+      const std::string holder_now = l.value() ? l.value()->value : "";
+      if (holder_now != (last_leader_ ? last_leader_->holder : "")) return;
+    }
     auto signature = control_signature();
     if (multi_host()) {
       // A watch instead of polling etcd: wakes on any change, and sleeps on unless a control key moved.
@@ -778,6 +838,13 @@ class Agent {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
         auto woke = dcs_->wait_for_change("", revision, std::min<std::chrono::milliseconds>(left, 500ms));
         if (!woke) return;  // etcd unreachable: the next loop notices and decides
+        // No leader: an election waits for the members' fresh status, so during its first TTL each
+        // publication wakes the loop (at most every 100 ms); otherwise only a control key does.
+        const bool electing = leader_absent_ && mono_ms() < leader_expired_at_ + settings().ttl;
+        if (*woke != revision && electing) {
+          std::this_thread::sleep_until(started + 100ms);
+          return;
+        }
         if (*woke != revision && control_signature() != signature) return;
         revision = *woke;
       }
@@ -827,6 +894,14 @@ class Agent {
   std::string reported_role_;    // the role PostgreSQL last ran in (on_role_change)
   std::string previous_leader_;  // the last other node seen holding the key (history "from")
   std::map<ActionKind, std::string> last_reason_;
+  bool dcs_reachable_ = true;  // the last read_cluster() reached the DCS
+  bool leader_absent_ = false; // ... and found no leader key
+  TimeMs sampled_mono_ms_ = 0; // when observe() read the local server's status
+  int64_t sampled_unix_ms_ = 0;
+  std::atomic<pid_t> watchdog_pid_{0};  // a writable primary's postmaster, 0 = nothing to guard
+  std::atomic<TimeMs> watchdog_fence_at_{0};
+  std::atomic<bool> watchdog_fired_{false};
+  std::atomic<bool> watchdog_stop_{false};
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
   std::chrono::seconds backoff_{0};

@@ -113,6 +113,11 @@ void AuthCache::lookup(const std::string& user, Done done) {
 
 void AuthCache::run() {
   std::optional<postgres::PgConn> conn;
+  std::string conn_info;  // what `conn` was opened with: the primary it talks to
+  // During a failover the primary cannot be asked for a while: logins use the verifier fetched
+  // before (the server checks the password again when the proxy logs in with it), and requests
+  // right after a failed fetch do not each wait for another connect timeout.
+  std::chrono::steady_clock::time_point last_failure{};
   while (true) {
     std::pair<std::string, Done> request;
     {
@@ -131,10 +136,22 @@ void AuthCache::run() {
       }
     }
     std::shared_ptr<const UserSecret> result = from_file(request.first);
+    std::shared_ptr<const UserSecret> stale;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = cache_.find(request.first); it != cache_.end()) stale = it->second.secret;
+    }
+    if (!result && stale && std::chrono::steady_clock::now() - last_failure < std::chrono::seconds(1)) {
+      request.second(stale);
+      continue;
+    }
     for (int attempt = 0; attempt < 2 && !result; ++attempt) {
+      // The primary moved: a connection to the old one may hang on a dead host.
+      std::string info = conninfo_();
+      if (conn && info != conn_info) conn.reset();
       if (!conn) {
-        std::string info = conninfo_();
         if (info.empty()) break;
+        conn_info = info;
         auto c = postgres::PgConn::connect(info);
         if (!c) {
           log::warn("auth query: cannot connect to the primary: {}", c.error());
@@ -149,6 +166,11 @@ void AuthCache::run() {
         continue;
       }
       result = !rows->empty() && rows->front()[0] ? secret_from(*rows->front()[0]) : std::make_shared<UserSecret>();
+    }
+    if (!result && stale) {
+      last_failure = std::chrono::steady_clock::now();
+      request.second(stale);
+      continue;
     }
     if (result) {
       std::lock_guard lock(mutex_);

@@ -109,7 +109,8 @@ int run_proxy(const ProxyOptions& options) {
     if (!t->primary) return "";
     auto c = shared.settings();
     std::string user = c->proxy.auth_user.empty() ? c->superuser : c->proxy.auth_user;
-    std::string info = fmt::format("host={} port={} user={} dbname={} connect_timeout=3 application_name=pgfleet-proxy",
+    std::string info = fmt::format("host={} port={} user={} dbname={} connect_timeout=3 tcp_user_timeout=3000 "
+                                   "application_name=pgfleet-proxy",
                                    t->primary->host, t->primary->port, user, c->database);
     if (layout) info += " passfile=" + layout->passfile();
     return info;

@@ -75,6 +75,15 @@ bool ServerConn::start() {
   }
   int one = 1;
   ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A server whose host vanished (partition, power loss) sends no reset: without these, a
+  // connection waiting on it hangs for minutes and keeps its place in the pool after a failover.
+  // Data unacknowledged for 5 s, or an idle connection failing 3 keepalive probes, ends it.
+  int user_timeout_ms = 5000, idle_s = 5, interval_s = 1, probes = 3;
+  ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+  ::setsockopt(io_.fd(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(io_.fd(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   interest_ = EPOLLOUT;
   worker_.loop().add(io_.fd(), interest_, this);
   return true;

@@ -5,12 +5,16 @@
 set -euo pipefail
 
 PGFLEET=${PGFLEET:?set PGFLEET to the pgfleet binary}
+MH_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MH_ID=${MH_ID:-$$}
 MH_NET=10.231.$((MH_ID % 200 + 20))   # addresses exist only inside this run's namespaces
 MH_HUB=pgfmh${MH_ID}hub
 MH_DIR=$(mktemp -d /tmp/pgfleet-multihost.XXXXXX)
 chmod 0755 "$MH_DIR"
 MH_TTL=${MH_TTL:-6}
+MH_SYNC=${MH_SYNC:-on}          # replication.sync of the cluster: off | on | quorum
+MH_ETCD_MEMBERS=${MH_ETCD_MEMBERS:-1}
+MH_KEEP_LOGS=${MH_KEEP_LOGS:-}  # a directory: agent, postgres, proxy and etcd logs are copied there on exit
 MH_CLUSTER=mh
 MH_PIDS=()
 MH_HOSTS=()
@@ -25,6 +29,8 @@ ns_of() { echo "pgfmh${MH_ID}$1"; }
 ip_of() {
   case $1 in
     etcd) echo "$MH_NET.10" ;;
+    e[1-9]) echo "$MH_NET.$((20 + ${1#e}))" ;;
+    px) echo "$MH_NET.30" ;;
     n*) echo "$MH_NET.$((10 + ${1#n}))" ;;
   esac
 }
@@ -58,6 +64,12 @@ mh_cleanup() {
       done
     done >&2
   fi
+  if [ -n "$MH_KEEP_LOGS" ]; then
+    mkdir -p "$MH_KEEP_LOGS"
+    for f in "$MH_DIR"/*.log "$MH_DIR"/*.acks "$MH_DIR"/*/nodes/*/log/*; do
+      [ -f "$f" ] && cp "$f" "$MH_KEEP_LOGS/$(echo "${f#"$MH_DIR"/}" | tr / _)"
+    done
+  fi
   for pid in "${MH_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for _ in $(seq 1 100); do
     local alive=0
@@ -84,15 +96,40 @@ mh_setup() {
   ip netns add "$MH_HUB"
   ip -n "$MH_HUB" link add br0 type bridge
   ip -n "$MH_HUB" link set br0 up
-  add_host etcd
-  log "starting etcd at $(ip_of etcd):2379"
-  # ip netns exec execs the command: $! is the server's own pid (what cleanup ends).
-  ip netns exec "$(ns_of etcd)" etcd --name e --data-dir "$MH_DIR/etcd-data" \
-    --listen-client-urls "http://$(ip_of etcd):2379" --advertise-client-urls "http://$(ip_of etcd):2379" \
-    --listen-peer-urls "http://$(ip_of etcd):2380" --initial-advertise-peer-urls "http://$(ip_of etcd):2380" \
-    --initial-cluster "e=http://$(ip_of etcd):2380" --heartbeat-interval 50 --election-timeout 500 \
-    --log-level warn >"$MH_DIR/etcd.log" 2>&1 &
-  MH_PIDS+=($!)
+  if [ "$MH_ETCD_MEMBERS" = 1 ]; then
+    MH_ETCD_HOSTS=(etcd)
+  else
+    MH_ETCD_HOSTS=(e1 e2 e3)
+  fi
+  local initial="" h
+  for h in "${MH_ETCD_HOSTS[@]}"; do initial+="${initial:+,}$h=http://$(ip_of "$h"):2380"; done
+  for h in "${MH_ETCD_HOSTS[@]}"; do
+    add_host "$h"
+    log "starting etcd member $h at $(ip_of "$h"):2379"
+    # ip netns exec execs the command: $! is the server's own pid (what cleanup ends).
+    ip netns exec "$(ns_of "$h")" etcd --name "$h" --data-dir "$MH_DIR/$h-data" \
+      --listen-client-urls "http://$(ip_of "$h"):2379" --advertise-client-urls "http://$(ip_of "$h"):2379" \
+      --listen-peer-urls "http://$(ip_of "$h"):2380" --initial-advertise-peer-urls "http://$(ip_of "$h"):2380" \
+      --initial-cluster "$initial" --initial-cluster-state new --heartbeat-interval 50 --election-timeout 500 --pre-vote \
+      --log-level warn >"$MH_DIR/$h.log" 2>&1 &
+    MH_PIDS+=($!)
+  done
+  MH_ETCD_URLS=""
+  for h in "${MH_ETCD_HOSTS[@]}"; do MH_ETCD_URLS+="${MH_ETCD_URLS:+, }http://$(ip_of "$h"):2379"; done
+  MH_DCS="etcd://$(for h in "${MH_ETCD_HOSTS[@]}"; do printf '%s:2379,' "$(ip_of "$h")"; done | sed 's/,$//')"
+  add_host px  # the client machine: status/switchover commands, the proxy and the workload
+}
+
+# The etcd member that leads the Raft group now (asked from its own namespace).
+etcd_leader() {
+  local h
+  for h in "${MH_ETCD_HOSTS[@]}"; do
+    in_ns "$h" etcdctl --endpoints "http://$(ip_of "$h"):2379" --command-timeout=1s endpoint status -w json 2>/dev/null |
+      python3 -c 'import json,sys
+s=json.load(sys.stdin)[0]["Status"]
+sys.exit(0 if s["header"]["member_id"]==s["leader"] else 1)' 2>/dev/null && { echo "$h"; return; }
+  done
+  true
 }
 
 # Host nN with an agent; its node.yaml points at etcd.
@@ -109,14 +146,17 @@ dcs:
   ttl: $MH_TTL
   loop_wait: 1
   etcd:
-    endpoints: [http://$(ip_of etcd):2379]
+    endpoints: [$MH_ETCD_URLS]
+replication: {sync: "$MH_SYNC"}
 EOF
   ip netns exec "$(ns_of "$host")" "$PGFLEET" agent --config "$MH_DIR/$host.yaml" >>"$MH_DIR/$host.log" 2>&1 &
   MH_PIDS+=($!)
 }
 
 # pgfleet status --json from the etcd host (any machine would do).
-status_json() { in_ns etcd "$PGFLEET" status --dcs "etcd://$(ip_of etcd):2379" --cluster "$MH_CLUSTER" --json 2>/dev/null; }
+status_json() { in_ns px "$PGFLEET" status --dcs "$MH_DCS" --cluster "$MH_CLUSTER" --json 2>/dev/null; }
+# Any pgfleet command against the cluster from the client host (another machine, as a user would).
+pgfleet_dcs() { in_ns px "$PGFLEET" "$@" --dcs "$MH_DCS" --cluster "$MH_CLUSTER"; }
 # jq-free field extraction with python3.
 leader() { status_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"] or "")' 2>/dev/null || true; }
 node_state() {
@@ -154,3 +194,84 @@ isolate() { ip -n "$MH_HUB" link set "v${MH_ID}$1" down; }
 heal() { ip -n "$MH_HUB" link set "v${MH_ID}$1" up; }
 block_route() { in_ns "$1" ip route add blackhole "$(ip_of "$2")/32"; }
 unblock_route() { in_ns "$1" ip route del blackhole "$(ip_of "$2")/32"; }
+
+# tc netem on the link between hosts $1 and $2 only (both directions); the rest: netem arguments.
+netem_between() {
+  local a=$1 b=$2 x y
+  shift 2
+  in_ns "$a" tc qdisc add dev lo root netem delay 1ms 2>/dev/null && in_ns "$a" tc qdisc del dev lo root ||
+    die "this kernel has no netem queueing discipline (sch_netem): the netem scenario cannot run here"
+  for x in "$a" "$b"; do
+    y=$([ "$x" = "$a" ] && echo "$b" || echo "$a")
+    in_ns "$x" tc qdisc add dev eth0 root handle 1: prio
+    in_ns "$x" tc qdisc add dev eth0 parent 1:3 handle 30: netem "$@"
+    in_ns "$x" tc filter add dev eth0 parent 1:0 protocol ip u32 match ip dst "$(ip_of "$y")/32" flowid 1:3
+  done
+}
+netem_clear() { local x; for x in "$@"; do in_ns "$x" tc qdisc del dev eth0 root 2>/dev/null || true; done; }
+
+# The client host "px" runs a proxy following etcd (pgfleet proxy --config, a watch) and the
+# write workload through it.
+MH_PROXY_PORT=6432
+start_proxy() {
+  mkdir -p "$MH_DIR/px"
+  printf '*:*:*:postgres:%s\n' "$(password n1)" >"$MH_DIR/px/passfile"
+  chmod 0600 "$MH_DIR/px/passfile"
+  cat >"$MH_DIR/px/proxy.yaml" <<EOF
+cluster: $MH_CLUSTER
+listen_address: $(ip_of px)
+dcs:
+  ttl: $MH_TTL
+  loop_wait: 1
+  etcd:
+    endpoints: [$MH_ETCD_URLS]
+ports:
+  proxy: $MH_PROXY_PORT
+  proxy_primary: $((MH_PROXY_PORT + 1))
+  proxy_replicas: $((MH_PROXY_PORT + 2))
+EOF
+  ip netns exec "$(ns_of px)" env PGPASSFILE="$MH_DIR/px/passfile" "$PGFLEET" proxy --config "$MH_DIR/px/proxy.yaml" \
+    >>"$MH_DIR/proxy.log" 2>&1 &
+  MH_PIDS+=($!)
+}
+# SQL through the proxy (it sends every client to the primary), from the client host; prints the value, or fails.
+proxy_sql() {
+  in_ns px env PGPASSWORD="$(password n1)" PGCONNECT_TIMEOUT=2 \
+    psql -h "$(ip_of px)" -p $MH_PROXY_PORT -U postgres -d postgres -XAtqc "$1" 2>/dev/null
+}
+MH_WORKLOAD_LOG=""
+start_workload() {
+  MH_WORKLOAD_LOG="$MH_DIR/workload.acks"
+  ip netns exec "$(ns_of px)" env PGPASSWORD="$(password n1)" python3 "$MH_LIB_DIR/workload.py" \
+    write "$MH_WORKLOAD_LOG" "$(ip_of px)" "$MH_PROXY_PORT" >>"$MH_DIR/workload.log" 2>&1 &
+  MH_PIDS+=($!)
+}
+# check_workload SINCE_MS: prints the checker's JSON line; fails on a lost or split-brain write.
+check_workload() {
+  in_ns px env PGPASSWORD="$(password n1)" python3 "$MH_LIB_DIR/workload.py" \
+    check "$MH_WORKLOAD_LOG" "$(ip_of px)" "$MH_PROXY_PORT" "$MH_SYNC" "$1"
+}
+json_field() { python3 -c "import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print('' if v is None else v)" "$1" "$2"; }
+now_ms() { date +%s%3N; }
+acks_since() { awk -v t="$1" '$2 >= t' "$MH_WORKLOAD_LOG" 2>/dev/null | wc -l; }
+# Synchronous mode: the leader published one constraint naming a standby (no transition under way,
+# so a failover has a candidate). Always true in asynchronous mode.
+sync_settled() {
+  [ "$MH_SYNC" = off ] && return 0
+  local urls
+  urls=$(echo "$MH_ETCD_URLS" | tr -d ' ')
+  in_ns px etcdctl --endpoints "$urls" --command-timeout=2s get "/pgfleet/$MH_CLUSTER/sync" --print-value-only 2>/dev/null |
+    python3 -c 'import json,sys
+d=json.loads(sys.stdin.read() or "{}")
+c=d.get("constraints",[])
+sys.exit(0 if len(c)==1 and d.get("leader") not in c[0]["members"] else 1)'
+}
+# Every node of $@ in the DCS status: the leader a primary, each other one a streaming replica.
+all_follow_leader() {
+  status_json | python3 -c 'import json,sys
+s=json.load(sys.stdin)
+nodes={n["name"]:n for n in s["nodes"]}
+ok=bool(s["leader"]) and all(n in nodes and ((n==s["leader"] and nodes[n]["role"]=="primary") or
+    (n!=s["leader"] and nodes[n]["role"]=="replica" and nodes[n]["state"]=="streaming")) for n in sys.argv[1:])
+sys.exit(0 if ok else 1)' "$@" 2>/dev/null
+}
