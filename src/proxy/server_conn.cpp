@@ -276,6 +276,7 @@ void ServerConn::process_login() {
 }
 
 void ServerConn::attach(ClientConn* client) {
+  if (client_ == nullptr && backend_.index >= 0) ++worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = client;
   state_ = State::kActive;
   last_used_ = worker_.loop().now();
@@ -288,6 +289,7 @@ void ServerConn::attach(ClientConn* client) {
 }
 
 void ServerConn::detach() {
+  if (client_ != nullptr && backend_.index >= 0) --worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = nullptr;
   state_ = State::kIdle;
   last_used_ = worker_.loop().now();
@@ -449,6 +451,7 @@ void ServerConn::close(const std::string& reason) {
     io_.close();
   }
   ClientConn* client = client_;
+  if (client_ != nullptr && backend_.index >= 0) --worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = nullptr;
   if (listener) worker_.listener_closed(this);
   else pool_.on_server_closed(this);

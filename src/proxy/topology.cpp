@@ -44,7 +44,7 @@ Topology TopologyWatcher::observe() {
   Topology t;
   std::string host = cluster::connect_host(config_);
   auto backend_of = [&](const cluster::NodeConfig& n) {
-    return Backend{n.name, n.host.empty() ? host : n.host, n.port};
+    return Backend{n.name, n.host.empty() ? host : n.host, n.port, static_cast<int>(&n - config_.nodes.data())};
   };
   if (layout_) {
     dcs::LocalDcs dcs(layout_->dcs_dir());
@@ -63,8 +63,12 @@ Topology TopologyWatcher::observe() {
                     config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database));
     if (!conn) continue;
     auto standby = conn->scalar("SELECT pg_is_in_recovery()");
-    if (standby && standby.value() == std::optional<std::string>("f")) t.primary = backend_of(n);
-    else if (standby) t.replicas.push_back(backend_of(n));
+    if (standby && standby.value() == std::optional<std::string>("f") && !t.primary) t.primary = backend_of(n);
+  }
+  // Every other node is a replica candidate; the health poller says which can take reads now
+  // (so a replica going down does not change the topology and its version).
+  for (const auto& n : config_.nodes) {
+    if (!t.primary || t.primary->name != n.name) t.replicas.push_back(backend_of(n));
   }
   return t;
 }
@@ -73,9 +77,9 @@ void TopologyWatcher::publish(Topology next) {
   auto previous = current();
   if (previous->primary == next.primary && previous->replicas == next.replicas) return;
   next.version = previous->version + 1;
-  log::info("topology: primary {}", next.primary ? fmt::format("{} ({}:{})", next.primary->name, next.primary->host,
+  log::info("topology: primary {}, {} replica(s)", next.primary ? fmt::format("{} ({}:{})", next.primary->name, next.primary->host,
                                                                next.primary->port)
-                                                  : std::string("unknown"));
+                                                  : std::string("unknown"), next.replicas.size());
   {
     std::lock_guard lock(mutex_);
     current_.store(std::make_shared<const Topology>(std::move(next)), std::memory_order_release);

@@ -20,13 +20,20 @@ struct Backend {
   std::string name;
   std::string host;
   int port = 0;
+  int index = -1;  // position in the configuration's nodes (HealthPoller::node)
   bool operator==(const Backend&) const = default;
 };
 
 struct Topology {
   std::optional<Backend> primary;
   std::vector<Backend> replicas;
-  uint64_t version = 0;  // changes whenever the primary changes
+  uint64_t version = 0;  // changes whenever the primary or the set of replicas changes
+  [[nodiscard]] const Backend* replica(const std::string& name) const {
+    for (const auto& r : replicas) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  }
 };
 
 class TopologyWatcher {
