@@ -759,7 +759,7 @@ bool ClientConn::forward_one() {
         return false;
       }
       if (route->reason == RouteReason::kReadOnlyTransaction) sticky_ = true;
-    } else if (route->primary) {
+    } else if (route->primary && route->may_write) {
       wrote_ = true;
     }
     batch_routed_ = true;
@@ -936,6 +936,7 @@ std::optional<StatementRoute> ClientConn::route_batch() {
   auto data = in_.view();
   size_t at = 0;
   std::optional<StatementRoute> result;
+  bool executes = false;  // a batch that only parses changes no data
   auto add = [&](StatementRoute r) { result = result ? combine(*result, r) : r; };
   while (true) {
     if (at >= data.size()) return at >= kMaxLookahead ? std::optional(kPrimary) : std::nullopt;
@@ -977,13 +978,18 @@ std::optional<StatementRoute> ClientConn::route_batch() {
         }
         break;
       }
-      case 'D':
       case 'E':
+        executes = true;
+        [[fallthrough]];
+      case 'D':
       case 'C':
         if (!whole) return std::nullopt;
         break;
-      case 'S':
-        return result.value_or(StatementRoute{false, RouteReason::kRead});
+      case 'S': {
+        StatementRoute r = result.value_or(StatementRoute{false, RouteReason::kRead});
+        if (!executes) r.may_write = false;
+        return r;
+      }
       case 'F':
         return StatementRoute{true, RouteReason::kFunction};
       default:  // Flush, COPY data, anything else
@@ -1050,7 +1056,7 @@ ClientConn::Routed ClientConn::choose_pool() {
     batch_routed_ = true;
   }
   if (route.primary) {
-    wrote_ = true;
+    wrote_ = route.may_write;
     count_route(route.reason, primary);
     return Routed::kYes;
   }

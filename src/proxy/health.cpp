@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
+#include <cstdlib>
+
 #include "cluster/discovery.hpp"
 #include "postgres/lsn.hpp"
 #include "proxy/topology.hpp"
@@ -77,6 +79,7 @@ void HealthPoller::run(size_t index) {
       "ELSE pg_current_wal_insert_lsn() END";
   PGconn* conn = nullptr;
   bool logged_failure = false;
+  uint64_t segment_size = 0;
   auto wait = [&](std::chrono::milliseconds d) {
     std::unique_lock lock(mutex_);
     return stopped_.wait_for(lock, d, [&] { return stopping_; });
@@ -96,6 +99,9 @@ void HealthPoller::run(size_t index) {
       }
       if (logged_failure) log::info("health: {} reachable again", n.name);
       logged_failure = false;
+      PGresult* s = PQexec(conn, "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'");
+      if (PQresultStatus(s) == PGRES_TUPLES_OK && PQntuples(s) == 1) segment_size = std::strtoull(PQgetvalue(s, 0, 0), nullptr, 10);
+      PQclear(s);
     }
     uint64_t number = health.samples_started.fetch_add(1, std::memory_order_acq_rel) + 1;
     PGresult* r = PQexec(conn, poll_sql);
@@ -105,6 +111,12 @@ void HealthPoller::run(size_t index) {
       auto lsn = PQgetisnull(r, 0, 1) ? std::optional<uint64_t>() : postgres::parse_lsn(PQgetvalue(r, 0, 1));
       int64_t now = steady_ms();
       uint64_t value = lsn.value_or(0);
+      if (!recovery && lsn) {
+        // At the start of a page the insert position is past the page header, where no record
+        // can end: the WAL before it ends at the page boundary, which is what replicas report.
+        if (value % 8192 == 24) value -= 24;
+        else if (segment_size > 0 && value % segment_size == 40) value -= 40;
+      }
       health.in_recovery.store(recovery, std::memory_order_relaxed);
       health.lsn.store(value, std::memory_order_release);
       health.samples_done.store(number, std::memory_order_release);

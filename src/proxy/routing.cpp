@@ -59,26 +59,36 @@ StatementRoute route_statement(const sql::Classification& c, SessionRouting& ses
   if (c.uses_temp_objects) session.pinned_to_primary = true;
   if (c.hint == sql::Route::Primary) return {true, RouteReason::kHint};
   if (session.pinned_to_primary) return {true, RouteReason::kSession};
-  // A replica hint is honoured for reads and for functions the classifier cannot vouch for (the
-  // user knows them); never for a statement that writes.
-  if (c.hint == sql::Route::Replica && (c.route == sql::Route::Replica || function_reason(c.reason))) {
+  // A replica hint is honoured for reads and for functions the classifier does not know (the user
+  // knows them); never for a statement that writes or calls a known writer.
+  if (c.hint == sql::Route::Replica &&
+      (c.route == sql::Route::Replica || c.reason.rfind("calls function ", 0) == 0)) {
     return {false, RouteReason::kHint};
   }
   if (session.rule == sql::Route::Primary) return {true, RouteReason::kRule};
-  if (c.route == sql::Route::Primary) {
-    return {true, function_reason(c.reason) ? RouteReason::kFunction : RouteReason::kWrite};
-  }
   if (c.begins_transaction) {
-    bool read_only = c.read_only_transaction || (session.default_read_only && !mentions_read_write(text));
-    return read_only ? StatementRoute{false, RouteReason::kReadOnlyTransaction}
-                     : StatementRoute{true, RouteReason::kTransaction};
+    if (c.route == sql::Route::Replica && c.read_only_transaction) return {false, RouteReason::kReadOnlyTransaction};
+    // A plain BEGIN under default_transaction_read_only = on starts a read-only transaction.
+    bool unsaid = c.reason == "BEGIN (read-write)" || c.reason == "START TRANSACTION (read-write)";
+    if (unsaid && session.default_read_only && !mentions_read_write(text)) {
+      return {false, RouteReason::kReadOnlyTransaction};
+    }
+    return {true, function_reason(c.reason) ? RouteReason::kFunction : RouteReason::kTransaction};
+  }
+  if (c.route == sql::Route::Primary) {
+    // SET/RESET are replayed on every server the session uses; they change no data.
+    bool session_only = c.sets_session_state && (c.reason == "SET" || c.reason == "RESET");
+    return {true, function_reason(c.reason) ? RouteReason::kFunction : RouteReason::kWrite, !session_only};
   }
   if (session.rule == sql::Route::Replica) return {false, RouteReason::kRule};
   return {false, RouteReason::kRead};
 }
 
 StatementRoute combine(StatementRoute a, StatementRoute b) {
-  if (a.primary) return a;
+  if (a.primary) {
+    a.may_write = a.may_write || (b.primary && b.may_write);
+    return a;
+  }
   if (b.primary) return b;
   // Both replicas: a read-only transaction beginning anywhere in the batch is what matters.
   return b.reason == RouteReason::kReadOnlyTransaction ? b : a;

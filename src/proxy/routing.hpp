@@ -52,6 +52,9 @@ struct SessionRouting {
 struct StatementRoute {
   bool primary = true;
   RouteReason reason = RouteReason::kWrite;
+  // It may change data (causal reads then wait for it); false for SET/RESET and for statements
+  // only parsed, not executed.
+  bool may_write = true;
 };
 
 // Where a statement that starts a transaction (or runs in autocommit) goes on the rw-split port,
