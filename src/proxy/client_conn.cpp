@@ -199,6 +199,7 @@ void ClientConn::pause_reading(bool paused) {
 }
 
 void ClientConn::send(std::span<const uint8_t> bytes) {
+  retry_armed_ = false;  // the client has seen part of the answer: no retry from here on
   out_.append(bytes);
   if (pool_ != nullptr) pool_->stats.bytes_sent += bytes.size();
 }
@@ -749,6 +750,7 @@ bool ClientConn::forward_one() {
     }
   } else if (kind_ == ListenerKind::kRwSplit && !batch_routed_ && !server_->unsynced && stream_remaining_ == 0 &&
              type != 'S' && pool_->mode() != cluster::PoolMode::Session) {
+    retry_armed_ = false;  // more than the one batch is on the server now
     // A pipelined batch for a server still busy with the previous one: fine on the primary; on a
     // replica only if it reads (else wait until the replica is done and route afresh).
     auto route = route_batch();
@@ -895,6 +897,31 @@ void ClientConn::on_server_released() {
 }
 
 void ClientConn::on_server_lost(const std::string& message) {
+  if (retry_armed_ && server_ != nullptr && server_->pool().is_replica() && !retry_.empty()) {
+    // The replica died before answering an autocommit read: mark it down, send the read again
+    // (to another replica or the primary), ahead of whatever the client sent after it.
+    int index = server_->backend().index;
+    if (HealthPoller* health = worker_.shared().health; health != nullptr && index >= 0) {
+      health->node(index).down_until_ms.store(steady_ms() + 2000);
+    }
+    log::info("client {}: replica {} lost before answering ({}); the read is retried", pid_,
+              server_->backend().name, message);
+    retry_armed_ = false;
+    server_ = nullptr;
+    server_backlogged_ = false;
+    stream_remaining_ = 0;
+    held_for_replica_ = false;
+    batch_routed_ = false;
+    state_ = State::kIdle;
+    std::vector<uint8_t> rest(in_.view().begin(), in_.view().end());
+    in_.clear();
+    in_.append(retry_);
+    in_.append(rest);
+    worker_.loop().defer([w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->continue_input();
+    });
+    return;
+  }
   std::string why = message;
   if (server_ != nullptr && !server_->pool().is_replica()) {
     // The primary went away: say so when the topology already names another one.
@@ -927,7 +954,7 @@ StatementRoute ClientConn::route_sql(std::string_view sql) {
   return route_statement(sql::classify(sql, worker_.classifier_options()), routing_, sql);
 }
 
-std::optional<StatementRoute> ClientConn::route_batch() {
+std::optional<StatementRoute> ClientConn::route_batch(size_t* batch_bytes) {
   // Everything up to the batch's Sync must be seen before choosing (PostgreSQL runs the batch as
   // one implicit transaction); a batch too large to look at, a Flush (the client waits before
   // its Sync) or anything unusual goes to the primary.
@@ -956,6 +983,7 @@ std::optional<StatementRoute> ClientConn::route_batch() {
         if (at > 0) return result.value_or(kPrimary);
         if (total > kMaxInspectedQuery) return kPrimary;
         if (!whole) return std::nullopt;
+        if (batch_bytes != nullptr) *batch_bytes = total;
         return route_sql(text(body));
       case 'P': {
         if (total > kMaxInspectedQuery) return kPrimary;
@@ -988,6 +1016,7 @@ std::optional<StatementRoute> ClientConn::route_batch() {
       case 'S': {
         StatementRoute r = result.value_or(StatementRoute{false, RouteReason::kRead});
         if (!executes) r.may_write = false;
+        if (batch_bytes != nullptr && whole) *batch_bytes = at + total;
         return r;
       }
       case 'F':
@@ -1049,8 +1078,10 @@ ClientConn::Routed ClientConn::choose_pool() {
     return Routed::kYes;
   }
   StatementRoute route{false, RouteReason::kReplicasPort};
+  size_t batch_bytes = 0;
+  retry_armed_ = false;
   if (kind_ == ListenerKind::kRwSplit) {
-    auto r = route_batch();
+    auto r = route_batch(&batch_bytes);
     if (!r) return Routed::kNeedMore;
     route = *r;
     batch_routed_ = true;
@@ -1100,6 +1131,12 @@ ClientConn::Routed ClientConn::choose_pool() {
         cur_pool_ = &worker_.node_pool(*pool_, r.name);
         break;
       }
+    }
+    // An autocommit read can be sent again if its replica dies before answering.
+    if (!sticky_ && batch_bytes > 0 && batch_bytes <= kMaxInspectedQuery && batch_bytes <= in_.size()) {
+      auto batch = in_.view().first(batch_bytes);
+      retry_.assign(batch.begin(), batch.end());
+      retry_armed_ = true;
     }
     count_route(route.reason, choice.node);
     return Routed::kYes;

@@ -69,6 +69,9 @@ class ClientConn final : public IoHandler {
   void listen_acknowledged();
   // A Parse of this client's was skipped by the server after an earlier error: the name is free.
   void forget_prepared(const std::string& name) { prepared_.erase(name); }
+  // An autocommit read sent to a replica that has not answered anything yet: if the replica
+  // dies now, the read is sent again elsewhere.
+  [[nodiscard]] bool retry_armed() const { return retry_armed_; }
   // Drops empty buffers of a connection that has been quiet for a while.
   void release_buffers() {
     in_.release();
@@ -106,7 +109,7 @@ class ClientConn final : public IoHandler {
   Routed choose_pool();
   // Where the batch at the front of the input must go (up to its Sync, or one Query); nullopt
   // while it is not all here.
-  std::optional<StatementRoute> route_batch();
+  std::optional<StatementRoute> route_batch(size_t* batch_bytes = nullptr);
   StatementRoute route_sql(std::string_view sql);
   [[nodiscard]] sql::ClassifierOptions classifier_options() const;
   void count_route(RouteReason reason, int node);
@@ -173,6 +176,8 @@ class ClientConn final : public IoHandler {
   uint64_t causal_lsn_ = 0;      // replicas must have replayed this to serve our reads
   uint64_t causal_topology_ = 0;
   int causal_primary_ = -1;      // node index the requirement refers to
+  std::vector<uint8_t> retry_;   // the read batch retry_armed_ would send again
+  bool retry_armed_ = false;
 
   Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};
 };

@@ -383,6 +383,12 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       client_->ready_for_query_seen(worker_.loop().now());
       return;
     case 'E': {
+      if (client_->retry_armed()) {
+        // A replica shutting down (FATAL 57P01...) before answering a read: the client hears
+        // nothing of it, the read is retried once the connection closes.
+        auto err = protocol::decode_error_response(body);
+        if (err && protocol::field_value(err->fields, protocol::field::kSeverityRaw) == "FATAL") return;
+      }
       // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply and have
       // no effect. Undo their bookkeeping newest first, so a skipped Close+Parse pair leaves the
       // statement known as it was before the pair.

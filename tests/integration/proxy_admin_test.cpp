@@ -343,7 +343,12 @@ TEST_F(ProxyAdminTest, CancelRequestStopsARunningQuery) {
 }
 
 TEST_F(ProxyAdminTest, ServerKilledMidQueryFailsThatClientOnly) {
-  auto victim = connect_or_throw(with_param(proxy(), "application_name=victim"));
+  // Through the primary-only port: on the rw-split port this read would run on the replica (and
+  // be retried elsewhere when its replica connection dies before answering).
+  std::string primary_port = proxy();
+  std::string rw_port = ":" + std::to_string(cluster().proxy_port()) + "/";
+  primary_port.replace(primary_port.find(rw_port), rw_port.size(), ":" + std::to_string(cluster().proxy_port() + 1) + "/");
+  auto victim = connect_or_throw(with_param(primary_port, "application_name=victim"));
   ASSERT_EQ(run(victim, "SELECT 1"), "");
   ASSERT_EQ(PQsendQuery(victim.raw(), "SELECT pg_sleep(30)"), 1);
   std::string pid;
