@@ -1099,11 +1099,16 @@ ClientConn::Routed ClientConn::choose_pool() {
     choice.reason = RouteReason::kCausal;
   } else if (!topology.replicas.empty() && health != nullptr) {
     const auto& p = worker_.settings().proxy;
-    std::array<Candidate, kMaxNodes> candidates;
+    // Most clusters have a handful of replicas: no per-read allocation below that.
+    constexpr size_t kInline = 8;
+    std::array<Candidate, kInline> inline_candidates;
+    std::vector<Candidate> many;
+    if (topology.replicas.size() > kInline) many.resize(topology.replicas.size());
+    Candidate* candidates = many.empty() ? inline_candidates.data() : many.data();
     size_t n = 0;
     int64_t now = steady_ms();
     for (const auto& r : topology.replicas) {
-      if (r.index < 0 || n >= candidates.size()) continue;
+      if (r.index < 0 || static_cast<size_t>(r.index) >= kMaxNodes) continue;
       const NodeHealth& h = health->node(r.index);
       Candidate& c = candidates[n++];
       c.node = r.index;
@@ -1123,12 +1128,12 @@ ClientConn::Routed ClientConn::choose_pool() {
     if (primary >= 0) primary_candidate.outstanding = worker_.node_active[static_cast<size_t>(primary)];
     BalanceLimits limits{p.max_replica_lag_bytes, int64_t{p.max_replica_lag_seconds} * 1000,
                          kind_ == ListenerKind::kRwSplit ? p.primary_read_weight : 0};
-    choice = choose_replica(std::span(candidates.data(), n), primary_candidate, limits, *causal, worker_.balancer);
+    choice = choose_replica(std::span(candidates, n), primary_candidate, limits, *causal, worker_.balancer);
   }
   if (choice.node >= 0) {
     for (const auto& r : topology.replicas) {
       if (r.index == choice.node) {
-        cur_pool_ = &worker_.node_pool(*pool_, r.name);
+        cur_pool_ = &worker_.node_pool(*pool_, r);
         break;
       }
     }

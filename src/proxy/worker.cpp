@@ -436,9 +436,14 @@ Pool& Worker::pool(const std::string& database, const std::string& user) {
   return *slot;
 }
 
-Pool& Worker::node_pool(Pool& home, const std::string& node) {
-  auto& slot = pools_[{home.database(), home.user(), node}];
-  if (!slot) slot = std::make_unique<Pool>(*this, home.database(), home.user(), node, &home);
+Pool& Worker::node_pool(Pool& home, const Backend& node) {
+  // Pools live as long as the worker, so the home pool keeps a pointer per node index; the name
+  // check covers a configuration whose nodes were renumbered.
+  Pool*& cached = home.node_pools_[static_cast<size_t>(node.index)];
+  if (cached != nullptr && cached->node() == node.name) return *cached;
+  auto& slot = pools_[{home.database(), home.user(), node.name}];
+  if (!slot) slot = std::make_unique<Pool>(*this, home.database(), home.user(), node.name, &home);
+  cached = slot.get();
   return *slot;
 }
 
@@ -449,7 +454,7 @@ void Worker::note_fallback(RouteReason reason) {
   last_fallback_log_ = now;
   log::warn("reads go to the primary: {} ({} read(s) since the last such line)",
             reason == RouteReason::kLag ? "every healthy replica is beyond max_replica_lag"
-                                        : "no replica is healthy",
+                                        : "no replica is healthy (or every weight is 0)",
             fallbacks_unlogged_);
   fallbacks_unlogged_ = 0;
 }

@@ -85,6 +85,8 @@ class Pool {
   Worker& worker_;
   std::string database_, user_, node_;
   Pool* home_ = nullptr;
+  friend class Worker;
+  std::array<Pool*, kMaxNodes> node_pools_{};  // home pool: its replicas' pools by node index
   cluster::PoolMode mode_ = cluster::PoolMode::Transaction;
   int pool_size_ = 20;
   std::optional<AuthKeys> auth_;
@@ -131,7 +133,7 @@ class Worker {
 
   Pool& pool(const std::string& database, const std::string& user);
   // The pool of a replica node for the clients of `home`.
-  Pool& node_pool(Pool& home, const std::string& node);
+  Pool& node_pool(Pool& home, const Backend& node);
   ServerConn* new_server(Pool& pool, const Backend& backend, uint64_t topology_version);
   void retire_server(ServerConn* server);
   void retire_client(ClientConn* client);
