@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "protocol/messages.hpp"
 #include "util/log.hpp"
@@ -649,8 +650,29 @@ void Worker::deliver_notification(const std::string& database, std::span<const u
   }
 }
 
+void Worker::end_transactions_on_old_primary() {
+  const Topology& t = topology();
+  if (t.version == seen_topology_version_) return;
+  seen_topology_version_ = t.version;
+  if (!t.primary) return;  // no primary yet (a failover under way): wait for the new one
+  std::string old = std::exchange(seen_primary_, t.primary->name);
+  if (old.empty() || old == t.primary->name) return;
+  std::vector<ClientConn*> stranded;
+  for (auto& [id, s] : servers_) {
+    if (s->listener || s->pool().is_replica() || s->client() == nullptr || s->backend().name == t.primary->name) continue;
+    if (s->tx_status != 'I' || s->outstanding > 0) stranded.push_back(s->client());
+  }
+  for (ClientConn* c : stranded) {
+    c->fail("57P01", fmt::format("terminating connection: failover: the primary moved from {} to {}; the open "
+                                 "transaction did not commit",
+                                 old, t.primary->name));
+  }
+  if (!stranded.empty()) log::warn("failover from {} to {}: {} client(s) in a transaction disconnected", old, t.primary->name, stranded.size());
+}
+
 void Worker::tick() {
   auto now = loop_.now();
+  end_transactions_on_old_primary();
   // A LISTEN connection that was lost comes back while anyone still listens.
   for (auto& [db, l] : listening_) {
     if (l.conn == nullptr && !l.channels.empty() && topology().primary) {

@@ -176,6 +176,10 @@ class Worker {
   };
   void accept_clients(Listener& listener);
   Clock::time_point last_fallback_log_{};
+  // The primary another node replaced: clients in a transaction there are told and disconnected.
+  void end_transactions_on_old_primary();
+  uint64_t seen_topology_version_ = 0;
+  std::string seen_primary_;
   uint64_t fallbacks_unlogged_ = 0;
   void tick();
   void publish_snapshot();

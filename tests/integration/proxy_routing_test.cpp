@@ -373,3 +373,42 @@ TEST_F(ProxyRouting, PgbenchSelectOnlySpreadsOverTheReplicas) {
 
 }  // namespace
 }  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// Last in the suite: it moves the primary to node2.
+TEST_F(ProxyRouting, ZSwitchoverSendsNewTransactionsToTheNewPrimaryAndKeepsIdleClients) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  sql(primary_port(), "DROP TABLE IF EXISTS rt_fo; CREATE TABLE rt_fo (id int)");
+  auto idle = connect_or_throw(rw());
+  EXPECT_EQ(value(idle, "SELECT 'idle'"), "idle");
+  auto in_tx = connect_or_throw(rw());
+  ASSERT_TRUE(in_tx.exec("BEGIN").ok());
+  ASSERT_TRUE(in_tx.exec("INSERT INTO rt_fo VALUES (1)").ok());
+
+  // The open transaction holds the switchover's drain for a while, then the old primary goes.
+  auto r = cluster().pgfleet({"switchover", "--to", "node2", "--timeout", "90"}, 120s);
+  ASSERT_TRUE(r.ok()) << r.output;
+
+  // The client that was in a transaction on node1 gets an error of the failover kind.
+  PGresult* res = PQexec(in_tx.raw(), "INSERT INTO rt_fo VALUES (2)");
+  std::string state = PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "";
+  std::string message = PQresultErrorMessage(res);
+  bool failed = PQresultStatus(res) != PGRES_COMMAND_OK;
+  PQclear(res);
+  if (state.empty() && PQstatus(in_tx.raw()) == CONNECTION_BAD) state = "08006";  // libpq saw the connection go
+  EXPECT_TRUE(failed) << "a transaction begun on the old primary went on";
+  EXPECT_TRUE(state == "57P01" || state.rfind("08", 0) == 0) << state << ": " << message;
+
+  // The idle client survives; its new transactions run on the new primary.
+  EXPECT_TRUE(eventually([&] { return value(idle, "INSERT INTO rt_fo VALUES (3) RETURNING inet_server_port()::text") == port_of(2); },
+                         30s, 200ms));
+  EXPECT_EQ(sql_value(primary_port(), "SELECT count(*) FROM rt_fo WHERE id = 1"), "0") << "the open transaction did not commit";
+  // Reads still avoid the primary (node1 is now a replica of node2).
+  auto reader = connect_or_throw(rw());
+  EXPECT_TRUE(eventually([&] { return read_ports(reader, 10).count(port_of(2)) == 0; }, 60s, 500ms));
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
