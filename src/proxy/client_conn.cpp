@@ -200,6 +200,34 @@ void ClientConn::pause_reading(bool paused) {
 
 void ClientConn::send(std::span<const uint8_t> bytes) {
   retry_armed_ = false;  // the client has seen part of the answer: no retry from here on
+  emit(bytes);
+}
+
+void ClientConn::send_row_description(std::span<const uint8_t> bytes) {
+  // PostgreSQL describes the rows before running the query: a retry sends this again, and the
+  // copy below lets the proxy drop the repeat.
+  retry_prefix_.insert(retry_prefix_.end(), bytes.begin(), bytes.end());
+  emit(bytes);
+}
+
+void ClientConn::emit(std::span<const uint8_t> bytes) {
+  if (skip_at_ < skip_.size()) {
+    // A retried read: what the first server already sent must come again, and is dropped.
+    size_t n = std::min(bytes.size(), skip_.size() - skip_at_);
+    if (std::memcmp(bytes.data(), skip_.data() + skip_at_, n) != 0) {
+      skip_.clear();
+      skip_at_ = 0;
+      fail("08006", "a read retried after its replica was lost answered differently on another server");
+      return;
+    }
+    skip_at_ += n;
+    if (skip_at_ == skip_.size()) {
+      skip_.clear();
+      skip_at_ = 0;
+    }
+    bytes = bytes.subspan(n);
+    if (bytes.empty()) return;
+  }
   out_.append(bytes);
   if (pool_ != nullptr) pool_->stats.bytes_sent += bytes.size();
 }
@@ -907,6 +935,9 @@ void ClientConn::on_server_lost(const std::string& message) {
     log::info("client {}: replica {} lost before answering ({}); the read is retried", pid_,
               server_->backend().name, message);
     retry_armed_ = false;
+    skip_ = std::move(retry_prefix_);
+    retry_prefix_.clear();
+    skip_at_ = 0;
     server_ = nullptr;
     server_backlogged_ = false;
     stream_remaining_ = 0;
@@ -1141,6 +1172,7 @@ ClientConn::Routed ClientConn::choose_pool() {
     if (!sticky_ && batch_bytes > 0 && batch_bytes <= kMaxInspectedQuery && batch_bytes <= in_.size()) {
       auto batch = in_.view().first(batch_bytes);
       retry_.assign(batch.begin(), batch.end());
+      retry_prefix_.clear();
       retry_armed_ = true;
     }
     count_route(route.reason, choice.node);

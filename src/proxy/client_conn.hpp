@@ -72,6 +72,8 @@ class ClientConn final : public IoHandler {
   // An autocommit read sent to a replica that has not answered anything yet: if the replica
   // dies now, the read is sent again elsewhere.
   [[nodiscard]] bool retry_armed() const { return retry_armed_; }
+  // A RowDescription while retry_armed(): passed on, and remembered for a retry.
+  void send_row_description(std::span<const uint8_t> bytes);
   // Drops empty buffers of a connection that has been quiet for a while.
   void release_buffers() {
     in_.release();
@@ -178,6 +180,10 @@ class ClientConn final : public IoHandler {
   int causal_primary_ = -1;      // node index the requirement refers to
   std::vector<uint8_t> retry_;   // the read batch retry_armed_ would send again
   bool retry_armed_ = false;
+  std::vector<uint8_t> retry_prefix_;  // RowDescription sent while armed
+  std::vector<uint8_t> skip_;          // after a retry: bytes the client already has
+  size_t skip_at_ = 0;
+  void emit(std::span<const uint8_t> bytes);
 
   Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};
 };

@@ -317,7 +317,8 @@ void ServerConn::process_forwarding() {
       return;
     }
     char t = header->type;
-    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener;
+    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener ||
+                   (t == 'T' && client_ != nullptr && client_->retry_armed() && header->total_length() <= 64 * 1024);
     if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
       // Pass through by length, as much as is here; the rest follows as it arrives.
       size_t n = std::min(header->total_length(), in_.size());
@@ -433,6 +434,9 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
         expected.pop_front();
         if (swallow) return;
       }
+      break;
+    case 'T':
+      if (client_->retry_armed()) return client_->send_row_description(whole);
       break;
     default:
       break;

@@ -377,6 +377,48 @@ TEST_F(ProxyRouting, PgbenchSelectOnlySpreadsOverTheReplicas) {
 namespace pgfleet::itest {
 namespace {
 
+TEST_F(ProxyRouting, AReadWhoseReplicaConnectionDiesIsRetriedElsewhere) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  auto c = connect_or_throw(with_param(rw(), "application_name=retry_probe"));
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    ASSERT_EQ(PQsendQuery(c.raw(), "SELECT inet_server_port()::text, pg_sleep(1.5)"), 1);
+    // Find the replica backend running it and terminate it (as a crash or restart of the node would).
+    std::string victim_port, pid;
+    bool found = eventually(
+        [&] {
+          for (int k : {2, 3}) {
+            pid = sql_value(node(k), "SELECT coalesce(max(pid)::text, '') FROM pg_stat_activity WHERE "
+                                     "query LIKE 'SELECT inet_server_port()::text, pg_sleep%' AND state = 'active'");
+            if (!pid.empty()) {
+              victim_port = port_of(k);
+              return true;
+            }
+          }
+          return false;
+        },
+        3s, 20ms);
+    ASSERT_TRUE(found) << "the read did not run on a replica";
+    EXPECT_EQ(sql_value(victim_port == port_of(2) ? node(2) : node(3), "SELECT pg_terminate_backend(" + pid + ")"), "t");
+    // The client sees no error: the read ran again, on another node.
+    std::string error, port;
+    auto deadline = Clock::now() + 10s;
+    while (PQisBusy(c.raw()) && Clock::now() < deadline) {
+      PQconsumeInput(c.raw());
+      std::this_thread::sleep_for(10ms);
+    }
+    while (PGresult* r = PQgetResult(c.raw())) {
+      if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) port = PQgetvalue(r, 0, 0);
+      else error = PQresultErrorMessage(r);
+      PQclear(r);
+    }
+    EXPECT_EQ(error, "");
+    EXPECT_FALSE(port.empty());
+    EXPECT_NE(port, victim_port) << "retried on the node that lost the connection";
+    EXPECT_EQ(value(c, "SELECT 'still connected'"), "still connected");
+    std::this_thread::sleep_for(2500ms);  // the terminated node is skipped for 2 s
+  }
+}
+
 // Last in the suite: it moves the primary to node2.
 TEST_F(ProxyRouting, ZSwitchoverSendsNewTransactionsToTheNewPrimaryAndKeepsIdleClients) {
   ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
