@@ -78,6 +78,7 @@ class ClientConn final : public IoHandler {
   void release_buffers() {
     in_.release();
     out_.release();
+    if (!retry_armed_) std::vector<uint8_t>().swap(retry_);
   }
 
   [[nodiscard]] State state() const { return state_; }
