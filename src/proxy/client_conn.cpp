@@ -972,6 +972,7 @@ void ClientConn::reroute_to_primary() {
   if (state_ != State::kWaiting) return;
   cur_pool_ = pool_;
   sticky_ = false;
+  retry_armed_ = false;  // retries are for replicas
   count_route(RouteReason::kNoReplica, -1);
   if (pool_->acquire(this)) return;  // on_server_assigned resumes the input
 }

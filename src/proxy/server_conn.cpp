@@ -384,7 +384,7 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       client_->ready_for_query_seen(worker_.loop().now());
       return;
     case 'E': {
-      if (client_->retry_armed()) {
+      if (client_->retry_armed() && pool_.is_replica()) {
         // A replica shutting down (FATAL 57P01...) before answering a read: the client hears
         // nothing of it, the read is retried once the connection closes.
         auto err = protocol::decode_error_response(body);
