@@ -150,7 +150,8 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
       if (shared.health != nullptr && b.index >= 0) {
         const NodeHealth& h = shared.health->node(b.index);
         bool primary = std::string_view(role) == "primary";
-        bool healthy = primary ? h.reachable.load() && !h.in_recovery.load() : h.usable_replica(now);
+        bool healthy = primary ? h.reachable.load() && !h.in_recovery.load()
+                               : h.usable_replica(now) && !shared.topology->member_excluded(b.index);
         auto weight = c->proxy.weights.find(b.name);
         row.push_back(healthy ? "yes" : "no");
         row.push_back(postgres::format_lsn(h.lsn.load()));

@@ -1148,7 +1148,7 @@ ClientConn::Routed ClientConn::choose_pool() {
       if (!p.weights.empty()) {
         if (auto it = p.weights.find(r.name); it != p.weights.end()) c.weight = it->second;
       }
-      c.healthy = h.usable_replica(now);
+      c.healthy = h.usable_replica(now) && !worker_.shared().topology->member_excluded(r.index);
       c.lag_bytes = h.lag_bytes.load(std::memory_order_relaxed);
       c.lag_ms = h.lag_ms.load(std::memory_order_relaxed);
       c.replay_lsn = h.lsn.load(std::memory_order_acquire);

@@ -2,6 +2,7 @@
 #include "proxy/topology.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cluster/discovery.hpp"
 #include "dcs/local_dcs.hpp"
@@ -54,6 +55,23 @@ Topology TopologyWatcher::observe() {
       if (n.name == primary) t.primary = backend_of(n);
       else t.replicas.push_back(backend_of(n));
     }
+    // What each agent says about its node: a replica that crashed, is stopping, or claims to be a
+    // primary while another holds the leader key takes no reads.
+    std::vector<bool> excluded(config_.nodes.size(), false);
+    if (auto members = dcs.list(dcs::keys::kMembersPrefix); members) {
+      for (const auto& kv : *members) {
+        try {
+          auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+          for (size_t i = 0; i < config_.nodes.size(); ++i) {
+            if (config_.nodes[i].name != m.name || m.name == primary) continue;
+            excluded[i] = m.role == "primary" || m.state == "crashed" || m.state == "stopping" || m.state == "stopped";
+          }
+        } catch (const std::exception&) {
+          // an unreadable member key excludes nothing; the health poller still judges the node
+        }
+      }
+    }
+    for (size_t i = 0; i < excluded.size() && i < excluded_.size(); ++i) excluded_[i].store(excluded[i]);
     return t;
   }
   for (const auto& n : config_.nodes) {

@@ -2,6 +2,7 @@
 // read without locks; a background thread keeps it current from the DCS (or by probing the nodes).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -48,6 +49,11 @@ class TopologyWatcher {
   [[nodiscard]] std::shared_ptr<const Topology> current() const { return current_.load(std::memory_order_acquire); }
   // Cheap change detection for per-worker caches of current().
   [[nodiscard]] uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  // The node's agent reports it unfit for reads (DCS member state crashed/stopping/stopped, or
+  // a second primary); lock-free, by node index. A missing member key excludes nothing.
+  [[nodiscard]] bool member_excluded(int index) const {
+    return index >= 0 && static_cast<size_t>(index) < excluded_.size() && excluded_[static_cast<size_t>(index)].load(std::memory_order_relaxed);
+  }
   // Blocks until a primary is known or `timeout` passes; true if known.
   bool wait_for_primary(std::chrono::milliseconds timeout);
 
@@ -60,6 +66,7 @@ class TopologyWatcher {
   std::optional<cluster::Layout> layout_;
   std::atomic<std::shared_ptr<const Topology>> current_;
   std::atomic<uint64_t> version_{0};
+  std::array<std::atomic<bool>, 64> excluded_{};
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable changed_;
