@@ -19,6 +19,13 @@ int64_t steady_ms() {
       .count();
 }
 
+uint64_t end_of_inserted_wal(uint64_t insert_lsn, uint64_t segment_size) {
+  constexpr uint64_t kPage = 8192, kShortHeader = 24, kLongHeader = 40;
+  if (insert_lsn % kPage == kShortHeader) return insert_lsn - kShortHeader;
+  if (segment_size > 0 && insert_lsn % segment_size == kLongHeader) return insert_lsn - kLongHeader;
+  return insert_lsn;
+}
+
 HealthPoller::HealthPoller(cluster::ClusterConfig config, std::optional<cluster::Layout> layout,
                            const TopologyWatcher& topology)
     : config_(std::move(config)), layout_(std::move(layout)), topology_(topology) {}
@@ -111,12 +118,7 @@ void HealthPoller::run(size_t index) {
       auto lsn = PQgetisnull(r, 0, 1) ? std::optional<uint64_t>() : postgres::parse_lsn(PQgetvalue(r, 0, 1));
       int64_t now = steady_ms();
       uint64_t value = lsn.value_or(0);
-      if (!recovery && lsn) {
-        // At the start of a page the insert position is past the page header, where no record
-        // can end: the WAL before it ends at the page boundary, which is what replicas report.
-        if (value % 8192 == 24) value -= 24;
-        else if (segment_size > 0 && value % segment_size == 40) value -= 40;
-      }
+      if (!recovery && lsn) value = end_of_inserted_wal(value, segment_size);
       health.in_recovery.store(recovery, std::memory_order_relaxed);
       health.lsn.store(value, std::memory_order_release);
       health.samples_done.store(number, std::memory_order_release);

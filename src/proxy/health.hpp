@@ -24,6 +24,11 @@ class TopologyWatcher;
 // Milliseconds on the steady clock, the time base of every field below.
 int64_t steady_ms();
 
+// A primary's insert LSN as the end of the WAL written so far: at the start of a page the insert
+// position is past the page header (24 bytes, 40 at a segment's start), where no record can end;
+// the WAL before it ends at the page boundary, which is what a replica that replayed it reports.
+uint64_t end_of_inserted_wal(uint64_t insert_lsn, uint64_t segment_size);
+
 // One node, written by its polling thread (and `down_until_ms` by workers), read by anyone.
 struct NodeHealth {
   std::atomic<bool> reachable{false};     // the last poll succeeded

@@ -1,6 +1,8 @@
 // Routing policy of the rw-split port: statement → primary or replica (with the real classifier),
-// session stickiness, and the replica choice (weights, load, lag, causal reads).
+// session stickiness, the replica choice (weights, load, lag, causal reads), and the WAL end a
+// primary's insert LSN stands for.
 #include "proxy/routing.hpp"
+#include "proxy/health.hpp"
 
 #include <gtest/gtest.h>
 
@@ -234,6 +236,21 @@ TEST(ChooseReplica, CausalReadsNeedTheClientsLastWriteReplayed) {
   EXPECT_EQ(c.node, -1);
   EXPECT_EQ(c.reason, RouteReason::kCausal);
   EXPECT_EQ(choose_replica(std::vector<Candidate>{old}, primary, {}, 500, state).node, 1) << "replayed exactly";
+}
+
+}  // namespace
+}  // namespace pgfleet::proxy
+
+namespace pgfleet::proxy {
+namespace {
+
+TEST(EndOfInsertedWal, PageHeadersAreNotWal) {
+  constexpr uint64_t kSegment = 16u << 20;
+  EXPECT_EQ(end_of_inserted_wal(0x4018098, kSegment), 0x4018098u) << "mid-page: as is";
+  EXPECT_EQ(end_of_inserted_wal(0x4002018, kSegment), 0x4002000u) << "just past a page header";
+  EXPECT_EQ(end_of_inserted_wal(0x5000028, kSegment), 0x5000000u) << "just past a segment's long header";
+  EXPECT_EQ(end_of_inserted_wal(0x4100028, kSegment), 0x4100028u) << "offset 40 of an ordinary page is WAL";
+  EXPECT_EQ(end_of_inserted_wal(0x4100028, 0), 0x4100028u);
 }
 
 }  // namespace
