@@ -66,7 +66,9 @@ int main(int argc, char** argv) {
   url_group->add_flag("--primary", url.primary, "the primary (every node listed, target_session_attrs=read-write)");
   url_group->add_flag("--replica", url.replica, "the replicas (target_session_attrs=standby)");
   url_group->add_option("--node", url.node, "one node by name");
-  url_group->add_flag("--proxy", url.proxy, "the pgfleet proxy");
+  url_group->add_flag("--proxy", url.proxy, "the pgfleet proxy (rw-split port: writes to the primary, reads to replicas)");
+  url_group->add_flag("--proxy-primary", url.proxy_primary, "the pgfleet proxy's primary-only port");
+  url_group->add_flag("--proxy-replicas", url.proxy_replicas, "the pgfleet proxy's replicas-only port");
 
   std::string node;
   auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server, or the proxy");

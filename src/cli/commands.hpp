@@ -43,6 +43,8 @@ struct UrlOptions {
   bool primary = false;
   bool replica = false;
   bool proxy = false;
+  bool proxy_primary = false;   // the proxy's primary-only port
+  bool proxy_replicas = false;  // the proxy's replicas-only port
   std::string node;
 };
 int run_url(const UrlOptions& options);

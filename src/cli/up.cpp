@@ -83,12 +83,13 @@ cluster::ClusterConfig new_cluster_config(const UpOptions& o) {
 }
 
 void check_ports_free(const cluster::ClusterConfig& config, const cluster::Layout& layout) {
-  if (config.proxy.enabled && cluster::agent_pid(layout, "proxy") == 0 &&
-      !ports::is_free(cluster::connect_host(config), config.ports.proxy)) {
-    std::string who = ports::holder(config.ports.proxy);
-    throw UserError(fmt::format("port {} for the proxy is already in use{}", config.ports.proxy,
-                                who.empty() ? "" : " by " + who),
-                    "stop what holds it, or create the cluster on other ports with --base-port");
+  for (int port : {config.ports.proxy, config.ports.proxy_primary, config.ports.proxy_replicas}) {
+    if (config.proxy.enabled && cluster::agent_pid(layout, "proxy") == 0 &&
+        !ports::is_free(cluster::connect_host(config), port)) {
+      std::string who = ports::holder(port);
+      throw UserError(fmt::format("port {} for the proxy is already in use{}", port, who.empty() ? "" : " by " + who),
+                      "stop what holds it, or create the cluster on other ports with --base-port");
+    }
   }
   // HTTP ports: an agent or proxy would run on without its API, so refuse them taken up front.
   std::vector<std::pair<std::string, int>> http_ports;
@@ -208,7 +209,11 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
 void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
   std::cout << "\n" << cluster::render_table(s) << "\n";
   std::cout << "connect:\n";
-  if (!s.connection.proxy.empty()) std::cout << "  proxy     psql \"" << s.connection.proxy << "\"\n";
+  if (!s.connection.proxy.empty()) {
+    std::cout << "  proxy     psql \"" << s.connection.proxy << "\"  (reads to replicas, writes to the primary)\n";
+    std::cout << "            psql \"" << s.connection.proxy_primary << "\"  (primary only)\n";
+    std::cout << "            psql \"" << s.connection.proxy_replicas << "\"  (replicas only)\n";
+  }
   std::cout << "  primary   psql \"" << s.connection.primary << "\"\n";
   if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";
   std::cout << "  (or: psql \"$(pgfleet url --dir " << c.layout.root() << ")\")\n";

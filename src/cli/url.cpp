@@ -11,11 +11,15 @@ int run_url(const UrlOptions& o) {
   become_cluster_owner(o.dir);
   auto c = cluster::Cluster::open(o.dir);
   auto status = c.status();
-  if (o.proxy && status.connection.proxy.empty()) {
+  if ((o.proxy || o.proxy_primary || o.proxy_replicas) && status.connection.proxy.empty()) {
     throw UserError("the proxy is disabled in " + c.layout.config_file() + " (proxy.enabled: false)",
                     "connect to the primary with `pgfleet url --primary`");
   }
-  if (o.proxy || (!o.primary && !o.replica && o.node.empty() && !status.connection.proxy.empty())) {
+  if (o.proxy_primary) {
+    std::cout << status.connection.proxy_primary << "\n";
+  } else if (o.proxy_replicas) {
+    std::cout << status.connection.proxy_replicas << "\n";
+  } else if (o.proxy || (!o.primary && !o.replica && o.node.empty() && !status.connection.proxy.empty())) {
     std::cout << status.connection.proxy << "\n";
   } else if (!o.node.empty()) {
     auto it = status.connection.nodes.find(o.node);

@@ -263,6 +263,26 @@ void read_pools(const Item& item, std::vector<PoolOverride>& pools) {
   }
 }
 
+void read_value(const Item& item, std::map<std::string, int>& out) {
+  out.clear();
+  for_each_entry(item, [&](const std::string& name, const Item& child) { read_value(child, out[name]); });
+}
+
+void read_routing_rules(const Item& item, std::vector<RoutingRule>& rules) {
+  rules.clear();
+  if (item.value.IsNull()) return;
+  if (!item.value.IsSequence()) fail_type(item, "a sequence of {database, user, application_name, route}");
+  for (const auto& element : item.value) {
+    RoutingRule& rule = rules.emplace_back();
+    read_map(Item{element, fmt::format("{}[{}]", item.path, rules.size() - 1), line_of(element, item.line),
+                  item.source},
+             {{"database", into(rule.database)},
+              {"user", into(rule.user)},
+              {"application_name", into(rule.application_name)},
+              {"route", into(rule.route)}});
+  }
+}
+
 void read_proxy(const Item& item, ProxyConfig& p) {
   read_map(item, {{"enabled", into(p.enabled)},
                   {"threads", into(p.threads)},
@@ -286,7 +306,17 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"tls_key", into(p.tls_key)},
                   {"server_sslmode", into(p.server_sslmode)},
                   {"server_unix_socket", into(p.server_unix_socket)},
-                  {"pools", [&](const Item& i) { read_pools(i, p.pools); }}});
+                  {"pools", [&](const Item& i) { read_pools(i, p.pools); }},
+                  {"causal_reads", into(p.causal_reads)},
+                  {"max_replica_lag_bytes", into(p.max_replica_lag_bytes)},
+                  {"max_replica_lag_seconds", into(p.max_replica_lag_seconds)},
+                  {"primary_read_weight", into(p.primary_read_weight)},
+                  {"weights", into(p.weights)},
+                  {"function_routing", into(p.function_routing)},
+                  {"read_only_functions", into(p.read_only_functions)},
+                  {"writing_functions", into(p.writing_functions)},
+                  {"replicas_fallback_to_primary", into(p.replicas_fallback_to_primary)},
+                  {"routing_rules", [&](const Item& i) { read_routing_rules(i, p.routing_rules); }}});
 }
 
 // ---- validation ----------------------------------------------------------------------------
@@ -449,6 +479,21 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     invalid(source, "'proxy.server_sslmode' must be disable, prefer or require, got '{}'", p.server_sslmode);
   if (p.tls_cert.empty() != p.tls_key.empty())
     invalid(source, "'proxy.tls_cert' and 'proxy.tls_key' must be given together");
+  at_least("max_replica_lag_bytes", p.max_replica_lag_bytes, 0);
+  at_least("max_replica_lag_seconds", p.max_replica_lag_seconds, 0);
+  at_least("primary_read_weight", p.primary_read_weight, 0);
+  if (p.causal_reads != "session" && p.causal_reads != "off")
+    invalid(source, "'proxy.causal_reads' must be session or off, got '{}'", p.causal_reads);
+  if (p.function_routing != "strict" && p.function_routing != "permissive")
+    invalid(source, "'proxy.function_routing' must be strict or permissive, got '{}'", p.function_routing);
+  for (const auto& [name, weight] : p.weights) {
+    if (weight < 0) invalid(source, "'proxy.weights.{}' must be at least 0, got {}", name, weight);
+  }
+  for (std::size_t i = 0; i < p.routing_rules.size(); ++i) {
+    const auto& r = p.routing_rules[i];
+    if (r.route != "primary" && r.route != "replica")
+      invalid(source, "'proxy.routing_rules[{}].route' must be primary or replica, got '{}'", i, r.route);
+  }
   for (std::size_t i = 0; i < p.pools.size(); ++i) {
     if (p.pools[i].pool_size && *p.pools[i].pool_size < 1)
       invalid(source, "'proxy.pools[{}].pool_size' must be at least 1, got {}", i, *p.pools[i].pool_size);
@@ -623,6 +668,29 @@ std::string render_config(const ClusterConfig& c) {
       emit(out, "user", pool.user);
       if (pool.pool_mode) emit(out, "pool_mode", to_string(*pool.pool_mode));
       if (pool.pool_size) emit(out, "pool_size", *pool.pool_size);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+    emit(out, "causal_reads", p.causal_reads);
+    emit(out, "max_replica_lag_bytes", p.max_replica_lag_bytes);
+    emit(out, "max_replica_lag_seconds", p.max_replica_lag_seconds);
+    emit(out, "primary_read_weight", p.primary_read_weight);
+    out << YAML::Key << "weights" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    for (const auto& [name, weight] : p.weights) emit(out, name, weight);
+    out << YAML::EndMap;
+    emit(out, "function_routing", p.function_routing);
+    out << YAML::Key << "read_only_functions" << YAML::Value << YAML::Flow << p.read_only_functions;
+    out << YAML::Key << "writing_functions" << YAML::Value << YAML::Flow << p.writing_functions;
+    emit(out, "replicas_fallback_to_primary", p.replicas_fallback_to_primary);
+    out << YAML::Key << "routing_rules" << YAML::Value;
+    if (p.routing_rules.empty()) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const RoutingRule& rule : p.routing_rules) {
+      out << YAML::BeginMap;
+      emit(out, "database", rule.database);
+      emit(out, "user", rule.user);
+      emit(out, "application_name", rule.application_name);
+      emit(out, "route", rule.route);
       out << YAML::EndMap;
     }
     out << YAML::EndSeq;

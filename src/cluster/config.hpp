@@ -53,6 +53,16 @@ struct PoolOverride {
   bool operator==(const PoolOverride&) const = default;
 };
 
+// A routing rule of the proxy's rw-split port: clients matching every non-empty field send their
+// reads (route "replica") or everything (route "primary") there; the first match wins.
+struct RoutingRule {
+  std::string database;
+  std::string user;
+  std::string application_name;
+  std::string route;  // primary | replica
+  bool operator==(const RoutingRule&) const = default;
+};
+
 // The proxy in front of the cluster (`proxy:` in pgfleet.yaml).
 struct ProxyConfig {
   bool enabled = true;                   // started by `pgfleet up`
@@ -80,6 +90,17 @@ struct ProxyConfig {
   // inet_server_port() is then NULL for clients).
   bool server_unix_socket = false;
   std::vector<PoolOverride> pools;
+  // Read/write splitting (the rw-split port) and the replicas port.
+  std::string causal_reads = "session";  // session | off: a client reads its own committed writes
+  int max_replica_lag_bytes = 16 << 20;  // replicas further behind get no reads; 0 = no limit
+  int max_replica_lag_seconds = 10;      // the same in time; 0 = no limit
+  int primary_read_weight = 0;           // the primary's share of reads beside replicas (weight 1 each)
+  std::map<std::string, int> weights;    // node name -> weight for reads (default 1; 0 = no reads)
+  std::string function_routing = "strict";  // strict | permissive: unknown functions go to the primary or not
+  std::vector<std::string> read_only_functions;  // also safe on replicas
+  std::vector<std::string> writing_functions;    // always the primary
+  bool replicas_fallback_to_primary = false;     // replicas port: use the primary when no replica is eligible
+  std::vector<RoutingRule> routing_rules;
   bool operator==(const ProxyConfig&) const = default;
 };
 

@@ -170,7 +170,11 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
                          : status.nodes.front().api_url;
   status.dashboard_url = base + "/";
   status.metrics_url = base + "/metrics";
-  if (config.proxy.enabled) status.connection.proxy = connection_uri(config, secrets, {{host, config.ports.proxy}}, "");
+  if (config.proxy.enabled) {
+    status.connection.proxy = connection_uri(config, secrets, {{host, config.ports.proxy}}, "");
+    status.connection.proxy_primary = connection_uri(config, secrets, {{host, config.ports.proxy_primary}}, "");
+    status.connection.proxy_replicas = connection_uri(config, secrets, {{host, config.ports.proxy_replicas}}, "");
+  }
   // Listing every node lets libpq find the primary even after a switchover.
   status.connection.primary = connection_uri(config, secrets, all, "read-write");
   if (!replicas.empty()) status.connection.replicas = connection_uri(config, secrets, replicas, "standby");
@@ -216,6 +220,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
              {"pid", status.proxy.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(status.proxy.pid)}};
   }
   nlohmann::json connection = {{"proxy", opt_text(status.connection.proxy)},
+                               {"proxy_primary", opt_text(status.connection.proxy_primary)},
+                               {"proxy_replicas", opt_text(status.connection.proxy_replicas)},
                                {"primary", status.connection.primary},
                                {"replicas", opt_text(status.connection.replicas)},
                                {"nodes", status.connection.nodes}};

@@ -43,7 +43,9 @@ struct NodeStatus {
 };
 
 struct ConnectionStrings {
-  std::string proxy;                      // through the pgfleet proxy ("" when it is disabled)
+  std::string proxy;                      // through the pgfleet proxy's rw-split port ("" when it is disabled)
+  std::string proxy_primary;              // the proxy's primary-only port ("" when it is disabled)
+  std::string proxy_replicas;             // the proxy's replicas-only port ("" when it is disabled)
   std::string primary;                    // every node, target_session_attrs=read-write
   std::string replicas;                   // every replica, target_session_attrs=standby ("" if none)
   std::map<std::string, std::string> nodes;

@@ -3,12 +3,16 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cctype>
 #include <map>
 #include <optional>
 #include <sstream>
 
 #include "protocol/messages.hpp"
+#include "postgres/lsn.hpp"
+#include "proxy/health.hpp"
+#include "proxy/routing.hpp"
 #include "proxy/worker.hpp"
 
 namespace pgfleet::proxy {
@@ -138,10 +142,50 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
   }
   if (what == "NODES") {
     auto topo = shared.topology->current();
+    auto c = shared.settings();
+    std::array<uint64_t, 64> statements{};
+    for (const auto& snap : snapshots(shared)) {
+      for (size_t i = 0; i < statements.size(); ++i) statements[i] += snap->node_statements[i];
+    }
+    int64_t now = steady_ms();
     std::vector<Row> rows;
-    if (topo->primary) rows.push_back({topo->primary->name, topo->primary->host, n(topo->primary->port), "primary"});
-    for (const auto& r : topo->replicas) rows.push_back({r.name, r.host, n(r.port), "replica"});
-    return table({"name", "host", "port", "role"}, rows, "SHOW");
+    auto add = [&](const Backend& b, const char* role) {
+      Row row{b.name, b.host, n(b.port), role};
+      if (shared.health != nullptr && b.index >= 0) {
+        const NodeHealth& h = shared.health->node(b.index);
+        bool primary = std::string_view(role) == "primary";
+        bool healthy = primary ? h.reachable.load() && !h.in_recovery.load()
+                               : h.usable_replica(now) && !shared.topology->member_excluded(b.index);
+        auto weight = c->proxy.weights.find(b.name);
+        row.push_back(healthy ? "yes" : "no");
+        row.push_back(postgres::format_lsn(h.lsn.load()));
+        row.push_back(n(h.lag_bytes.load()));
+        row.push_back(n(h.lag_ms.load()));
+        row.push_back(primary ? n(c->proxy.primary_read_weight) : n(weight == c->proxy.weights.end() ? 1 : weight->second));
+        row.push_back(n(static_cast<int64_t>(statements[static_cast<size_t>(b.index)])));
+      } else {
+        row.insert(row.end(), {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
+      }
+      rows.push_back(std::move(row));
+    };
+    if (topo->primary) add(*topo->primary, "primary");
+    for (const auto& r : topo->replicas) add(r, "replica");
+    return table({"name", "host", "port", "role", "healthy", "lsn", "lag_bytes", "lag_ms", "read_weight", "statements"},
+                 rows, "SHOW");
+  }
+  if (what == "ROUTING") {
+    std::array<uint64_t, 16> counts{};
+    for (const auto& snap : snapshots(shared)) {
+      for (size_t i = 0; i < counts.size(); ++i) counts[i] += snap->route_counts[i];
+    }
+    std::vector<Row> rows;
+    for (size_t i = 0; i < kRouteReasons; ++i) {
+      auto reason = static_cast<RouteReason>(i);
+      bool to_primary = reason != RouteReason::kRead && reason != RouteReason::kReadOnlyTransaction &&
+                        reason != RouteReason::kReplicasPort;
+      rows.push_back({to_string(reason), to_primary ? "primary" : "replica", n(static_cast<int64_t>(counts[i]))});
+    }
+    return table({"reason", "target", "statements"}, rows, "SHOW");
   }
   if (what == "CONFIG") {
     auto c = shared.settings();
@@ -162,10 +206,18 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
         {"server_lifetime", n(p.server_lifetime_s)},
         {"client_idle_timeout", n(p.client_idle_timeout_s)},
         {"shutdown_timeout", n(p.shutdown_timeout_s)},
+        {"port_primary", n(c->ports.proxy_primary)},
+        {"port_replicas", n(c->ports.proxy_replicas)},
+        {"causal_reads", p.causal_reads},
+        {"max_replica_lag_bytes", n(p.max_replica_lag_bytes)},
+        {"max_replica_lag_seconds", n(p.max_replica_lag_seconds)},
+        {"primary_read_weight", n(p.primary_read_weight)},
+        {"function_routing", p.function_routing},
+        {"replicas_fallback_to_primary", p.replicas_fallback_to_primary ? "true" : "false"},
     };
     return table({"key", "value"}, rows, "SHOW");
   }
-  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, CONFIG or HELP");
+  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, ROUTING, CONFIG or HELP");
 }
 
 }  // namespace
@@ -176,7 +228,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
   if (w.empty()) return protocol::encode(protocol::EmptyQueryResponse{});
   const std::string& verb = w[0];
   if (verb == "SHOW" && w.size() == 2 && w[1] == "HELP") {
-    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|CONFIG"}, {"PAUSE [db]"}, {"RESUME [db]"},
+    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|ROUTING|CONFIG"}, {"PAUSE [db]"}, {"RESUME [db]"},
                                {"RELOAD"}, {"KILL db"}, {"SHUTDOWN"}},
                  "SHOW");
   }

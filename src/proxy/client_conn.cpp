@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "proxy/admin.hpp"
+#include "proxy/health.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/worker.hpp"
 #include "util/tls.hpp"
@@ -173,12 +174,13 @@ std::string statement_hash_name(const protocol::Parse& parse) {
 }
 }  // namespace
 
-ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address)
+ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind)
     : worker_(worker),
       io_(fd),
       pid_(pid),
       secret_(random_i32()),
       address_(std::move(address)),
+      kind_(kind),
       connected_at_(worker.loop().now()),
       last_activity_(worker.loop().now()) {
   interest_ = EPOLLIN;
@@ -223,6 +225,35 @@ void ClientConn::pause_reading(bool paused) {
 }
 
 void ClientConn::send(std::span<const uint8_t> bytes) {
+  retry_armed_ = false;  // the client has seen part of the answer: no retry from here on
+  emit(bytes);
+}
+
+void ClientConn::send_row_description(std::span<const uint8_t> bytes) {
+  // PostgreSQL describes the rows before running the query: a retry sends this again, and the
+  // copy below lets the proxy drop the repeat.
+  retry_prefix_.insert(retry_prefix_.end(), bytes.begin(), bytes.end());
+  emit(bytes);
+}
+
+void ClientConn::emit(std::span<const uint8_t> bytes) {
+  if (skip_at_ < skip_.size()) {
+    // A retried read: what the first server already sent must come again, and is dropped.
+    size_t n = std::min(bytes.size(), skip_.size() - skip_at_);
+    if (std::memcmp(bytes.data(), skip_.data() + skip_at_, n) != 0) {
+      skip_.clear();
+      skip_at_ = 0;
+      fail("08006", "a read retried after its replica was lost answered differently on another server");
+      return;
+    }
+    skip_at_ += n;
+    if (skip_at_ == skip_.size()) {
+      skip_.clear();
+      skip_at_ = 0;
+    }
+    bytes = bytes.subspan(n);
+    if (bytes.empty()) return;
+  }
   out_.append(bytes);
   if (pool_ != nullptr) pool_->stats.bytes_sent += bytes.size();
 }
@@ -279,7 +310,7 @@ void ClientConn::process_input() {
   flush();
   // Do not buffer without bound while waiting for a server. (A backlogged server is tracked
   // apart, in server_backlogged_: its drain must resume the input left here.)
-  bool full = server_ == nullptr && in_.size() >= 4 * kReadChunk;
+  bool full = (server_ == nullptr || held_for_replica_) && in_.size() >= 4 * kReadChunk;
   if (full != input_full_) {
     input_full_ = full;
     update_interest();
@@ -501,6 +532,19 @@ void ClientConn::on_login_ready() {
   }
   for (const auto& [name, value] : wanted_params_) send(protocol::encode(protocol::ParameterStatus{name, value}));
   send(protocol::encode(protocol::BackendKeyData{{pid_, secret_}}));
+  // Routing rules are matched once, at login.
+  std::string app = application_name();
+  for (const auto& rule : worker_.settings().proxy.routing_rules) {
+    if ((rule.database.empty() || rule.database == database_) && (rule.user.empty() || rule.user == user_) &&
+        (rule.application_name.empty() || rule.application_name == app)) {
+      routing_.rule = rule.route == "primary" ? sql::Route::Primary : sql::Route::Replica;
+      break;
+    }
+  }
+  if (auto it = set_vars_.find("default_transaction_read_only"); it != set_vars_.end()) {
+    auto v = lower(it->second);
+    routing_.default_read_only = v == "'on'" || v == "'true'" || v == "'1'" || v == "'yes'";
+  }
   send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
   state_ = State::kIdle;
   flush();
@@ -598,10 +642,16 @@ void ClientConn::track_set(std::string_view sql) {
     else if (!value.empty() && value.front() == '=') value = trim(value.substr(1));
     else return;
     set_vars_[name] = lower(value) == "default" ? "DEFAULT" : std::string(value);
+    if (name == "default_transaction_read_only") {
+      auto v = lower(value);
+      if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
+      routing_.default_read_only = v == "on" || v == "true" || v == "1" || v == "yes";
+    }
     if (server_ != nullptr) server_->applied_sets[name] = set_vars_[name];
     if (server_ != nullptr && set_vars_[name] == "DEFAULT") server_->applied_sets.erase(name);
   } else if (verb == "reset" || verb == "discard") {
     auto [name, after] = next_word(rest);
+    if (name == "all" || name == "default_transaction_read_only") routing_.default_read_only = false;
     if (name == "all") {
       for (auto& [n, v] : set_vars_) v = "DEFAULT";
       if (server_ != nullptr) server_->applied_sets.clear();
@@ -656,7 +706,8 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
         server.expected.push_back({'1', false, "", server.syncs_sent, parse->statement});
         return;
       }
-      Prepared prepared{statement_hash_name(*parse), *parse};
+      Prepared prepared{statement_hash_name(*parse), *parse,
+                        kind_ == ListenerKind::kRwSplit ? route_sql(parse->query) : StatementRoute{}};
       auto& names = server.prepared;
       if (std::find(names.begin(), names.end(), prepared.server_name) != names.end()) {
         // Already there: the client still expects its own ParseComplete, so parse it afresh.
@@ -763,12 +814,35 @@ bool ClientConn::forward_one() {
     return false;
   }
   if (server_ == nullptr) {
-    if (!pool_->acquire(this)) {
+    switch (choose_pool()) {
+      case Routed::kYes: break;
+      case Routed::kNeedMore:
+      case Routed::kFailed: return false;
+    }
+    if (!cur_pool_->acquire(this)) {
       state_ = State::kWaiting;
       waiting_since_ = worker_.loop().now();
       return false;
     }
+  } else if (kind_ == ListenerKind::kRwSplit && !batch_routed_ && !server_->unsynced && stream_remaining_ == 0 &&
+             type != 'S' && pool_->mode() != cluster::PoolMode::Session) {
+    retry_armed_ = false;  // more than the one batch is on the server now
+    // A pipelined batch for a server still busy with the previous one: fine on the primary; on a
+    // replica only if it reads (else wait until the replica is done and route afresh).
+    auto route = route_batch();
+    if (!route) return false;
+    if (cur_pool_->is_replica()) {
+      if (!sticky_ && server_->tx_status == 'I' && route->primary) {
+        held_for_replica_ = true;  // routed afresh once the replica has answered
+        return false;
+      }
+      if (route->reason == RouteReason::kReadOnlyTransaction) sticky_ = true;
+    } else if (route->primary && route->may_write) {
+      wrote_ = true;
+    }
+    batch_routed_ = true;
   }
+  if (type == 'S' || type == 'Q' || type == 'H' || type == 'F') batch_routed_ = false;
   if (query_started_ == Clock::time_point{}) query_started_ = worker_.loop().now();
   ServerConn& server = *server_;
   switch (type) {
@@ -859,12 +933,14 @@ void ClientConn::detach_server_if_done() {
   ServerConn* server = server_;
   server_ = nullptr;
   server_backlogged_ = false;
+  held_for_replica_ = false;
   state_ = State::kIdle;
   server->state_fingerprint = session_fingerprint();  // the server carries this session's state
+  if (wrote_ && kind_ == ListenerKind::kRwSplit && !server->pool().is_replica()) note_write_committed(*server);
   deliver_pending_notifications();
   flush();
   server->detach();
-  pool_->release(server);
+  server->pool().release(server);
   if (!in_.empty()) {
     // More pipelined work: continue after the server's current batch of replies is handled.
     worker_.loop().defer([w = &worker_, pid = pid_] {
@@ -898,10 +974,274 @@ void ClientConn::on_server_released() {
 }
 
 void ClientConn::on_server_lost(const std::string& message) {
+  if (retry_armed_ && server_ != nullptr && server_->pool().is_replica() && !retry_.empty()) {
+    // The replica died before answering an autocommit read: mark it down, send the read again
+    // (to another replica or the primary), ahead of whatever the client sent after it.
+    int index = server_->backend().index;
+    if (HealthPoller* health = worker_.shared().health; health != nullptr && index >= 0) {
+      health->node(index).down_until_ms.store(steady_ms() + 2000);
+    }
+    log::info("client {}: replica {} lost before answering ({}); the read is retried", pid_,
+              server_->backend().name, message);
+    retry_armed_ = false;
+    skip_ = std::move(retry_prefix_);
+    retry_prefix_.clear();
+    skip_at_ = 0;
+    server_ = nullptr;
+    server_backlogged_ = false;
+    stream_remaining_ = 0;
+    held_for_replica_ = false;
+    batch_routed_ = false;
+    state_ = State::kIdle;
+    std::vector<uint8_t> rest(in_.view().begin(), in_.view().end());
+    in_.clear();
+    in_.append(retry_);
+    in_.append(rest);
+    worker_.loop().defer([w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->continue_input();
+    });
+    return;
+  }
+  std::string why = message;
+  if (server_ != nullptr && !server_->pool().is_replica()) {
+    // The primary went away: say so when the topology already names another one.
+    const Topology& t = worker_.topology();
+    if (t.version != server_->topology_version() && t.primary && t.primary->name != server_->backend().name) {
+      why = fmt::format("failover: the primary moved from {} to {} ({})", server_->backend().name, t.primary->name,
+                        message);
+    }
+  }
   server_ = nullptr;
   server_backlogged_ = false;
   stream_remaining_ = 0;
-  fail("08006", "server connection lost: " + message);
+  fail("08006", "server connection lost: " + why);
+}
+
+void ClientConn::reroute_to_primary() {
+  if (state_ != State::kWaiting) return;
+  cur_pool_ = pool_;
+  sticky_ = false;
+  retry_armed_ = false;  // retries are for replicas
+  count_route(RouteReason::kNoReplica, -1);
+  if (pool_->acquire(this)) return;  // on_server_assigned resumes the input
+}
+
+void ClientConn::count_route(RouteReason reason, int node) {
+  ++worker_.route_counts[static_cast<size_t>(reason)];
+  if (node >= 0 && static_cast<size_t>(node) < kMaxNodes) ++worker_.node_statements[static_cast<size_t>(node)];
+}
+
+StatementRoute ClientConn::route_sql(std::string_view sql) {
+  return route_statement(sql::classify(sql, worker_.classifier_options()), routing_, sql);
+}
+
+std::optional<StatementRoute> ClientConn::route_batch(size_t* batch_bytes) {
+  // Everything up to the batch's Sync must be seen before choosing (PostgreSQL runs the batch as
+  // one implicit transaction); a batch too large to look at, a Flush (the client waits before
+  // its Sync) or anything unusual goes to the primary.
+  constexpr size_t kMaxLookahead = 256 * 1024;
+  constexpr StatementRoute kPrimary{true, RouteReason::kWrite};
+  auto data = in_.view();
+  size_t at = 0;
+  std::optional<StatementRoute> result;
+  bool executes = false;  // a batch that only parses changes no data
+  auto add = [&](StatementRoute r) { result = result ? combine(*result, r) : r; };
+  while (true) {
+    if (at >= data.size()) return at >= kMaxLookahead ? std::optional(kPrimary) : std::nullopt;
+    auto header = protocol::peek_header(data.subspan(at));
+    if (!header) return std::nullopt;
+    if (!protocol::check_header(*header, protocol::kMaxFrontendMessageLength)) return kPrimary;
+    size_t total = header->total_length();
+    bool whole = data.size() - at >= total;
+    if (!whole && (total > kMaxLookahead || at + total > kMaxLookahead)) return kPrimary;
+    auto body = data.subspan(at + protocol::kHeaderSize, std::min(header->body_length(), data.size() - at - protocol::kHeaderSize));
+    auto text = [](std::span<const uint8_t> b) {
+      std::string_view v(reinterpret_cast<const char*>(b.data()), b.size());
+      return v.substr(0, v.find('\0'));
+    };
+    switch (header->type) {
+      case 'Q':
+        if (at > 0) return result.value_or(kPrimary);
+        if (total > kMaxInspectedQuery) return kPrimary;
+        if (!whole) return std::nullopt;
+        if (batch_bytes != nullptr) *batch_bytes = total;
+        return route_sql(text(body));
+      case 'P': {
+        if (total > kMaxInspectedQuery) return kPrimary;
+        if (!whole) return std::nullopt;
+        auto name = text(body);
+        if (name.size() >= body.size()) return kPrimary;
+        add(route_sql(text(body.subspan(name.size() + 1))));
+        break;
+      }
+      case 'B': {
+        if (!whole) return std::nullopt;
+        auto portal = text(body);
+        if (portal.size() >= body.size()) return kPrimary;
+        auto statement = text(body.subspan(portal.size() + 1));
+        if (!statement.empty()) {
+          auto it = prepared_.find(statement);
+          if (it == prepared_.end()) add(kPrimary);  // the server reports it; the primary will do
+          else if (routing_.pinned_to_primary) add({true, RouteReason::kSession});
+          else add(it->second.route);
+        }
+        break;
+      }
+      case 'E':
+        executes = true;
+        [[fallthrough]];
+      case 'D':
+      case 'C':
+        if (!whole) return std::nullopt;
+        break;
+      case 'S': {
+        StatementRoute r = result.value_or(StatementRoute{false, RouteReason::kRead});
+        if (!executes) r.may_write = false;
+        if (batch_bytes != nullptr && whole) *batch_bytes = at + total;
+        return r;
+      }
+      case 'F':
+        return StatementRoute{true, RouteReason::kFunction};
+      default:  // Flush, COPY data, anything else
+        return kPrimary;
+    }
+    at += total;
+  }
+}
+
+std::optional<uint64_t> ClientConn::causal_requirement() {
+  if (!causal_pending_ && causal_lsn_ == 0) return 0;
+  if (!worker_.causal_reads()) return 0;
+  HealthPoller* health = worker_.shared().health;
+  const Topology& t = worker_.topology();
+  if (health == nullptr || !t.primary || t.primary->index < 0) return std::nullopt;
+  if (t.version != causal_topology_ || t.primary->index != causal_primary_) {
+    // The primary changed: what it has now covers whatever of our writes survived.
+    causal_primary_ = t.primary->index;
+    causal_topology_ = t.version;
+    causal_after_ = health->node(causal_primary_).samples_started.load(std::memory_order_acquire);
+    causal_pending_ = true;
+    causal_lsn_ = 0;
+  }
+  if (causal_pending_) {
+    const NodeHealth& p = health->node(causal_primary_);
+    if (p.samples_done.load(std::memory_order_acquire) <= causal_after_) return std::nullopt;
+    causal_lsn_ = std::max<uint64_t>(1, p.lsn.load(std::memory_order_acquire));
+    causal_pending_ = false;
+  }
+  return causal_lsn_;
+}
+
+void ClientConn::note_write_committed(const ServerConn& server) {
+  HealthPoller* health = worker_.shared().health;
+  int index = server.backend().index;
+  if (health == nullptr || index < 0 || !worker_.causal_reads()) return;
+  // The commit was acknowledged before now: a poll of the primary that starts after this moment
+  // reads an insert position at or past the commit's end.
+  causal_primary_ = index;
+  causal_topology_ = worker_.topology().version;
+  causal_after_ = health->node(index).samples_started.load(std::memory_order_acquire);
+  causal_pending_ = true;
+  causal_lsn_ = 0;
+}
+
+ClientConn::Routed ClientConn::choose_pool() {
+  cur_pool_ = pool_;
+  sticky_ = false;
+  wrote_ = false;
+  const Topology& topology = worker_.topology();
+  int primary = topology.primary ? topology.primary->index : -1;
+  bool session_mode = pool_->mode() == cluster::PoolMode::Session;
+  if (kind_ == ListenerKind::kPrimary || (kind_ == ListenerKind::kRwSplit && session_mode)) {
+    // Session pooling keeps one server for the whole session: on the rw-split port, the primary.
+    wrote_ = true;
+    count_route(kind_ == ListenerKind::kPrimary ? RouteReason::kPrimaryPort : RouteReason::kSession, primary);
+    return Routed::kYes;
+  }
+  StatementRoute route{false, RouteReason::kReplicasPort};
+  size_t batch_bytes = 0;
+  retry_armed_ = false;
+  if (kind_ == ListenerKind::kRwSplit) {
+    auto r = route_batch(&batch_bytes);
+    if (!r) return Routed::kNeedMore;
+    route = *r;
+    batch_routed_ = true;
+  }
+  if (route.primary) {
+    wrote_ = route.may_write;
+    count_route(route.reason, primary);
+    return Routed::kYes;
+  }
+  sticky_ = route.reason == RouteReason::kReadOnlyTransaction;
+  Choice choice{-1, RouteReason::kNoReplica};
+  std::optional<uint64_t> causal = kind_ == ListenerKind::kRwSplit ? causal_requirement() : std::optional<uint64_t>(0);
+  HealthPoller* health = worker_.shared().health;
+  if (!causal) {
+    choice.reason = RouteReason::kCausal;
+  } else if (!topology.replicas.empty() && health != nullptr) {
+    const auto& p = worker_.settings().proxy;
+    // Most clusters have a handful of replicas: no per-read allocation below that.
+    constexpr size_t kInline = 8;
+    std::array<Candidate, kInline> inline_candidates;
+    std::vector<Candidate> many;
+    if (topology.replicas.size() > kInline) many.resize(topology.replicas.size());
+    Candidate* candidates = many.empty() ? inline_candidates.data() : many.data();
+    size_t n = 0;
+    int64_t now = steady_ms();
+    for (const auto& r : topology.replicas) {
+      if (r.index < 0 || static_cast<size_t>(r.index) >= kMaxNodes) continue;
+      const NodeHealth& h = health->node(r.index);
+      Candidate& c = candidates[n++];
+      c.node = r.index;
+      c.weight = 1;
+      if (!p.weights.empty()) {
+        if (auto it = p.weights.find(r.name); it != p.weights.end()) c.weight = it->second;
+      }
+      c.healthy = h.usable_replica(now) && !worker_.shared().topology->member_excluded(r.index);
+      c.lag_bytes = h.lag_bytes.load(std::memory_order_relaxed);
+      c.lag_ms = h.lag_ms.load(std::memory_order_relaxed);
+      c.replay_lsn = h.lsn.load(std::memory_order_acquire);
+      c.outstanding = worker_.node_active[static_cast<size_t>(r.index)];
+    }
+    Candidate primary_candidate;
+    primary_candidate.node = primary;
+    primary_candidate.healthy = true;
+    if (primary >= 0) primary_candidate.outstanding = worker_.node_active[static_cast<size_t>(primary)];
+    BalanceLimits limits{p.max_replica_lag_bytes, int64_t{p.max_replica_lag_seconds} * 1000,
+                         kind_ == ListenerKind::kRwSplit ? p.primary_read_weight : 0};
+    choice = choose_replica(std::span(candidates, n), primary_candidate, limits, *causal, worker_.balancer);
+  }
+  if (choice.node >= 0) {
+    for (const auto& r : topology.replicas) {
+      if (r.index == choice.node) {
+        cur_pool_ = &worker_.node_pool(*pool_, r);
+        break;
+      }
+    }
+    // An autocommit read can be sent again if its replica dies before answering.
+    if (!sticky_ && batch_bytes > 0 && batch_bytes <= kMaxInspectedQuery && batch_bytes <= in_.size()) {
+      auto batch = in_.view().first(batch_bytes);
+      retry_.assign(batch.begin(), batch.end());
+      retry_prefix_.clear();
+      retry_armed_ = true;
+    }
+    count_route(route.reason, choice.node);
+    return Routed::kYes;
+  }
+  if (choice.reason == RouteReason::kRead) {  // the primary's share of reads (primary_read_weight)
+    count_route(route.reason, primary);
+    return Routed::kYes;
+  }
+  if (kind_ == ListenerKind::kReplicas && !worker_.settings().proxy.replicas_fallback_to_primary) {
+    fail("57P03", fmt::format("no replica can take reads now ({}); the replicas port uses the primary only with "
+                              "proxy.replicas_fallback_to_primary: true",
+                              choice.reason == RouteReason::kLag ? "every replica is beyond max_replica_lag"
+                                                                 : "no replica is healthy"));
+    return Routed::kFailed;
+  }
+  count_route(choice.reason, primary);
+  if (choice.reason != RouteReason::kCausal && !topology.replicas.empty()) worker_.note_fallback(choice.reason);
+  return Routed::kYes;
 }
 
 void ClientConn::fail(const std::string& sqlstate, const std::string& message, bool fatal) {
@@ -933,13 +1273,14 @@ void ClientConn::close(const std::string& reason) {
         server->state_fingerprint = session_fingerprint();
       }
       server->detach();
-      pool_->release(server);
+      server->pool().release(server);
       server->flush();
     } else {
       server->close("client left in the middle of a transaction");
     }
   }
   if (pool_ != nullptr) pool_->forget_client(this);
+  if (cur_pool_ != nullptr && cur_pool_ != pool_) cur_pool_->forget_client(this);
   if (listening_) worker_.unsubscribe(this, "*");
   worker_.shared().cancels.remove(pid_);
   worker_.retire_client(this);

@@ -13,6 +13,7 @@
 #include "proxy/auth_cache.hpp"
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/routing.hpp"
 #include "proxy/transport.hpp"
 
 namespace pgfleet::proxy {
@@ -37,7 +38,7 @@ class ClientConn final : public IoHandler {
     kClosed,
   };
 
-  ClientConn(Worker& worker, int fd, int32_t pid, std::string address);
+  ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind = ListenerKind::kPrimary);
   ~ClientConn() override;
 
   void on_io(uint32_t events) override;
@@ -47,6 +48,8 @@ class ClientConn final : public IoHandler {
   void on_server_released();
   void on_server_lost(const std::string& message);
   void on_login_ready();  // the pool has server parameters for the welcome
+  // The replica this client waits for cannot be reached: wait for the primary instead.
+  void reroute_to_primary();
   void fail(const std::string& sqlstate, const std::string& message, bool fatal = true);
   void close(const std::string& reason);
   // Bytes for the client (already framed).
@@ -71,10 +74,16 @@ class ClientConn final : public IoHandler {
   void pause_report(int busy);
   // A Parse of this client's was skipped by the server after an earlier error: the name is free.
   void forget_prepared(const std::string& name) { prepared_.erase(name); }
+  // An autocommit read sent to a replica that has not answered anything yet: if the replica
+  // dies now, the read is sent again elsewhere.
+  [[nodiscard]] bool retry_armed() const { return retry_armed_; }
+  // A RowDescription while retry_armed(): passed on, and remembered for a retry.
+  void send_row_description(std::span<const uint8_t> bytes);
   // Drops empty buffers of a connection that has been quiet for a while.
   void release_buffers() {
     in_.release();
     out_.release();
+    if (!retry_armed_) std::vector<uint8_t>().swap(retry_);
   }
 
   [[nodiscard]] State state() const { return state_; }
@@ -86,6 +95,7 @@ class ClientConn final : public IoHandler {
   [[nodiscard]] std::string application_name() const;
   [[nodiscard]] ServerConn* server() const { return server_; }
   [[nodiscard]] Pool* pool() const { return pool_; }
+  [[nodiscard]] ListenerKind kind() const { return kind_; }
   // A notification for a channel this client listens on (delivered between messages).
   void notify(std::span<const uint8_t> notification);
   [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
@@ -99,7 +109,21 @@ class ClientConn final : public IoHandler {
   struct Prepared {
     std::string server_name;  // content-addressed, shared by clients with the same statement
     protocol::Parse parse;
+    StatementRoute route;     // where a transaction it starts goes (rw-split port)
   };
+  // Routing (rw-split and replicas ports): picks `cur_pool_` for the transaction or batch at the
+  // front of the input.
+  enum class Routed { kYes, kNeedMore, kFailed };
+  Routed choose_pool();
+  // Where the batch at the front of the input must go (up to its Sync, or one Query); nullopt
+  // while it is not all here.
+  std::optional<StatementRoute> route_batch(size_t* batch_bytes = nullptr);
+  StatementRoute route_sql(std::string_view sql);
+  [[nodiscard]] sql::ClassifierOptions classifier_options() const;
+  void count_route(RouteReason reason, int node);
+  // The client's last write must be visible: the LSN reads need (0 = none), or nullopt = not known yet.
+  std::optional<uint64_t> causal_requirement();
+  void note_write_committed(const ServerConn& server);
   void process_input();
   bool process_startup();
   bool process_auth();
@@ -150,7 +174,27 @@ class ClientConn final : public IoHandler {
   std::map<std::string, std::string> set_vars_;       // SET name -> value text ("DEFAULT" = reset)
   uint64_t session_generation_ = 1;                   // bumped whenever the two maps above change
   uint64_t fingerprint_ = 0, fingerprint_generation_ = 0;
-  std::map<std::string, Prepared> prepared_;
+  std::map<std::string, Prepared, std::less<>> prepared_;
+
+  // Routing state.
+  ListenerKind kind_;
+  Pool* cur_pool_ = nullptr;     // the pool of server_ (or the one waited on): pool_ or a replica's
+  SessionRouting routing_;
+  bool sticky_ = false;          // the attached server holds a transaction that must stay on it
+  bool wrote_ = false;           // the attached primary ran something that may write
+  bool batch_routed_ = false;    // the current batch was looked at already
+  bool held_for_replica_ = false;  // input waits for a replica to finish before going to the primary
+  bool causal_pending_ = false;  // a write committed; waiting for a primary LSN read after it
+  uint64_t causal_after_ = 0;    // ...a poll numbered above this one
+  uint64_t causal_lsn_ = 0;      // replicas must have replayed this to serve our reads
+  uint64_t causal_topology_ = 0;
+  int causal_primary_ = -1;      // node index the requirement refers to
+  std::vector<uint8_t> retry_;   // the read batch retry_armed_ would send again
+  bool retry_armed_ = false;
+  std::vector<uint8_t> retry_prefix_;  // RowDescription sent while armed
+  std::vector<uint8_t> skip_;          // after a retry: bytes the client already has
+  size_t skip_at_ = 0;
+  void emit(std::span<const uint8_t> bytes);
 
   Clock::time_point connected_at_, waiting_since_, last_activity_, query_started_{};
 };

@@ -6,7 +6,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "cluster/discovery.hpp"
@@ -102,6 +108,9 @@ int run_proxy(const ProxyOptions& options) {
   TopologyWatcher topology(*config, layout);
   topology.start();
   shared.topology = &topology;
+  HealthPoller health(*config, layout, topology);
+  health.start();
+  shared.health = &health;
   if (!topology.wait_for_primary(10s)) log::warn("no primary known yet; clients wait until one appears");
 
   auto conninfo = [&shared, &topology, layout]() -> std::string {
@@ -127,18 +136,34 @@ int run_proxy(const ProxyOptions& options) {
   }
   const std::string listen_address = config->listen_address;
   const int port = config->ports.proxy;
-  try {
-    if (!inherited.empty()) {
-      for (size_t i = 0; i < workers.size(); ++i) workers[i]->adopt_listener(::dup(inherited[i % inherited.size()]));
-      for (int fd : inherited) ::close(fd);
-    } else {
-      for (auto& w : workers) w->listen(listen_address, port);
-    }
-  } catch (const std::exception& e) {
-    std::string who = ports::holder(port);
-    throw UserError(std::string(e.what()) + (who.empty() ? "" : " (held by " + who + ")"),
-                    "stop what holds the port or set ports.proxy in the configuration");
+  // One listener per kind and worker: rw-split, primary, replicas.
+  const std::array<std::pair<ListenerKind, int>, 3> kinds = {{{ListenerKind::kRwSplit, config->ports.proxy},
+                                                              {ListenerKind::kPrimary, config->ports.proxy_primary},
+                                                              {ListenerKind::kReplicas, config->ports.proxy_replicas}}};
+  // Sockets handed over by the previous process, by the port they listen on.
+  std::map<int, std::vector<int>> inherited_by_port;
+  for (int fd : inherited) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    int bound = ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 ? ntohs(addr.sin_port) : 0;
+    inherited_by_port[bound].push_back(fd);
   }
+  for (const auto& [kind, kind_port] : kinds) {
+    try {
+      auto it = inherited_by_port.find(kind_port);
+      if (it != inherited_by_port.end()) {
+        for (size_t i = 0; i < workers.size(); ++i) workers[i]->adopt_listener(::dup(it->second[i % it->second.size()]), kind);
+      } else {
+        for (auto& w : workers) w->listen(listen_address, kind_port, kind);
+      }
+    } catch (const std::exception& e) {
+      std::string who = ports::holder(kind_port);
+      throw UserError(std::string(e.what()) + (who.empty() ? "" : " (held by " + who + ")"),
+                      "stop what holds the port or set ports.proxy, ports.proxy_primary and ports.proxy_replicas "
+                      "in the configuration");
+    }
+  }
+  for (int fd : inherited) ::close(fd);
 
   // Signals go to this thread only; workers never see them.
   sigset_t set;
@@ -153,7 +178,9 @@ int run_proxy(const ProxyOptions& options) {
     try {
       auto fresh = std::make_shared<const cluster::ClusterConfig>(cluster::load_config(shared.config_path));
       auto current = shared.settings();
-      if (fresh->ports.proxy != current->ports.proxy || fresh->listen_address != current->listen_address) {
+      if (fresh->ports.proxy != current->ports.proxy || fresh->ports.proxy_primary != current->ports.proxy_primary ||
+          fresh->ports.proxy_replicas != current->ports.proxy_replicas ||
+          fresh->listen_address != current->listen_address) {
         return "the listen address and port cannot change on RELOAD; restart the proxy for that";
       }
       shared.store_config(fresh);
@@ -170,7 +197,10 @@ int run_proxy(const ProxyOptions& options) {
   std::thread lock_waiter;
   if (layout) {
     std::vector<int> listeners;
-    for (auto& w : workers) listeners.push_back(w->listener_fd());
+    for (auto& w : workers) {
+      for (int fd : w->listener_fds()) listeners.push_back(fd);
+    }
+    if (listeners.size() > 64) listeners.resize(64);  // what one SCM_RIGHTS message carries; every kind is in the first
     takeover_server = std::make_unique<TakeoverServer>(takeover_path, listeners, shared.request_shutdown);
     if (pidfile_fd < 0) {
       // The old proxy holds the pidfile until it has drained; take it as soon as it is free.
@@ -183,7 +213,8 @@ int run_proxy(const ProxyOptions& options) {
       });
     }
   }
-  log::info("listening on {}:{} with {} threads, pool mode {}, TLS {}", listen_address, port, threads,
+  log::info("listening on {}:{} (rw-split), {} (primary), {} (replicas) with {} threads, pool mode {}, TLS {}",
+            listen_address, port, config->ports.proxy_primary, config->ports.proxy_replicas, threads,
             cluster::to_string(config->proxy.pool_mode),
             shared.tls ? (shared.tls_required ? "required" : "available") : "off");
 
@@ -211,6 +242,7 @@ int run_proxy(const ProxyOptions& options) {
   if (lock_waiter.joinable()) lock_waiter.join();
   takeover_server.reset();
   auth.stop();
+  health.stop();
   topology.stop();
   if (pidfile_fd >= 0) ::close(pidfile_fd);
   log::info("proxy stopped");

@@ -304,6 +304,7 @@ void ServerConn::process_login() {
 }
 
 void ServerConn::attach(ClientConn* client) {
+  if (client_ == nullptr && backend_.index >= 0) ++worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = client;
   state_ = State::kActive;
   last_used_ = worker_.loop().now();
@@ -319,6 +320,7 @@ void ServerConn::attach(ClientConn* client) {
 }
 
 void ServerConn::detach() {
+  if (client_ != nullptr && backend_.index >= 0) --worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = nullptr;
   state_ = State::kIdle;
   last_used_ = worker_.loop().now();
@@ -346,7 +348,8 @@ void ServerConn::process_forwarding() {
       return;
     }
     char t = header->type;
-    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener;
+    bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener ||
+                   (t == 'T' && client_ != nullptr && client_->retry_armed() && header->total_length() <= 64 * 1024);
     if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
       // Pass through by length, as much as is here; the rest follows as it arrives.
       size_t n = std::min(header->total_length(), in_.size());
@@ -413,6 +416,12 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       client_->ready_for_query_seen(worker_.loop().now());
       return;
     case 'E': {
+      if (client_->retry_armed() && pool_.is_replica()) {
+        // A replica shutting down (FATAL 57P01...) before answering a read: the client hears
+        // nothing of it, the read is retried once the connection closes.
+        auto err = protocol::decode_error_response(body);
+        if (err && protocol::field_value(err->fields, protocol::field::kSeverityRaw) == "FATAL") return;
+      }
       // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply and have
       // no effect. Undo their bookkeeping newest first, so a skipped Close+Parse pair leaves the
       // statement known as it was before the pair.
@@ -458,6 +467,9 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
         if (swallow) return;
       }
       break;
+    case 'T':
+      if (client_->retry_armed()) return client_->send_row_description(whole);
+      break;
     default:
       break;
   }
@@ -481,6 +493,7 @@ void ServerConn::close(const std::string& reason) {
     io_.close();
   }
   ClientConn* client = client_;
+  if (client_ != nullptr && backend_.index >= 0) --worker_.node_active[static_cast<size_t>(backend_.index)];
   client_ = nullptr;
   if (listener) worker_.listener_closed(this);
   else pool_.on_server_closed(this);

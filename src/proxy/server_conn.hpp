@@ -55,6 +55,7 @@ class ServerConn final : public IoHandler {
   [[nodiscard]] bool reusable() const;  // idle, no reply outstanding
   [[nodiscard]] size_t output_size() const { return out_.size(); }
   [[nodiscard]] const Backend& backend() const { return backend_; }
+  [[nodiscard]] Pool& pool() const { return pool_; }
   [[nodiscard]] uint64_t topology_version() const { return topology_version_; }
   [[nodiscard]] uint64_t id() const { return id_; }
   [[nodiscard]] ClientConn* client() const { return client_; }

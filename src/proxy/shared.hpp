@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "protocol/buffer.hpp"
 #include "util/tls.hpp"
 #include "proxy/auth_cache.hpp"
+#include "proxy/health.hpp"
 #include "proxy/topology.hpp"
 
 namespace pgfleet::proxy {
@@ -52,6 +54,7 @@ struct ProxyShared {
   std::atomic<uint64_t> config_version{0};  // bumped by every store to `config`
   std::string config_path;                 // re-read by RELOAD / SIGHUP
   TopologyWatcher* topology = nullptr;
+  HealthPoller* health = nullptr;          // every node's health and WAL position
   AuthCache* auth = nullptr;
   CancelRegistry cancels;
   protocol::Bytes mock_secret;             // derives fake verifiers for unknown users
@@ -70,15 +73,16 @@ struct ProxyShared {
   std::function<void()> request_shutdown;  // graceful, from the admin console
   std::function<std::string()> reload;     // re-reads the config; returns "" or an error
 
-  // The budget of a (database, user) pool; the pointer stays valid for the process's life.
-  PoolBudget* budget(const std::string& database, const std::string& user) {
+  // The budget of a (database, user, node) pool (node "" = the primary); the pointer stays valid
+  // for the process's life.
+  PoolBudget* budget(const std::string& database, const std::string& user, const std::string& node) {
     std::lock_guard lock(budgets_mutex);
-    auto& slot = budgets[{database, user}];
+    auto& slot = budgets[{database, user, node}];
     if (!slot) slot = std::make_unique<PoolBudget>();
     return slot.get();
   }
   std::mutex budgets_mutex;
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolBudget>> budgets;
+  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<PoolBudget>> budgets;
 
   std::atomic<bool> any_database_paused{false};
   [[nodiscard]] bool is_paused(const std::string& database) const {

@@ -1,6 +1,7 @@
 // Counters and the per-worker snapshot the admin console reads (published once a second).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <iterator>
 #include <string>
@@ -62,6 +63,8 @@ struct ServerRow {
 
 struct WorkerSnapshot {
   int worker = 0;
+  std::array<uint64_t, 16> route_counts{};     // by RouteReason
+  std::array<uint64_t, 64> node_statements{};  // by node index
   std::vector<PoolRow> pools;
   std::vector<ClientRow> clients;  // at most kSnapshotRows
   std::vector<ServerRow> servers;

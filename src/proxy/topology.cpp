@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
 
 #include "cluster/control.hpp"
@@ -55,7 +57,7 @@ Topology TopologyWatcher::observe() {
   Topology t;
   std::string host = cluster::connect_host(config_);
   auto backend_of = [&](const cluster::NodeConfig& n) {
-    Backend b{n.name, n.host.empty() ? host : n.host, n.port, ""};
+    Backend b{n.name, n.host.empty() ? host : n.host, n.port, "", static_cast<int>(&n - config_.nodes.data())};
     if (layout_) {
       std::string path = fmt::format("{}/.s.PGSQL.{}", layout_->socket_dir(), n.port);
       if (path.size() < sizeof(sockaddr_un{}.sun_path)) b.socket_path = std::move(path);
@@ -71,7 +73,7 @@ Topology TopologyWatcher::observe() {
     for (const auto& kv : *members) {
       auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
       if (m.host.empty() || m.port == 0 || m.state == "stopped") continue;
-      Backend b{m.name, m.host, m.port, ""};
+      Backend b{m.name, m.host, m.port, "", -1};
       if (m.name == primary) t.primary = b;
       else t.replicas.push_back(b);
     }
@@ -85,6 +87,23 @@ Topology TopologyWatcher::observe() {
       if (n.name == primary) t.primary = backend_of(n);
       else t.replicas.push_back(backend_of(n));
     }
+    // What each agent says about its node: a replica that crashed, is stopping, or claims to be a
+    // primary while another holds the leader key takes no reads.
+    std::vector<bool> excluded(config_.nodes.size(), false);
+    if (auto members = dcs.list(dcs::keys::kMembersPrefix); members) {
+      for (const auto& kv : *members) {
+        try {
+          auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+          for (size_t i = 0; i < config_.nodes.size(); ++i) {
+            if (config_.nodes[i].name != m.name || m.name == primary) continue;
+            excluded[i] = m.role == "primary" || m.state == "crashed" || m.state == "stopping" || m.state == "stopped";
+          }
+        } catch (const std::exception&) {
+          // an unreadable member key excludes nothing; the health poller still judges the node
+        }
+      }
+    }
+    for (size_t i = 0; i < excluded.size() && i < excluded_.size(); ++i) excluded_[i].store(excluded[i]);
     return t;
   }
   for (const auto& n : config_.nodes) {
@@ -94,8 +113,12 @@ Topology TopologyWatcher::observe() {
                     config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database));
     if (!conn) continue;
     auto standby = conn->scalar("SELECT pg_is_in_recovery()");
-    if (standby && standby.value() == std::optional<std::string>("f")) t.primary = backend_of(n);
-    else if (standby) t.replicas.push_back(backend_of(n));
+    if (standby && standby.value() == std::optional<std::string>("f") && !t.primary) t.primary = backend_of(n);
+  }
+  // Every other node is a replica candidate; the health poller says which can take reads now
+  // (so a replica going down does not change the topology and its version).
+  for (const auto& n : config_.nodes) {
+    if (!t.primary || t.primary->name != n.name) t.replicas.push_back(backend_of(n));
   }
   return t;
 }
@@ -104,9 +127,9 @@ void TopologyWatcher::publish(Topology next) {
   auto previous = current();
   if (previous->primary == next.primary && previous->replicas == next.replicas) return;
   next.version = previous->version + 1;
-  log::info("topology: primary {}", next.primary ? fmt::format("{} ({}:{})", next.primary->name, next.primary->host,
+  log::info("topology: primary {}, {} replica(s)", next.primary ? fmt::format("{} ({}:{})", next.primary->name, next.primary->host,
                                                                next.primary->port)
-                                                  : std::string("unknown"));
+                                                  : std::string("unknown"), next.replicas.size());
   {
     std::lock_guard lock(mutex_);
     current_.store(std::make_shared<const Topology>(std::move(next)), std::memory_order_release);

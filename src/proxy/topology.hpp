@@ -2,6 +2,7 @@
 // read without locks; a background thread keeps it current from the DCS (or by probing the nodes).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -24,13 +25,20 @@ struct Backend {
   // A node of the local cluster: its Unix socket, which costs less per message than TCP
   // loopback (used unless server_sslmode = require).
   std::string socket_path;
+  int index = -1;  // position in the configuration's nodes (HealthPoller::node)
   bool operator==(const Backend&) const = default;
 };
 
 struct Topology {
   std::optional<Backend> primary;
   std::vector<Backend> replicas;
-  uint64_t version = 0;  // changes whenever the primary changes
+  uint64_t version = 0;  // changes whenever the primary or the set of replicas changes
+  [[nodiscard]] const Backend* replica(const std::string& name) const {
+    for (const auto& r : replicas) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  }
 };
 
 class TopologyWatcher {
@@ -45,6 +53,11 @@ class TopologyWatcher {
   [[nodiscard]] std::shared_ptr<const Topology> current() const { return current_.load(std::memory_order_acquire); }
   // Cheap change detection for per-worker caches of current().
   [[nodiscard]] uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  // The node's agent reports it unfit for reads (DCS member state crashed/stopping/stopped, or
+  // a second primary); lock-free, by node index. A missing member key excludes nothing.
+  [[nodiscard]] bool member_excluded(int index) const {
+    return index >= 0 && static_cast<size_t>(index) < excluded_.size() && excluded_[static_cast<size_t>(index)].load(std::memory_order_relaxed);
+  }
   // Blocks until a primary is known or `timeout` passes; true if known.
   bool wait_for_primary(std::chrono::milliseconds timeout);
 
@@ -58,6 +71,7 @@ class TopologyWatcher {
   std::unique_ptr<dcs::Dcs> remote_;  // etcd (dcs.etcd in the config): watched, used by the thread only
   std::atomic<std::shared_ptr<const Topology>> current_;
   std::atomic<uint64_t> version_{0};
+  std::array<std::atomic<bool>, 64> excluded_{};
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "protocol/messages.hpp"
 #include "util/log.hpp"
@@ -40,11 +41,13 @@ Worker* CancelRegistry::find(int32_t pid, int32_t secret) {
 
 // ---- Pool ----
 
-Pool::Pool(Worker& worker, std::string database, std::string user)
+Pool::Pool(Worker& worker, std::string database, std::string user, std::string node, Pool* home)
     : worker_(worker),
       database_(std::move(database)),
       user_(std::move(user)),
-      budget_(worker.shared().budget(database_, user_)) {
+      node_(std::move(node)),
+      home_(home),
+      budget_(worker.shared().budget(database_, user_, node_)) {
   apply_settings();
 }
 
@@ -74,7 +77,12 @@ int Pool::limit(Clock::time_point now) const {
 
 bool Pool::open_server() {
   const Topology* topology = &worker_.topology();
-  if (!topology->primary || !auth_) return false;
+  const Backend* backend = node_.empty() ? (topology->primary ? &*topology->primary : nullptr) : topology->replica(node_);
+  if (backend == nullptr && !node_.empty()) {
+    redirect_waiters("node " + node_ + " is no longer a replica");
+    return false;
+  }
+  if (backend == nullptr || !auth()) return false;
   auto now = worker_.loop().now();
   if (budget_->servers.fetch_add(1) >= limit(now)) {
     budget_->servers.fetch_sub(1);
@@ -83,13 +91,13 @@ bool Pool::open_server() {
       last_borrow_request_ = now;
       for (Worker* other : worker_.shared().workers) {
         if (other == &worker_) continue;
-        other->loop().post([other, db = database_, user = user_] { other->give_back_idle(db, user); });
+        other->loop().post([other, db = database_, user = user_, node = node_] { other->give_back_idle(db, user, node); });
       }
     }
     return false;
   }
   ++connecting_;
-  ServerConn* server = worker_.new_server(*this, *topology->primary, topology->version);
+  ServerConn* server = worker_.new_server(*this, *backend, topology->version);
   servers_.push_back(server);
   if (!server->start()) return false;  // on_login_failed already ran
   return true;
@@ -158,8 +166,16 @@ void Pool::on_login_ok(ServerConn* server, std::vector<std::pair<std::string, st
 void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
   --connecting_;
   server_gone(server);
-  log::warn("pool {}@{}: server login failed: {}", user_, database_, message);
+  log::warn("pool {}@{}{}: server login failed: {}", user_, database_, node_.empty() ? "" : " on " + node_, message);
   last_login_failure_ = worker_.loop().now();
+  if (!node_.empty()) {
+    // A replica we cannot log in to takes no reads for a while; its clients go to the primary.
+    if (server->backend().index >= 0 && worker_.shared().health != nullptr) {
+      worker_.shared().health->node(server->backend().index).down_until_ms.store(steady_ms() + 2000);
+    }
+    redirect_waiters("cannot log in to " + node_ + ": " + message);
+    return;
+  }
   // A server that is down, starting or shutting down (failover, switchover) is temporary:
   // clients keep waiting (up to query_wait_timeout) while new connections are retried.
   // Wrong credentials or a missing database are not: those clients get the server's error.
@@ -172,6 +188,14 @@ void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, cons
   welcome_waiters_.clear();
   for (ClientConn* c : waiting) c->fail(sqlstate.empty() ? "08006" : sqlstate, message);
   for (ClientConn* c : welcome_waiters) c->fail(sqlstate.empty() ? "08006" : sqlstate, message);
+}
+
+void Pool::redirect_waiters(const std::string& why) {
+  if (waiting_.empty()) return;
+  log::info("pool {}@{} on {}: {}; its waiting clients go to the primary", user_, database_, node_, why);
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (ClientConn* c : waiting) c->reroute_to_primary();
 }
 
 void Pool::server_gone(ServerConn* server) {
@@ -261,7 +285,7 @@ void Pool::tick(Clock::time_point now) {
       ++i;
     }
   }
-  if (auth_ && budget_->servers.load() < p.min_pool_size && connecting_ == 0) open_server();
+  if (auth() && budget_->servers.load() < p.min_pool_size && connecting_ == 0) open_server();
 }
 
 void Pool::close_all(const std::string& reason) {
@@ -297,17 +321,30 @@ void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
 // ---- Worker ----
 
 Worker::Worker(int index, ProxyShared& shared) : index_(index), shared_(shared) {
-  listener_.worker = this;
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    listeners_[i].worker = this;
+    listeners_[i].kind = static_cast<ListenerKind>(i);
+  }
   snapshot_.store(std::make_shared<const WorkerSnapshot>());
   loop_.every(100ms, [this] { tick(); });
   loop_.every(1000ms, [this] { publish_snapshot(); });
 }
 
 Worker::~Worker() {
-  if (listener_.fd >= 0) ::close(listener_.fd);
+  for (auto& l : listeners_) {
+    if (l.fd >= 0) ::close(l.fd);
+  }
 }
 
-void Worker::listen(const std::string& address, int port) {
+std::vector<int> Worker::listener_fds() const {
+  std::vector<int> out;
+  for (const auto& l : listeners_) {
+    if (l.fd >= 0) out.push_back(l.fd);
+  }
+  return out;
+}
+
+void Worker::listen(const std::string& address, int port, ListenerKind kind) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -326,13 +363,15 @@ void Worker::listen(const std::string& address, int port) {
     ::close(fd);
     throw std::runtime_error(fmt::format("cannot listen on {}:{}: {}", address, port, std::strerror(err)));
   }
-  listener_.fd = fd;
-  loop_.add(fd, EPOLLIN, &listener_);
+  Listener& l = listeners_[static_cast<size_t>(kind)];
+  l.fd = fd;
+  loop_.add(fd, EPOLLIN, &l);
 }
 
-void Worker::adopt_listener(int fd) {
-  listener_.fd = fd;
-  loop_.add(fd, EPOLLIN, &listener_);
+void Worker::adopt_listener(int fd, ListenerKind kind) {
+  Listener& l = listeners_[static_cast<size_t>(kind)];
+  l.fd = fd;
+  loop_.add(fd, EPOLLIN, &l);
 }
 
 void Worker::start() {
@@ -343,13 +382,13 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::Listener::on_io(uint32_t) { worker->accept_clients(); }
+void Worker::Listener::on_io(uint32_t) { worker->accept_clients(*this); }
 
-void Worker::accept_clients() {
+void Worker::accept_clients(Listener& listener) {
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    int fd = ::accept4(listener_.fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE) log::error("accept: {} (raise the file descriptor limit)", std::strerror(errno));
       return;
@@ -365,7 +404,7 @@ void Worker::accept_clients() {
     }
     int32_t pid = shared_.next_client_pid.fetch_add(1);
     shared_.clients.fetch_add(1);
-    clients_[pid] = std::make_unique<ClientConn>(*this, fd, pid, fmt::format("{}:{}", text, port));
+    clients_[pid] = std::make_unique<ClientConn>(*this, fd, pid, fmt::format("{}:{}", text, port), listener.kind);
   }
 }
 
@@ -374,6 +413,11 @@ const cluster::ClusterConfig& Worker::settings() {
   if (v != settings_version_) {
     settings_ = shared_.settings();
     settings_version_ = v;
+    const auto& p = settings_->proxy;
+    classifier_options_.permissive_functions = p.function_routing == "permissive";
+    classifier_options_.read_only_functions = p.read_only_functions;
+    classifier_options_.writing_functions = p.writing_functions;
+    causal_reads_ = p.causal_reads != "off";
   }
   return *settings_;
 }
@@ -393,9 +437,32 @@ ClientConn* Worker::client(int32_t pid) {
 }
 
 Pool& Worker::pool(const std::string& database, const std::string& user) {
-  auto& slot = pools_[{database, user}];
+  auto& slot = pools_[{database, user, std::string()}];
   if (!slot) slot = std::make_unique<Pool>(*this, database, user);
   return *slot;
+}
+
+Pool& Worker::node_pool(Pool& home, const Backend& node) {
+  // Pools live as long as the worker, so the home pool keeps a pointer per node index; the name
+  // check covers a configuration whose nodes were renumbered.
+  Pool*& cached = home.node_pools_[static_cast<size_t>(node.index)];
+  if (cached != nullptr && cached->node() == node.name) return *cached;
+  auto& slot = pools_[{home.database(), home.user(), node.name}];
+  if (!slot) slot = std::make_unique<Pool>(*this, home.database(), home.user(), node.name, &home);
+  cached = slot.get();
+  return *slot;
+}
+
+void Worker::note_fallback(RouteReason reason) {
+  auto now = loop_.now();
+  ++fallbacks_unlogged_;
+  if (now - last_fallback_log_ < 10s) return;
+  last_fallback_log_ = now;
+  log::warn("reads go to the primary: {} ({} read(s) since the last such line)",
+            reason == RouteReason::kLag ? "every healthy replica is beyond max_replica_lag"
+                                        : "no replica is healthy (or every weight is 0)",
+            fallbacks_unlogged_);
+  fallbacks_unlogged_ = 0;
 }
 
 ServerConn* Worker::new_server(Pool& pool, const Backend& backend, uint64_t topology_version) {
@@ -449,10 +516,12 @@ void Worker::begin_shutdown() {
   loop_.post([this] {
     shutting_down_ = true;
     shutdown_deadline_ = loop_.now() + std::chrono::seconds(shared_.settings()->proxy.shutdown_timeout_s);
-    if (listener_.fd >= 0) {
-      loop_.remove(listener_.fd);
-      ::close(listener_.fd);
-      listener_.fd = -1;
+    for (auto& l : listeners_) {
+      if (l.fd >= 0) {
+        loop_.remove(l.fd);
+        ::close(l.fd);
+        l.fd = -1;
+      }
     }
   });
 }
@@ -460,20 +529,20 @@ void Worker::begin_shutdown() {
 int Worker::busy_paused_servers() {
   int busy = 0;
   for (auto& [key, pool] : pools_) {
-    if (shared_.is_paused(key.first)) busy += pool->busy_servers();
+    if (shared_.is_paused(std::get<0>(key))) busy += pool->busy_servers();
   }
   return busy;
 }
 
-void Worker::give_back_idle(const std::string& database, const std::string& user) {
-  auto it = pools_.find({database, user});
+void Worker::give_back_idle(const std::string& database, const std::string& user, const std::string& node) {
+  auto it = pools_.find({database, user, node});
   if (it != pools_.end()) it->second->close_one_idle();
 }
 
 void Worker::kill_database(const std::string& database) {
   const std::string reason = "the pool was killed by an administrator";
   for (auto& [key, pool] : pools_) {
-    if (key.first == database) pool->close_all(reason);
+    if (std::get<0>(key) == database) pool->close_all(reason);
   }
   // Clients between transactions hold no server in transaction mode: they go too, as in PgBouncer.
   std::vector<ClientConn*> idle;
@@ -594,8 +663,29 @@ void Worker::deliver_notification(const std::string& database, std::span<const u
   }
 }
 
+void Worker::end_transactions_on_old_primary() {
+  const Topology& t = topology();
+  if (t.version == seen_topology_version_) return;
+  seen_topology_version_ = t.version;
+  if (!t.primary) return;  // no primary yet (a failover under way): wait for the new one
+  std::string old = std::exchange(seen_primary_, t.primary->name);
+  if (old.empty() || old == t.primary->name) return;
+  std::vector<ClientConn*> stranded;
+  for (auto& [id, s] : servers_) {
+    if (s->listener || s->pool().is_replica() || s->client() == nullptr || s->backend().name == t.primary->name) continue;
+    if (s->tx_status != 'I' || s->outstanding > 0) stranded.push_back(s->client());
+  }
+  for (ClientConn* c : stranded) {
+    c->fail("57P01", fmt::format("terminating connection: failover: the primary moved from {} to {}; the open "
+                                 "transaction did not commit",
+                                 old, t.primary->name));
+  }
+  if (!stranded.empty()) log::warn("failover from {} to {}: {} client(s) in a transaction disconnected", old, t.primary->name, stranded.size());
+}
+
 void Worker::tick() {
   auto now = loop_.now();
+  end_transactions_on_old_primary();
   // A LISTEN connection that was lost comes back while anyone still listens.
   for (auto& [db, l] : listening_) {
     if (l.conn == nullptr && !l.channels.empty() && topology().primary) {
@@ -645,6 +735,8 @@ void Worker::publish_snapshot() {
   }
   auto snap = std::make_shared<WorkerSnapshot>();
   snap->worker = index_;
+  std::copy(route_counts.begin(), route_counts.end(), snap->route_counts.begin());
+  snap->node_statements = node_statements;
   for (auto& [key, pool] : pools_) {
     PoolRow row;
     pool->fill_row(row, now);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
@@ -11,12 +12,14 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cluster/config.hpp"
 #include "protocol/scram.hpp"
 #include "proxy/client_conn.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/routing.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/shared.hpp"
 #include "proxy/stats.hpp"
@@ -32,10 +35,12 @@ struct AuthKeys {
   std::string md5;
 };
 
-// Server connections for one (database, user) on one worker.
+// Server connections for one (database, user, node) on one worker. Node "" is the primary
+// (whichever node it is now); a named node is a replica serving reads. A node's pool borrows
+// the auth keys and client bookkeeping of its (database, user) primary pool, its `home`.
 class Pool {
  public:
-  Pool(Worker& worker, std::string database, std::string user);
+  Pool(Worker& worker, std::string database, std::string user, std::string node = {}, Pool* home = nullptr);
 
   // Gives `client` a server now or queues it. Returns true if assigned at once.
   bool acquire(ClientConn* client);
@@ -51,10 +56,12 @@ class Pool {
   [[nodiscard]] cluster::PoolMode mode() const { return mode_; }
   [[nodiscard]] const std::string& database() const { return database_; }
   [[nodiscard]] const std::string& user() const { return user_; }
+  [[nodiscard]] const std::string& node() const { return node_; }  // "" = the primary
+  [[nodiscard]] bool is_replica() const { return !node_.empty(); }
   [[nodiscard]] bool has_welcome() const { return welcome_.has_value(); }
   [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& welcome() const { return *welcome_; }
   void set_auth(AuthKeys keys) { auth_ = std::move(keys); }
-  [[nodiscard]] const std::optional<AuthKeys>& auth() const { return auth_; }
+  [[nodiscard]] const std::optional<AuthKeys>& auth() const { return home_ != nullptr ? home_->auth_ : auth_; }
   // Clients logging in wait here for the first server's parameters.
   void wait_for_welcome(ClientConn* client);
   void fill_row(PoolRow& row, Clock::time_point now) const;
@@ -73,8 +80,14 @@ class Pool {
   void server_gone(ServerConn* server);
   void hand_over(ServerConn* server, ClientConn* client);
 
+  // A replica that cannot be reached: its waiting clients go to the primary instead.
+  void redirect_waiters(const std::string& why);
+
   Worker& worker_;
-  std::string database_, user_;
+  std::string database_, user_, node_;
+  Pool* home_ = nullptr;
+  friend class Worker;
+  std::array<Pool*, kMaxNodes> node_pools_{};  // home pool: its replicas' pools by node index
   cluster::PoolMode mode_ = cluster::PoolMode::Transaction;
   int pool_size_ = 20;
   std::optional<AuthKeys> auth_;
@@ -95,11 +108,11 @@ class Worker {
   Worker(int index, ProxyShared& shared);
   ~Worker();
 
-  // Opens this worker's listener; throws on failure (port in use).
-  void listen(const std::string& address, int port);
+  // Opens this worker's listener of a kind; throws on failure (port in use).
+  void listen(const std::string& address, int port, ListenerKind kind);
   // Uses an already listening socket (handed over by a previous proxy process).
-  void adopt_listener(int fd);
-  [[nodiscard]] int listener_fd() const { return listener_.fd; }
+  void adopt_listener(int fd, ListenerKind kind);
+  [[nodiscard]] std::vector<int> listener_fds() const;
   void start();   // runs the loop on a new thread
   void join();
   EventLoop& loop() { return loop_; }
@@ -108,9 +121,20 @@ class Worker {
   const cluster::ClusterConfig& settings();
   const Topology& topology();
   ProxyShared& shared() { return shared_; }
+  // Derived from settings(), rebuilt when they change (no per-statement copies).
+  const sql::ClassifierOptions& classifier_options() {
+    settings();
+    return classifier_options_;
+  }
+  bool causal_reads() {
+    settings();
+    return causal_reads_;
+  }
   [[nodiscard]] int index() const { return index_; }
 
   Pool& pool(const std::string& database, const std::string& user);
+  // The pool of a replica node for the clients of `home`.
+  Pool& node_pool(Pool& home, const Backend& node);
   ServerConn* new_server(Pool& pool, const Backend& backend, uint64_t topology_version);
   void retire_server(ServerConn* server);
   void retire_client(ClientConn* client);
@@ -126,7 +150,15 @@ class Worker {
   // is paused): PAUSE returns once this is 0 on every worker.
   [[nodiscard]] int busy_paused_servers();
   // Another worker's clients wait for this pool's budget: close one idle server if there is one.
-  void give_back_idle(const std::string& database, const std::string& user);
+  void give_back_idle(const std::string& database, const std::string& user, const std::string& node);
+
+  // Routing: this worker's counters and balancer, and requests in flight per node.
+  std::array<uint64_t, kRouteReasons> route_counts{};
+  std::array<uint64_t, kMaxNodes> node_statements{};  // statements routed to each node
+  std::array<int, kMaxNodes> node_active{};          // server connections lent out per node
+  BalancerState balancer;
+  // A rate-limited log line when reads go to the primary for want of a replica.
+  void note_fallback(RouteReason reason);
 
   // LISTEN in transaction and statement modes: one connection per database on this worker holds
   // the LISTENs of all its clients and fans notifications out to the subscribers.
@@ -143,18 +175,25 @@ class Worker {
   struct Listener final : IoHandler {
     Worker* worker = nullptr;
     int fd = -1;
+    ListenerKind kind = ListenerKind::kRwSplit;
     void on_io(uint32_t events) override;
   };
-  void accept_clients();
+  void accept_clients(Listener& listener);
+  Clock::time_point last_fallback_log_{};
+  // The primary another node replaced: clients in a transaction there are told and disconnected.
+  void end_transactions_on_old_primary();
+  uint64_t seen_topology_version_ = 0;
+  std::string seen_primary_;
+  uint64_t fallbacks_unlogged_ = 0;
   void tick();
   void publish_snapshot();
 
   int index_;
   ProxyShared& shared_;
   EventLoop loop_;
-  Listener listener_;
+  std::array<Listener, 3> listeners_;  // by ListenerKind
   std::thread thread_;
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<Pool>> pools_;
   std::map<int32_t, std::unique_ptr<ClientConn>> clients_;
   std::map<uint64_t, std::unique_ptr<ServerConn>> servers_;
   struct Listening {
@@ -178,6 +217,8 @@ class Worker {
   Clock::time_point shutdown_deadline_{};
   std::atomic<std::shared_ptr<const WorkerSnapshot>> snapshot_;
   std::shared_ptr<const cluster::ClusterConfig> settings_;
+  sql::ClassifierOptions classifier_options_;
+  bool causal_reads_ = true;
   uint64_t settings_version_ = ~0ull;
   std::shared_ptr<const Topology> topology_;
   uint64_t topology_version_ = ~0ull;

@@ -680,12 +680,148 @@ Classification classify_uncached(std::string_view sql, const ClassifierOptions& 
   return resolve(analyze(sql), options);
 }
 
+namespace {
+
+bool ident_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$' || static_cast<unsigned char>(c) >= 0x80;
+}
+
+bool starts_with_word(std::string_view s, std::string_view word) {
+  if (s.size() < word.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != word[i]) return false;
+  }
+  return s.size() == word.size() || !ident_char(s[word.size()]);
+}
+
+}  // namespace
+
+bool literal_free_key(std::string_view sql, std::string& out) {
+  out.clear();
+  if (sql.size() > kMaxCachedQueryBytes) return false;
+  std::size_t i = 0;
+  bool first_token = true;
+  bool ended = false;  // a ';' was seen: only blanks may follow
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (c == '\0') return false;
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {  // comments stay (hints live there)
+      std::size_t end = sql.find('\n', i);
+      if (end == std::string_view::npos) end = sql.size();
+      out.append(sql.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      std::size_t j = i + 2;
+      int depth = 1;
+      while (j < sql.size() && depth > 0) {
+        if (sql.substr(j, 2) == "/*") {
+          ++depth;
+          j += 2;
+        } else if (sql.substr(j, 2) == "*/") {
+          --depth;
+          j += 2;
+        } else {
+          ++j;
+        }
+      }
+      if (depth > 0) return false;
+      out.append(sql.substr(i, j - i));
+      i = j;
+      continue;
+    }
+    if (ended) return false;
+    if (first_token) {
+      std::string_view rest = sql.substr(i);
+      if (!starts_with_word(rest, "select") && !starts_with_word(rest, "insert") && !starts_with_word(rest, "update") &&
+          !starts_with_word(rest, "delete") && !starts_with_word(rest, "with") && !starts_with_word(rest, "values")) {
+        return false;
+      }
+      first_token = false;
+    }
+    if (c == ';') {
+      ended = true;
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c == '$') return false;  // a dollar quote or a parameter next to one: keep it exact
+    if (c == '"') {  // quoted identifier: kept
+      std::size_t j = i + 1;
+      while (true) {
+        j = sql.find('"', j);
+        if (j == std::string_view::npos) return false;
+        if (j + 1 < sql.size() && sql[j + 1] == '"') {
+          j += 2;
+          continue;
+        }
+        break;
+      }
+      out.append(sql.substr(i, j + 1 - i));
+      i = j + 1;
+      continue;
+    }
+    if (c == '\'') {  // a plain string constant (E'', B'', X'', U&'' prefixes are words: see below)
+      std::size_t j = i + 1;
+      while (true) {
+        std::size_t q = sql.find('\'', j);
+        if (q == std::string_view::npos) return false;
+        if (sql.substr(j, q - j).find('\\') != std::string_view::npos) return false;
+        if (q + 1 < sql.size() && sql[q + 1] == '\'') {
+          j = q + 2;
+          continue;
+        }
+        j = q;
+        break;
+      }
+      out += '?';
+      i = j + 1;
+      continue;
+    }
+    if (std::isdigit(static_cast<unsigned char>(c)) ||
+        (c == '.' && i + 1 < sql.size() && std::isdigit(static_cast<unsigned char>(sql[i + 1])))) {
+      std::size_t j = i;
+      while (j < sql.size() && (std::isdigit(static_cast<unsigned char>(sql[j])) || sql[j] == '.')) ++j;
+      if (j < sql.size() && (sql[j] == 'e' || sql[j] == 'E')) {
+        std::size_t k = j + 1;
+        if (k < sql.size() && (sql[k] == '+' || sql[k] == '-')) ++k;
+        if (k < sql.size() && std::isdigit(static_cast<unsigned char>(sql[k]))) {
+          j = k;
+          while (j < sql.size() && std::isdigit(static_cast<unsigned char>(sql[j]))) ++j;
+        }
+      }
+      out += '?';
+      i = j;
+      continue;
+    }
+    if (ident_char(c)) {  // a word (keyword, identifier, or a string prefix such as E'...': kept exact)
+      std::size_t j = i;
+      while (j < sql.size() && ident_char(sql[j])) ++j;
+      if (j < sql.size() && (sql[j] == '\'' || sql[j] == '&')) return false;
+      out.append(sql.substr(i, j - i));
+      i = j;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  return !first_token;
+}
+
 Classification classify(std::string_view sql, const ClassifierOptions& options) {
   Cache& cache = thread_cache();
-  if (const Analysis* hit = cache.find(sql)) return resolve(*hit, options);
+  thread_local std::string key;
+  std::string_view k = literal_free_key(sql, key) ? std::string_view(key) : sql;
+  if (const Analysis* hit = cache.find(k)) return resolve(*hit, options);
   Analysis analysis = analyze(sql);
   Classification result = resolve(analysis, options);
-  cache.insert(sql, std::move(analysis));
+  cache.insert(k, std::move(analysis));
   return result;
 }
 

@@ -64,12 +64,19 @@ struct ClassifierOptions {
   std::vector<std::string> writing_functions;
 };
 
+// Cache key of a query whose route cannot depend on the value of a literal: `sql` with every numeric and
+// string constant replaced by '?' ("SELECT abalance FROM t WHERE aid = 42" and "... aid = 7" share one entry).
+// Only single SELECT / INSERT / UPDATE / DELETE / WITH / VALUES statements qualify (never EXPLAIN, whose
+// ANALYZE option may be a number), and only when the text is plain: no dollar quotes, no backslash in a string,
+// nothing unterminated. Returns false (and leaves `out` unspecified) when the text does not qualify.
+bool literal_free_key(std::string_view sql, std::string& out);
+
 // Parses and classifies a query string (one or more statements; a multi-statement string routes as a whole: to the
 // primary if any statement needs it, and the flags of all statements are OR-ed; the reason is the first statement's
 // own reason, else the first function call's in the text). Anything
 // that fails to parse goes to the primary. The query ends at its first NUL byte, if any (PostgreSQL reads a C string).
-// Results are cached per thread by exact query text (LRU, 4096 entries); the options are applied on every call, so one
-// cache serves callers with different options.
+// Results are cached per thread (LRU, 4096 entries) by literal_free_key() where it applies, else by exact query text;
+// the options are applied on every call, so one cache serves callers with different options.
 Classification classify(std::string_view sql, const ClassifierOptions& options = {});
 
 // The same without the cache (for benchmarks and tests).

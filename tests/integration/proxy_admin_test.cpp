@@ -104,7 +104,8 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
        "p99_xact_us|total_errors"},
       {"CLIENTS", "pid|user|database|state|addr|application_name|server|connect_seconds|worker"},
       {"SERVERS", "id|user|database|state|backend|backend_pid|connect_seconds|prepared_statements|worker"},
-      {"NODES", "name|host|port|role"},
+      {"NODES", "name|host|port|role|healthy|lsn|lag_bytes|lag_ms|read_weight|statements"},
+      {"ROUTING", "reason|target|statements"},
       {"CONFIG", "key|value"},
       {"HELP", "command"},
   };
@@ -345,7 +346,12 @@ TEST_F(ProxyAdminTest, CancelRequestStopsARunningQuery) {
 }
 
 TEST_F(ProxyAdminTest, ServerKilledMidQueryFailsThatClientOnly) {
-  auto victim = connect_or_throw(with_param(proxy(), "application_name=victim"));
+  // Through the primary-only port: on the rw-split port this read would run on the replica (and
+  // be retried elsewhere when its replica connection dies before answering).
+  std::string primary_port = proxy();
+  std::string rw_port = ":" + std::to_string(cluster().proxy_port()) + "/";
+  primary_port.replace(primary_port.find(rw_port), rw_port.size(), ":" + std::to_string(cluster().proxy_port() + 1) + "/");
+  auto victim = connect_or_throw(with_param(primary_port, "application_name=victim"));
   ASSERT_EQ(run(victim, "SELECT 1"), "");
   ASSERT_EQ(PQsendQuery(victim.raw(), "SELECT pg_sleep(30)"), 1);
   std::string pid;

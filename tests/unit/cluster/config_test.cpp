@@ -400,3 +400,45 @@ TEST(ConfigTest, LoadConfigReadsFile) {
 
 }  // namespace
 }  // namespace pgfleet::cluster
+
+namespace pgfleet::cluster {
+namespace {
+
+TEST(ConfigTest, ProxyRoutingSettingsParseRenderAndValidate) {
+  ClusterConfig c = parse_config(
+      "proxy:\n"
+      "  causal_reads: \"off\"\n"
+      "  max_replica_lag_bytes: 1048576\n"
+      "  max_replica_lag_seconds: 3\n"
+      "  primary_read_weight: 1\n"
+      "  weights: {node2: 2, node3: 0}\n"
+      "  function_routing: permissive\n"
+      "  read_only_functions: [report]\n"
+      "  writing_functions: [app.audit]\n"
+      "  replicas_fallback_to_primary: true\n"
+      "  routing_rules:\n"
+      "    - {application_name: readonly, route: replica}\n"
+      "    - {user: etl, route: primary}\n",
+      "t");
+  EXPECT_EQ(c.proxy.causal_reads, "off");
+  EXPECT_EQ(c.proxy.max_replica_lag_bytes, 1048576);
+  EXPECT_EQ(c.proxy.max_replica_lag_seconds, 3);
+  EXPECT_EQ(c.proxy.primary_read_weight, 1);
+  EXPECT_EQ(c.proxy.weights, (std::map<std::string, int>{{"node2", 2}, {"node3", 0}}));
+  EXPECT_EQ(c.proxy.function_routing, "permissive");
+  EXPECT_EQ(c.proxy.writing_functions, std::vector<std::string>{"app.audit"});
+  EXPECT_TRUE(c.proxy.replicas_fallback_to_primary);
+  ASSERT_EQ(c.proxy.routing_rules.size(), 2u);
+  EXPECT_EQ(c.proxy.routing_rules[1].user, "etl");
+  EXPECT_EQ(c.proxy.routing_rules[1].route, "primary");
+  EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c) << render_config(c);
+
+  for (const char* bad : {"proxy: {causal_reads: always}", "proxy: {function_routing: loose}",
+                          "proxy: {max_replica_lag_seconds: -1}", "proxy: {weights: {node2: -1}}",
+                          "proxy: {routing_rules: [{application_name: x, route: sideways}]}"}) {
+    EXPECT_THROW(validate_config(parse_config(bad, "t"), "t"), ConfigError) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace pgfleet::cluster

@@ -519,3 +519,44 @@ TEST(Classifier, Benchmark) {
 
 }  // namespace
 }  // namespace pgfleet::sql
+
+namespace pgfleet::sql {
+namespace {
+
+TEST(LiteralFreeKey, ReplacesConstantsOfPlainStatements) {
+  std::string key;
+  ASSERT_TRUE(literal_free_key("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;", key));
+  EXPECT_EQ(key, "SELECT abalance FROM pgbench_accounts WHERE aid = ?;");
+  ASSERT_TRUE(literal_free_key("select * from t1 where a = 'it''s' and b > 1.5e3 and c = .5", key));
+  EXPECT_EQ(key, "select * from t1 where a = ? and b > ? and c = ?");
+  ASSERT_TRUE(literal_free_key("/* pgfleet:primary */ SELECT \"col1\" FROM x2 -- 42\n", key));
+  EXPECT_EQ(key, "/* pgfleet:primary */ SELECT \"col1\" FROM x2 -- 42\n") << "comments and identifiers stay";
+  ASSERT_TRUE(literal_free_key("WITH d AS (DELETE FROM t WHERE id = 3 RETURNING *) SELECT * FROM d", key));
+  EXPECT_EQ(key, "WITH d AS (DELETE FROM t WHERE id = ? RETURNING *) SELECT * FROM d");
+}
+
+TEST(LiteralFreeKey, LeavesAnythingElseExact) {
+  std::string key;
+  for (const char* sql : {"EXPLAIN (ANALYZE 1) DELETE FROM t", "SET work_mem = '64MB'", "BEGIN", "SELECT 1; DELETE FROM t",
+                          "SELECT $1::int", "SELECT $$a$$", "SELECT E'\\n'", "SELECT 'a\\b'", "SELECT 'open",
+                          "SELECT U&'d\\0061t'", "/* unterminated", "", "   "}) {
+    EXPECT_FALSE(literal_free_key(sql, key)) << sql;
+  }
+}
+
+TEST(LiteralFreeKey, StatementsSharingAKeyRouteAlike) {
+  clear_classify_cache();
+  EXPECT_EQ(classify("SELECT * FROM t WHERE id = 1").route, Route::Replica);
+  EXPECT_EQ(classify("SELECT * FROM t WHERE id = 2 FOR UPDATE").route, Route::Primary);
+  EXPECT_EQ(classify("SELECT nextval('a')").route, Route::Primary);
+  EXPECT_EQ(classify("SELECT nextval('b')").route, Route::Primary);
+  EXPECT_EQ(classify("EXPLAIN (ANALYZE 0) DELETE FROM t").route, classify_uncached("EXPLAIN (ANALYZE 0) DELETE FROM t").route);
+  EXPECT_EQ(classify("EXPLAIN (ANALYZE 1) DELETE FROM t").route, Route::Primary);
+  for (int i = 0; i < 100; ++i) {
+    std::string sql = "UPDATE t SET v = " + std::to_string(i) + " WHERE id = " + std::to_string(i * 7);
+    EXPECT_EQ(classify(sql), classify_uncached(sql)) << sql;
+  }
+}
+
+}  // namespace
+}  // namespace pgfleet::sql
