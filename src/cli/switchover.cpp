@@ -38,27 +38,36 @@ std::string current_leader(const cluster::Cluster& c) {
 // The proxy's admin console, to hold new transactions while the primary moves.
 class ProxyPause {
  public:
-  explicit ProxyPause(const cluster::Cluster& c) {
+  // Sends PAUSE without waiting for its answer: the proxy answers once its running transactions
+  // have ended (up to its shutdown_timeout), but a switchover waits at most drain()'s limit.
+  explicit ProxyPause(const cluster::Cluster& c) : conninfo_(admin_conninfo(c)) {
     if (!c.config.proxy.enabled || cluster::agent_pid(c.layout, "proxy") == 0) return;
-    auto conn = postgres::PgConn::connect(fmt::format(
-        "host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
-        cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile()));
+    auto conn = postgres::PgConn::connect(conninfo_);
     if (!conn) {
       std::cerr << "note: cannot reach the proxy's admin console (" << conn.error()
                 << "); switching over without pausing it\n";
       return;
     }
-    conn_.emplace(std::move(conn.value()));
-    if (auto r = conn_->exec("PAUSE"); !r) {
-      std::cerr << "note: PAUSE failed: " << r.error() << "\n";
-      conn_.reset();
+    if (PQsendQuery(conn.value().raw(), "PAUSE") != 1) {
+      std::cerr << "note: PAUSE failed: " << PQerrorMessage(conn.value().raw()) << "\n";
+      return;
     }
+    conn_.emplace(std::move(conn.value()));
   }
+  ProxyPause(const ProxyPause&) = delete;
+  ProxyPause& operator=(const ProxyPause&) = delete;
   ~ProxyPause() {
-    if (conn_) (void)conn_->exec("RESUME");
+    if (!conn_) return;
+    if (answered()) {
+      (void)conn_->exec("RESUME");
+      return;
+    }
+    // PAUSE is still waiting for a transaction: RESUME from a second session, which ends that wait.
+    if (auto other = postgres::PgConn::connect(conninfo_); other) (void)other->exec("RESUME");
+    while (PGresult* r = PQgetResult(conn_->raw())) PQclear(r);
   }
-  // Waits until no transaction runs on the primary (asked there: the proxy's SHOW POOLS is a
-  // snapshot up to a second old), seen twice 20 ms apart, up to `limit`.
+  // Waits until no transaction runs through the proxy (its PAUSE answered) or on the primary
+  // (asked there, seen twice 20 ms apart: clients may bypass the proxy), up to `limit`.
   void drain(const cluster::Cluster& c, const std::string& primary, std::chrono::milliseconds limit) {
     if (!conn_) return;
     const auto* n = c.config.find_node(primary);
@@ -74,15 +83,32 @@ class ProxyPause {
           "AND state IS DISTINCT FROM 'idle' AND application_name NOT LIKE 'pgfleet%'");
       if (!busy) return;
       quiet = busy.value() == std::optional<std::string>("0") ? quiet + 1 : 0;
-      if (quiet >= 2) return;
+      if (quiet >= 2 && answered()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::cerr << "note: transactions still running after " << limit.count() << " ms; switching over anyway\n";
   }
-  [[nodiscard]] bool active() const { return conn_.has_value(); }
 
  private:
+  static std::string admin_conninfo(const cluster::Cluster& c) {
+    return fmt::format("host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
+                       cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile());
+  }
+  // True once PAUSE's answer has come (consumed here); a failed PAUSE counts as answered.
+  bool answered() {
+    if (answered_) return true;
+    if (PQconsumeInput(conn_->raw()) == 0) return answered_ = true;
+    while (!PQisBusy(conn_->raw())) {
+      PGresult* r = PQgetResult(conn_->raw());
+      if (r == nullptr) return answered_ = true;
+      PQclear(r);
+    }
+    return false;
+  }
+
+  std::string conninfo_;
   std::optional<postgres::PgConn> conn_;
+  bool answered_ = false;
 };
 
 // True when `node` answers as a primary (pg_is_in_recovery() false), asked directly.

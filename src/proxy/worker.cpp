@@ -726,6 +726,39 @@ void Worker::tick() {
   }
 }
 
+namespace {
+
+// SHOW CLIENTS / SHOW SERVERS state names; a switch so that a new state cannot be forgotten.
+const char* client_state_name(ClientConn::State state) {
+  switch (state) {
+    case ClientConn::State::kStartup: return "startup";
+    case ClientConn::State::kTlsHandshake: return "tls";
+    case ClientConn::State::kAuthLookup:
+    case ClientConn::State::kAuth: return "auth";
+    case ClientConn::State::kLogin: return "login";
+    case ClientConn::State::kIdle: return "idle";
+    case ClientConn::State::kWaiting: return "waiting";
+    case ClientConn::State::kActive: return "active";
+    case ClientConn::State::kListenAck: return "listen";
+    case ClientConn::State::kPauseWait: return "pause";
+    case ClientConn::State::kClosed: return "closed";
+  }
+  return "?";
+}
+
+const char* server_state_name(ServerConn::State state) {
+  switch (state) {
+    case ServerConn::State::kConnecting: return "connecting";
+    case ServerConn::State::kLogin: return "login";
+    case ServerConn::State::kIdle: return "idle";
+    case ServerConn::State::kActive: return "active";
+    case ServerConn::State::kClosed: return "closed";
+  }
+  return "?";
+}
+
+}  // namespace
+
 void Worker::publish_snapshot() {
   auto now = loop_.now();
   for (auto& [pid, c] : clients_) {
@@ -744,19 +777,17 @@ void Worker::publish_snapshot() {
   }
   for (auto& [pid, c] : clients_) {
     if (snap->clients.size() >= WorkerSnapshot::kSnapshotRows) break;
-    static constexpr const char* kStates[] = {"startup", "tls", "auth", "auth", "login", "idle", "waiting", "active", "closed"};
     snap->clients.push_back(ClientRow{
-        pid, c->user(), c->database(), kStates[static_cast<int>(c->state())], c->address(), c->application_name(),
+        pid, c->user(), c->database(), client_state_name(c->state()), c->address(), c->application_name(),
         c->server() ? std::to_string(c->server()->id()) : "",
         std::chrono::duration_cast<std::chrono::seconds>(now - c->connected_at()).count()});
   }
   for (auto& [id, s] : servers_) {
     if (snap->servers.size() >= WorkerSnapshot::kSnapshotRows) break;
-    static constexpr const char* kStates[] = {"connecting", "login", "idle", "active", "closed"};
     auto at = s->last_client.find('@');
     snap->servers.push_back(ServerRow{
         id, at == std::string::npos ? "" : s->last_client.substr(0, at),
-        at == std::string::npos ? "" : s->last_client.substr(at + 1), kStates[static_cast<int>(s->state())],
+        at == std::string::npos ? "" : s->last_client.substr(at + 1), server_state_name(s->state()),
         fmt::format("{} {}:{}", s->backend().name, s->backend().host, s->backend().port), s->backend_key().pid,
         std::chrono::duration_cast<std::chrono::seconds>(now - s->created()).count(),
         static_cast<int>(s->prepared.size())});

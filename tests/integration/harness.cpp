@@ -686,8 +686,10 @@ std::string SharedCluster::proxy_uri(const std::string& user, const std::string&
   return "postgresql://" + u + (p.empty() ? "" : ":" + p) + "@127.0.0.1:" + std::to_string(base_port_) + "/" + database;
 }
 
-std::string SharedCluster::primary_uri(const std::string& database) const {
-  return "postgresql://postgres:" + password_ + "@127.0.0.1:" + std::to_string(node_port(1)) + "/" + database;
+std::string SharedCluster::primary_uri(const std::string& database) const { return node_uri(1, database); }
+
+std::string SharedCluster::node_uri(int k, const std::string& database) const {
+  return "postgresql://postgres:" + password_ + "@127.0.0.1:" + std::to_string(node_port(k)) + "/" + database;
 }
 
 void SharedCluster::dump_logs() {

@@ -162,6 +162,8 @@ class SharedCluster {
   [[nodiscard]] std::string admin_uri() const { return proxy_uri("", "", "pgfleet"); }
   // node1 (the primary) directly, as the superuser.
   [[nodiscard]] std::string primary_uri(const std::string& database = "postgres") const;
+  // node k directly (1 = the first primary), as the superuser.
+  [[nodiscard]] std::string node_uri(int k, const std::string& database = "postgres") const;
   [[nodiscard]] int proxy_port() const { return base_port_; }
   [[nodiscard]] int node_port(int k) const { return base_port_ + 10 + k - 1; }
   [[nodiscard]] const std::string& dir() const { return dir_; }

@@ -11,7 +11,7 @@ using ReinitTest = PgfleetTest;
 
 TEST_F(ReinitTest, RebuildsAReplicaWhoseDataDirectoryWasWiped) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   sql(primary, "CREATE TABLE precious (id int PRIMARY KEY, v text)");
   sql(primary, "INSERT INTO precious VALUES (1, 'before the wipe')");
   std::string node2 = node_url("node2");
@@ -51,12 +51,12 @@ TEST_F(ReinitTest, RefusesThePrimary) {
   auto n = node_status("node1");
   EXPECT_EQ(str(n, "state"), "running") << n.dump(2);
   EXPECT_EQ(num(n, "pid"), pid) << n.dump(2);
-  EXPECT_EQ(sql_value(url(), "SELECT pg_is_in_recovery()"), "f");
+  EXPECT_EQ(sql_value(url({"--primary"}), "SELECT pg_is_in_recovery()"), "f");
 }
 
 TEST_F(ReinitTest, UpRebuildsAReplicaWhoseDataIsMissing) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   sql(primary, "CREATE TABLE precious (id int PRIMARY KEY)");
   sql(primary, "INSERT INTO precious VALUES (1)");
   auto down = pgfleet({"down"});

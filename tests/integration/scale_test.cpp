@@ -88,7 +88,7 @@ using ScaleTest = PgfleetTest;
 
 TEST_F(ScaleTest, ScaleUpAndDownUnderWriteLoadLosesNoWrites) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   sql(primary, "CREATE TABLE scale_load (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())");
 
   Writer writer(primary);

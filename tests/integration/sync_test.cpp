@@ -50,7 +50,7 @@ TEST_F(SyncTest, SyncOnHasExactlyOneSynchronousReplica) {
   EXPECT_TRUE(settled) << "replica sync_state values: " << joined(states) << "\n" << status_json().dump(2);
   EXPECT_EQ(str(status_json(), "sync_mode"), "on");
 
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   std::string names = sql_value(primary, "SHOW synchronous_standby_names");
   EXPECT_EQ(names.rfind("FIRST 1", 0), 0u) << names;
   ASSERT_NO_FATAL_FAILURE(expect_writes_commit(primary));
@@ -70,7 +70,7 @@ TEST_F(SyncTest, SyncQuorumMakesEveryReplicaAQuorumMember) {
   EXPECT_TRUE(settled) << "replica sync_state values: " << joined(states) << "\n" << status_json().dump(2);
   EXPECT_EQ(str(status_json(), "sync_mode"), "quorum");
 
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   std::string names = sql_value(primary, "SHOW synchronous_standby_names");
   EXPECT_EQ(names.rfind("ANY 1", 0), 0u) << names;
   EXPECT_NE(names.find("node2"), std::string::npos) << names;

@@ -73,7 +73,7 @@ TEST_F(UpTest, PrintsConnectionStringsAndStatusJsonDescribesEveryNode) {
 
 TEST_F(UpTest, RowWrittenThroughPrimaryUrlIsReadableOnEveryReplicaWithinOneSecond) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   sql(primary, "CREATE TABLE greetings (id int PRIMARY KEY, text text NOT NULL)");
   sql(primary, "INSERT INTO greetings VALUES (1, 'hello from the primary')");
   for (const std::string node : {"node2", "node3"}) {
@@ -116,7 +116,7 @@ TEST_F(UpTest, ReplicaUrlConnectsToAStandby) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   std::string replicas = url({"--replica"});
   EXPECT_EQ(sql_value(replicas, "SELECT pg_is_in_recovery()"), "t") << replicas;
-  EXPECT_EQ(sql_value(url(), "SELECT pg_is_in_recovery()"), "f");
+  EXPECT_EQ(sql_value(url({"--primary"}), "SELECT pg_is_in_recovery()"), "f");
 }
 
 TEST_F(UpTest, DataChecksumsAndWalLogHintsAreOn) {
@@ -130,7 +130,7 @@ TEST_F(UpTest, DataChecksumsAndWalLogHintsAreOn) {
 
 TEST_F(UpTest, PrimaryHasOneReplicationSlotPerReplica) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  auto rows = sql(url(), "SELECT slot_name, slot_type, active FROM pg_replication_slots ORDER BY slot_name");
+  auto rows = sql(url({"--primary"}), "SELECT slot_name, slot_type, active FROM pg_replication_slots ORDER BY slot_name");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0][0].value_or(""), "node2");
   EXPECT_EQ(rows[1][0].value_or(""), "node3");
@@ -142,7 +142,7 @@ TEST_F(UpTest, PrimaryHasOneReplicationSlotPerReplica) {
 
 TEST_F(UpTest, ReplicationRoleAuthenticatesWithScram) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  std::string primary = url();
+  std::string primary = url({"--primary"});
   auto rows = sql(primary, "SELECT rolname, rolpassword FROM pg_authid WHERE rolreplication AND NOT rolsuper");
   ASSERT_EQ(rows.size(), 1u) << "expected exactly one replication role";
   EXPECT_EQ(rows[0][1].value_or("").rfind("SCRAM-SHA-256$", 0), 0u)
