@@ -4,12 +4,13 @@
 # against the same PostgreSQL primary, alternating the four targets in every round, then a table
 # of medians and ratios, the poolers' CPU per 1000 transactions, latency at low load, 10,000 idle
 # client connections, and the goals. The report is printed and written to
-# bench/results/<YYYY-MM-DD>-proxy.md (bench/results/<YYYY-MM-DD>-proxy-quick.md with --quick).
+# bench/results/<YYYY-MM-DD>-proxy.md (-proxy-quick.md with --quick, -proxy-subset.md with BENCH_TESTS).
 #
 # Usage: bench/proxy.sh [--quick]
 #   BENCH_DURATION=10  seconds per pgbench run        BENCH_ROUNDS=3  rounds
 #   BENCH_IDLE_CONNS=10000  idle client connections   --quick: 3 s, 1 round (a smoke test)
 #   PGFLEET_BIN=build/pgfleet  the pgfleet binary to measure (built with scripts/build.sh if missing)
+#   BENCH_TESTS="S-simple tpcb"  a subset of the tests (default: all of them, in the order below)
 #
 # Everything it starts (a one-node pgfleet cluster, PgBouncer, pgpool-II, pgbench, the idle-connection
 # client) runs on loopback on ports chosen at run time, from a temporary directory, and is stopped by
@@ -31,7 +32,11 @@ if [ $quick = 1 ]; then dur=3; rounds=1; else dur=${BENCH_DURATION:-10}; rounds=
 idle_n=${BENCH_IDLE_CONNS:-10000}
 idle_sample=500
 targets=(direct pgfleet pgbouncer pgpool)
-tests=(S-simple S-prepared S-extended S-connect tpcb latency-c1)
+all_tests=(S-simple S-prepared S-extended S-connect tpcb latency-c1)
+read -r -a tests <<< "${BENCH_TESTS:-${all_tests[*]}}"
+for t in "${tests[@]}"; do
+  [[ " ${all_tests[*]} " == *" $t "* ]] || { echo "bench/proxy.sh: unknown test '$t' in BENCH_TESTS (known: ${all_tests[*]})" >&2; exit 2; }
+done
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'bench/proxy.sh: %s\n' "$*" >&2; exit 1; }
@@ -448,13 +453,14 @@ else
 fi
 mkdir -p bench/results
 suffix=""; [ $quick = 1 ] && suffix="-quick"
+[ "${tests[*]}" != "${all_tests[*]}" ] && suffix="$suffix-subset"
 report="bench/results/$(date +%F)-proxy$suffix.md"
 export BENCH_START="$start_time" BENCH_LOAD_START="$load_start" BENCH_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
   BENCH_DUR="$dur" BENCH_ELAPSED="$(( ($(date +%s) - start_epoch + 30) / 60 ))" BENCH_ROUNDS_N="$rounds" BENCH_GIT="$git_rev" BENCH_QUICK="$quick" \
   BENCH_CPU="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" BENCH_NPROC="$(nproc)" \
   BENCH_PG="$(psql "${uri[direct]}" -XAtc 'show server_version' 2>/dev/null)" \
   BENCH_PGBOUNCER="$(/usr/sbin/pgbouncer --version | head -1)" BENCH_PGPOOL="$(/usr/sbin/pgpool --version 2>&1)" \
-  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample"
+  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample" BENCH_TESTS_RUN="${tests[*]}"
 touch "$work/failures.tsv"
 python3 - "$results" "$work/idle.tsv" "$work/failures.tsv" > "$work/report.md" <<'EOF'
 import os, statistics, sys
@@ -462,7 +468,7 @@ from collections import defaultdict
 E = os.environ
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 T = ["direct", "pgfleet", "pgbouncer", "pgpool"]
-tests = ["S-simple", "S-prepared", "S-extended", "S-connect", "tpcb", "latency-c1"]
+tests = E["BENCH_TESTS_RUN"].split()
 desc = {"S-simple": "pgbench -S -c 32 -j 2 -M simple", "S-prepared": "pgbench -S -c 32 -j 2 -M prepared",
         "S-extended": "pgbench -S -c 32 -j 2 -M extended", "S-connect": "pgbench -S -C -c 8 -j 2 (new connection per transaction)",
         "tpcb": "pgbench (tpcb-like) -c 16 -j 2", "latency-c1": "pgbench -S -c 1 -j 1 -l (latency at low load)"}

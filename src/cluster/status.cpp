@@ -87,7 +87,10 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     s.agent_pid = !multi_host ? agent_pid(layout, n.name)
                   : it != members.end() && it->second.state != "stopped" ? it->second.agent_pid
                                                                          : 0;
-    bool fresh = it != members.end() && s.agent_pid != 0;
+    // A member key written by an earlier agent of this node (killed, then replaced) says nothing
+    // about the new one until it publishes.
+    bool fresh = it != members.end() && s.agent_pid != 0 &&
+                 (multi_host || it->second.agent_pid == 0 || it->second.agent_pid == s.agent_pid);
     if (fresh) {
       const auto& m = it->second;
       s.role = m.role;
@@ -108,7 +111,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       if (s.pid != 0 && m.postmaster_start > 0) s.uptime_seconds = now_unix() - m.postmaster_start;
     } else {
       s.pid = postgres::running_postmaster(layout, n.name);
-      s.state = s.pid != 0 ? "unsupervised" : "stopped";
+      s.state = s.agent_pid != 0 ? "starting" : s.pid != 0 ? "unsupervised" : "stopped";
     }
     if (s.role.empty() || s.role == "unknown") {
       s.role = !postgres::has_data(layout, n.name) ? "unknown"

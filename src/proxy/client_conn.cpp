@@ -808,8 +808,10 @@ bool ClientConn::forward_one() {
       return true;
     }
   }
-  if (server_ == nullptr && worker_.shutting_down()) {
-    // Between transactions during a graceful shutdown: no new transaction may start.
+  if (server_ == nullptr && worker_.shutting_down() && !(worker_.handing_over() && !ran_transaction_)) {
+    // Between transactions during a graceful shutdown: no new transaction may start. (After a
+    // handover a client that has run nothing yet may run its first: it reached us, not the new
+    // process, only because it connected just before the sockets changed hands.)
     fail("57P01", "terminating connection because the pgfleet proxy is shutting down");
     return false;
   }
@@ -953,6 +955,7 @@ void ClientConn::on_server_assigned(ServerConn* server) {
   bool resume = state_ == State::kWaiting;
   server_ = server;
   state_ = State::kActive;
+  ran_transaction_ = true;
   server->attach(this);
   if (waiting_since_ != Clock::time_point{}) {
     pool_->stats.wait_us_total += static_cast<uint64_t>(

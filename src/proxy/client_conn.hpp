@@ -94,6 +94,7 @@ class ClientConn final : public IoHandler {
   [[nodiscard]] const std::string& address() const { return address_; }
   [[nodiscard]] std::string application_name() const;
   [[nodiscard]] ServerConn* server() const { return server_; }
+  [[nodiscard]] bool ran_transaction() const { return ran_transaction_; }
   [[nodiscard]] Pool* pool() const { return pool_; }
   [[nodiscard]] ListenerKind kind() const { return kind_; }
   // A notification for a channel this client listens on (delivered between messages).
@@ -158,6 +159,7 @@ class ClientConn final : public IoHandler {
   bool input_full_ = false;         // waiting for a server with a full input buffer
   uint32_t interest_ = 0;
   bool admin_ = false;
+  bool ran_transaction_ = false;  // a server was attached at least once
   void continue_handshake();
 
   std::string user_, database_;

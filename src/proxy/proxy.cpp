@@ -200,8 +200,13 @@ int run_proxy(const ProxyOptions& options) {
     for (auto& w : workers) {
       for (int fd : w->listener_fds()) listeners.push_back(fd);
     }
-    if (listeners.size() > 64) listeners.resize(64);  // what one SCM_RIGHTS message carries; every kind is in the first
-    takeover_server = std::make_unique<TakeoverServer>(takeover_path, listeners, shared.request_shutdown);
+    // One SCM_RIGHTS message carries at most kMaxTakeoverFds; every listener kind is among the
+    // first worker's, so a takeover with more threads than that still serves every port.
+    if (listeners.size() > kMaxTakeoverFds) listeners.resize(kMaxTakeoverFds);
+    takeover_server = std::make_unique<TakeoverServer>(takeover_path, listeners, [&shared] {
+      shared.handed_over = true;
+      shared.request_shutdown();
+    });
     if (pidfile_fd < 0) {
       // The old proxy holds the pidfile until it has drained; take it as soon as it is free.
       lock_waiter = std::thread([&pidfile_fd, &shared, layout] {

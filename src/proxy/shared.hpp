@@ -69,6 +69,7 @@ struct ProxyShared {
   std::atomic<std::shared_ptr<const std::vector<std::string>>> paused_databases{
       std::make_shared<const std::vector<std::string>>()};  // PAUSE db
   std::atomic<bool> shutting_down{false};
+  std::atomic<bool> handed_over{false};   // the listeners belong to a new proxy process now
   std::vector<Worker*> workers;
   std::function<void()> request_shutdown;  // graceful, from the admin console
   std::function<std::string()> reload;     // re-reads the config; returns "" or an error

@@ -15,8 +15,6 @@
 namespace pgfleet::proxy {
 
 namespace {
-constexpr size_t kMaxFds = 64;
-
 bool fill_address(const std::string& path, sockaddr_un& addr) {
   if (path.size() >= sizeof addr.sun_path) return false;
   addr.sun_family = AF_UNIX;
@@ -27,6 +25,7 @@ bool fill_address(const std::string& path, sockaddr_un& addr) {
 
 TakeoverServer::TakeoverServer(std::string path, std::vector<int> listeners, std::function<void()> on_handed_over)
     : path_(std::move(path)) {
+  if (listeners.size() > kMaxTakeoverFds) listeners.resize(kMaxTakeoverFds);
   sockaddr_un addr{};
   if (!fill_address(path_, addr)) {
     log::warn("takeover socket path too long: {}", path_);
@@ -46,7 +45,7 @@ TakeoverServer::TakeoverServer(std::string path, std::vector<int> listeners, std
       if (!(fds[0].revents & POLLIN)) continue;
       int peer = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (peer < 0) continue;
-      char cmsg_space[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+      char cmsg_space[CMSG_SPACE(sizeof(int) * kMaxTakeoverFds)] = {};
       char byte = 'L';
       iovec iov{&byte, 1};
       msghdr msg{};
@@ -92,7 +91,7 @@ std::vector<int> receive_listeners(const std::string& path, std::string& error) 
     ::close(fd);
     return {};
   }
-  char cmsg_space[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  char cmsg_space[CMSG_SPACE(sizeof(int) * kMaxTakeoverFds)] = {};
   char byte = 0;
   iovec iov{&byte, 1};
   msghdr msg{};

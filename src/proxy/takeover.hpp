@@ -3,12 +3,16 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace pgfleet::proxy {
+
+// The most descriptors one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD).
+inline constexpr std::size_t kMaxTakeoverFds = 253;
 
 // Runs in the old proxy: serves `path`; the first process to connect receives `listeners`, and
 // then `on_handed_over` runs (to start a graceful shutdown).

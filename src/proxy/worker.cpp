@@ -713,10 +713,13 @@ void Worker::tick() {
     for (auto* c : idle) c->fail("57P05", "terminating connection due to idle timeout (client_idle_timeout)");
   }
   if (shutting_down_) {
-    // Clients between transactions can go now; the others when their transaction ends or at the deadline.
+    // Clients between transactions can go now; the others when their transaction ends or at the
+    // deadline. After a handover, clients still logging in or that have run nothing yet get their
+    // first transaction: they connected a moment before the new process took the sockets.
     std::vector<ClientConn*> done;
     for (auto& [pid, c] : clients_) {
-      if (c->server() == nullptr || now >= shutdown_deadline_) done.push_back(c.get());
+      bool between = c->server() == nullptr && (!handing_over() || c->ran_transaction());
+      if (between || now >= shutdown_deadline_) done.push_back(c.get());
     }
     for (auto* c : done) c->fail("57P01", "terminating connection because the pgfleet proxy is shutting down");
     if (clients_.empty()) {

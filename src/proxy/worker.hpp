@@ -146,6 +146,8 @@ class Worker {
   [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
   void kill_database(const std::string& database);
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+  // Shutting down because a new proxy process took the listening sockets over.
+  [[nodiscard]] bool handing_over() const { return shutting_down_ && shared_.handed_over; }
   // Server connections lent to clients of paused databases (all of them when the whole proxy
   // is paused): PAUSE returns once this is 0 on every worker.
   [[nodiscard]] int busy_paused_servers();

@@ -4,8 +4,11 @@
 #include <poll.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -391,7 +394,7 @@ TEST_F(ProxyAdminTest, ServerKilledMidQueryFailsThatClientOnly) {
       << "SHOW SERVERS still lists the terminated backend";
 }
 
-// ---- stopping the proxy ---------------------------------------------------------------------
+// ---- stopping and replacing the proxy ---------------------------------------------------------------------
 
 class ProxyShutdownTest : public ClusterSuite<ProxyShutdownTest> {
  public:
@@ -462,6 +465,56 @@ TEST_F(ProxyShutdownTest, SigtermWaitsAtMostShutdownTimeoutForOpenTransactions) 
       },
       3s))
       << "the server side of the stuck transaction is still open";
+}
+
+TEST_F(ProxyShutdownTest, RestartHandsTheListenersToANewProcessWithoutRefusingAConnection) {
+  int64_t old_pid = running_proxy();
+  ASSERT_GT(old_pid, 0);
+  sql(cluster().proxy_uri(), "CREATE TABLE IF NOT EXISTS handed_over (v text)");
+  auto idle = connect_or_throw(cluster().proxy_uri());
+  ASSERT_EQ(run(idle, "SELECT 1"), "");
+  auto in_tx = connect_or_throw(cluster().proxy_uri());
+  ASSERT_EQ(run(in_tx, "BEGIN"), "");
+  ASSERT_EQ(run(in_tx, "INSERT INTO handed_over VALUES ('begun before the restart')"), "");
+
+  // New clients keep connecting, one after the other, through the whole restart.
+  std::atomic<bool> stop{false};
+  std::atomic<int> connected{0};
+  std::vector<std::string> failures;
+  std::thread connector([&] {
+    while (!stop) {
+      auto r = try_sql(cluster().proxy_uri(), "SELECT 1");
+      if (r.ok()) {
+        ++connected;
+      } else {
+        failures.push_back(r.error());
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return connected >= 5; }, 10s));
+  auto restart = std::async(std::launch::async, [&] { return cluster().pgfleet({"restart", "proxy"}, 60s); });
+
+  // The old process drains: the open transaction may finish (shutdown_timeout is 3 s) ...
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(run(in_tx, "INSERT INTO handed_over VALUES ('committed while the old proxy drained')"), "");
+  EXPECT_EQ(run(in_tx, "COMMIT"), "");
+  // ... and its clients are let go between transactions, to reconnect to the new one.
+  EXPECT_TRUE(closed_by_peer(idle.raw(), 5s)) << "a client of the old proxy was not let go";
+  auto r = restart.get();
+  int during = connected;
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  connector.join();
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_TRUE(failures.empty()) << failures.size() << " connection(s) failed during the restart, the first: "
+                                << failures.front();
+  EXPECT_GT(connected.load(), during) << "no client connected after the restart";
+  int64_t new_pid = cluster().proxy_pid();
+  EXPECT_NE(new_pid, old_pid);
+  EXPECT_TRUE(process_alive(new_pid));
+  EXPECT_FALSE(process_alive(old_pid)) << "the old proxy still runs";
+  EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT count(*) FROM handed_over"), "2");
 }
 
 }  // namespace
