@@ -85,6 +85,15 @@ CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds
   return out;
 }
 
+int64_t spawn_pgfleet(const std::vector<std::string>& args, const std::string& log_path,
+                      const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv{binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = process::spawn(argv, log_path, env);
+  if (pid <= 0) throw std::runtime_error("cannot start pgfleet: " + std::string(std::strerror(errno)));
+  return pid;
+}
+
 bool eventually(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval) {
   auto deadline = Clock::now() + timeout;

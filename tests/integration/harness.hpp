@@ -45,6 +45,11 @@ struct CmdResult {
 CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds timeout = 300s,
                       const std::map<std::string, std::string>& env = {});
 
+// Starts the pgfleet binary under test with `args` in the background (output appended to
+// `log_path`); its pid. The caller stops it (by this pid).
+int64_t spawn_pgfleet(const std::vector<std::string>& args, const std::string& log_path,
+                      const std::map<std::string, std::string>& env = {});
+
 // Polls `predicate` every `interval` until it returns true (-> true) or `timeout` passes (-> false).
 // Exceptions thrown by the predicate count as "not yet".
 bool eventually(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,

@@ -1,0 +1,78 @@
+// `pgfleet proxy --config FILE` on its own, outside any cluster directory and without a DCS, as a
+// user who already runs PostgreSQL servers would start it: it finds the primary by asking the
+// listed servers, pools, and follows a switchover.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+using ProxyStandaloneTest = PgfleetTest;
+
+TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitchover) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  // The superuser's password, from the URI `pgfleet url` prints.
+  std::string primary_url = url({"--primary"});
+  auto colon = primary_url.find(':', std::string("postgresql://").size());
+  std::string password = primary_url.substr(colon + 1, primary_url.find('@') - colon - 1);
+  ASSERT_FALSE(password.empty()) << primary_url;
+
+  const int port = base_port_ + 60;  // the cluster uses base .. base+59
+  std::string dir = tmp_ + "/standalone";
+  std::filesystem::create_directories(dir);
+  write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
+  std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  write_text(dir + "/proxy.yaml", "cluster: standalone\n"
+                                  "ports:\n"
+                                  "  proxy: " + std::to_string(port) + "\n"
+                                  "  proxy_primary: " + std::to_string(port + 1) + "\n"
+                                  "  proxy_replicas: " + std::to_string(port + 2) + "\n"
+                                  "  http: " + std::to_string(port + 3) + "\n"
+                                  "nodes:\n"
+                                  "  - name: a\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(1)) + "\n"
+                                  "  - name: b\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(2)) + "\n");
+  int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/proxy.yaml"}, dir + "/proxy.log",
+                              {{"PGPASSFILE", dir + "/passfile"}});
+  add_cleanup([pid] {
+    if (process_alive(pid)) ::kill(static_cast<pid_t>(pid), SIGKILL);
+    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);  // our child: reap it
+  });
+  auto through = [&](int p) {
+    return "postgresql://postgres:" + password + "@127.0.0.1:" + std::to_string(p) + "/postgres";
+  };
+  auto served_by = [&](int p, const std::string& query) { return sql_value(through(p), query); };
+  ASSERT_TRUE(eventually([&] { return try_sql(through(port + 1), "SELECT 1").ok(); }, 20s))
+      << "the stand-alone proxy does not answer:\n" << read_text(dir + "/proxy.log");
+
+  // Writes reach the primary (node1), reads on the replicas port the replica (node2).
+  sql(through(port), "CREATE TABLE standalone (id int)");
+  EXPECT_EQ(served_by(port + 1, "INSERT INTO standalone VALUES (1) RETURNING inet_server_port()::text"),
+            std::to_string(node_port(1)));
+  EXPECT_TRUE(eventually(
+      [&] { return served_by(port + 2, "SELECT inet_server_port()::text") == std::to_string(node_port(2)); }, 10s));
+
+  // A switchover elsewhere: the proxy finds the new primary by itself.
+  auto r = pgfleet({"switchover", "--to", "node2"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_TRUE(eventually(
+      [&] {
+        return served_by(port + 1, "INSERT INTO standalone VALUES (2) RETURNING inet_server_port()::text") ==
+               std::to_string(node_port(2));
+      },
+      15s, 250ms))
+      << read_text(dir + "/proxy.log");
+  EXPECT_EQ(sql_value(url({"--primary"}), "SELECT count(*) FROM standalone"), "2");
+
+  // SIGTERM stops it.
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
+  EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s)) << "the stand-alone proxy did not stop";
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
