@@ -11,6 +11,7 @@
 #   BENCH_IDLE_CONNS=10000  idle client connections   --quick: 3 s, 1 round (a smoke test)
 #   PGFLEET_BIN=build/pgfleet  the pgfleet binary to measure (built with scripts/build.sh if missing)
 #   BENCH_TESTS="S-simple tpcb"  a subset of the tests (default: all of them, in the order below)
+#   BENCH_PROXY_THREADS=1  pgfleet's proxy.threads (default: one per core)
 #
 # Everything it starts (a one-node pgfleet cluster, PgBouncer, pgpool-II, pgbench, the idle-connection
 # client) runs on loopback on ports chosen at run time, from a temporary directory, and is stopped by
@@ -159,7 +160,12 @@ bouncer_port=$((base + 20)); pgpool_port=$((base + 21)); pcp_port=$((base + 22))
 cluster_dir="$work/c"
 log "starting pgfleet cluster (1 node, proxy on $base) in $cluster_dir"
 # max_connections: pooled server connections of three poolers stay open next to the direct runs
-"$pgfleet" up --dir "$cluster_dir" --base-port "$base" --replicas 0 --set max_connections=300 \
+up_config=()
+if [ -n "${BENCH_PROXY_THREADS:-}" ]; then
+  printf 'proxy:\n  threads: %s\n' "$BENCH_PROXY_THREADS" > "$work/pgfleet-bench.yaml"
+  up_config=(--config "$work/pgfleet-bench.yaml")
+fi
+"$pgfleet" up --dir "$cluster_dir" --base-port "$base" --replicas 0 --set max_connections=300 "${up_config[@]}" \
   > "$work/up.log" 2>&1 || { cat "$work/up.log" >&2; die "pgfleet up failed"; }
 status_json=$("$pgfleet" status --dir "$cluster_dir" --json)
 read -r proxy_pid node_pid agent_pid run_as < <(python3 -c '
@@ -460,7 +466,7 @@ export BENCH_START="$start_time" BENCH_LOAD_START="$load_start" BENCH_LOAD_END="
   BENCH_CPU="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" BENCH_NPROC="$(nproc)" \
   BENCH_PG="$(psql "${uri[direct]}" -XAtc 'show server_version' 2>/dev/null)" \
   BENCH_PGBOUNCER="$(/usr/sbin/pgbouncer --version | head -1)" BENCH_PGPOOL="$(/usr/sbin/pgpool --version 2>&1)" \
-  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample" BENCH_TESTS_RUN="${tests[*]}"
+  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample" BENCH_TESTS_RUN="${tests[*]}" BENCH_PROXY_THREADS_SET="${BENCH_PROXY_THREADS:-}"
 touch "$work/failures.tsv"
 python3 - "$results" "$work/idle.tsv" "$work/failures.tsv" > "$work/report.md" <<'EOF'
 import os, statistics, sys
@@ -506,7 +512,8 @@ if oth:
 p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet node, max_connections 300), over TCP on 127.0.0.1, "
   "SCRAM-SHA-256 from the client, TLS off, database initialised with `pgbench -i -s 10`:\n")
 p("* **direct**: the node's own port.")
-p("* **pgfleet**: `pgfleet up`'s proxy, transaction pool mode, default settings (threads = cores, default_pool_size 20, reserve 5).")
+threads = E.get("BENCH_PROXY_THREADS_SET") or "cores"
+p(f"* **pgfleet**: `pgfleet up`'s proxy, transaction pool mode, default settings except threads = {threads} (default_pool_size 20, reserve 5).")
 p(f"* **pgbouncer**: {E['BENCH_PGBOUNCER'].split(chr(10))[0]}, pool_mode transaction, default_pool_size 20, reserve_pool_size 5, "
   "auth_type scram-sha-256 with the stored verifier (SCRAM pass-through to the server).")
 p(f"* **pgpool**: {E['BENCH_PGPOOL']}, backend_clustering_mode raw, one backend, load_balance_mode off, "
@@ -556,6 +563,7 @@ p("|---|---|---|")
 def goal(name, measured, ok):
     p(f"| {name} | {measured} | {'n/a' if ok is None else ('met' if ok else 'MISSED')} |")
 def tps_goal(t, other, factor):
+    if t not in tests: return
     a, b = med(tps, (t, "pgfleet")), med(tps, (t, other))
     if a is None: return goal(f"{t}: pgfleet ≥ {factor}× {other}", "pgfleet failed", False)
     if b is None: return goal(f"{t}: pgfleet ≥ {factor}× {other}", f"{other} failed", None)
@@ -563,7 +571,7 @@ def tps_goal(t, other, factor):
 for t in ("S-simple", "S-prepared"):
     tps_goal(t, "pgbouncer", 1.2); tps_goal(t, "direct", 0.85); tps_goal(t, "pgpool", 3)
 a, b = med(cpu, ("S-simple", "pgfleet")), med(cpu, ("S-simple", "pgbouncer"))
-goal("S-simple: pgfleet CPU per 1000 tx ≤ 0.6× PgBouncer's",
+if "S-simple" in tests: goal("S-simple: pgfleet CPU per 1000 tx ≤ 0.6× PgBouncer's",
      f"{a:.2f} vs {b:.2f} ms = {a / b:.2f}×" if a is not None and b else "n/a", (a <= 0.6 * b) if a is not None and b else None)
 tps_goal("S-connect", "pgbouncer", 1); tps_goal("tpcb", "pgbouncer", 1)
 f = idle.get("pgfleet")

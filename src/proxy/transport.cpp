@@ -45,6 +45,10 @@ Transport::Io Transport::fail(const std::string& what) {
   return Io::kError;
 }
 
+namespace {
+constexpr int kMaxTlsRecord = 16384;  // SSL3_RT_MAX_PLAIN_LENGTH
+}  // namespace
+
 Transport::Io Transport::read(ByteQueue& in, size_t limit) {
   wants_write_ = false;
   // Reads land in a per-thread scratch buffer unless the queue already has room: an idle
@@ -61,7 +65,12 @@ Transport::Io Transport::read(ByteQueue& in, size_t limit) {
       int n = SSL_read(ssl_, at, static_cast<int>(kReadChunk));
       if (n > 0) {
         keep(static_cast<size_t>(n));
-        continue;  // OpenSSL may hold more decrypted bytes than one record
+        // Without read-ahead OpenSSL takes one record at a time from the socket. After a short
+        // record (the usual query or reply) stop: epoll is level-triggered, so bytes still in
+        // the socket wake us again, and asking now would mostly get EAGAIN. Full records
+        // (COPY, big rows) and anything OpenSSL still holds are read on at once.
+        if (SSL_has_pending(ssl_) == 1 || n >= kMaxTlsRecord) continue;
+        return Io::kOk;
       }
       int err = SSL_get_error(ssl_, n);
       if (err == SSL_ERROR_WANT_READ) return Io::kOk;
