@@ -81,7 +81,10 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
       s.waits += p.stats.waits;
       s.query_us_total += p.stats.query_us_total;
       s.errors += p.stats.errors;
-      for (size_t i = 0; i < std::size(s.query_hist); ++i) s.query_hist[i] += p.stats.query_hist[i];
+      for (size_t i = 0; i < kLatencyBuckets; ++i) {
+        s.query_hist[i] += p.stats.query_hist[i];
+        s.wait_hist[i] += p.stats.wait_hist[i];
+      }
     }
   }
   return pools;
@@ -181,9 +184,7 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
     std::vector<Row> rows;
     for (size_t i = 0; i < kRouteReasons; ++i) {
       auto reason = static_cast<RouteReason>(i);
-      bool to_primary = reason != RouteReason::kRead && reason != RouteReason::kReadOnlyTransaction &&
-                        reason != RouteReason::kReplicasPort;
-      rows.push_back({to_string(reason), to_primary ? "primary" : "replica", n(static_cast<int64_t>(counts[i]))});
+      rows.push_back({to_string(reason), routes_to_replica(reason) ? "replica" : "primary", n(static_cast<int64_t>(counts[i]))});
     }
     return table({"reason", "target", "statements"}, rows, "SHOW");
   }

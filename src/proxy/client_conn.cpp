@@ -958,9 +958,8 @@ void ClientConn::on_server_assigned(ServerConn* server) {
   ran_transaction_ = true;
   server->attach(this);
   if (waiting_since_ != Clock::time_point{}) {
-    pool_->stats.wait_us_total += static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - waiting_since_).count());
-    ++pool_->stats.waits;
+    pool_->stats.add_wait_time(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(worker_.loop().now() - waiting_since_).count()));
     waiting_since_ = {};
   }
   if (resume) {
@@ -1249,6 +1248,7 @@ ClientConn::Routed ClientConn::choose_pool() {
 
 void ClientConn::fail(const std::string& sqlstate, const std::string& message, bool fatal) {
   if (state_ == State::kClosed) return;
+  ++worker_.error_counts[static_cast<size_t>(classify_error(sqlstate, message))];
   send(protocol::encode(protocol::error_response(fatal ? "FATAL" : "ERROR", sqlstate, message)));
   flush();
   if (fatal) close(message);

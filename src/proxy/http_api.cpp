@@ -12,6 +12,27 @@
 #include "util/log.hpp"
 
 namespace pgfleet::proxy {
+namespace {
+
+// A Prometheus histogram (cumulative _bucket, _sum, _count) of latency_bucket() counts.
+void add_latency_histogram(http::MetricsWriter& out, const std::string& name, const http::Labels& labels,
+                           const uint64_t (&buckets)[kLatencyBuckets], uint64_t sum_us) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kLatencyBuckets; ++i) {
+    cumulative += buckets[i];
+    if (i + 1 == kLatencyBuckets) break;  // the last bucket is open-ended: +Inf below
+    http::Labels l = labels;
+    l.emplace_back("le", http::format_value(static_cast<double>(latency_bucket_upper_us(i)) / 1e6));
+    out.add(name, l, static_cast<double>(cumulative), "_bucket");
+  }
+  http::Labels inf = labels;
+  inf.emplace_back("le", "+Inf");
+  out.add(name, inf, static_cast<double>(cumulative), "_bucket");
+  out.add(name, labels, static_cast<double>(sum_us) / 1e6, "_sum");
+  out.add(name, labels, static_cast<double>(cumulative), "_count");
+}
+
+}  // namespace
 
 std::string proxy_metrics_text(ProxyShared& shared) {
   http::MetricsWriter out;
@@ -29,8 +50,8 @@ std::string proxy_metrics_text(ProxyShared& shared) {
   out.family("pgfleet_proxy_queries_total", "counter", "Queries through the pool.");
   out.family("pgfleet_proxy_received_bytes_total", "counter", "Bytes received from clients.");
   out.family("pgfleet_proxy_sent_bytes_total", "counter", "Bytes sent to clients.");
-  out.family("pgfleet_proxy_errors_total", "counter", "Errors returned to clients, per pool.");
-  out.family("pgfleet_proxy_wait_seconds", "summary", "Time clients waited for a server connection.");
+  out.family("pgfleet_proxy_errors_total", "counter", "Error responses of the servers passed on to clients, per pool.");
+  out.family("pgfleet_proxy_wait_seconds", "histogram", "Time clients waited for a server connection, per pool.");
   out.family("pgfleet_proxy_query_duration_seconds", "histogram",
              "Time from a client's first message to ReadyForQuery, per pool.");
   for (const auto& [key, p] : merged_pools(shared)) {
@@ -53,21 +74,43 @@ std::string proxy_metrics_text(ProxyShared& shared) {
     out.add("pgfleet_proxy_received_bytes_total", pool, static_cast<double>(s.bytes_received));
     out.add("pgfleet_proxy_sent_bytes_total", pool, static_cast<double>(s.bytes_sent));
     out.add("pgfleet_proxy_errors_total", pool, static_cast<double>(s.errors));
-    out.add("pgfleet_proxy_wait_seconds", pool, static_cast<double>(s.wait_us_total) / 1e6, "_sum");
-    out.add("pgfleet_proxy_wait_seconds", pool, static_cast<double>(s.waits), "_count");
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < std::size(s.query_hist); ++i) {
-      cumulative += s.query_hist[i];
-      if (i + 1 == std::size(s.query_hist)) break;  // the last bucket is open-ended: +Inf below
-      http::Labels l = pool;
-      l.emplace_back("le", http::format_value(static_cast<double>(uint64_t{16} << i) / 1e6));
-      out.add("pgfleet_proxy_query_duration_seconds", l, static_cast<double>(cumulative), "_bucket");
+    add_latency_histogram(out, "pgfleet_proxy_wait_seconds", pool, s.wait_hist, s.wait_us_total);
+    add_latency_histogram(out, "pgfleet_proxy_query_duration_seconds", pool, s.query_hist, s.query_us_total);
+  }
+  // Routing: statements per node, why statements went to the primary, the proxy's own errors.
+  std::array<uint64_t, 64> statements{};
+  std::array<uint64_t, 16> reasons{};
+  std::array<uint64_t, kErrorKinds> errors{};
+  for (Worker* w : shared.workers) {
+    auto snap = w->snapshot();
+    for (size_t i = 0; i < statements.size(); ++i) statements[i] += snap->node_statements[i];
+    for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += snap->route_counts[i];
+    for (size_t i = 0; i < errors.size(); ++i) errors[i] += snap->errors[i];
+  }
+  auto topo = shared.topology->current();
+  out.family("pgfleet_proxy_statements_routed_total", "counter", "Statements (and transactions) sent to each node.");
+  auto routed = [&](const Backend& b, const char* role) {
+    if (b.index >= 0 && static_cast<size_t>(b.index) < statements.size()) {
+      out.add("pgfleet_proxy_statements_routed_total", {{"node", b.name}, {"role", role}},
+              static_cast<double>(statements[static_cast<size_t>(b.index)]));
     }
-    http::Labels inf = pool;
-    inf.emplace_back("le", "+Inf");
-    out.add("pgfleet_proxy_query_duration_seconds", inf, static_cast<double>(cumulative), "_bucket");
-    out.add("pgfleet_proxy_query_duration_seconds", pool, static_cast<double>(s.query_us_total) / 1e6, "_sum");
-    out.add("pgfleet_proxy_query_duration_seconds", pool, static_cast<double>(cumulative), "_count");
+  };
+  if (topo->primary) routed(*topo->primary, "primary");
+  for (const auto& r : topo->replicas) routed(r, "replica");
+  out.family("pgfleet_proxy_routing_decisions_total", "counter",
+             "Routing decisions by reason (read, write, function, hint, lag, no_replica, ...) and target.");
+  for (size_t i = 0; i < kRouteReasons; ++i) {
+    auto reason = static_cast<RouteReason>(i);
+    out.add("pgfleet_proxy_routing_decisions_total",
+            {{"reason", to_string(reason)}, {"target", routes_to_replica(reason) ? "replica" : "primary"}},
+            static_cast<double>(reasons[i]));
+  }
+  out.family("pgfleet_proxy_client_errors_total", "counter",
+             "Errors the proxy itself sent clients, by kind (auth, wait_timeout, too_many_clients, protocol, "
+             "server_lost, no_replica, terminated, other).");
+  for (size_t i = 0; i < kErrorKinds; ++i) {
+    out.add("pgfleet_proxy_client_errors_total", {{"kind", to_string(static_cast<ErrorKind>(i))}},
+            static_cast<double>(errors[i]));
   }
   // Where server connections go: the traffic split between the nodes.
   std::map<std::pair<std::string, std::string>, int> by_node;
@@ -79,7 +122,6 @@ std::string proxy_metrics_text(ProxyShared& shared) {
   out.family("pgfleet_proxy_node_servers", "gauge", "Server connections per node and state.");
   for (const auto& [key, count] : by_node) out.add("pgfleet_proxy_node_servers", {{"node", key.first}, {"state", key.second}}, count);
   out.family("pgfleet_proxy_backend", "gauge", "1 for each node the proxy routes to, by role.");
-  auto topo = shared.topology->current();
   if (topo->primary) out.add("pgfleet_proxy_backend", {{"node", topo->primary->name}, {"role", "primary"}}, 1);
   for (const auto& r : topo->replicas) out.add("pgfleet_proxy_backend", {{"node", r.name}, {"role", "replica"}}, 1);
   return out.text();

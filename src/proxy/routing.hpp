@@ -39,6 +39,11 @@ enum class RouteReason : uint8_t {
   kCount,
 };
 const char* to_string(RouteReason reason);
+// True for the reasons that send a statement to a replica (SHOW ROUTING, metrics).
+inline bool routes_to_replica(RouteReason reason) {
+  return reason == RouteReason::kRead || reason == RouteReason::kReadOnlyTransaction ||
+         reason == RouteReason::kReplicasPort;
+}
 inline constexpr size_t kRouteReasons = static_cast<size_t>(RouteReason::kCount);
 
 // Per-client state that outlives transactions.

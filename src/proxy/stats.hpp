@@ -5,9 +5,37 @@
 #include <cstdint>
 #include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pgfleet::proxy {
+
+// Log-scale latency buckets in microseconds: bucket i counts values < 2^(i+4) us (16 us .. 67 s);
+// the last one is open-ended.
+inline constexpr size_t kLatencyBuckets = 24;
+inline size_t latency_bucket(uint64_t us) {
+  size_t i = 0;
+  while (i + 1 < kLatencyBuckets && us >= (uint64_t{16} << i)) ++i;
+  return i;
+}
+inline uint64_t latency_bucket_upper_us(size_t i) { return uint64_t{16} << i; }
+
+// The errors the proxy itself sends clients, by what a person would look for in a dashboard.
+enum class ErrorKind : uint8_t {
+  kAuth,            // wrong password, unknown user, TLS required, not an admin
+  kWaitTimeout,     // no server connection within query_wait_timeout_ms
+  kTooManyClients,  // max_client_conn
+  kProtocol,        // malformed or unsupported messages
+  kServerLost,      // the server connection died (failover, crash, network)
+  kNoReplica,       // the replicas port had no replica to offer
+  kTerminated,      // shutdown, KILL, idle timeout
+  kOther,
+  kCount,
+};
+inline constexpr size_t kErrorKinds = static_cast<size_t>(ErrorKind::kCount);
+const char* to_string(ErrorKind kind);
+// The kind of an error the proxy sends, from its SQLSTATE (and message, where one SQLSTATE covers two kinds).
+ErrorKind classify_error(std::string_view sqlstate, std::string_view message);
 
 // Per pool, updated only by the owning worker's thread.
 struct PoolStats {
@@ -19,13 +47,16 @@ struct PoolStats {
   uint64_t waits = 0;
   uint64_t query_us_total = 0;  // time from a client's first message to ReadyForQuery
   uint64_t errors = 0;
-  // Log-scale histogram of query time in microseconds: bucket i counts values < 2^(i+4) us.
-  uint64_t query_hist[24] = {};
+  uint64_t query_hist[kLatencyBuckets] = {};  // query times, by latency_bucket()
+  uint64_t wait_hist[kLatencyBuckets] = {};   // waits for a server connection, likewise
   void add_query_time(uint64_t us) {
     query_us_total += us;
-    size_t i = 0;
-    while (i + 1 < std::size(query_hist) && us >= (uint64_t{16} << i)) ++i;
-    ++query_hist[i];
+    ++query_hist[latency_bucket(us)];
+  }
+  void add_wait_time(uint64_t us) {
+    wait_us_total += us;
+    ++waits;
+    ++wait_hist[latency_bucket(us)];
   }
   [[nodiscard]] uint64_t query_p99_us() const {
     uint64_t total = 0;
@@ -65,6 +96,7 @@ struct WorkerSnapshot {
   int worker = 0;
   std::array<uint64_t, 16> route_counts{};     // by RouteReason
   std::array<uint64_t, 64> node_statements{};  // by node index
+  std::array<uint64_t, kErrorKinds> errors{};   // errors the proxy sent, by ErrorKind
   std::vector<PoolRow> pools;
   std::vector<ClientRow> clients;  // at most kSnapshotRows
   std::vector<ServerRow> servers;

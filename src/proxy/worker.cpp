@@ -773,6 +773,7 @@ void Worker::publish_snapshot() {
   snap->worker = index_;
   std::copy(route_counts.begin(), route_counts.end(), snap->route_counts.begin());
   snap->node_statements = node_statements;
+  snap->errors = error_counts;
   for (auto& [key, pool] : pools_) {
     PoolRow row;
     pool->fill_row(row, now);

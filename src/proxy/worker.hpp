@@ -158,6 +158,7 @@ class Worker {
   std::array<uint64_t, kRouteReasons> route_counts{};
   std::array<uint64_t, kMaxNodes> node_statements{};  // statements routed to each node
   std::array<int, kMaxNodes> node_active{};          // server connections lent out per node
+  std::array<uint64_t, kErrorKinds> error_counts{};  // errors this worker's clients got from the proxy
   BalancerState balancer;
   // A rate-limited log line when reads go to the primary for want of a replica.
   void note_fallback(RouteReason reason);

@@ -81,6 +81,20 @@ std::optional<double> metric(const std::string& text, const std::string& name, c
   return std::nullopt;
 }
 
+// The sum of every sample named `name` whose labels contain `labels` (0 when there is none).
+double metric_sum(const std::string& text, const std::string& name, const std::string& labels = "") {
+  std::istringstream in(text);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.rfind(name, 0) != 0 || (line[name.size()] != '{' && line[name.size()] != ' ')) continue;
+    if (!labels.empty() && line.find(labels) == std::string::npos) continue;
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
 std::set<std::string> metric_families(const std::string& text) {
   std::set<std::string> out;
   std::regex type_line("^# TYPE (\\S+) ");
@@ -439,6 +453,51 @@ TEST(MonitoringDeployFiles, AlertRulesAndPrometheusConfigPassPromtool) {
   auto grafana = nlohmann::json::parse(read_text(src + "/deploy/grafana/pgfleet.json"));
   EXPECT_EQ(grafana["uid"], "pgfleet");
   EXPECT_GE(grafana["panels"].size(), 10u);
+}
+
+TEST_F(MonitoringTest, ProxyMetricsCountStatementsPerNodeRoutingReasonsWaitsAndErrors) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  ASSERT_TRUE(wait_all_streaming());
+  std::string via_proxy = str(status_json()["connection"], "proxy");
+  sql(via_proxy, "CREATE TABLE routed (id int)");
+  auto writer = connect_or_throw(via_proxy);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer.exec("INSERT INTO routed VALUES (" + std::to_string(i) + ")"));
+  // Another client, so that causal reads (this one wrote nothing) leave its reads on the replicas.
+  auto reader = connect_or_throw(via_proxy);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(reader.scalar("SELECT 1"));
+  std::string bad_password = via_proxy;
+  auto at = bad_password.find('@');
+  auto colon = bad_password.rfind(':', at);
+  bad_password.replace(colon + 1, at - colon - 1, "not-the-password");
+  std::string wrong = connect_error(bad_password);
+  ASSERT_NE(wrong.find("password authentication failed"), std::string::npos) << wrong;
+
+  // The workers publish their counters once a second.
+  std::string text;
+  EXPECT_TRUE(eventually(
+      [&] {
+        text = scrape(http_port());
+        return metric_sum(text, "pgfleet_proxy_statements_routed_total", "role=\"replica\"") >= 40 &&
+               metric_sum(text, "pgfleet_proxy_client_errors_total", "kind=\"auth\"") >= 1;
+      },
+      10s, 300ms))
+      << text;
+  // Reads went to the two replicas (both appear), writes to the primary, and the reasons say so.
+  EXPECT_TRUE(metric(text, "pgfleet_proxy_statements_routed_total", "node=\"node2\""));
+  EXPECT_TRUE(metric(text, "pgfleet_proxy_statements_routed_total", "node=\"node3\""));
+  EXPECT_GE(metric_sum(text, "pgfleet_proxy_statements_routed_total", "role=\"primary\""), 6);
+  EXPECT_GE(metric_sum(text, "pgfleet_proxy_routing_decisions_total", "reason=\"read\""), 40);
+  EXPECT_GE(metric_sum(text, "pgfleet_proxy_routing_decisions_total", "reason=\"write\""), 6);
+  EXPECT_EQ(metric_sum(text, "pgfleet_proxy_client_errors_total", "kind=\"wait_timeout\""), 0);
+  // Histograms: the +Inf bucket is the count, and every statement's time is in it.
+  for (const std::string h : {"pgfleet_proxy_query_duration_seconds", "pgfleet_proxy_wait_seconds"}) {
+    SCOPED_TRACE(h);
+    double inf = metric_sum(text, h + "_bucket", "le=\"+Inf\"");
+    EXPECT_EQ(inf, metric_sum(text, h + "_count"));
+    EXPECT_GE(metric_sum(text, h + "_sum"), 0);
+  }
+  EXPECT_GE(metric_sum(text, "pgfleet_proxy_query_duration_seconds_count"), 45);
+  expect_promtool_accepts(text, "proxy-routing");
 }
 
 }  // namespace
