@@ -1002,19 +1002,94 @@ void ClientConn::on_server_lost(const std::string& message) {
     });
     return;
   }
-  std::string why = message;
-  if (server_ != nullptr && !server_->pool().is_replica()) {
-    // The primary went away: say so when the topology already names another one.
-    const Topology& t = worker_.topology();
-    if (t.version != server_->topology_version() && t.primary && t.primary->name != server_->backend().name) {
-      why = fmt::format("failover: the primary moved from {} to {} ({})", server_->backend().name, t.primary->name,
-                        message);
-    }
+  HealthPoller* health = worker_.shared().health;
+  if (server_ != nullptr && !server_->pool().is_replica() && health != nullptr && server_->backend().index >= 0 &&
+      static_cast<size_t>(server_->backend().index) < kMaxNodes) {
+    // The primary's connection died: a crash, a shutdown for a switchover, or just this backend.
+    // The topology or the health poller (every 10 ms) tells which within a moment; the client
+    // hears it then, with the failover named, rather than a bare "connection lost".
+    const NodeHealth& h = health->node(server_->backend().index);
+    LostPrimary l;
+    l.node = server_->backend().name;
+    l.index = server_->backend().index;
+    l.reason = message;
+    l.server_error = std::move(server_->held_fatal);
+    l.in_transaction = server_->tx_status != 'I';
+    l.in_flight = server_->outstanding > 0;
+    l.polls_started = h.samples_started.load(std::memory_order_acquire);
+    l.polls_failed = h.polls_failed.load(std::memory_order_acquire);
+    l.since = worker_.loop().now();
+    lost_ = std::move(l);
+    server_ = nullptr;
+    server_backlogged_ = false;
+    stream_remaining_ = 0;
+    state_ = State::kLost;  // the client's further input waits in its buffer
+    resolve_lost_primary();
+    return;
   }
+  std::vector<uint8_t> held = server_ != nullptr ? std::move(server_->held_fatal) : std::vector<uint8_t>();
   server_ = nullptr;
   server_backlogged_ = false;
   stream_remaining_ = 0;
-  fail("08006", "server connection lost: " + why);
+  if (!held.empty()) {
+    send(held);  // the server said why it ended the connection: pass that on
+    flush();
+    return close("server ended the connection: " + message);
+  }
+  fail("08006", "server connection lost: " + message);
+}
+
+void ClientConn::resolve_lost_primary() {
+  using namespace std::chrono_literals;
+  if (state_ != State::kLost || !lost_) return;
+  const LostPrimary& l = *lost_;
+  const Topology& t = worker_.topology();
+  const NodeHealth& h = worker_.shared().health->node(l.index);
+  auto waited = worker_.loop().now() - l.since;
+  bool polls_failed = h.polls_failed.load(std::memory_order_acquire) > l.polls_failed;
+  // Two good polls that began after the loss (a single one may race the node's own death).
+  bool polled_after = h.samples_done.load(std::memory_order_acquire) > l.polls_started + 1;
+  std::string cause;
+  bool settled = true;
+  if (t.primary && t.primary->name != l.node) {
+    cause = fmt::format("the primary {} failed over to {}", l.node, t.primary->name);
+  } else if (!t.primary) {
+    cause = fmt::format("the primary {} went away (failover in progress)", l.node);
+  } else if (polled_after && !polls_failed && h.in_recovery.load(std::memory_order_relaxed)) {
+    cause = fmt::format("the primary {} became a replica (switchover or failover in progress)", l.node);
+  } else if (polled_after && !polls_failed) {
+    cause.clear();  // the node still serves as the primary: only this connection ended
+  } else if (polls_failed && waited >= 500ms) {
+    // Down for half a second and no new leader yet: say so rather than keep the client waiting.
+    cause = fmt::format("the primary {} went away (failover or restart in progress)", l.node);
+  } else if (waited < 1500ms) {
+    settled = false;
+  }
+  if (!settled) {
+    worker_.loop().after(20ms, [w = &worker_, pid = pid_] {
+      if (auto* c = w->client(pid)) c->resolve_lost_primary();
+    });
+    return;
+  }
+  LostPrimary lost = std::move(*lost_);
+  lost_.reset();
+  if (cause.empty()) {
+    if (!lost.server_error.empty()) {
+      send(lost.server_error);  // the server said why it ended the connection: pass that on
+      flush();
+      return close("server ended the connection: " + lost.reason);
+    }
+    return fail("08006", "server connection lost: " + lost.reason);
+  }
+  std::string during = lost.in_transaction ? " while this transaction ran on it"
+                       : lost.in_flight      ? " while this statement ran on it"
+                                             : "";
+  // A COMMIT in flight may have committed before the crash; an idle open transaction did not.
+  std::string outcome = lost.in_flight        ? "; the statement in progress may or may not have taken effect"
+                        : lost.in_transaction ? "; the transaction was rolled back"
+                                              : "";
+  log::info("client {}: {}{} ({})", pid_, cause, during, lost.reason);
+  fail("08006", fmt::format("server connection lost: failover: {}{}{}; reconnect and retry", cause, during, outcome));
 }
 
 void ClientConn::reroute_to_primary() {

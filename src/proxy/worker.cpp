@@ -741,6 +741,7 @@ const char* client_state_name(ClientConn::State state) {
     case ClientConn::State::kActive: return "active";
     case ClientConn::State::kListenAck: return "listen";
     case ClientConn::State::kPauseWait: return "pause";
+    case ClientConn::State::kLost: return "lost";
     case ClientConn::State::kClosed: return "closed";
   }
   return "?";
