@@ -546,6 +546,20 @@ TEST_F(ProxyRouting, StoppedReplicasGetNoReadsAndTheReplicasPortSaysSo) {
   EXPECT_TRUE(eventually([&] { return read_ports(c, 10).count(port_of(1)) == 0; }, 30s, 200ms));
 }
 
+TEST_F(ProxyRouting, ATerminatedBackendOnAHealthyPrimaryIsNotCalledAFailover) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  auto c = connect_or_throw(with_param(rw(), "application_name=terminated_probe"));
+  ASSERT_TRUE(c.exec("BEGIN").ok());
+  std::string pid = value(c, "SELECT pg_backend_pid()::text");
+  EXPECT_EQ(sql_value(node(1), "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  // The client gets PostgreSQL's own error, not a failover that did not happen.
+  auto o = run_query(c.raw(), "SELECT 1");
+  EXPECT_FALSE(o.ok);
+  EXPECT_EQ(o.sqlstate, "57P01") << o.message;
+  EXPECT_NE(o.message.find("terminating connection due to administrator command"), std::string::npos) << o.message;
+  EXPECT_EQ(o.message.find("failover"), std::string::npos) << o.message;
+}
+
 TEST_F(ProxyRouting, AReadWhoseReplicaConnectionDiesIsRetriedElsewhere) {
   ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
   auto c = connect_or_throw(with_param(rw(), "application_name=retry_probe"));
@@ -626,6 +640,19 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
   sql(primary_port(), "DROP TABLE IF EXISTS rt_crash; CREATE TABLE rt_crash (id int)");
   auto idle = connect_or_throw(rw());
   EXPECT_EQ(value(idle, "INSERT INTO rt_crash VALUES (0) RETURNING inet_server_port()::text"), port_of(k));
+  // Both other nodes stream from this primary and have the table (replication is asynchronous:
+  // a replica promoted before it had them would not).
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  for (int other = 1; other <= 3; ++other) {
+    if (other == k) continue;
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto r = try_sql(node(other), "SELECT count(*)::text FROM rt_crash", 2s);
+          return r.ok() && !r->empty() && r->front()[0].value_or("") == "1";
+        },
+        30s, 100ms))
+        << "node" << other << " did not replay the table";
+  }
   auto in_tx = connect_or_throw(rw());  // idle in a transaction
   ASSERT_TRUE(in_tx.exec("BEGIN").ok());
   ASSERT_TRUE(in_tx.exec("INSERT INTO rt_crash VALUES (1)").ok());
