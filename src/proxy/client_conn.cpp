@@ -1045,31 +1045,30 @@ void ClientConn::resolve_lost_primary() {
   const LostPrimary& l = *lost_;
   const Topology& t = worker_.topology();
   const NodeHealth& h = worker_.shared().health->node(l.index);
-  auto waited = worker_.loop().now() - l.since;
-  bool polls_failed = h.polls_failed.load(std::memory_order_acquire) > l.polls_failed;
+  LostPrimaryView view;
+  view.node = l.node;
+  view.primary = t.primary ? std::string_view(t.primary->name) : std::string_view();
+  view.polls_failed = h.polls_failed.load(std::memory_order_acquire) > l.polls_failed;
   // Two good polls that began after the loss (a single one may race the node's own death).
-  bool polled_after = h.samples_done.load(std::memory_order_acquire) > l.polls_started + 1;
+  view.polled_after = h.samples_done.load(std::memory_order_acquire) > l.polls_started + 1;
+  view.in_recovery = h.in_recovery.load(std::memory_order_relaxed);
+  view.waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() - l.since).count();
   std::string cause;
-  bool settled = true;
-  if (t.primary && t.primary->name != l.node) {
-    cause = fmt::format("the primary {} failed over to {}", l.node, t.primary->name);
-  } else if (!t.primary) {
-    cause = fmt::format("the primary {} went away (failover in progress)", l.node);
-  } else if (polled_after && !polls_failed && h.in_recovery.load(std::memory_order_relaxed)) {
-    cause = fmt::format("the primary {} became a replica (switchover or failover in progress)", l.node);
-  } else if (polled_after && !polls_failed) {
-    cause.clear();  // the node still serves as the primary: only this connection ended
-  } else if (polls_failed && waited >= 500ms) {
-    // Down for half a second and no new leader yet: say so rather than keep the client waiting.
-    cause = fmt::format("the primary {} went away (failover or restart in progress)", l.node);
-  } else if (waited < 1500ms) {
-    settled = false;
-  }
-  if (!settled) {
-    worker_.loop().after(20ms, [w = &worker_, pid = pid_] {
-      if (auto* c = w->client(pid)) c->resolve_lost_primary();
-    });
-    return;
+  switch (lost_primary_cause(view)) {
+    case LostPrimaryCause::kWait:
+      worker_.loop().after(20ms, [w = &worker_, pid = pid_] {
+        if (auto* c = w->client(pid)) c->resolve_lost_primary();
+      });
+      return;
+    case LostPrimaryCause::kMovedTo: cause = fmt::format("the primary {} failed over to {}", l.node, view.primary); break;
+    case LostPrimaryCause::kGone:
+      cause = fmt::format("the primary {} went away ({})", l.node,
+                          view.primary.empty() ? "failover in progress" : "failover or restart in progress");
+      break;
+    case LostPrimaryCause::kDemoted:
+      cause = fmt::format("the primary {} became a replica (switchover or failover in progress)", l.node);
+      break;
+    case LostPrimaryCause::kConnectionOnly: break;  // only this connection ended
   }
   LostPrimary lost = std::move(*lost_);
   lost_.reset();
