@@ -2,7 +2,9 @@
 // spread over the replicas, every kind of write lands on the primary, transactions stay on one
 // server, SET and prepared statements follow the client across nodes, a replica whose replay is
 // paused stops getting reads, causal reads never miss the client's own write (and do miss with
-// causal_reads off), the primary and replicas ports, rules and hints, pgbench through the rw port.
+// causal_reads off), the primary and replicas ports, rules and hints, pgbench through the rw port,
+// primary_read_weight, stopped replicas (no reads; the replicas port's 57P03 and its fallback), and
+// what a client in a transaction hears when the primary is switched over or crashes.
 #include <libpq-fe.h>
 #include <signal.h>
 
