@@ -1016,6 +1016,7 @@ void ClientConn::on_server_lost(const std::string& message) {
     l.server_error = std::move(server_->held_fatal);
     l.in_transaction = server_->tx_status != 'I';
     l.in_flight = server_->outstanding > 0;
+    l.planned = worker_.shared().is_paused(database_);
     l.polls_started = h.samples_started.load(std::memory_order_acquire);
     l.polls_failed = h.polls_failed.load(std::memory_order_acquire);
     l.since = worker_.loop().now();
@@ -1053,6 +1054,8 @@ void ClientConn::resolve_lost_primary() {
   view.polled_after = h.samples_done.load(std::memory_order_acquire) > l.polls_started + 1;
   view.in_recovery = h.in_recovery.load(std::memory_order_relaxed);
   view.waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() - l.since).count();
+  // The proxy is paused during a planned switchover (pgfleet switchover sends PAUSE).
+  bool planned = l.planned || worker_.shared().is_paused(database_);
   std::string cause;
   switch (lost_primary_cause(view)) {
     case LostPrimaryCause::kWait:
@@ -1060,10 +1063,14 @@ void ClientConn::resolve_lost_primary() {
         if (auto* c = w->client(pid)) c->resolve_lost_primary();
       });
       return;
-    case LostPrimaryCause::kMovedTo: cause = fmt::format("the primary {} failed over to {}", l.node, view.primary); break;
+    case LostPrimaryCause::kMovedTo:
+      cause = fmt::format("the primary {} {} to {}", l.node, planned ? "was switched over" : "failed over", view.primary);
+      break;
     case LostPrimaryCause::kGone:
       cause = fmt::format("the primary {} went away ({})", l.node,
-                          view.primary.empty() ? "failover in progress" : "failover or restart in progress");
+                          planned                ? "switchover in progress"
+                          : view.primary.empty() ? "failover in progress"
+                                                 : "failover or restart in progress");
       break;
     case LostPrimaryCause::kDemoted:
       cause = fmt::format("the primary {} became a replica (switchover or failover in progress)", l.node);
@@ -1088,7 +1095,8 @@ void ClientConn::resolve_lost_primary() {
                         : lost.in_transaction ? "; the transaction was rolled back"
                                               : "";
   log::info("client {}: {}{} ({})", pid_, cause, during, lost.reason);
-  fail("08006", fmt::format("server connection lost: failover: {}{}{}; reconnect and retry", cause, during, outcome));
+  fail("08006", fmt::format("server connection lost: {}: {}{}{}; reconnect and retry", planned ? "switchover" : "failover",
+                            cause, during, outcome));
 }
 
 void ClientConn::reroute_to_primary() {

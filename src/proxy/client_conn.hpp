@@ -155,6 +155,7 @@ class ClientConn final : public IoHandler {
     std::vector<uint8_t> server_error;  // the FATAL it sent first, if any
     bool in_transaction = false;        // a transaction was open on it
     bool in_flight = false;             // a statement had not answered yet
+    bool planned = false;               // the proxy was paused (a switchover) when it died
     uint64_t polls_started = 0, polls_failed = 0;
     Clock::time_point since;
   };
