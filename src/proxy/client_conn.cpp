@@ -1080,6 +1080,8 @@ void ClientConn::resolve_lost_primary() {
   LostPrimary lost = std::move(*lost_);
   lost_.reset();
   if (cause.empty()) {
+    log::info("client {}: its connection to the primary {} ended ({}); the node is still the primary ({} ms)", pid_,
+              lost.node, lost.reason, view.waited_ms);
     if (!lost.server_error.empty()) {
       send(lost.server_error);  // the server said why it ended the connection: pass that on
       flush();
