@@ -1004,19 +1004,103 @@ void ClientConn::on_server_lost(const std::string& message) {
     });
     return;
   }
-  std::string why = message;
-  if (server_ != nullptr && !server_->pool().is_replica()) {
-    // The primary went away: say so when the topology already names another one.
-    const Topology& t = worker_.topology();
-    if (t.version != server_->topology_version() && t.primary && t.primary->name != server_->backend().name) {
-      why = fmt::format("failover: the primary moved from {} to {} ({})", server_->backend().name, t.primary->name,
-                        message);
-    }
+  HealthPoller* health = worker_.shared().health;
+  if (server_ != nullptr && !server_->pool().is_replica() && health != nullptr && server_->backend().index >= 0 &&
+      static_cast<size_t>(server_->backend().index) < kMaxNodes) {
+    // The primary's connection died: a crash, a shutdown for a switchover, or just this backend.
+    // The topology or the health poller (every 10 ms) tells which within a moment; the client
+    // hears it then, with the failover named, rather than a bare "connection lost".
+    const NodeHealth& h = health->node(server_->backend().index);
+    LostPrimary l;
+    l.node = server_->backend().name;
+    l.index = server_->backend().index;
+    l.reason = message;
+    l.server_error = std::move(server_->held_fatal);
+    l.in_transaction = server_->tx_status != 'I';
+    l.in_flight = server_->outstanding > 0;
+    l.planned = worker_.shared().is_paused(database_);
+    l.polls_started = h.samples_started.load(std::memory_order_acquire);
+    l.polls_failed = h.polls_failed.load(std::memory_order_acquire);
+    l.since = worker_.loop().now();
+    lost_ = std::move(l);
+    server_ = nullptr;
+    server_backlogged_ = false;
+    stream_remaining_ = 0;
+    state_ = State::kLost;  // the client's further input waits in its buffer
+    resolve_lost_primary();
+    return;
   }
+  std::vector<uint8_t> held = server_ != nullptr ? std::move(server_->held_fatal) : std::vector<uint8_t>();
   server_ = nullptr;
   server_backlogged_ = false;
   stream_remaining_ = 0;
-  fail("08006", "server connection lost: " + why);
+  if (!held.empty()) {
+    send(held);  // the server said why it ended the connection: pass that on
+    flush();
+    return close("server ended the connection: " + message);
+  }
+  fail("08006", "server connection lost: " + message);
+}
+
+void ClientConn::resolve_lost_primary() {
+  using namespace std::chrono_literals;
+  if (state_ != State::kLost || !lost_) return;
+  const LostPrimary& l = *lost_;
+  const Topology& t = worker_.topology();
+  const NodeHealth& h = worker_.shared().health->node(l.index);
+  LostPrimaryView view;
+  view.node = l.node;
+  view.primary = t.primary ? std::string_view(t.primary->name) : std::string_view();
+  view.polls_failed = h.polls_failed.load(std::memory_order_acquire) > l.polls_failed;
+  // Two good polls that began after the loss (a single one may race the node's own death).
+  view.polled_after = h.samples_done.load(std::memory_order_acquire) > l.polls_started + 1;
+  view.in_recovery = h.in_recovery.load(std::memory_order_relaxed);
+  view.waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() - l.since).count();
+  // The proxy is paused during a planned switchover (pgfleet switchover sends PAUSE).
+  bool planned = l.planned || worker_.shared().is_paused(database_);
+  std::string cause;
+  switch (lost_primary_cause(view)) {
+    case LostPrimaryCause::kWait:
+      worker_.loop().after(20ms, [w = &worker_, pid = pid_] {
+        if (auto* c = w->client(pid)) c->resolve_lost_primary();
+      });
+      return;
+    case LostPrimaryCause::kMovedTo:
+      cause = fmt::format("the primary {} {} to {}", l.node, planned ? "was switched over" : "failed over", view.primary);
+      break;
+    case LostPrimaryCause::kGone:
+      cause = fmt::format("the primary {} went away ({})", l.node,
+                          planned                ? "switchover in progress"
+                          : view.primary.empty() ? "failover in progress"
+                                                 : "failover or restart in progress");
+      break;
+    case LostPrimaryCause::kDemoted:
+      cause = fmt::format("the primary {} became a replica (switchover or failover in progress)", l.node);
+      break;
+    case LostPrimaryCause::kConnectionOnly: break;  // only this connection ended
+  }
+  LostPrimary lost = std::move(*lost_);
+  lost_.reset();
+  if (cause.empty()) {
+    log::info("client {}: its connection to the primary {} ended ({}); the node is still the primary ({} ms)", pid_,
+              lost.node, lost.reason, view.waited_ms);
+    if (!lost.server_error.empty()) {
+      send(lost.server_error);  // the server said why it ended the connection: pass that on
+      flush();
+      return close("server ended the connection: " + lost.reason);
+    }
+    return fail("08006", "server connection lost: " + lost.reason);
+  }
+  std::string during = lost.in_transaction ? " while this transaction ran on it"
+                       : lost.in_flight      ? " while this statement ran on it"
+                                             : "";
+  // A COMMIT in flight may have committed before the crash; an idle open transaction did not.
+  std::string outcome = lost.in_flight        ? "; the statement in progress may or may not have taken effect"
+                        : lost.in_transaction ? "; the transaction was rolled back"
+                                              : "";
+  log::info("client {}: {}{} ({})", pid_, cause, during, lost.reason);
+  fail("08006", fmt::format("server connection lost: {}: {}{}{}; reconnect and retry", planned ? "switchover" : "failover",
+                            cause, during, outcome));
 }
 
 void ClientConn::reroute_to_primary() {

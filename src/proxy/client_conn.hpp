@@ -35,6 +35,7 @@ class ClientConn final : public IoHandler {
     kActive,      // a server connection is attached
     kListenAck,   // LISTEN sent on the worker's LISTEN connection; answered once it is in force
     kPauseWait,   // admin PAUSE: answered once no server connection is lent to a client
+    kLost,        // the primary's connection died; the error waits to name the cause (failover?)
     kClosed,
   };
 
@@ -146,6 +147,21 @@ class ClientConn final : public IoHandler {
   bool read_input();
   void update_interest();
   void detach_server_if_done();
+  // The primary's connection of a client died: what the client is told waits until the
+  // topology or the health poller says whether the primary moved, went away or is fine.
+  struct LostPrimary {
+    std::string node;                   // the primary whose connection died
+    int index = -1;                     // its node index (HealthPoller::node)
+    std::string reason;                 // why the connection ended
+    std::vector<uint8_t> server_error;  // the FATAL it sent first, if any
+    bool in_transaction = false;        // a transaction was open on it
+    bool in_flight = false;             // a statement had not answered yet
+    bool planned = false;               // the proxy was paused (a switchover) when it died
+    uint64_t polls_started = 0, polls_failed = 0;
+    Clock::time_point since;
+  };
+  std::optional<LostPrimary> lost_;
+  void resolve_lost_primary();
 
   Worker& worker_;
   Transport io_;

@@ -137,4 +137,13 @@ Choice choose_replica(std::span<const Candidate> replicas, const Candidate& prim
   return {best->node, RouteReason::kRead};
 }
 
+LostPrimaryCause lost_primary_cause(const LostPrimaryView& v) {
+  if (!v.primary.empty() && v.primary != v.node) return LostPrimaryCause::kMovedTo;
+  if (v.primary.empty()) return LostPrimaryCause::kGone;
+  if (v.polled_after && !v.polls_failed) return v.in_recovery ? LostPrimaryCause::kDemoted : LostPrimaryCause::kConnectionOnly;
+  // Down for a moment and no new leader yet: say so rather than keep the client waiting.
+  if (v.polls_failed && v.waited_ms >= kLostPrimaryDownMs) return LostPrimaryCause::kGone;
+  return v.waited_ms < kLostPrimaryMaxWaitMs ? LostPrimaryCause::kWait : LostPrimaryCause::kConnectionOnly;
+}
+
 }  // namespace pgfleet::proxy

@@ -109,4 +109,30 @@ struct Choice {
 Choice choose_replica(std::span<const Candidate> replicas, const Candidate& primary, const BalanceLimits& limits,
                       uint64_t causal_lsn, BalancerState& state);
 
+// ---- a lost connection to the primary ----
+
+// What the proxy knows some time after a client's connection to the primary `node` died.
+struct LostPrimaryView {
+  std::string_view node;     // the primary whose connection died
+  std::string_view primary;  // the topology's primary now ("" = none: the leader key is gone)
+  bool polls_failed = false;  // a health poll of `node` failed since the loss
+  bool polled_after = false;  // polls of `node` that began after the loss succeeded
+  bool in_recovery = false;   // ...and found it in recovery
+  int64_t waited_ms = 0;      // since the loss
+};
+
+enum class LostPrimaryCause : uint8_t {
+  kWait,            // not known yet: look again shortly
+  kMovedTo,         // another node is the primary now (LostPrimaryView::primary)
+  kGone,            // no primary known, or `node` cannot be reached (failover or restart)
+  kDemoted,         // `node` answers as a replica (switchover or failover)
+  kConnectionOnly,  // `node` still serves as the primary (or nothing was learned in time)
+};
+
+inline constexpr int64_t kLostPrimaryDownMs = 500;    // unreachable this long: say it went away
+inline constexpr int64_t kLostPrimaryMaxWaitMs = 1500;  // the client waits for the cause at most this
+
+// Why a client's connection to the primary died, as far as it is known yet.
+LostPrimaryCause lost_primary_cause(const LostPrimaryView& v);
+
 }  // namespace pgfleet::proxy

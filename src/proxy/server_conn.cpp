@@ -422,6 +422,15 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
         auto err = protocol::decode_error_response(body);
         if (err && protocol::field_value(err->fields, protocol::field::kSeverityRaw) == "FATAL") return;
       }
+      if (!pool_.is_replica()) {
+        // The primary ends the connection (fast shutdown, postmaster death): the closing that
+        // follows decides what the client hears (ClientConn::on_server_lost).
+        auto err = protocol::decode_error_response(body);
+        if (err && protocol::field_value(err->fields, protocol::field::kSeverityRaw) == "FATAL") {
+          held_fatal.assign(whole.begin(), whole.end());
+          return;
+        }
+      }
       // PostgreSQL skips to the next Sync: the batch's pending Parse/Close get no reply and have
       // no effect. Undo their bookkeeping newest first, so a skipped Close+Parse pair leaves the
       // statement known as it was before the pair.

@@ -68,6 +68,9 @@ class ServerConn final : public IoHandler {
   int outstanding = 0;      // Sync/Query/FunctionCall sent whose ReadyForQuery has not arrived
   bool unsynced = false;    // extended-protocol messages sent after the last Sync
   char tx_status = 'I';
+  // A primary's FATAL ErrorResponse (shutdown, postmaster death), held back: when the connection
+  // then closes, the client hears why (a failover) instead, or this error if nothing moved.
+  std::vector<uint8_t> held_fatal;
   int swallow_ready = 0;    // replies of injected queries to drop, counted in ReadyForQuery
   uint64_t syncs_sent = 0, syncs_done = 0;
   // Replies the client must not see (or must, in order) for Parse/Close we sent: '1' or '3'.

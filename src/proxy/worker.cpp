@@ -676,9 +676,10 @@ void Worker::end_transactions_on_old_primary() {
     if (s->tx_status != 'I' || s->outstanding > 0) stranded.push_back(s->client());
   }
   for (ClientConn* c : stranded) {
-    c->fail("57P01", fmt::format("terminating connection: failover: the primary moved from {} to {}; the open "
+    // Paused: a planned switchover (pgfleet switchover sends PAUSE).
+    c->fail("57P01", fmt::format("terminating connection: {}: the primary moved from {} to {}; the open "
                                  "transaction did not commit",
-                                 old, t.primary->name));
+                                 shared().is_paused(c->database()) ? "switchover" : "failover", old, t.primary->name));
   }
   if (!stranded.empty()) log::warn("failover from {} to {}: {} client(s) in a transaction disconnected", old, t.primary->name, stranded.size());
 }
@@ -744,6 +745,7 @@ const char* client_state_name(ClientConn::State state) {
     case ClientConn::State::kActive: return "active";
     case ClientConn::State::kListenAck: return "listen";
     case ClientConn::State::kPauseWait: return "pause";
+    case ClientConn::State::kLost: return "lost";
     case ClientConn::State::kClosed: return "closed";
   }
   return "?";

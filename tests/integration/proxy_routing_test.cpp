@@ -2,8 +2,11 @@
 // spread over the replicas, every kind of write lands on the primary, transactions stay on one
 // server, SET and prepared statements follow the client across nodes, a replica whose replay is
 // paused stops getting reads, causal reads never miss the client's own write (and do miss with
-// causal_reads off), the primary and replicas ports, rules and hints, pgbench through the rw port.
+// causal_reads off), the primary and replicas ports, rules and hints, pgbench through the rw port,
+// primary_read_weight, stopped replicas (no reads; the replicas port's 57P03 and its fallback), and
+// what a client in a transaction hears when the primary is switched over or crashes.
 #include <libpq-fe.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +24,75 @@ namespace pgfleet::itest {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What a client saw of a query: its error's SQLSTATE and every error text, including an error
+// libpq passed to the notice receiver because it arrived while the connection was idle.
+struct Outcome {
+  bool ok = false;
+  std::string sqlstate;
+  std::string message;
+};
+
+void collect_notice(void* arg, const PGresult* res) {
+  auto* o = static_cast<Outcome*>(arg);
+  const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  const char* severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  bool error = severity != nullptr && (std::string(severity) == "ERROR" || std::string(severity) == "FATAL");
+  if (error && state != nullptr && o->sqlstate.empty()) o->sqlstate = state;
+  o->message += PQresultErrorMessage(res);
+}
+
+// Errors libpq reports as notices go to `o` while this lives (libpq's default receiver ignores
+// its argument, so putting it back with none is exact).
+class NoticesInto {
+ public:
+  NoticesInto(PGconn* conn, Outcome& o) : conn_(conn), previous_(PQsetNoticeReceiver(conn, collect_notice, &o)) {}
+  ~NoticesInto() { PQsetNoticeReceiver(conn_, previous_, nullptr); }
+  NoticesInto(const NoticesInto&) = delete;
+  NoticesInto& operator=(const NoticesInto&) = delete;
+
+ private:
+  PGconn* conn_;
+  PQnoticeReceiver previous_;
+};
+
+// The results of what was sent on `conn` (after PQsendQuery), errors collected into `o`.
+void finish(PGconn* conn, Outcome& o, std::chrono::milliseconds timeout) {
+  NoticesInto notices(conn, o);
+  auto deadline = Clock::now() + timeout;
+  while (PQisBusy(conn) && Clock::now() < deadline) {
+    if (!PQconsumeInput(conn)) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  o.ok = true;
+  if (PQisBusy(conn) && PQstatus(conn) == CONNECTION_OK) {
+    o.ok = false;
+    o.message += "no answer in time";
+    return;
+  }
+  while (PGresult* r = PQgetResult(conn)) {
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR) {
+      o.ok = false;
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      if (state != nullptr && o.sqlstate.empty()) o.sqlstate = state;
+      o.message += PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+}
+
+Outcome run_query(PGconn* conn, const std::string& query, std::chrono::milliseconds timeout = 20s) {
+  Outcome o;
+  {
+    NoticesInto notices(conn, o);
+    if (PQsendQuery(conn, query.c_str()) != 1) {
+      o.message += PQerrorMessage(conn);
+      return o;
+    }
+  }
+  finish(conn, o, timeout);
+  return o;
+}
 
 class ProxyRouting : public ClusterSuite<ProxyRouting> {
  public:
@@ -59,6 +131,21 @@ class ProxyRouting : public ClusterSuite<ProxyRouting> {
     for (int i = 0; i < n; ++i) ++seen[value(c, "SELECT inet_server_port()::text")];
     return seen;
   }
+
+  // A proxy setting in pgfleet.yaml changed, then RELOAD.
+  void set_proxy_setting(const std::string& key, const std::string& value) {
+    std::string yaml = read_text(cluster().config_path());
+    std::regex line("\n  " + key + ": [^\n]*");
+    ASSERT_TRUE(std::regex_search(yaml, line)) << key << " not in pgfleet.yaml:\n" << yaml;
+    write_text(cluster().config_path(), std::regex_replace(yaml, line, "\n  " + key + ": " + value));
+    auto r = psql(cluster().admin_uri(), {"-c", "RELOAD"});
+    ASSERT_TRUE(r.ok()) << "RELOAD: " << r.output;
+  }
+  int64_t agent_pid(const std::string& name) {
+    auto n = node_of(cluster().status_json(), name);
+    return n["agent_pid"].is_null() ? 0 : n["agent_pid"].get<int64_t>();
+  }
+  std::string node_state(const std::string& name) { return str(node_of(cluster().status_json(), name), "state"); }
 
   // Both replicas stream and the proxy's poller sees them healthy.
   void wait_replicas_ready() {
@@ -377,6 +464,104 @@ TEST_F(ProxyRouting, PgbenchSelectOnlySpreadsOverTheReplicas) {
 namespace pgfleet::itest {
 namespace {
 
+TEST_F(ProxyRouting, PrimaryReadWeightGivesThePrimaryAShareOfReads) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  ASSERT_NO_FATAL_FAILURE(set_proxy_setting("primary_read_weight", "1"));
+  EXPECT_EQ(query_table(cluster().admin_uri(), "SHOW NODES").at(0, "read_weight"), "1");
+  // Weights 1/1/1: about a third of the reads on the primary (a fresh client: no causal history).
+  auto c = connect_or_throw(rw());
+  auto seen = read_ports(c, 60);
+  set_proxy_setting("primary_read_weight", "0");
+  EXPECT_GE(seen[port_of(1)], 10) << "primary_read_weight 1 gave the primary too few reads";
+  EXPECT_LE(seen[port_of(1)], 30) << "primary_read_weight 1 gave the primary too many reads";
+  EXPECT_GE(seen[port_of(2)], 10);
+  EXPECT_GE(seen[port_of(3)], 10);
+  // Back to 0: none.
+  auto again = connect_or_throw(rw());
+  EXPECT_EQ(read_ports(again, 30).count(port_of(1)), 0u) << "primary_read_weight 0 still sends reads to the primary";
+}
+
+TEST_F(ProxyRouting, StoppedReplicasGetNoReadsAndTheReplicasPortSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  size_t log_before = read_text(cluster().proxy_log()).size();
+  // node3's agent stops (SIGTERM): it stops PostgreSQL and reports the node stopped in the DCS.
+  int64_t agent3 = agent_pid("node3");
+  ASSERT_GT(agent3, 0);
+  ASSERT_EQ(::kill(static_cast<pid_t>(agent3), SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(agent3); }, 60s));
+  EXPECT_EQ(node_state("node3"), "stopped");
+  auto c = connect_or_throw(rw());
+  // No read reaches node3 (a read that did would fail there and be retried: count where they ran).
+  EXPECT_EQ(read_ports(c, 30), (std::map<std::string, int>{{port_of(2), 30}}));
+  EXPECT_EQ(sql_value(replicas_port(), "SELECT inet_server_port()::text"), port_of(2));
+
+  // node2 too: no replica is left.
+  int64_t agent2 = agent_pid("node2");
+  ASSERT_GT(agent2, 0);
+  ASSERT_EQ(::kill(static_cast<pid_t>(agent2), SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(agent2); }, 60s));
+  EXPECT_EQ(node_state("node2"), "stopped");
+  // The rw-split port reads on the primary, counts it and logs it (at most every 10 s per thread).
+  int64_t no_replica_before = 0;
+  auto routing = query_table(cluster().admin_uri(), "SHOW ROUTING");
+  for (size_t i = 0; i < routing.rows.size(); ++i) {
+    if (routing.at(i, "reason") == "no_replica") no_replica_before = std::stoll(routing.at(i, "statements"));
+  }
+  EXPECT_EQ(read_ports(c, 10), (std::map<std::string, int>{{port_of(1), 10}}));
+  bool logged = eventually(
+      [&] {
+        (void)read_ports(c, 2);
+        return read_text(cluster().proxy_log()).find("reads go to the primary: no replica is healthy", log_before) !=
+               std::string::npos;
+      },
+      15s, 500ms);
+  EXPECT_TRUE(logged) << tail_lines(read_text(cluster().proxy_log()), 20);
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto t = query_table(cluster().admin_uri(), "SHOW ROUTING");
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+          if (t.at(i, "reason") == "no_replica") return std::stoll(t.at(i, "statements")) >= no_replica_before + 10;
+        }
+        return false;
+      },
+      5s))
+      << query_table(cluster().admin_uri(), "SHOW ROUTING").dump();
+
+  // The replicas port refuses, saying why, unless replicas_fallback_to_primary is set.
+  {
+    auto r = connect_or_throw(replicas_port());
+    auto o = run_query(r.raw(), "SELECT inet_server_port()::text");
+    EXPECT_FALSE(o.ok);
+    EXPECT_EQ(o.sqlstate, "57P03") << o.message;
+    EXPECT_NE(o.message.find("no replica"), std::string::npos) << o.message;
+  }
+  set_proxy_setting("replicas_fallback_to_primary", "true");
+  EXPECT_EQ(sql_value(replicas_port(), "SELECT inet_server_port()::text"), port_of(1));
+  set_proxy_setting("replicas_fallback_to_primary", "false");
+
+  // Both come back and take reads again.
+  for (const char* n : {"node2", "node3"}) {
+    auto r = cluster().pgfleet({"restart", n, "--timeout", "90"}, 120s);
+    ASSERT_TRUE(r.ok()) << r.output;
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  EXPECT_TRUE(eventually([&] { return read_ports(c, 10).count(port_of(1)) == 0; }, 30s, 200ms));
+}
+
+TEST_F(ProxyRouting, ATerminatedBackendOnAHealthyPrimaryIsNotCalledAFailover) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  auto c = connect_or_throw(with_param(rw(), "application_name=terminated_probe"));
+  ASSERT_TRUE(c.exec("BEGIN").ok());
+  std::string pid = value(c, "SELECT pg_backend_pid()::text");
+  EXPECT_EQ(sql_value(node(1), "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  // The client gets PostgreSQL's own error, not a failover that did not happen.
+  auto o = run_query(c.raw(), "SELECT 1");
+  EXPECT_FALSE(o.ok);
+  EXPECT_EQ(o.sqlstate, "57P01") << o.message;
+  EXPECT_NE(o.message.find("terminating connection due to administrator command"), std::string::npos) << o.message;
+  EXPECT_EQ(o.message.find("failover"), std::string::npos) << o.message;
+}
+
 TEST_F(ProxyRouting, AReadWhoseReplicaConnectionDiesIsRetriedElsewhere) {
   ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
   auto c = connect_or_throw(with_param(rw(), "application_name=retry_probe"));
@@ -433,15 +618,12 @@ TEST_F(ProxyRouting, ZSwitchoverSendsNewTransactionsToTheNewPrimaryAndKeepsIdleC
   auto r = cluster().pgfleet({"switchover", "--to", "node2", "--timeout", "90"}, 120s);
   ASSERT_TRUE(r.ok()) << r.output;
 
-  // The client that was in a transaction on node1 gets an error of the failover kind.
-  PGresult* res = PQexec(in_tx.raw(), "INSERT INTO rt_fo VALUES (2)");
-  std::string state = PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "";
-  std::string message = PQresultErrorMessage(res);
-  bool failed = PQresultStatus(res) != PGRES_COMMAND_OK;
-  PQclear(res);
-  if (state.empty() && PQstatus(in_tx.raw()) == CONNECTION_BAD) state = "08006";  // libpq saw the connection go
-  EXPECT_TRUE(failed) << "a transaction begun on the old primary went on";
-  EXPECT_TRUE(state == "57P01" || state.rfind("08", 0) == 0) << state << ": " << message;
+  // The client that was in a transaction on node1 gets an error that names the failover.
+  auto o = run_query(in_tx.raw(), "INSERT INTO rt_fo VALUES (2)");
+  EXPECT_FALSE(o.ok) << "a transaction begun on the old primary went on";
+  EXPECT_TRUE(o.sqlstate == "57P01" || o.sqlstate == "08006") << o.sqlstate << ": " << o.message;
+  // The proxy is paused during a switchover: it says so, naming the old primary.
+  EXPECT_NE(o.message.find("switchover: the primary node1"), std::string::npos) << o.message;
 
   // The idle client survives; its new transactions run on the new primary.
   EXPECT_TRUE(eventually([&] { return value(idle, "INSERT INTO rt_fo VALUES (3) RETURNING inet_server_port()::text") == port_of(2); },
@@ -450,6 +632,81 @@ TEST_F(ProxyRouting, ZSwitchoverSendsNewTransactionsToTheNewPrimaryAndKeepsIdleC
   // Reads still avoid the primary (node1 is now a replica of node2).
   auto reader = connect_or_throw(rw());
   EXPECT_TRUE(eventually([&] { return read_ports(reader, 10).count(port_of(2)) == 0; }, 60s, 500ms));
+}
+
+// After the switchover: the host of the primary (node2) dies, agent and postmaster at once.
+TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsIdleClients) {
+  std::string old_primary = cluster().status_json().value("leader", "");
+  ASSERT_FALSE(old_primary.empty());
+  int k = old_primary.back() - '0';
+  sql(primary_port(), "DROP TABLE IF EXISTS rt_crash; CREATE TABLE rt_crash (id int)");
+  auto idle = connect_or_throw(rw());
+  EXPECT_EQ(value(idle, "INSERT INTO rt_crash VALUES (0) RETURNING inet_server_port()::text"), port_of(k));
+  // Both other nodes stream from this primary and have the table (replication is asynchronous:
+  // a replica promoted before it had them would not).
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  for (int other = 1; other <= 3; ++other) {
+    if (other == k) continue;
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto r = try_sql(node(other), "SELECT count(*)::text FROM rt_crash", 2s);
+          return r.ok() && !r->empty() && r->front()[0].value_or("") == "1";
+        },
+        30s, 100ms))
+        << "node" << other << " did not replay the table";
+  }
+  auto in_tx = connect_or_throw(rw());  // idle in a transaction
+  ASSERT_TRUE(in_tx.exec("BEGIN").ok());
+  ASSERT_TRUE(in_tx.exec("INSERT INTO rt_crash VALUES (1)").ok());
+  auto busy = connect_or_throw(rw());  // in a transaction, a statement running
+  ASSERT_TRUE(busy.exec("BEGIN").ok());
+  ASSERT_TRUE(busy.exec("INSERT INTO rt_crash VALUES (2)").ok());
+  ASSERT_EQ(PQsendQuery(busy.raw(), "SELECT pg_sleep(60)"), 1);
+  std::this_thread::sleep_for(300ms);
+
+  auto n = node_of(cluster().status_json(), old_primary);
+  ASSERT_FALSE(n["agent_pid"].is_null());
+  ASSERT_FALSE(n["pid"].is_null());
+  ::kill(static_cast<pid_t>(n["agent_pid"].get<int64_t>()), SIGKILL);
+  ::kill(static_cast<pid_t>(n["pid"].get<int64_t>()), SIGKILL);
+  auto killed = Clock::now();
+
+  // The running statement ends at once with an error naming the failover, not 60 s later.
+  Outcome b;
+  finish(busy.raw(), b, 15s);
+  double seconds = std::chrono::duration<double>(Clock::now() - killed).count();
+  std::cout << "the client with a statement running heard after " << seconds << " s: " << b.message;
+  EXPECT_FALSE(b.ok);
+  EXPECT_EQ(b.sqlstate, "08006") << b.message;
+  EXPECT_NE(b.message.find("failover"), std::string::npos) << b.message;
+  EXPECT_NE(b.message.find("the primary " + old_primary), std::string::npos) << b.message;
+  EXPECT_LT(seconds, 5.0);
+  // The client idle in its transaction hears it at its next statement.
+  auto t = run_query(in_tx.raw(), "INSERT INTO rt_crash VALUES (3)");
+  EXPECT_FALSE(t.ok);
+  EXPECT_EQ(t.sqlstate, "08006") << t.message;
+  EXPECT_NE(t.message.find("failover"), std::string::npos) << t.message;
+  EXPECT_NE(t.message.find("rolled back"), std::string::npos) << t.message;
+
+  // A new primary is elected once the lease expires; the idle client then writes there.
+  std::string fresh;
+  ASSERT_TRUE(eventually(
+      [&] {
+        fresh = cluster().status_json().value("leader", "");
+        return !fresh.empty() && fresh != old_primary;
+      },
+      90s, 500ms))
+      << cluster().status_json().dump(2);
+  std::string port;
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = query_with_deadline(idle, "INSERT INTO rt_crash VALUES (4) RETURNING inet_server_port()::text");
+        port = r && !r->empty() ? r->front()[0].value_or("") : "";
+        return port == port_of(fresh.back() - '0');
+      },
+      30s, 200ms))
+      << "the idle client wrote on " << port << ", new primary " << fresh << ", status " << PQstatus(idle.raw());
+  EXPECT_EQ(sql_value(primary_port(), "SELECT count(*) FROM rt_crash WHERE id IN (1, 2, 3)"), "0");
 }
 
 }  // namespace

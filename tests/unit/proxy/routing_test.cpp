@@ -255,3 +255,47 @@ TEST(EndOfInsertedWal, PageHeadersAreNotWal) {
 
 }  // namespace
 }  // namespace pgfleet::proxy
+
+namespace pgfleet::proxy {
+namespace {
+
+// A client's connection to the primary node1 died; what the proxy tells it, as it learns more.
+TEST(LostPrimaryCause, ANewLeaderIsNamedAtOnce) {
+  EXPECT_EQ(lost_primary_cause({.node = "node1", .primary = "node2"}), LostPrimaryCause::kMovedTo);
+  // Even while the old node still answers (it was demoted, or is cut off from the DCS).
+  EXPECT_EQ(lost_primary_cause({.node = "node1", .primary = "node2", .polled_after = true}), LostPrimaryCause::kMovedTo);
+}
+
+TEST(LostPrimaryCause, NoLeaderMeansAFailoverIsUnderWay) {
+  EXPECT_EQ(lost_primary_cause({.node = "node1", .primary = ""}), LostPrimaryCause::kGone);
+}
+
+TEST(LostPrimaryCause, AnUnreachablePrimaryIsCalledGoneAfterHalfASecond) {
+  LostPrimaryView v{.node = "node1", .primary = "node1", .polls_failed = true, .waited_ms = 100};
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kWait) << "a new leader may be named in a moment";
+  v.waited_ms = kLostPrimaryDownMs;
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kGone);
+}
+
+TEST(LostPrimaryCause, AHealthyPrimaryMeansOnlyTheConnectionEnded) {
+  LostPrimaryView v{.node = "node1", .primary = "node1", .waited_ms = 20};
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kWait) << "no poll since the loss yet";
+  v.polled_after = true;
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kConnectionOnly);
+  v.in_recovery = true;
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kDemoted);
+  // A failed poll outweighs good ones (they may have raced the node's death).
+  v.in_recovery = false;
+  v.polls_failed = true;
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kWait);
+}
+
+TEST(LostPrimaryCause, TheClientWaitsAtMostTheBound) {
+  LostPrimaryView v{.node = "node1", .primary = "node1", .waited_ms = kLostPrimaryMaxWaitMs - 1};
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kWait);
+  v.waited_ms = kLostPrimaryMaxWaitMs;
+  EXPECT_EQ(lost_primary_cause(v), LostPrimaryCause::kConnectionOnly);
+}
+
+}  // namespace
+}  // namespace pgfleet::proxy
