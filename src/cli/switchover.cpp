@@ -14,6 +14,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
+#include "http/client.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
 #include "util/errors.hpp"
@@ -147,6 +148,27 @@ cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::str
   return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary");
 }
 
+// Asks the leader's agent (POST /switchover with the cluster's token), as Patroni's patronictl
+// does; false when its API cannot be used (HTTPS, no token, unreachable), so the caller writes
+// the request to the DCS itself. A refusal by the agent is an error for the user.
+bool switchover_over_http(const cluster::Cluster& c, const std::string& leader, const std::string& to) {
+  const auto* node = c.config.find_node(leader);
+  if (node == nullptr || c.config.http_tls || c.secrets.api_token.empty()) return false;
+  nlohmann::json body = {{"leader", leader}};
+  if (!to.empty()) body["candidate"] = to;
+  auto reply = http::request(node->host.empty() ? cluster::connect_host(c.config) : node->host, node->api_port, "POST",
+                             "/switchover", {"Authorization: Bearer " + c.secrets.api_token, "Content-Type: application/json"},
+                             body.dump(), std::chrono::seconds(1));  // the proxy is paused meanwhile
+  if (!reply) return false;
+  if (reply->status == 202) return true;
+  std::string why = reply->body;
+  try {
+    why = nlohmann::json::parse(reply->body).value("error", reply->body);
+  } catch (const nlohmann::json::exception&) {
+  }
+  throw UserError(fmt::format("{}'s agent refused the switchover (HTTP {}): {}", leader, reply->status, why));
+}
+
 }  // namespace
 
 int run_switchover(const std::string& dir, const std::string& to, int64_t at_unix_ms, int timeout_seconds) {
@@ -185,7 +207,9 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     ProxyPause pause(c);
     pause.drain(c, leader, std::chrono::milliseconds(5000));
     drained = Clock::now();
-    if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
+    if (!switchover_over_http(c, leader, to)) {
+      if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
+    }
     try {
       after = wait_for_leader(c, leader, to, timeout_seconds);
     } catch (...) {

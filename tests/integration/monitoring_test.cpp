@@ -313,6 +313,9 @@ TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {
   // A switchover is counted and timed in the cluster metrics (agents and the proxy's port).
   auto sw = pgfleet({"switchover", "--to", "node3"});
   ASSERT_TRUE(sw.ok()) << sw.output;
+  // The CLI asked the leader's agent over its API, with the token.
+  auto agent_log = pgfleet({"logs", "node1", "--agent", "-n", "200"});
+  EXPECT_NE(agent_log.output.find("http: switchover from node1 to node3 requested"), std::string::npos) << agent_log.output;
   std::string proxy;
   EXPECT_TRUE(eventually(
       [&] {
