@@ -58,7 +58,8 @@ struct Member {
   std::string current_lsn;       // primary: pg_current_wal_lsn()
   std::string received_lsn;      // replica: pg_last_wal_receive_lsn()
   std::string replayed_lsn;      // replica: pg_last_wal_replay_lsn()
-  double replay_delay_seconds = 0;  // replica: now - last replayed commit, when behind
+  double replay_delay_seconds = 0;  // replica: now - last replayed commit, when behind (probe: -1
+                                    // when behind with no commit replayed since start; see agent)
   std::string upstream;          // node streamed from ("" for the primary)
   bool wal_receiver_streaming = false;
   int restarts = 0;              // postmaster restarts after crashes, by this agent

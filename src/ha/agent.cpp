@@ -231,6 +231,14 @@ class Agent {
       return;
     }
     accepting_ = true;
+    // Behind, but no commit replayed since this server started (so no timestamp to subtract):
+    // the lag is at least how long it has been behind as seen by this agent.
+    if (member_.replay_delay_seconds < 0) {
+      if (behind_since_ == Clock::time_point{}) behind_since_ = Clock::now();
+      member_.replay_delay_seconds = std::chrono::duration<double>(Clock::now() - behind_since_).count();
+    } else {
+      behind_since_ = {};
+    }
     // The WAL position when the synchronous setting in force took effect (first seen as primary,
     // or changed): commits before it were acknowledged under the previous setting.
     std::string sync_key = member_.role + "|" + member_.sync_standby_names + "|" + std::to_string(postmaster_);
@@ -904,6 +912,7 @@ class Agent {
   std::atomic<bool> watchdog_stop_{false};
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
+  Clock::time_point behind_since_{};  // replica behind without a replayed commit to date it from
   std::chrono::seconds backoff_{0};
 };
 

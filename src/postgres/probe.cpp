@@ -16,7 +16,7 @@ SELECT pg_is_in_recovery(),
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        (SELECT status FROM pg_stat_wal_receiver),
        CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END,
+            ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), -1) END,
        extract(epoch FROM pg_postmaster_start_time())::bigint,
        current_setting('synchronous_standby_names'))";
 

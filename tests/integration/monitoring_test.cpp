@@ -256,9 +256,17 @@ TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {
   ASSERT_TRUE(wait_all_streaming());
   ASSERT_TRUE(wait_status(2, "/replica", 200));
   std::string primary = node_url("node1"), replica = node_url("node2");
+  // node3 restarted, its replay paused before it replays any commit: it has no replay timestamp
+  // to date its lag from (pg_last_xact_replay_timestamp() is NULL), yet its lag must show.
+  auto restarted = pgfleet({"restart", "node3"});
+  ASSERT_TRUE(restarted.ok()) << restarted.output;
+  ASSERT_TRUE(wait_state("node3", "streaming"));
+  std::string fresh = node_url("node3");
+  sql(fresh, "SELECT pg_wal_replay_pause()");
+  ASSERT_EQ(sql_value(fresh, "SELECT pg_last_xact_replay_timestamp() IS NULL"), "t");
 
-  // Replay paused on node2 while the primary writes: lag grows in bytes and seconds. (A replica
-  // that replayed no commit since it started has no replay timestamp: one commit replayed first.)
+  // Replay paused on node2 while the primary writes: lag grows in bytes and seconds. (node2
+  // replays one commit first, so its lag is dated from that commit.)
   sql(primary, "CREATE TABLE before_pause (x int)");
   ASSERT_TRUE(eventually([&] { return sql_value(replica, "SELECT to_regclass('before_pause') IS NOT NULL") == "t"; }, 30s));
   sql(replica, "SELECT pg_wal_replay_pause()");
@@ -291,6 +299,12 @@ TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {
   EXPECT_EQ(status_of(api_port(2), "/replica?lag=1GB"), 200);
   EXPECT_EQ(status_of(api_port(2), "/replica"), 200);
   expect_promtool_accepts(scrape(api_port(2)), "paused-replica");
+
+  EXPECT_TRUE(eventually(
+      [&] { return metric(scrape(api_port(3)), "pgfleet_replication_lag_seconds").value_or(0) >= 1.0; }, 30s, 500ms))
+      << "a replica behind with no replayed commit shows no lag in seconds:\n" << scrape(api_port(3));
+  sql(fresh, "SELECT pg_wal_replay_resume()");
+  EXPECT_TRUE(eventually([&] { return metric(scrape(api_port(3)), "pgfleet_replication_lag_seconds") == 0.0; }, 30s, 300ms));
 
   sql(replica, "SELECT pg_wal_replay_resume()");
   EXPECT_TRUE(eventually([&] { return metric(scrape(api_port(2)), "pgfleet_replication_lag_bytes") == 0.0; }, 30s, 300ms));
