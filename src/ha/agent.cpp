@@ -493,7 +493,8 @@ class Agent {
         // primary adds promoted_ms, so the change's duration can be reported.
         int64_t started = view.leader || leader_expired_at_ == 0 ? unix_ms() : unix_ms() - (mono_ms() - leader_expired_at_);
         nlohmann::json entry = {{"time_ms", unix_ms()}, {"from", view.leader ? view.leader->holder : previous_leader_},
-                                {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn},
+                                {"to", a.target}, {"reason", a.reason},
+                                {"lsn", a.lsn != 0 ? postgres::format_lsn(a.lsn) : member_.received_lsn},
                                 {"started_ms", started}};
         (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
         // Once per change, by the agent recording it: the new primary after a failover, the old one

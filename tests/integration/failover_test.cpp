@@ -1,6 +1,7 @@
 // Automatic failover, switchover and rejoin through the real binary: what an operator checks.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -112,6 +113,35 @@ TEST_F(FailoverTest, SwitchoverUnderWritesThroughTheProxyGivesNoClientError) {
   EXPECT_EQ(sql_value(proxy_primary(), "SELECT count(*) FROM ha_log"), std::to_string(writer.acknowledged.load()));
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
   EXPECT_EQ(node_status("node1")["upstream"], "node2");
+}
+
+TEST_F(FailoverTest, SwitchoverWithoutTargetIsRecordedOnceInTheHistory) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  auto r = pgfleet({"switchover", "--timeout", "60"});
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  const std::string fresh = leader();
+  ASSERT_NE(fresh, "node1");
+  // The new primary records a failover right after promoting if it takes the change for one:
+  // give it time to do so before counting.
+  nlohmann::json history;
+  ASSERT_TRUE(eventually([&] { return !(history = status_json()["history"]).empty() && !history.back()["duration_ms"].is_null(); },
+                         10s))
+      << status_json().dump(2);
+  std::this_thread::sleep_for(2s);
+  history = status_json()["history"];
+  ASSERT_EQ(history.size(), 1u) << history.dump(2);
+  const auto& h = history[0];
+  EXPECT_EQ(h["from"], "node1");
+  EXPECT_EQ(h["to"], fresh);
+  EXPECT_TRUE(h["reason"].get<std::string>().starts_with("switchover from node1 to " + fresh)) << h.dump();
+  EXPECT_TRUE(h["lsn"].is_string() && h["lsn"].get<std::string>().find('/') != std::string::npos) << h.dump();
+  EXPECT_GT(h["duration_ms"].get<int64_t>(), 0) << h.dump();
+  EXPECT_LT(h["duration_ms"].get<int64_t>(), 30000) << h.dump();
+  // `pgfleet history` shows the same single line.
+  auto text = pgfleet({"history"});
+  ASSERT_TRUE(text.ok()) << text.output;
+  EXPECT_EQ(std::count(text.output.begin(), text.output.end(), '\n'), 1) << text.output;
+  EXPECT_NE(text.output.find("node1 -> " + fresh), std::string::npos) << text.output;
 }
 
 TEST_F(FailoverTest, PauseStopsAutomaticFailover) {
