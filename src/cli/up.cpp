@@ -128,6 +128,16 @@ void create_replication_role(const cluster::Cluster& c, const std::string& prima
   if (!created) throw UserError("cannot create the replication role: " + created.error());
 }
 
+// Asked of the server itself: the status its agent published may predate a crash by a loop.
+bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
+  const auto* n = c.config.find_node(node);
+  if (n == nullptr) return false;
+  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, *n));
+  if (!conn) return false;
+  auto r = conn->scalar("SELECT pg_is_in_recovery()");
+  return r && r.value() == std::optional<std::string>("f");
+}
+
 // Where `up` spends its time, printed at the end (bench/up.sh reads it).
 struct Timings {
   using Clock = std::chrono::steady_clock;
@@ -163,13 +173,21 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
     }
   }
   if (cluster::agent_pid(c.layout, primary) == 0) cluster::start_agent(c.layout, primary);
-  cluster::wait_until(
+  // The primary's agent may hand over instead of restarting a crashed postmaster: then the new
+  // leader is the primary to wait for.
+  auto ready = cluster::wait_until(
       c,
       [&](const cluster::ClusterStatus& s) {
         const auto* n = s.find(primary);
-        return n && n->state == "running" && n->role == "primary";
+        if (n && n->state == "running" && n->role == "primary") return accepts_writes(c, primary);
+        const auto* l = s.leader != primary ? s.find(s.leader) : nullptr;
+        return l && l->state == "running" && l->role == "primary" && l->agent_pid != 0 && accepts_writes(c, l->name);
       },
       std::chrono::seconds(timeout_seconds), "primary " + primary + " to accept connections");
+  if (const auto* n = ready.find(primary); !(n && n->state == "running" && n->role == "primary")) {
+    std::cout << primary << " handed over: " << ready.leader << " is the primary now" << std::endl;
+    primary = ready.leader;
+  }
   create_replication_role(c, primary);
 
   for (const auto& n : c.config.nodes) {

@@ -687,6 +687,15 @@ class Agent {
       note_error("no data directory at " + layout_.data_dir(name_));
       return;
     }
+    // Right after a kill -9 the new server would refuse to start (and count as another crash,
+    // with back-off); the old one is gone within moments.
+    if (std::string why = postgres::previous_server_lingers(layout_, name_); !why.empty()) {
+      if (why != lingering_) log::info("not starting PostgreSQL yet: {}", why);
+      lingering_ = why;
+      restart_at_ = Clock::now() + 50ms;
+      return;
+    }
+    lingering_.clear();
     apply_config();
     fs::make_directories(layout_.socket_dir(), 0700);
     pid_t pid = process::spawn({bins_.path("postgres"), "-D", layout_.data_dir(name_)}, layout_.postgres_log(name_));
@@ -906,6 +915,7 @@ class Agent {
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
   std::chrono::seconds backoff_{0};
+  std::string lingering_;  // why the last start waited for the previous server to go (logged once)
 };
 
 }  // namespace

@@ -97,6 +97,31 @@ TEST_F(FailoverTest, PostmasterCrashOfThePrimaryIsRestartedInPlaceWithoutFailove
   EXPECT_TRUE(status_json()["history"].empty());
 }
 
+TEST_F(FailoverTest, UpRightAfterKill9WaitsForTheNodesToComeBack) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  // A replica's "host" crashes and `up` runs at once: its postmaster may still exist (a zombie
+  // nobody reaped yet, backends holding its shared memory), which a new server refuses.
+  int64_t old_replica = pid_of("node2", "pid");
+  ::kill(static_cast<pid_t>(pid_of("node2", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(old_replica), SIGKILL);
+  auto r = up();
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_NE(pid_of("node2", "pid"), old_replica);
+
+  // The primary's postmaster is killed (its agent lives: the node shows "crashed" until the agent
+  // restarts it) while another node's agent is down, and `up` runs at once: it waits, not fails.
+  int64_t old_primary = pid_of("node1", "pid");
+  ::kill(static_cast<pid_t>(pid_of("node3", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(old_primary), SIGKILL);
+  r = up();
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_NE(pid_of("node1", "pid"), old_primary);
+  EXPECT_NE(pid_of("node3", "agent_pid"), 0);
+  EXPECT_TRUE(try_sql(proxy_primary(), "SELECT 1", 10s).ok());
+}
+
 TEST_F(FailoverTest, SwitchoverUnderWritesThroughTheProxyGivesNoClientError) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   sql(proxy(), "CREATE TABLE ha_log (id int)", 10s);
