@@ -263,7 +263,8 @@ int run_history(const std::string& dir, bool json) {
   }
   if (status.history.empty()) std::cout << "no failover or switchover yet\n";
   for (const auto& h : status.history) {
-    std::cout << fmt::format("{}  {} -> {}  {}\n", h.time, h.from.empty() ? "-" : h.from, h.to, h.reason);
+    std::string took = h.duration_ms >= 0 ? fmt::format("  ({:.2f} s)", static_cast<double>(h.duration_ms) / 1000.0) : "";
+    std::cout << fmt::format("{}  {} -> {}{}  {}\n", h.time, h.from.empty() ? "-" : h.from, h.to, took, h.reason);
   }
   return 0;
 }

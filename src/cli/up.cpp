@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <cerrno>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "cluster/topology.hpp"
+#include "dcs/member.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
 #include "util/errors.hpp"
@@ -128,6 +131,31 @@ void create_replication_role(const cluster::Cluster& c, const std::string& prima
   if (!created) throw UserError("cannot create the replication role: " + created.error());
 }
 
+// Asked of the server itself: the status its agent published may predate a crash by a loop.
+bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
+  const auto* n = c.config.find_node(node);
+  if (n == nullptr) return false;
+  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, *n));
+  if (!conn) return false;
+  auto r = conn->scalar("SELECT pg_is_in_recovery()");
+  return r && r.value() == std::optional<std::string>("f");
+}
+
+// True once the running agent of `node` has published its own status: until then the DCS may
+// hold the status of a killed predecessor (its member key lives on for a TTL). The pid is read
+// from the pidfile each time: right after the new agent locks it, it may still hold the old pid.
+bool published_by_its_agent(const cluster::Cluster& c, const std::string& node) {
+  pid_t pid = cluster::agent_pid(c.layout, node);
+  if (pid <= 1) return false;
+  auto m = c.dcs->get(dcs::keys::member(node));
+  if (!m || !m.value()) return false;
+  try {
+    return dcs::member_from_json(nlohmann::json::parse(m.value()->value)).agent_pid == pid;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
 // Where `up` spends its time, printed at the end (bench/up.sh reads it).
 struct Timings {
   using Clock = std::chrono::steady_clock;
@@ -162,14 +190,27 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
       throw UserError(initialized.error());
     }
   }
-  if (cluster::agent_pid(c.layout, primary) == 0) cluster::start_agent(c.layout, primary);
-  cluster::wait_until(
+  std::set<std::string> started;  // nodes whose agent `up` started: it waits for their own status
+  if (cluster::agent_pid(c.layout, primary) == 0) {
+    cluster::start_agent(c.layout, primary);
+    started.insert(primary);
+  }
+  // The primary's agent may hand over instead of restarting a crashed postmaster: then the new
+  // leader is the primary to wait for.
+  auto ready = cluster::wait_until(
       c,
       [&](const cluster::ClusterStatus& s) {
         const auto* n = s.find(primary);
-        return n && n->state == "running" && n->role == "primary";
+        if (n && n->state == "running" && n->role == "primary")
+          return (!started.contains(primary) || published_by_its_agent(c, primary)) && accepts_writes(c, primary);
+        const auto* l = s.leader != primary ? s.find(s.leader) : nullptr;
+        return l && l->state == "running" && l->role == "primary" && l->agent_pid != 0 && accepts_writes(c, l->name);
       },
       std::chrono::seconds(timeout_seconds), "primary " + primary + " to accept connections");
+  if (const auto* n = ready.find(primary); !(n && n->state == "running" && n->role == "primary")) {
+    std::cout << primary << " handed over: " << ready.leader << " is the primary now" << std::endl;
+    primary = ready.leader;
+  }
   create_replication_role(c, primary);
 
   for (const auto& n : c.config.nodes) {
@@ -180,7 +221,10 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
       cluster::build_replica(c, bins, n.name);
       timings.basebackup += Timings::since(t);
     }
-    if (cluster::agent_pid(c.layout, n.name) == 0) cluster::start_agent(c.layout, n.name);
+    if (cluster::agent_pid(c.layout, n.name) == 0) {
+      cluster::start_agent(c.layout, n.name);
+      started.insert(n.name);
+    }
     bool is_upstream = false;
     for (const auto& other : c.config.nodes) {
       is_upstream = is_upstream || cluster::upstream_of(c.config, other.name, primary) == n.name;
@@ -197,7 +241,12 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
     }
   }
   auto status = cluster::wait_until(
-      c, [&](const cluster::ClusterStatus& s) { return cluster::all_streaming(c.config, s); },
+      c,
+      [&](const cluster::ClusterStatus& s) {
+        for (const auto& node : started)
+          if (!published_by_its_agent(c, node)) return false;
+        return cluster::all_streaming(c.config, s);
+      },
       std::chrono::seconds(timeout_seconds), "every replica to stream");
   if (c.config.proxy.enabled && status.proxy.pid == 0) {
     cluster::start_proxy(c.layout, c.config);

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -239,15 +241,31 @@ bool all_streaming(const ClusterConfig& config, const ClusterStatus& status) {
 ClusterStatus wait_until(const Cluster& cluster, const std::function<bool(const ClusterStatus&)>& done,
                          std::chrono::seconds timeout, const std::string& what) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  // A crash (kill -9, OOM) just before or during the wait is its agent's to handle: it restarts
+  // the postmaster at once or hands over. Only a node that crashes again after that (a server
+  // that cannot start) fails the wait early; the restart count tells them apart.
+  std::map<std::string, int64_t> first_crash;  // node -> its restart count when first seen crashed
   while (true) {
     ClusterStatus status = cluster.status();
     if (done(status)) return status;
     const NodeStatus* crashed = nullptr;
     for (const auto& n : status.nodes) {
-      if (n.state == "crashed") crashed = &n;
+      if (n.state != "crashed") continue;
+      auto [seen, first] = first_crash.try_emplace(n.name, n.restarts);
+      if (first) {
+        std::cout << fmt::format("PostgreSQL on {} crashed; waiting for its agent to restart it or hand over "
+                                 "(up to {} s)",
+                                 n.name, std::chrono::duration_cast<std::chrono::seconds>(
+                                             deadline - std::chrono::steady_clock::now())
+                                             .count())
+                  << std::endl;
+      } else if (n.restarts > seen->second) {
+        crashed = &n;
+      }
     }
     if (crashed != nullptr) {
-      throw UserError(fmt::format("PostgreSQL on {} stopped unexpectedly while waiting for {}.\nLast lines of {}:\n{}",
+      throw UserError(fmt::format("PostgreSQL on {} stopped unexpectedly again after its agent restarted it, while "
+                                  "waiting for {}.\nLast lines of {}:\n{}",
                                   crashed->name, what, cluster.layout.postgres_log(crashed->name),
                                   fs::tail(cluster.layout.postgres_log(crashed->name), 15)),
                       "fix the cause shown above; PostgreSQL settings come from `postgresql:` in pgfleet.yaml, "

@@ -60,7 +60,8 @@ bool stop_proxy(const Layout& layout, std::chrono::seconds timeout);
 
 // Polls the cluster status until `done` is true; throws UserError describing `what` (and the
 // last status plus the tail of each failing node's log) at the timeout, or at once when a
-// node's postmaster crashes meanwhile (a server that cannot start fails fast, not at the timeout).
+// node's postmaster crashes again after its agent restarted it (a server that cannot start fails
+// fast, not at the timeout; one crash, e.g. a kill -9, is waited out).
 ClusterStatus wait_until(const Cluster& cluster, const std::function<bool(const ClusterStatus&)>& done,
                          std::chrono::seconds timeout, const std::string& what);
 // True when every node is up: the primary running, every replica streaming, and in sync

@@ -155,6 +155,9 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
         e.to = j.value("to", "");
         e.reason = j.value("reason", "");
         e.lsn = j.value("lsn", "");
+        // started_ms by the agent recording the change, promoted_ms by the new primary.
+        int64_t started = j.value("started_ms", int64_t{0}), promoted = j.value("promoted_ms", int64_t{0});
+        if (started > 0 && promoted >= started) e.duration_ms = promoted - started;
         status.history.push_back(e);
       } catch (const nlohmann::json::exception&) {
       }
@@ -213,7 +216,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
   nlohmann::json history = nlohmann::json::array();
   for (const auto& h : status.history) {
     history.push_back({{"time", h.time}, {"from", opt_text(h.from)}, {"to", h.to}, {"reason", h.reason},
-                       {"lsn", opt_text(h.lsn)}});
+                       {"lsn", opt_text(h.lsn)},
+                       {"duration_ms", h.duration_ms >= 0 ? nlohmann::json(h.duration_ms) : nlohmann::json(nullptr)}});
   }
   nlohmann::json proxy = nullptr;
   if (status.proxy.enabled) {

@@ -63,6 +63,7 @@ struct HistoryEntry {
   std::string time;  // ISO 8601, UTC
   int64_t time_ms = 0;
   std::string from, to, reason, lsn;
+  int64_t duration_ms = -1;  // old primary lost (or released) -> new one promoted; -1 = not recorded
 };
 
 struct ClusterStatus {

@@ -501,7 +501,8 @@ class Agent {
         // primary adds promoted_ms, so the change's duration can be reported.
         int64_t started = view.leader || leader_expired_at_ == 0 ? unix_ms() : unix_ms() - (mono_ms() - leader_expired_at_);
         nlohmann::json entry = {{"time_ms", unix_ms()}, {"from", view.leader ? view.leader->holder : previous_leader_},
-                                {"to", a.target}, {"reason", a.reason}, {"lsn", member_.received_lsn},
+                                {"to", a.target}, {"reason", a.reason},
+                                {"lsn", a.lsn != 0 ? postgres::format_lsn(a.lsn) : member_.received_lsn},
                                 {"started_ms", started}};
         (void)dcs_->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(unix_ms()), entry.dump());
         // Once per change, by the agent recording it: the new primary after a failover, the old one
@@ -694,6 +695,15 @@ class Agent {
       note_error("no data directory at " + layout_.data_dir(name_));
       return;
     }
+    // Right after a kill -9 the new server would refuse to start (and count as another crash,
+    // with back-off); the old one is gone within moments.
+    if (std::string why = postgres::previous_server_lingers(layout_, name_); !why.empty()) {
+      if (why != lingering_) log::info("not starting PostgreSQL yet: {}", why);
+      lingering_ = why;
+      restart_at_ = Clock::now() + 50ms;
+      return;
+    }
+    lingering_.clear();
     apply_config();
     fs::make_directories(layout_.socket_dir(), 0700);
     pid_t pid = process::spawn({bins_.path("postgres"), "-D", layout_.data_dir(name_)}, layout_.postgres_log(name_));
@@ -914,6 +924,7 @@ class Agent {
   Clock::time_point started_at_{};
   Clock::time_point behind_since_{};  // replica behind without a replayed commit to date it from
   std::chrono::seconds backoff_{0};
+  std::string lingering_;  // why the last start waited for the previous server to go (logged once)
 };
 
 }  // namespace

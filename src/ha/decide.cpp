@@ -375,7 +375,11 @@ Election elect(const Inputs& in) {
   // than a TTL ago; one whose leader vanished earlier, or that did not complete, is ignored.
   if (c.switchover && c.switchover->not_before <= c.leader_expired_at && !in.stale_grace_over()) {
     if (!c.switchover->to.empty()) return elect_switchover_target(in, *c.switchover);
-    return elect_automatically(in, c.switchover->from, "switchover from " + c.switchover->from + ": ");
+    // Still a switchover (its old leader records it in the history), not a failover: the winner
+    // must not record it a second time.
+    Election e = elect_automatically(in, c.switchover->from, "switchover from " + c.switchover->from + ": ");
+    if (!e.winner.empty()) e.kind = ElectionKind::Switchover;
+    return e;
   }
   if (c.failover_to)
     if (auto e = elect_manually(in, *c.failover_to)) return *e;
@@ -627,6 +631,7 @@ SwitchoverPlan plan_switchover(const Inputs& in, const SwitchoverRequest& sw) {
                                 "switchover from " + in.self.name + " to " + target->name + " at " +
                                     position_text({in.self.timeline, in.self.lsn}),
                                 target->name));
+    plan.actions.back().lsn = in.self.lsn;
   } else {
     plan.step = SwitchoverStep::Busy;
     plan.actions.push_back(make(ActionKind::Wait, context + "writes stopped; waiting for " + positions));
@@ -669,6 +674,7 @@ void claim_if_elected(const Inputs& in, const Election& e, Actions& out) {
                              (old != nullptr ? old->name : "the lost primary") + " to " + self.name + " at " +
                              position_text(at) + ": " + e.reason,
                          self.name));
+      out.back().lsn = at.lsn;
     }
   }
   if (in.cluster.switchover || in.cluster.failover_to)

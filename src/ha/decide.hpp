@@ -131,6 +131,7 @@ struct Action {
   std::string target;                     // node for Follow/Rewind/Reinit; the new leader for RecordHistory
   std::vector<SyncConstraint> sync;       // PublishSync / SetSyncStandbys
   int64_t revision = 0;                   // RenewLease
+  uint64_t lsn = 0;                       // RecordHistory: where the old primary's WAL ended (as known)
   std::string reason;                     // human-readable why, logged once per change
   bool operator==(const Action&) const = default;
 };

@@ -3,9 +3,13 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/shm.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "cluster/discovery.hpp"
 #include "util/fs.hpp"
@@ -94,6 +98,27 @@ pid_t running_postmaster(const cluster::Layout& layout, const std::string& node)
   if (!process::alive(static_cast<pid_t>(pid))) return 0;
   auto name = process::name_of(static_cast<pid_t>(pid));
   return (name == "postgres" || name == "postmaster") ? static_cast<pid_t>(pid) : 0;
+}
+
+std::string previous_server_lingers(const cluster::Layout& layout, const std::string& node) {
+  std::ifstream in(layout.data_dir(node) + "/postmaster.pid");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  if (lines.empty()) return "";
+  // PostgreSQL's own checks at start: kill(pid, 0) on line 1 (a zombie counts), then whether
+  // anything is still attached to the System V segment on line 7 ("key id").
+  long pid = std::atol(lines[0].c_str());
+  if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) == 0 &&
+      process::name_of(static_cast<pid_t>(pid)).starts_with("postgres"))
+    return fmt::format("its previous postmaster (pid {}) has not exited yet", pid);
+  if (lines.size() >= 7) {
+    std::istringstream shm(lines[6]);
+    long key = 0, id = -1;
+    struct shmid_ds ds {};
+    if (shm >> key >> id && id >= 0 && ::shmctl(static_cast<int>(id), IPC_STAT, &ds) == 0 && ds.shm_nattch > 0)
+      return fmt::format("{} process(es) of its previous server still hold its shared memory", ds.shm_nattch);
+  }
+  return "";
 }
 
 std::string local_conninfo(const cluster::Layout& layout, const cluster::ClusterConfig& config,

@@ -36,6 +36,10 @@ bool has_data(const cluster::Layout& layout, const std::string& node);  // PG_VE
 int data_timeline(const std::string& bindir, const cluster::Layout& layout, const std::string& node);
 // Postmaster pid from postmaster.pid when that process is alive, else 0.
 pid_t running_postmaster(const cluster::Layout& layout, const std::string& node);
+// Why a new postmaster would refuse to start now because the previous one has not fully gone
+// ("" when it has): its pid still exists (a zombie not yet reaped) or its backends still hold
+// its shared memory (they exit on their own shortly after a kill -9 of the postmaster).
+std::string previous_server_lingers(const cluster::Layout& layout, const std::string& node);
 
 // libpq conninfo for the superuser over the node's Unix socket (the agent's own view).
 std::string local_conninfo(const cluster::Layout& layout, const cluster::ClusterConfig& config,

@@ -1,6 +1,7 @@
 // The auth query runs on one thread with one connection, so workers never block on it.
 #include "proxy/auth_cache.hpp"
 
+#include <poll.h>
 #include <sys/stat.h>
 
 #include <cctype>
@@ -15,9 +16,46 @@ namespace {
 constexpr const char* kAuthQuery =
     "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin "
     "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())";
+// A hung server (stopped process, frozen host) accepts the query and never answers, and the
+// kernel still acknowledges the bytes (tcp_user_timeout does not fire): bound it ourselves.
+constexpr auto kQueryDeadline = std::chrono::milliseconds(2000);
+
+struct Fetched {
+  bool ok = false;
+  std::optional<std::string> stored;  // rolpassword; nullopt = no such login role (or NULL)
+  std::string error;
+};
+
+Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& user) {
+  PGconn* c = conn.raw();
+  const char* values[] = {user.c_str()};
+  if (PQsendQueryParams(c, kAuthQuery, 1, nullptr, values, nullptr, nullptr, 0) == 0)
+    return {false, std::nullopt, PQerrorMessage(c)};
+  auto deadline = std::chrono::steady_clock::now() + kQueryDeadline;
+  while (PQisBusy(c) != 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return {false, std::nullopt, "no answer within " + std::to_string(kQueryDeadline.count()) + " ms"};
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    if (pfd.fd < 0) return {false, std::nullopt, PQerrorMessage(c)};
+    (void)::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (PQconsumeInput(c) == 0) return {false, std::nullopt, PQerrorMessage(c)};
+  }
+  Fetched out;
+  while (PGresult* r = PQgetResult(c)) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      out.ok = true;
+      if (PQntuples(r) > 0 && PQgetisnull(r, 0, 0) == 0) out.stored = std::string(PQgetvalue(r, 0, 0));
+    } else if (out.error.empty()) {
+      out.error = PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+  if (!out.error.empty()) out.ok = false;
+  return out;
+}
 }
 
-AuthCache::AuthCache(std::function<std::string()> conninfo, std::string auth_file, std::chrono::seconds max_age)
+AuthCache::AuthCache(std::function<std::vector<std::string>()> conninfo, std::string auth_file, std::chrono::seconds max_age)
     : conninfo_(std::move(conninfo)), auth_file_(std::move(auth_file)), max_age_(max_age), thread_([this] { run(); }) {}
 
 namespace {
@@ -112,7 +150,7 @@ void AuthCache::lookup(const std::string& user, Done done) {
 }
 
 void AuthCache::run() {
-  std::optional<postgres::PgConn> conn;
+  std::unique_ptr<postgres::PgConn> conn;  // (not std::optional: GCC 12 sees a maybe-uninitialized PGconn*)
   std::string conn_info;  // what `conn` was opened with: the primary it talks to
   // During a failover the primary cannot be asked for a while: logins use the verifier fetched
   // before (the server checks the password again when the proxy logs in with it), and requests
@@ -145,27 +183,30 @@ void AuthCache::run() {
       request.second(stale);
       continue;
     }
-    for (int attempt = 0; attempt < 2 && !result; ++attempt) {
-      // The primary moved: a connection to the old one may hang on a dead host.
-      std::string info = conninfo_();
+    // The primary first; while it cannot answer (failover, hung host), a replica: pg_authid is
+    // replicated, and the server checks the password again when the proxy logs in with it.
+    auto candidates = conninfo_();
+    for (size_t i = 0; i < candidates.size() * 2 && !result; ++i) {
+      const std::string& info = candidates[i % candidates.size()];
+      if (i >= candidates.size() && info != conn_info) continue;  // second try: the one that failed mid-query only
       if (conn && info != conn_info) conn.reset();
       if (!conn) {
-        if (info.empty()) break;
         conn_info = info;
         auto c = postgres::PgConn::connect(info);
         if (!c) {
-          log::warn("auth query: cannot connect to the primary: {}", c.error());
-          break;
+          log::warn("auth query: cannot connect: {}", c.error());
+          conn_info.clear();
+          continue;
         }
-        conn.emplace(std::move(c.value()));
+        conn = std::make_unique<postgres::PgConn>(std::move(c.value()));
       }
-      auto rows = conn->query(kAuthQuery, {request.first});
-      if (!rows) {
-        log::warn("auth query failed: {}", rows.error());
-        conn.reset();  // retry once on a fresh connection (the primary may have moved)
+      auto fetched = fetch_with_deadline(*conn, request.first);
+      if (!fetched.ok) {
+        log::warn("auth query failed: {}", fetched.error);
+        conn.reset();  // mid-query or broken: never reused
         continue;
       }
-      result = !rows->empty() && rows->front()[0] ? secret_from(*rows->front()[0]) : std::make_shared<UserSecret>();
+      result = fetched.stored ? secret_from(*fetched.stored) : std::make_shared<UserSecret>();
     }
     if (!result && stale) {
       last_failure = std::chrono::steady_clock::now();

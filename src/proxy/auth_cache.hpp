@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "protocol/scram.hpp"
 
@@ -26,10 +27,11 @@ struct UserSecret {
 class AuthCache {
  public:
   using Done = std::function<void(std::shared_ptr<const UserSecret>)>;
-  // `conninfo` returns a libpq conninfo for the current primary as the auth user ("" = unknown).
+  // `conninfo` returns libpq conninfos as the auth user: the current primary's first (if known),
+  // then the replicas', asked in order while one does not answer.
   // `auth_file` (may be empty): PgBouncer-style lines `"user" "secret"` where secret is a SCRAM
   // verifier or an md5 hash as pg_authid stores them; consulted first, re-read when it changes.
-  explicit AuthCache(std::function<std::string()> conninfo, std::string auth_file = {},
+  explicit AuthCache(std::function<std::vector<std::string>()> conninfo, std::string auth_file = {},
                      std::chrono::seconds max_age = std::chrono::seconds(10));
   ~AuthCache();
 
@@ -46,7 +48,7 @@ class AuthCache {
     std::chrono::steady_clock::time_point fetched;
   };
   std::shared_ptr<const UserSecret> from_file(const std::string& user);
-  std::function<std::string()> conninfo_;
+  std::function<std::vector<std::string>()> conninfo_;
   std::string auth_file_;
   std::map<std::string, std::shared_ptr<const UserSecret>> file_users_;
   int64_t file_mtime_ = -1;

@@ -113,16 +113,21 @@ int run_proxy(const ProxyOptions& options) {
   shared.health = &health;
   if (!topology.wait_for_primary(10s)) log::warn("no primary known yet; clients wait until one appears");
 
-  auto conninfo = [&shared, &topology, layout]() -> std::string {
+  auto conninfo = [&shared, &topology, layout]() -> std::vector<std::string> {
     auto t = topology.current();
-    if (!t->primary) return "";
     auto c = shared.settings();
     std::string user = c->proxy.auth_user.empty() ? c->superuser : c->proxy.auth_user;
-    std::string info = fmt::format("host={} port={} user={} dbname={} connect_timeout=3 tcp_user_timeout=3000 "
-                                   "application_name=pgfleet-proxy",
-                                   t->primary->host, t->primary->port, user, c->database);
-    if (layout) info += " passfile=" + layout->passfile();
-    return info;
+    auto info = [&](const Backend& b) {
+      std::string s = fmt::format("host={} port={} user={} dbname={} connect_timeout=2 tcp_user_timeout=3000 "
+                                  "application_name=pgfleet-proxy",
+                                  b.host, b.port, user, c->database);
+      if (layout) s += " passfile=" + layout->passfile();
+      return s;
+    };
+    std::vector<std::string> out;
+    if (t->primary) out.push_back(info(*t->primary));
+    for (const auto& r : t->replicas) out.push_back(info(r));
+    return out;
   };
   AuthCache auth(conninfo, config->proxy.auth_file);
   shared.auth = &auth;

@@ -222,6 +222,19 @@ bool Pool::close_one_idle() {
   return true;
 }
 
+void Pool::abandon(const std::string& backend, const std::string& reason) {
+  for (ServerConn* s : std::vector<ServerConn*>(servers_)) {
+    if (s->backend().name != backend || s->client() != nullptr) continue;
+    auto st = s->state();
+    if (st == ServerConn::State::kConnecting || st == ServerConn::State::kLogin || st == ServerConn::State::kIdle)
+      s->close(reason);
+  }
+  while (!waiting_.empty() && !worker_.shared().is_paused(database_) &&
+         connecting_ < static_cast<int>(waiting_.size()) && open_server()) {
+  }
+  if (!welcome_waiters_.empty() && connecting_ == 0) open_server();
+}
+
 void Pool::forget_client(ClientConn* client) {
   std::erase(waiting_, client);
   std::erase(welcome_waiters_, client);
@@ -252,6 +265,15 @@ void Pool::tick(Clock::time_point now) {
     } else {
       ++i;
     }
+  }
+  // A server that accepts the connection but never answers (stopped, hung host) must not hold
+  // its waiting clients until query_wait_timeout: give up on it after server_connect_timeout_ms.
+  for (ServerConn* s : std::vector<ServerConn*>(servers_)) {
+    auto st = s->state();
+    if ((st == ServerConn::State::kConnecting || st == ServerConn::State::kLogin) &&
+        now - s->created() > std::chrono::milliseconds(p.server_connect_timeout_ms))
+      s->close(fmt::format("no answer from {} within server_connect_timeout_ms ({} ms)", s->backend().name,
+                           p.server_connect_timeout_ms));
   }
   if (!welcome_waiters_.empty() && connecting_ == 0 && now - last_login_failure_ >= 200ms) open_server();
   while (!waiting_.empty() && now - waiting_.front()->waiting_since() > wait_limit) {
@@ -682,6 +704,11 @@ void Worker::end_transactions_on_old_primary() {
                                  shared().is_paused(c->database()) ? "switchover" : "failover", old, t.primary->name));
   }
   if (!stranded.empty()) log::warn("failover from {} to {}: {} client(s) in a transaction disconnected", old, t.primary->name, stranded.size());
+  // Connections still logging in to the old primary would hold the waiting clients until they
+  // time out (forever on a hung host): new transactions go to the new primary now.
+  const std::string why = fmt::format("the primary moved from {} to {}", old, t.primary->name);
+  for (auto& [key, pool] : pools_)
+    if (!pool->is_replica()) pool->abandon(old, why);
 }
 
 void Worker::tick() {

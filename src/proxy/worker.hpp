@@ -68,6 +68,9 @@ class Pool {
   PoolStats stats;
   void close_all(const std::string& reason);
   bool close_one_idle();
+  // The primary moved away from `backend`: drop the connections still logging in to it or idle
+  // there (a hung server never answers them) and open new ones for the waiting clients at once.
+  void abandon(const std::string& backend, const std::string& reason);
   [[nodiscard]] int busy_servers() const;  // server connections lent to a client right now
 
  private:

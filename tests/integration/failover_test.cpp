@@ -1,7 +1,12 @@
 // Automatic failover, switchover and rejoin through the real binary: what an operator checks.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <thread>
 
 #include "harness.hpp"
@@ -21,6 +26,26 @@ class FailoverTest : public PgfleetTest {
   // rw-split port may run on a replica that has not replayed everything yet.
   std::string proxy_primary() { return with_param(url({"--proxy-primary"}), "connect_timeout=3"); }
 };
+
+// The postmaster's children (its backends and auxiliary processes), from /proc.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent)
+      out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
 
 // A writer through the proxy, counting acknowledged inserts and errors.
 struct Writer {
@@ -96,6 +121,81 @@ TEST_F(FailoverTest, PostmasterCrashOfThePrimaryIsRestartedInPlaceWithoutFailove
   EXPECT_TRUE(status_json()["history"].empty());
 }
 
+TEST_F(FailoverTest, UpRightAfterKill9WaitsForTheNodesToComeBack) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  // A replica's "host" crashes and `up` runs at once: its postmaster may still exist (a zombie
+  // nobody reaped yet, backends holding its shared memory), which a new server refuses.
+  int64_t old_replica = pid_of("node2", "pid");
+  ::kill(static_cast<pid_t>(pid_of("node2", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(old_replica), SIGKILL);
+  auto r = up();
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_NE(pid_of("node2", "pid"), old_replica);
+
+  // The primary's postmaster is killed (its agent lives: the node shows "crashed" until the agent
+  // restarts it) while another node's agent is down, and `up` runs at once: it waits, not fails.
+  int64_t old_primary = pid_of("node1", "pid");
+  ::kill(static_cast<pid_t>(pid_of("node3", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(old_primary), SIGKILL);
+  r = up();
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_NE(pid_of("node1", "pid"), old_primary);
+  EXPECT_NE(pid_of("node3", "agent_pid"), 0);
+  EXPECT_TRUE(try_sql(proxy_primary(), "SELECT 1", 10s).ok());
+}
+
+TEST_F(FailoverTest, ProxyAbandonsAHungPrimaryOnceAnotherNodeLeads) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--ttl", "6"}));
+  // A database no proxy pool has used yet: a client logging in to it needs a new server
+  // connection (for the server's parameters), which a hung primary accepts and never answers.
+  sql(node_url("node1"), "CREATE DATABASE hang", 30s);
+  sql(with_param(node_url("node1"), "dbname=hang"), "CREATE TABLE t (node int)", 30s);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+
+  // The primary's "host" hangs: agent, postmaster and backends stopped (SIGCONT at the end).
+  std::vector<pid_t> hung = {static_cast<pid_t>(pid_of("node1", "agent_pid")), static_cast<pid_t>(pid_of("node1", "pid"))};
+  for (pid_t child : children_of(hung[1])) hung.push_back(child);
+  auto wake = [hung] {
+    for (pid_t p : hung) ::kill(p, SIGCONT);
+  };
+  add_cleanup(wake);
+  for (pid_t p : hung) ::kill(p, SIGSTOP);
+  auto stopped = std::chrono::steady_clock::now();
+
+  // A client arrives during the hang; it must reach whichever primary there is once there is one.
+  std::string uri = with_param(with_param(url({"--proxy"}), "dbname=hang"), "connect_timeout=60");
+  auto client = std::async(std::launch::async, [uri] {
+    auto conn = postgres::PgConn::connect(uri);
+    if (!conn) return std::string("cannot connect: ") + conn.error();
+    auto r = query_with_deadline(*conn, "INSERT INTO t SELECT inet_server_port() RETURNING node", 30s);
+    return r ? std::string("ok") : r.error();
+  });
+  std::string leader_now;
+  ASSERT_TRUE(eventually([&] {
+    leader_now = leader();
+    return !leader_now.empty() && leader_now != "node1" && node_status(leader_now)["role"] == "primary" &&
+           node_status(leader_now)["state"] == "running";
+  }, 60s, 100ms)) << status_json().dump(2);
+  auto led = std::chrono::steady_clock::now();
+  ASSERT_EQ(client.wait_for(30s), std::future_status::ready);
+  auto answered = std::chrono::steady_clock::now();
+  EXPECT_EQ(client.get(), "ok");
+  std::cout << "hang: " << leader_now << " leads "
+            << std::chrono::duration<double>(led - stopped).count() << " s after the hang; the waiting client's insert "
+            << "was acknowledged " << std::chrono::duration<double>(answered - led).count() << " s after that\n";
+  EXPECT_LT(answered - led, 2s);
+  // It landed on the new primary, and a new client goes there too while node1 is still stopped.
+  EXPECT_EQ(sql_value(with_param(node_url(leader_now), "dbname=hang"), "SELECT count(*) FROM t"), "1");
+  EXPECT_TRUE(try_sql(uri, "INSERT INTO t VALUES (0)", 5s).ok());
+
+  // The old primary wakes up and rejoins as a replica.
+  wake();
+  ASSERT_TRUE(wait_all_streaming(90s)) << status_json().dump(2);
+  EXPECT_EQ(node_status("node1")["role"], "replica");
+}
+
 TEST_F(FailoverTest, SwitchoverUnderWritesThroughTheProxyGivesNoClientError) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   sql(proxy(), "CREATE TABLE ha_log (id int)", 10s);
@@ -112,6 +212,35 @@ TEST_F(FailoverTest, SwitchoverUnderWritesThroughTheProxyGivesNoClientError) {
   EXPECT_EQ(sql_value(proxy_primary(), "SELECT count(*) FROM ha_log"), std::to_string(writer.acknowledged.load()));
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
   EXPECT_EQ(node_status("node1")["upstream"], "node2");
+}
+
+TEST_F(FailoverTest, SwitchoverWithoutTargetIsRecordedOnceInTheHistory) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  auto r = pgfleet({"switchover", "--timeout", "60"});
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  const std::string fresh = leader();
+  ASSERT_NE(fresh, "node1");
+  // The new primary records a failover right after promoting if it takes the change for one:
+  // give it time to do so before counting.
+  nlohmann::json history;
+  ASSERT_TRUE(eventually([&] { return !(history = status_json()["history"]).empty() && !history.back()["duration_ms"].is_null(); },
+                         10s))
+      << status_json().dump(2);
+  std::this_thread::sleep_for(2s);
+  history = status_json()["history"];
+  ASSERT_EQ(history.size(), 1u) << history.dump(2);
+  const auto& h = history[0];
+  EXPECT_EQ(h["from"], "node1");
+  EXPECT_EQ(h["to"], fresh);
+  EXPECT_TRUE(h["reason"].get<std::string>().starts_with("switchover from node1 to " + fresh)) << h.dump();
+  EXPECT_TRUE(h["lsn"].is_string() && h["lsn"].get<std::string>().find('/') != std::string::npos) << h.dump();
+  EXPECT_GT(h["duration_ms"].get<int64_t>(), 0) << h.dump();
+  EXPECT_LT(h["duration_ms"].get<int64_t>(), 30000) << h.dump();
+  // `pgfleet history` shows the same single line.
+  auto text = pgfleet({"history"});
+  ASSERT_TRUE(text.ok()) << text.output;
+  EXPECT_EQ(std::count(text.output.begin(), text.output.end(), '\n'), 1) << text.output;
+  EXPECT_NE(text.output.find("node1 -> " + fresh), std::string::npos) << text.output;
 }
 
 TEST_F(FailoverTest, PauseStopsAutomaticFailover) {

@@ -920,6 +920,34 @@ TEST(Decide, test_switchover_to_best_candidate_when_no_target_named) {
   EXPECT_TRUE(mentions(a[1].reason, "to node2")) << a[1].reason;
 }
 
+TEST(Decide, test_switchover_without_target_is_recorded_once) {
+  // The leader records the switchover when it releases the key...
+  Switchover t;
+  t.cluster.switchover->to = "";
+  t.leader.fenced = true;
+  auto a = t.run();
+  ASSERT_EQ(kinds(a), "ReleaseLease RecordHistory") << describe(a);
+  EXPECT_EQ(a[1].target, "node2");
+  EXPECT_TRUE(a[1].reason.starts_with("switchover from node1 to node2")) << a[1].reason;
+  EXPECT_EQ(a[1].lsn, 0x5000u);  // where the old primary's writes stopped
+
+  // ...and the node elected in its place promotes without recording a failover as well.
+  auto cluster = leaderless(20000, {primary_member("node1", 0x5010, 20500), replica_member("node2", 0x5010, 20600),
+                                    replica_member("node3", 0x4000, 20600)});
+  cluster.switchover = SwitchoverRequest{"node1", "", 9000};
+  a = decide(cluster, replica_node("node2", 0x5010, "node1"), config(), 20700);
+  EXPECT_EQ(kinds(a), "AcquireLease Promote ClearSwitchover") << describe(a);
+  EXPECT_TRUE(mentions(a[1].reason, "switchover from node1")) << a[1].reason;
+  EXPECT_EQ(kinds(decide(cluster, replica_node("node3", 0x4000, "node1"), config(), 20700)), "Wait");
+
+  // Once the switchover is stale (its leader released the key a TTL ago), it is a failover again.
+  cluster.members.erase(cluster.members.begin());  // node1 is gone
+  a = decide(cluster, replica_node("node2", 0x5010, "node1"), config(), 20000 + kTtl);
+  auto record = std::find_if(a.begin(), a.end(), [](const Action& x) { return x.kind == ActionKind::RecordHistory; });
+  ASSERT_TRUE(record != a.end()) << describe(a);
+  EXPECT_EQ(record->lsn, 0x5010u);
+}
+
 TEST(Decide, test_switchover_rejected_to_a_non_synchronous_standby) {
   Switchover t;
   t.cluster.switchover->to = "node3";
