@@ -5,9 +5,22 @@
 #include "cluster/binaries.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
+#include "http/client.hpp"
 #include "util/errors.hpp"
 
 namespace pgfleet::cli {
+namespace {
+
+// Asks the node's agent to rebuild it (POST /reinit with the cluster's token); false when its API
+// cannot be used (HTTPS, no token, unreachable), so the caller does the work itself.
+bool reinit_over_http(const cluster::Cluster& c, const cluster::NodeConfig& node) {
+  if (c.config.http_tls || c.secrets.api_token.empty()) return false;
+  auto reply = http::request(node.host.empty() ? cluster::connect_host(c.config) : node.host, node.api_port, "POST",
+                             "/reinit", {"Authorization: Bearer " + c.secrets.api_token}, "", std::chrono::seconds(2));
+  return reply && reply->status == 202;
+}
+
+}  // namespace
 
 int run_reinit(const std::string& dir, const std::string& node, int timeout_seconds) {
   become_cluster_owner(dir);
@@ -22,6 +35,22 @@ int run_reinit(const std::string& dir, const std::string& node, int timeout_seco
   if (primary.empty() || cluster::agent_pid(c.layout, primary) == 0) {
     throw UserError("the primary is not running, so there is nothing to copy " + node + " from",
                     "start the cluster with `pgfleet up`");
+  }
+  auto is_rebuilt = [&](int64_t pid_before) {
+    return [&, pid_before](const cluster::ClusterStatus& s) {
+      const auto* n = s.find(node);
+      return n && n->state == "streaming" && n->pid != 0 && n->pid != pid_before;
+    };
+  };
+  const auto* before = c.status().find(node);
+  int64_t pid_before = before ? before->pid : 0;
+  if (cluster::agent_pid(c.layout, node) != 0 && reinit_over_http(c, *c.config.find_node(node))) {
+    // Its agent stops the server, copies the primary with pg_basebackup and starts it again.
+    std::cout << "asked " << node << "'s agent to rebuild it from " << primary << " (POST /reinit) ..." << std::endl;
+    auto status = cluster::wait_until(c, is_rebuilt(pid_before), std::chrono::seconds(timeout_seconds),
+                                      node + " to be rebuilt and stream");
+    std::cout << node << " rebuilt and streaming from " << status.find(node)->upstream << "\n";
+    return 0;
   }
   auto bins = cluster::find_binaries(c.config.bindir);
   std::cout << "stopping " << node << " ..." << std::endl;

@@ -51,11 +51,17 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 std::atomic<bool> g_restart{false};
 std::atomic<bool> g_reinit{false};  // POST /reinit
+std::atomic<int64_t> g_reinit_asked_ms{0};  // steady ms of the last POST /reinit
 
 void on_signal(int sig) {
   if (sig == SIGHUP) g_reload = true;
   else if (sig == SIGUSR1) g_restart = true;
   else g_stop = true;
+}
+
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 int64_t unix_ms() {
@@ -128,7 +134,11 @@ class Agent {
         restart_at_ = Clock::now();
         restart_requested_ = true;
       }
-      if (g_reinit.exchange(false) && last_leader_ && last_leader_->holder != name_) reinit(last_leader_->holder);
+      if (g_reinit.exchange(false) && last_leader_ && last_leader_->holder != name_) {
+        // A rebuild this agent finished after the request (it started one on its own) answers it.
+        if (rebuilt_ms_ < g_reinit_asked_ms.load()) reinit(last_leader_->holder);
+        else log::info("reinit requested: already rebuilt since the request");
+      }
       reap();
       observe();
       ClusterView view = read_cluster();
@@ -600,7 +610,10 @@ class Agent {
   // The node's HTTP API on its own thread; the agent runs on without it when the port is taken.
   void start_api() {
     api_ = std::make_unique<http::NodeApi>(layout_, config_, name_,
-                                           http::NodeApiHooks{[] { g_restart = true; }, [] { g_reinit = true; }});
+                                           http::NodeApiHooks{[] { g_restart = true; }, [] {
+                                             g_reinit_asked_ms = steady_now_ms();
+                                             g_reinit = true;
+                                           }});
     try {
       api_->start();
       log::info("HTTP API on {}:{}", config_.listen_address, api_->port());
@@ -645,6 +658,7 @@ class Agent {
       fenced_ = false;
       following_ = target;
       start_postmaster();
+      rebuilt_ms_ = steady_now_ms();
     } catch (const std::exception& e) {
       note_error(std::string("rebuild failed: ") + e.what());
       restart_at_ = Clock::now() + 10s;
@@ -922,7 +936,8 @@ class Agent {
   std::atomic<bool> watchdog_stop_{false};
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
-  Clock::time_point behind_since_{};  // replica behind without a replayed commit to date it from
+  Clock::time_point behind_since_{};
+  int64_t rebuilt_ms_ = 0;  // steady ms when the last rebuild finished  // replica behind without a replayed commit to date it from
   std::chrono::seconds backoff_{0};
   std::string lingering_;  // why the last start waited for the previous server to go (logged once)
 };

@@ -25,6 +25,7 @@ TEST_F(ReinitTest, RebuildsAReplicaWhoseDataDirectoryWasWiped) {
 
   auto r = pgfleet({"reinit", "node2", "--timeout", "120"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(POST /reinit)"), std::string::npos) << "the CLI did not ask node2's agent:\n" << r.output;
   auto n = node_status("node2");
   EXPECT_EQ(str(n, "role"), "replica") << n.dump(2);
   EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
