@@ -124,9 +124,13 @@ struct NodeApi::State {
       return error_json(412, fmt::format("leader name does not match: {} is the primary", leader));
     }
     if (!candidate.empty()) {
-      if (!config.find_node(candidate)) return error_json(412, fmt::format("no node named '{}'", candidate));
-      if (candidate == leader) return error_json(412, candidate + " is already the primary");
+      // On several hosts an agent's config names only its own node: the others are DCS members.
       auto m = read_member(*dcs, candidate);
+      auto member_key = dcs->get(dcs::keys::member(candidate));
+      if (!config.find_node(candidate) && !(member_key && member_key.value())) {
+        return error_json(412, fmt::format("no node named '{}'", candidate));
+      }
+      if (candidate == leader) return error_json(412, candidate + " is already the primary");
       if (m.state != "streaming") {
         return error_json(412, fmt::format("{} is not streaming (state {})", candidate, m.state.empty() ? "unknown" : m.state));
       }
