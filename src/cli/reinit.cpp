@@ -42,7 +42,8 @@ int run_reinit(const std::string& dir, const std::string& node, int timeout_seco
       return n && n->state == "streaming" && n->pid != 0 && n->pid != pid_before;
     };
   };
-  const auto* before = c.status().find(node);
+  auto status_before = c.status();
+  const auto* before = status_before.find(node);
   int64_t pid_before = before ? before->pid : 0;
   if (cluster::agent_pid(c.layout, node) != 0 && reinit_over_http(c, *c.config.find_node(node))) {
     // Its agent stops the server, copies the primary with pg_basebackup and starts it again.
