@@ -104,6 +104,10 @@ int main(int argc, char** argv) {
   failover_cmd->add_option("--timeout", timeout, "seconds to wait for it");
   auto* pause_cmd = app.add_subcommand("pause", "maintenance mode: no automatic failover until `resume`");
   auto* resume_cmd = app.add_subcommand("resume", "end maintenance mode");
+  std::string failsafe_setting = "show";
+  auto* failsafe_cmd = app.add_subcommand("failsafe", "failsafe mode: the primary survives a DCS outage its members confirm");
+  failsafe_cmd->add_option("setting", failsafe_setting, "on, off or show (default)")
+      ->check(CLI::IsMember({"on", "off", "show"}));
   bool history_json = false;
   auto* history_cmd = app.add_subcommand("history", "failovers and switchovers, oldest first");
   history_cmd->add_flag("--json", history_json, "as JSON");
@@ -153,6 +157,7 @@ int main(int argc, char** argv) {
     if (failover_cmd->parsed()) return cli::run_failover(dir, to, timeout);
     if (pause_cmd->parsed()) return cli::run_pause(dir, true);
     if (resume_cmd->parsed()) return cli::run_pause(dir, false);
+    if (failsafe_cmd->parsed()) return cli::run_failsafe(dir, failsafe_setting);
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
     if (top_cmd->parsed()) {
       top.dir = dir;

@@ -66,6 +66,8 @@ int run_proxy_command(const std::string& dir, const std::string& config_file, bo
 int run_switchover(const std::string& dir, const std::string& to, int64_t at_unix_ms, int timeout_seconds);
 int run_failover(const std::string& dir, const std::string& to, int timeout_seconds);
 int run_pause(const std::string& dir, bool pause);
+// `pgfleet failsafe on|off|show`: the DCS key that turns failsafe mode on (docs/multihost.md).
+int run_failsafe(const std::string& dir, const std::string& setting);
 int run_history(const std::string& dir, bool json);
 
 struct TopOptions {

@@ -122,6 +122,8 @@ void initialize_cluster(const cluster::ClusterConfig& config, const cluster::Lay
   nlohmann::json sync = {{"leader", node},
                          {"constraints", nlohmann::json::array({{{"members", {node}}, {"quorum", 1}}})}};
   if (auto r = dcs.put(dcs::keys::kSync, sync.dump()); !r) throw UserError(r.error());
+  if (config.failsafe_mode)
+    if (auto r = dcs.put(dcs::keys::kFailsafe, "1"); !r) throw UserError(r.error());
   if (auto r = dcs.put("config", shared_config(config)); !r) throw UserError(r.error());
   if (auto r = dcs.put("secrets", secrets_json(secrets).dump()); !r) throw UserError(r.error());
   log::info("cluster initialized; {} starts as its first primary", node);

@@ -253,6 +253,29 @@ int run_pause(const std::string& dir, bool pause) {
   return 0;
 }
 
+int run_failsafe(const std::string& dir, const std::string& setting) {
+  become_cluster_owner(dir);
+  auto c = cluster::Cluster::open(dir);
+  if (setting == "show" || setting.empty()) {
+    auto k = c.dcs->get(dcs::keys::kFailsafe);
+    if (!k) throw UserError(k.error());
+    std::cout << "failsafe mode is " << (k.value() ? "on" : "off") << "\n";
+    return 0;
+  }
+  if (setting != "on" && setting != "off")
+    throw UserError("failsafe takes 'on', 'off' or 'show', not '" + setting + "'");
+  const bool on = setting == "on";
+  if (on) {
+    if (auto r = c.dcs->put(dcs::keys::kFailsafe, "1"); !r) throw UserError(r.error());
+  } else if (auto r = c.dcs->remove(dcs::keys::kFailsafe); !r) {
+    throw UserError(r.error());
+  }
+  std::cout << (on ? "failsafe mode on: while the DCS is unreachable the primary keeps writing as long as every member "
+                     "confirms over the agents' API that it follows it\n"
+                   : "failsafe mode off: a primary that cannot reach the DCS stops writes when its lease ends\n");
+  return 0;
+}
+
 int run_history(const std::string& dir, bool json) {
   become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);

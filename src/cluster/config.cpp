@@ -376,6 +376,7 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                 [&](const Item& i) {
                   read_map(i, {{"ttl", into(c.dcs_ttl_seconds)},
                                {"loop_wait", into(c.loop_wait_seconds)},
+                               {"failsafe_mode", into(c.failsafe_mode)},
                                {"etcd", [&](const Item& e) {
                                   read_map(e, {{"endpoints", into(c.etcd.endpoints)},
                                                {"ca_file", into(c.etcd.ca_file)},
@@ -615,6 +616,7 @@ std::string render_config(const ClusterConfig& c) {
   section("dcs", [&](YAML::Emitter& out) {
     emit(out, "ttl", c.dcs_ttl_seconds);
     emit(out, "loop_wait", c.loop_wait_seconds);
+    emit(out, "failsafe_mode", c.failsafe_mode);
     if (!c.etcd.endpoints.empty()) {
       out << YAML::Key << "etcd" << YAML::Value << YAML::BeginMap;
       out << YAML::Key << "endpoints" << YAML::Value << YAML::Flow << c.etcd.endpoints;

@@ -140,6 +140,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
   }
   if (auto p = dcs.get(dcs::keys::kPause); p && p.value()) status.paused = true;
+  if (auto f = dcs.get(dcs::keys::kFailsafe); f && f.value()) status.failsafe_mode = true;
   if (auto s = dcs.get(dcs::keys::kSync); s && s.value()) status.synchronous = s.value()->value;
   if (auto h = dcs.list(dcs::keys::kHistoryPrefix); h) {
     for (const auto& kv : *h) {
@@ -240,7 +241,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
   return {{"cluster", status.cluster},     {"directory", status.directory},
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
           {"nodes", nodes},                {"proxy", proxy},
-          {"paused", status.paused},       {"history", history},
+          {"paused", status.paused},       {"failsafe_mode", status.failsafe_mode},
+          {"history", history},
           {"synchronous", synchronous},
           {"connection", connection},    {"dashboard_url", status.dashboard_url},
           {"metrics_url", status.metrics_url}};
@@ -260,7 +262,8 @@ std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
 std::string render_table(const ClusterStatus& status) {
   std::string out = fmt::format("cluster {} ({}), leader {}, sync {}{}\n", status.cluster, status.directory,
                                 dash(status.leader), to_string(status.sync),
-                                status.paused ? ", PAUSED (no automatic failover)" : "");
+                                std::string(status.paused ? ", PAUSED (no automatic failover)" : "") +
+                                    (status.failsafe_mode ? ", failsafe mode" : ""));
   out += fmt::format("{:<8} {:<8} {:<12} {:<8} {:>3} {:<12} {:<12} {:<12} {:>10} {:>7} {:<9} {:>5} {:>7} {:>6}\n",
                      "NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG_BYTES",
                      "LAG_S", "SYNC", "PORT", "PID", "UPTIME");

@@ -16,6 +16,7 @@ inline constexpr const char* kMembersPrefix = "members/";
 inline std::string member(const std::string& name) { return std::string(kMembersPrefix) + name; }
 inline constexpr const char* kSync = "sync";              // the leader's synchronous-commit constraints (JSON)
 inline constexpr const char* kPause = "pause";            // present: maintenance mode, no automatic failover
+inline constexpr const char* kFailsafe = "failsafe";      // present: failsafe mode (primary survives a DCS outage)
 inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not_before_ms"}: a planned switchover
 inline constexpr const char* kFailover = "failover";      // {"to"}: a manual failover
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
@@ -67,6 +68,7 @@ struct Member {
   int64_t updated_at_ms = 0;     // unix ms of publication
   int64_t updated_mono_ms = 0;   // CLOCK_MONOTONIC ms of publication (comparable on one host)
   std::string sync_standby_names;  // primary: synchronous_standby_names in force
+  std::string failsafe_for;      // failsafe mode: the primary this node confirmed to within a TTL
   std::vector<ReplicationPeer> replication;  // who streams from this node
   NodeStats stats;
 };

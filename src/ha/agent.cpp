@@ -24,11 +24,13 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
+#include "cluster/secrets.hpp"
 #include "cluster/topology.hpp"
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
 #include "ha/callbacks.hpp"
 #include "ha/decide.hpp"
+#include "ha/failsafe.hpp"
 #include "ha/member_clock.hpp"
 #include "ha/node_stats.hpp"
 #include "ha/sync_names.hpp"
@@ -125,6 +127,15 @@ class Agent {
     start_api();
     publish();
     std::thread watchdog([this] { watchdog_loop(); });
+    std::string token;
+    try {
+      token = cluster::load_secrets(layout_).api_token;
+    } catch (const std::exception& e) {
+      log::warn("no API token ({}): failsafe rounds cannot ask the other members", e.what());
+    }
+    std::thread failsafe_rounds([this, token, ca_file = config_.http_tls ? layout_.tls_cert() : std::string()] {
+      failsafe_loop(token, ca_file);
+    });
     while (!g_stop) {
       if (watchdog_fired_.exchange(false)) fenced_ = true;
       if (g_reload.exchange(false)) load_config();
@@ -149,6 +160,8 @@ class Agent {
         publish();
         view = read_cluster();
       }
+      failsafe_.observed(view.failsafe, view.dcs_reachable, view.leader ? view.leader->holder : "",
+                         postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_), failsafe_peers_);
       auto actions = decide(view, node_view(), settings(), mono_ms());
       for (const auto& action : actions) {
         if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
@@ -172,6 +185,7 @@ class Agent {
     watchdog_pid_ = 0;
     watchdog_stop_ = true;
     watchdog.join();
+    failsafe_rounds.join();
     shutdown();
     return 0;
   }
@@ -282,6 +296,8 @@ class Agent {
     v.rewind_failed = rewind_failed_;
     v.lease_renewed_at = lease_renewed_at_;
     v.fenced = fenced_;
+    v.failsafe_confirmed_at = failsafe_.confirmed_at();
+    v.failsafe_leader = failsafe_.promised_to(mono_ms(), settings().ttl, &v.failsafe_heard_at);
     if (accepting_ && member_.role == "primary") {
       v.sync_in_force = parse_sync_names(member_.sync_standby_names);
       v.sync_in_force_lsn = sync_in_force_lsn_;
@@ -305,6 +321,7 @@ class Agent {
       dcs_error_logged_ = true;
       v.leader = last_leader_;
       v.leader_expired_at = leader_expired_at_;
+      v.failsafe = failsafe_mode_;
       return v;
     }
     dcs_error_logged_ = false;
@@ -338,6 +355,7 @@ class Agent {
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
+    std::vector<FailsafePeer> peers;
     for (const auto& kv : *members) {
       try {
         auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
@@ -350,12 +368,17 @@ class Agent {
         mv.received_lsn = lsn_of(m.role == "primary" ? m.current_lsn : m.received_lsn);
         if (mv.received_lsn == 0) mv.received_lsn = lsn_of(m.replayed_lsn);
         mv.replayed_lsn = lsn_of(m.replayed_lsn);
+        mv.failsafe_for = m.failsafe_for;
         mv.updated_at = member_updated_at({m.updated_mono_ms, m.updated_at_ms}, !multi_host() || m.name == name_,
                                           now, unix_now);
         // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
         // cleanly); on one host its pidfile lock says at once that it takes no part.
         if (!multi_host() && m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
         v.members.push_back(mv);
+        // Failsafe rounds ask every member that takes part (a cleanly stopped one does not).
+        if (m.name != name_ && m.state != "stopped" && m.api_port > 0)
+          peers.push_back({m.name, fmt::format("{}://{}:{}", config_.http_tls ? "https" : "http",
+                                               m.host.empty() ? cluster::connect_host(config_) : m.host, m.api_port)});
       } catch (const nlohmann::json::exception&) {
       }
     }
@@ -374,7 +397,10 @@ class Agent {
         cluster::primary_from_data(config_, layout_) == name_) {
       v.sync = {SyncConstraint{{name_}, 1}};
     }
+    failsafe_peers_ = std::move(peers);
     if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
+    if (auto f = dcs_->get(dcs::keys::kFailsafe); f) failsafe_mode_ = f.value().has_value();
+    v.failsafe = failsafe_mode_;
     if (auto s = dcs_->get(dcs::keys::kSwitchover); s && s.value()) {
       try {
         auto j = nlohmann::json::parse(s.value()->value);
@@ -447,6 +473,10 @@ class Agent {
     switch (a.kind) {
       case ActionKind::AcquireLease: {
         TimeMs started = mono_ms();
+        if (std::string why; !failsafe_.begin_claim(started, settings().ttl, why)) {
+          log::info("not taking the leader key: {}", why);
+          return false;
+        }
         auto won = dcs_->compare_and_set(dcs::keys::kLeader, name_, 0, ttl);
         if (!won || !*won) return false;  // another node was faster: never promote after losing
         lease_renewed_at_ = started;
@@ -609,11 +639,21 @@ class Agent {
 
   // The node's HTTP API on its own thread; the agent runs on without it when the port is taken.
   void start_api() {
+    auto answer_failsafe = [this](const std::string& leader) {
+      const TimeMs now = mono_ms();
+      const bool new_promise = failsafe_.promised_to(now, ttl_ms_) != leader;
+      std::string why = failsafe_.answer(name_, leader, now);
+      if (!why.empty()) log::warn("failsafe: not confirming {} as primary: {}", leader, why);
+      else if (new_promise) log::info("failsafe: confirmed that {} is the primary; not taking the leader key for a TTL", leader);
+      return why;
+    };
     api_ = std::make_unique<http::NodeApi>(layout_, config_, name_,
-                                           http::NodeApiHooks{[] { g_restart = true; }, [] {
-                                             g_reinit_asked_ms = steady_now_ms();
-                                             g_reinit = true;
-                                           }});
+                                           http::NodeApiHooks{[] { g_restart = true; },
+                                                              [] {
+                                                                g_reinit_asked_ms = steady_now_ms();
+                                                                g_reinit = true;
+                                                              },
+                                                              answer_failsafe});
     try {
       api_->start();
       log::info("HTTP API on {}:{}", config_.listen_address, api_->port());
@@ -766,6 +806,7 @@ class Agent {
     member_.stats = stats_->sample(accepting_ && conn_ ? &*conn_ : nullptr);  // for the dashboards
     member_.updated_at_ms = sampled_unix_ms_ != 0 ? sampled_unix_ms_ : unix_ms();
     member_.updated_mono_ms = sampled_mono_ms_ != 0 ? sampled_mono_ms_ : mono_ms();
+    member_.failsafe_for = failsafe_.promised_to(mono_ms(), settings().ttl);
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     auto r = dcs_->put(dcs::keys::member(name_), dcs::to_json(member_).dump(), ttl);
     if (!r) note_error("dcs: cannot publish member state: " + r.error());
@@ -804,13 +845,46 @@ class Agent {
     const bool writable_primary = postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_);
     watchdog_pid_ = writable_primary && lease_renewed_at_ != 0 ? postmaster_ : 0;
     watchdog_fence_at_ = lease_renewed_at_ + settings().ttl - settings().loop_wait;
+    ttl_ms_ = settings().ttl;
+    loop_wait_ms_ = settings().loop_wait;
+  }
+
+  // Failsafe mode, primary cut off from the DCS: a round of POST /failsafe to every member every
+  // half loop, on a thread of its own (the loop may be stuck in DCS timeouts). A round every member
+  // confirmed keeps the primary writable (decide() rule 8) and moves the watchdog's deadline.
+  void failsafe_loop(const std::string& token, const std::string& ca_file) {
+    std::string last_outcome;
+    while (!watchdog_stop_) {
+      std::this_thread::sleep_for(100ms);
+      if (!failsafe_.should_ask(name_)) {
+        last_outcome.clear();
+        continue;
+      }
+      const TimeMs started = mono_ms();
+      const auto peers = failsafe_.peers();
+      const auto timeout = std::chrono::milliseconds(std::clamp<TimeMs>(loop_wait_ms_ / 2, 100, 1000));
+      std::string outcome = ask_peers(peers, name_, token, ca_file, timeout);
+      if (outcome.empty()) {
+        failsafe_.confirmed(started);
+        failsafe_fence_at_ = started + ttl_ms_ - loop_wait_ms_;
+        outcome = fmt::format("every member ({}) confirmed it follows {}: writes go on", peers.size(), name_);
+      } else {
+        outcome = "not every member confirmed (" + outcome + "): the primary stops writes when its lease ends";
+      }
+      if (outcome != last_outcome) log::warn("failsafe: the DCS is unreachable; {}", outcome);
+      last_outcome = outcome;
+      while (!watchdog_stop_ && mono_ms() < started + loop_wait_ms_ / 2) std::this_thread::sleep_for(20ms);
+    }
   }
 
   void watchdog_loop() {
     while (!watchdog_stop_) {
       std::this_thread::sleep_for(50ms);
       pid_t pid = watchdog_pid_;
-      if (pid != 0 && mono_ms() >= watchdog_fence_at_) {
+      // In failsafe mode every member's confirmation extends the deadline as a renewal would.
+      const TimeMs fence_at = failsafe_.mode() ? std::max<TimeMs>(watchdog_fence_at_, failsafe_fence_at_)
+                                               : watchdog_fence_at_.load();
+      if (pid != 0 && mono_ms() >= fence_at) {
         log::warn("watchdog: the lease is about to expire and the agent loop has not fenced: stopping postmaster {}",
                   pid);
         ::kill(pid, SIGINT);  // fast shutdown: backends end at once, no commit acknowledged after
@@ -903,6 +977,9 @@ class Agent {
   cluster::ClusterConfig config_;
   cluster::PgBinaries bins_;
   std::unique_ptr<dcs::Dcs> dcs_;
+  FailsafeState failsafe_;  // before api_: the API thread answers from it until api_ is gone
+  std::vector<FailsafePeer> failsafe_peers_;  // the members last read, for failsafe rounds
+  bool failsafe_mode_ = false;                // the DCS's failsafe key, as last read
   std::unique_ptr<http::NodeApi> api_;
   std::optional<NodeStatsSampler> stats_;
   dcs::Member member_;
@@ -934,6 +1011,9 @@ class Agent {
   std::atomic<TimeMs> watchdog_fence_at_{0};
   std::atomic<bool> watchdog_fired_{false};
   std::atomic<bool> watchdog_stop_{false};
+  std::atomic<TimeMs> failsafe_fence_at_{0};
+  std::atomic<TimeMs> ttl_ms_{30000};
+  std::atomic<TimeMs> loop_wait_ms_{1000};
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
   Clock::time_point behind_since_{};

@@ -162,6 +162,26 @@ struct Inputs {
   // Primary data only: the postmaster may be acknowledging writes.
   bool writable() const { return self.postmaster_running && !self.fenced; }
 
+  // Rule 8, failsafe: every member confirmed (at failsafe_confirmed_at, when the round started)
+  // that it follows this primary; each refuses the key for a TTL after it answered, so, as with
+  // the lease, writes may go on until two loops before the earliest of those promises ends.
+  TimeMs failsafe_deadline() const { return self.failsafe_confirmed_at + settings.ttl - 2 * settings.loop_wait; }
+  bool failsafe_confirmed() const {
+    return cluster.failsafe && self.failsafe_confirmed_at != 0 && now >= self.failsafe_confirmed_at &&
+           now < failsafe_deadline();
+  }
+  // This node confirmed to another primary within a TTL: it must not take the key (whatever the
+  // mode says now: the promise was given while it was on).
+  bool failsafe_promised() const {
+    return !self.failsafe_leader.empty() && self.failsafe_leader != self.name &&
+           now < self.failsafe_heard_at + settings.ttl;
+  }
+  std::string failsafe_text() const {
+    return "failsafe mode: every member confirmed over the API, in a round started at " +
+           ms_text(self.failsafe_confirmed_at) + ", that it follows " + self.name + ", so writes may go on until " +
+           ms_text(failsafe_deadline());
+  }
+
   // Rule 3: LSNs published after the leader key vanished are final (the old primary had fenced).
   bool fresh(const MemberView& m) const { return m.updated_at >= cluster.leader_expired_at; }
   bool stale_grace_over() const { return now >= cluster.leader_expired_at + settings.ttl; }
@@ -371,6 +391,11 @@ Election elect(const Inputs& in) {
   const ClusterView& c = in.cluster;
   if (c.leader_expired_at == 0)
     return nobody("the leader key is absent but the time it vanished is unknown");
+  // Rule 8: a member that confirmed to a primary in failsafe mode lets that primary write on.
+  for (const auto& m : c.members)
+    if (!m.failsafe_for.empty() && m.name != in.self.name)
+      return nobody("failsafe mode: " + m.name + " confirmed within a TTL that " + m.failsafe_for +
+                    " still runs as primary (the DCS was unreachable for it); nobody takes the leader key meanwhile");
   // A switchover is in progress when its leader released the key (not before not_before) less
   // than a TTL ago; one whose leader vanished earlier, or that did not complete, is ignored.
   if (c.switchover && c.switchover->not_before <= c.leader_expired_at && !in.stale_grace_over()) {
@@ -644,6 +669,13 @@ SwitchoverPlan plan_switchover(const Inputs& in, const SwitchoverRequest& sw) {
 
 void claim_if_elected(const Inputs& in, const Election& e, Actions& out) {
   const NodeView& self = in.self;
+  if (e.winner == self.name && in.failsafe_promised()) {
+    out.push_back(make(ActionKind::Wait, "failsafe mode: " + self.name + " confirmed at " +
+                                             ms_text(self.failsafe_heard_at) + " that it follows " +
+                                             self.failsafe_leader + ", so it does not take the leader key before " +
+                                             ms_text(self.failsafe_heard_at + in.settings.ttl) + " (" + e.reason + ")"));
+    return;
+  }
   if (e.winner != self.name) {
     std::string reason = e.reason;
     if (!e.winner.empty()) {
@@ -732,6 +764,14 @@ void without_data(const Inputs& in, Actions& out) {
 void primary_holding_key(const Inputs& in, Actions& out) {
   const ClusterView& c = in.cluster;
   const NodeView& self = in.self;
+  if (!in.lease_valid() && in.writable() && in.failsafe_confirmed()) {
+    if (c.dcs_reachable)
+      out.push_back(make_lease(ActionKind::RenewLease, c.leader->revision,
+                               "the DCS answers again; renewing the leader key (" + in.failsafe_text() + ")"));
+    else
+      out.push_back(make(ActionKind::Wait, "the DCS is unreachable and " + in.lease_text() + "; " + in.failsafe_text()));
+    return;
+  }
   if (!in.lease_valid()) {
     if (in.writable()) out.push_back(make(ActionKind::Fence, "stop writes: " + in.lease_text()));
     if (c.dcs_reachable)
@@ -776,6 +816,15 @@ void primary_holding_key(const Inputs& in, Actions& out) {
 
 void primary_without_key(const Inputs& in, Actions& out) {
   const ClusterView& c = in.cluster;
+  // Rule 8: the key expired during a DCS outage that every member confirmed this primary through.
+  if (in.writable() && in.failsafe_confirmed()) {
+    if (c.dcs_reachable)
+      out.push_back(make(ActionKind::AcquireLease, "the DCS answers again and the leader key expired meanwhile: " +
+                                                       in.self.name + " takes it back (" + in.failsafe_text() + ")"));
+    else
+      out.push_back(make(ActionKind::Wait, "the DCS is unreachable; " + in.failsafe_text()));
+    return;
+  }
   if (in.writable()) {
     if (c.dcs_reachable)
       out.push_back(make(ActionKind::Fence, "stop writes: the leader key is absent (vanished at " +

@@ -38,6 +38,9 @@ struct MemberView {
   uint64_t replayed_lsn = 0;
   TimeMs updated_at = 0;      // when the member published it (same clock as `now`)
   bool nofailover = false;    // never promote this member (config tag)
+  // Failsafe mode: the leader this member confirmed, over the agents' API, within the last TTL that
+  // it still follows ("" = none). While one does, nobody takes the leader key (see NodeView).
+  std::string failsafe_for;
   bool operator==(const MemberView&) const = default;
 };
 
@@ -65,6 +68,9 @@ struct ClusterView {
   std::vector<SyncConstraint> sync;       // published by the leader (empty in async mode)
   std::string sync_leader;                // the leader that published `sync` (written with it, atomically)
   bool paused = false;                    // maintenance: no automatic failover
+  // Failsafe mode (Patroni's failsafe_mode): while the DCS is unreachable a primary keeps writing
+  // as long as every member confirms over the agents' API that it follows it. The last value read.
+  bool failsafe = false;
   std::optional<SwitchoverRequest> switchover;
   std::optional<std::string> failover_to; // manual `pgfleet failover --to NODE`
 };
@@ -93,6 +99,13 @@ struct NodeView {
   // streaming from the leader cannot work, pg_rewind is needed). The agent computes it from the
   // leader's timeline history file, as Patroni's rewind check does.
   bool timeline_diverged = false;
+  // Failsafe mode, primary: when this agent *started* the last round of POST /failsafe in which
+  // every member it last read from the DCS answered yes (0 = none). Like lease_renewed_at: each
+  // member that answered refuses the leader key for a TTL after it answered, which is later.
+  TimeMs failsafe_confirmed_at = 0;
+  // Failsafe mode, other nodes: the leader this node last confirmed to, and when (its clock).
+  std::string failsafe_leader;
+  TimeMs failsafe_heard_at = 0;
 };
 
 struct Settings {

@@ -245,6 +245,20 @@ void NodeApi::start() {
     return Response::json(202, nlohmann::json{{"reinit", "requested"}, {"node", s->node}, {"from", facts.leader}}.dump() + "\n");
   });
 
+  // Failsafe mode: a primary that cannot reach the DCS asks every member whether it still follows it.
+  router.add("POST", "/failsafe", [s](const Request& r) {
+    if (auto refused = s->refuse_unauthorized(r)) return *refused;
+    std::string leader;
+    try {
+      leader = nlohmann::json::parse(r.body).value("leader", "");
+    } catch (const nlohmann::json::exception&) {
+    }
+    if (leader.empty()) return error_json(400, "the body must be JSON like {\"leader\": \"node1\"}");
+    if (!s->hooks.failsafe) return error_json(503, s->node + " does not take part in failsafe mode");
+    if (std::string why = s->hooks.failsafe(leader); !why.empty()) return error_json(409, why);
+    return Response::json(200, nlohmann::json{{"failsafe", "confirmed"}, {"node", s->node}, {"leader", leader}}.dump() + "\n");
+  });
+
   ServerOptions options;
   options.address = s->config.listen_address;
   options.port = n->api_port;

@@ -1,6 +1,6 @@
 // NodeApi: the HTTP server an agent runs for its node — Patroni-compatible health checks,
 // GET / (node JSON), GET /metrics, the cluster routes, and token-guarded POST /switchover,
-// /restart, /reinit. It runs on its own thread and never waits for the HA loop.
+// /restart, /reinit, /failsafe. It runs on its own thread and never waits for the HA loop.
 #pragma once
 
 #include <functional>
@@ -17,6 +17,9 @@ namespace pgfleet::http {
 struct NodeApiHooks {
   std::function<void()> restart;  // ask the HA loop to restart the postmaster
   std::function<void()> reinit;   // ask the HA loop to rebuild this replica from the leader
+  // POST /failsafe from a primary cut off from the DCS: "" = this node confirms it follows it
+  // (and promises not to take the leader key for a TTL), else why not.
+  std::function<std::string(const std::string& leader)> failsafe;
 };
 
 class NodeApi {

@@ -1040,6 +1040,97 @@ TEST(Decide, test_clock_far_forward_fences) {
 }
 
 // =============================================================================================
+// Rule 8: failsafe mode (the DCS unreachable; every member confirms over the API).
+
+ClusterView unreachable_led_by_node1(bool failsafe) {
+  ClusterView c = led_by("node1", {primary_member("node1", 100, 9900), replica_member("node2", 100, 9900)});
+  c.dcs_reachable = false;
+  c.failsafe = failsafe;
+  return c;
+}
+
+TEST(Decide, test_no_fence_because_every_member_confirmed_in_failsafe_mode) {
+  NodeView node1 = primary_node("node1", 100, 10000);  // lease safe until 38000
+  node1.failsafe_confirmed_at = 37500;                 // safe until 37500 + 30000 - 2000
+  auto a = decide(unreachable_led_by_node1(true), node1, config(), 40000);
+  ASSERT_EQ(kinds(a), "Wait") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "failsafe mode")) << a[0].reason;
+  EXPECT_TRUE(mentions(a[0].reason, "65500 ms")) << a[0].reason;
+  EXPECT_EQ(kinds(decide(unreachable_led_by_node1(true), node1, config(), 65499)), "Wait");
+  // The confirmation is as old as a lease would be: fence exactly as then.
+  a = decide(unreachable_led_by_node1(true), node1, config(), 65500);
+  EXPECT_EQ(kinds(a), "Fence") << describe(a);
+}
+
+TEST(Decide, test_fence_because_failsafe_mode_is_off_even_with_confirmations) {
+  NodeView node1 = primary_node("node1", 100, 10000);
+  node1.failsafe_confirmed_at = 37500;
+  EXPECT_EQ(kinds(decide(unreachable_led_by_node1(false), node1, config(), 40000)), "Fence");
+}
+
+TEST(Decide, test_fence_because_no_round_confirmed_by_every_member) {
+  NodeView node1 = primary_node("node1", 100, 10000);  // failsafe_confirmed_at 0: a member did not answer yes
+  EXPECT_EQ(kinds(decide(unreachable_led_by_node1(true), node1, config(), 38000)), "Fence");
+  node1.failsafe_confirmed_at = 9000;  // confirmed once, long ago
+  EXPECT_EQ(kinds(decide(unreachable_led_by_node1(true), node1, config(), 38000)), "Fence");
+  node1.failsafe_confirmed_at = 39000;  // a round dated after now: the clock jumped back
+  EXPECT_EQ(kinds(decide(unreachable_led_by_node1(true), node1, config(), 38000)), "Fence");
+}
+
+TEST(Decide, test_renew_without_fence_because_dcs_back_within_failsafe) {
+  ClusterView cluster = unreachable_led_by_node1(true);
+  cluster.dcs_reachable = true;
+  NodeView node1 = primary_node("node1", 100, 10000);
+  node1.failsafe_confirmed_at = 47000;
+  const auto a = decide(cluster, node1, config(), 50000);
+  ASSERT_EQ(kinds(a), "RenewLease") << describe(a);
+  EXPECT_EQ(a[0].revision, 7);
+}
+
+TEST(Decide, test_take_the_key_back_because_it_expired_during_a_confirmed_outage) {
+  auto cluster = leaderless(40000, {primary_member("node1", 500, 48000), replica_member("node2", 500, 48000)});
+  cluster.failsafe = true;
+  NodeView node1 = primary_node("node1", 500, 10000);
+  node1.failsafe_confirmed_at = 47000;
+  auto a = decide(cluster, node1, config(), 50000);
+  ASSERT_EQ(kinds(a), "AcquireLease") << describe(a);  // no Fence: writes never stop
+  EXPECT_TRUE(mentions(a[0].reason, "takes it back")) << a[0].reason;
+
+  node1.failsafe_confirmed_at = 0;  // without the confirmations: stop writes first, as always
+  EXPECT_EQ(kinds(decide(cluster, node1, config(), 50000)), "Fence AcquireLease");
+}
+
+TEST(Decide, test_replica_that_confirmed_does_not_take_the_key_for_a_ttl) {
+  // node1 is cut off from the DCS but not from node2, which confirmed at 45000; node1's key expired.
+  auto cluster = leaderless(40000, {replica_member("node2", 0x900, 46000), replica_member("node3", 0x800, 46000)});
+  cluster.failsafe = true;
+  NodeView node2 = replica_node("node2", 0x900, "node1");
+  node2.failsafe_leader = "node1";
+  node2.failsafe_heard_at = 45000;
+  auto a = decide(cluster, node2, config(), 46500);
+  ASSERT_EQ(kinds(a), "Wait") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "confirmed at 45000 ms that it follows node1")) << a[0].reason;
+  // Even if the mode was switched off meanwhile: the promise was given.
+  cluster.failsafe = false;
+  EXPECT_EQ(kinds(decide(cluster, node2, config(), 74999)), "Wait");
+  // A TTL after its last answer node1 has stopped writing (it fenced two loops earlier).
+  a = decide(cluster, node2, config(), 75000);
+  EXPECT_EQ(kinds(a), "AcquireLease Promote RecordHistory") << describe(a);
+}
+
+TEST(Decide, test_nobody_elected_while_a_member_reports_a_failsafe_confirmation) {
+  // node3 confirmed to node1 (and publishes it); node2, which did not, must not take over either.
+  auto cluster = leaderless(40000, {replica_member("node2", 0x900, 46000), replica_member("node3", 0x800, 46000)});
+  cluster.members[1].failsafe_for = "node1";
+  auto a = decide(cluster, replica_node("node2", 0x900, "node1"), config(), 46500);
+  ASSERT_EQ(kinds(a), "Wait") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "node3 confirmed")) << a[0].reason;
+  cluster.members[1].failsafe_for.clear();  // its promise ended
+  EXPECT_EQ(kinds(decide(cluster, replica_node("node2", 0x900, "node1"), config(), 46500)),
+            "AcquireLease Promote RecordHistory");
+}
+
+// =============================================================================================
 // Properties.
 
 TEST(Decide, test_same_inputs_same_actions) {
