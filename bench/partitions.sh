@@ -23,7 +23,7 @@ run() {
   fi
   rm -f "$log"
 }
-run 1 primary-isolated primary-no-etcd replica-isolated asymmetric switchover manual-failover
+run 1 primary-isolated primary-no-etcd replica-isolated asymmetric etcd-down etcd-down-failsafe primary-no-etcd-failsafe switchover manual-failover
 run 3 etcd-leader-loss primary-isolated primary-no-etcd
 run 1 netem  # last: needs the kernel's sch_netem
 

@@ -297,7 +297,7 @@ class Agent {
     v.lease_renewed_at = lease_renewed_at_;
     v.fenced = fenced_;
     v.failsafe_confirmed_at = failsafe_.confirmed_at();
-    v.failsafe_leader = failsafe_.promised_to(mono_ms(), settings().ttl, &v.failsafe_heard_at);
+    v.failsafe_leader = failsafe_.promised_to(mono_ms(), settings().ttl, &v.failsafe_heard_at, true);
     if (accepting_ && member_.role == "primary") {
       v.sync_in_force = parse_sync_names(member_.sync_standby_names);
       v.sync_in_force_lsn = sync_in_force_lsn_;
@@ -355,7 +355,6 @@ class Agent {
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
-    std::vector<FailsafePeer> peers;
     for (const auto& kv : *members) {
       try {
         auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
@@ -375,10 +374,6 @@ class Agent {
         // cleanly); on one host its pidfile lock says at once that it takes no part.
         if (!multi_host() && m.name != name_ && cluster::agent_pid(layout_, m.name) == 0) continue;
         v.members.push_back(mv);
-        // Failsafe rounds ask every member that takes part (a cleanly stopped one does not).
-        if (m.name != name_ && m.state != "stopped" && m.api_port > 0)
-          peers.push_back({m.name, fmt::format("{}://{}:{}", config_.http_tls ? "https" : "http",
-                                               m.host.empty() ? cluster::connect_host(config_) : m.host, m.api_port)});
       } catch (const nlohmann::json::exception&) {
       }
     }
@@ -397,7 +392,14 @@ class Agent {
         cluster::primary_from_data(config_, layout_) == name_) {
       v.sync = {SyncConstraint{{name_}, 1}};
     }
-    failsafe_peers_ = std::move(peers);
+    // Failsafe rounds ask every node of the cluster, not only the members whose keys are present
+    // now: one whose key expired (down, or cut off) could otherwise take the key after the outage.
+    failsafe_peers_.clear();
+    for (const auto& n : config_.nodes)
+      if (n.name != name_)
+        failsafe_peers_.push_back({n.name, fmt::format("{}://{}:{}", config_.http_tls ? "https" : "http",
+                                                       n.host.empty() ? cluster::connect_host(config_) : n.host,
+                                                       n.api_port)});
     if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
     if (auto f = dcs_->get(dcs::keys::kFailsafe); f) failsafe_mode_ = f.value().has_value();
     v.failsafe = failsafe_mode_;
@@ -977,7 +979,7 @@ class Agent {
   cluster::ClusterConfig config_;
   cluster::PgBinaries bins_;
   std::unique_ptr<dcs::Dcs> dcs_;
-  FailsafeState failsafe_;  // before api_: the API thread answers from it until api_ is gone
+  FailsafeState failsafe_{mono_ms()};  // before api_: the API thread answers from it until api_ is gone
   std::vector<FailsafePeer> failsafe_peers_;  // the members last read, for failsafe rounds
   bool failsafe_mode_ = false;                // the DCS's failsafe key, as last read
   std::unique_ptr<http::NodeApi> api_;

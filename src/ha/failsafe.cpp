@@ -25,6 +25,10 @@ bool FailsafeState::begin_claim(TimeMs now, TimeMs ttl, std::string& why) {
     why = "failsafe mode: this node confirmed to " + heard_leader_ + " less than a TTL ago";
     return false;
   }
+  if (mode_ && now < started_at_ + ttl) {
+    why = "failsafe mode: this agent started less than a TTL ago and may have confirmed another primary before";
+    return false;
+  }
   claiming_ = true;
   return true;
 }
@@ -66,10 +70,15 @@ TimeMs FailsafeState::confirmed_at() const {
   return confirmed_at_;
 }
 
-std::string FailsafeState::promised_to(TimeMs now, TimeMs ttl, TimeMs* heard_at) const {
+std::string FailsafeState::promised_to(TimeMs now, TimeMs ttl, TimeMs* heard_at, bool include_restart) const {
   std::lock_guard lock(mutex_);
   if (heard_at != nullptr) *heard_at = heard_at_;
-  return !heard_leader_.empty() && now < heard_at_ + ttl ? heard_leader_ : "";
+  if (!heard_leader_.empty() && now < heard_at_ + ttl) return heard_leader_;
+  if (include_restart && mode_ && now < started_at_ + ttl) {
+    if (heard_at != nullptr) *heard_at = started_at_;
+    return "a primary confirmed before this agent started";
+  }
+  return "";
 }
 
 std::string ask_peers(const std::vector<FailsafePeer>& peers, const std::string& self, const std::string& token,

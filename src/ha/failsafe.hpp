@@ -21,6 +21,10 @@ struct FailsafePeer {
 
 class FailsafeState {
  public:
+  // A new agent does not know what its predecessor confirmed: in failsafe mode it assumes a promise
+  // given at its start, so it does not take the leader key during its first TTL.
+  explicit FailsafeState(TimeMs started_at) : started_at_(started_at) {}
+
   // The HA loop, after each read of the DCS (unreachable: the values last read).
   void observed(bool mode, bool dcs_reachable, const std::string& leader, bool writable_primary,
                 std::vector<FailsafePeer> peers);
@@ -39,7 +43,9 @@ class FailsafeState {
   // For decide() and the member status.
   bool mode() const;
   TimeMs confirmed_at() const;
-  std::string promised_to(TimeMs now, TimeMs ttl, TimeMs* heard_at = nullptr) const;
+  // The primary this node promised not to replace before *heard_at + ttl ("" = none). With
+  // `include_restart`, in failsafe mode the assumed promise at the agent's start counts too.
+  std::string promised_to(TimeMs now, TimeMs ttl, TimeMs* heard_at = nullptr, bool include_restart = false) const;
 
  private:
   mutable std::mutex mutex_;
@@ -52,6 +58,7 @@ class FailsafeState {
   std::string heard_leader_;      // the last primary this node confirmed to
   TimeMs heard_at_ = 0;
   TimeMs confirmed_at_ = 0;       // primary: start of the last round every peer confirmed
+  TimeMs started_at_ = 0;
 };
 
 // One round: POST /failsafe {"leader": self} to every peer at once (Bearer `token`; `ca_file` for

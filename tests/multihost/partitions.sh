@@ -14,6 +14,12 @@
 #                     drops the unreachable synchronous standby and takes writes again
 #   netem             100 ms delay and 10% loss between primary and replicas: no failover, writes go on
 #   etcd-leader-loss  (MH_ETCD_MEMBERS=3) the etcd Raft leader cut off: no failover, writes go on
+#   etcd-down         etcd unreachable from every host, failsafe mode off: the primary stops writes
+#                     within the TTL and nobody else takes them; once etcd is back writes resume
+#   etcd-down-failsafe  the same with `pgfleet failsafe on`: every member confirms over the agents'
+#                     API, so the primary keeps taking writes through the outage and keeps its role
+#   primary-no-etcd-failsafe  failsafe on, the primary cut off from etcd only: its replicas confirm
+#                     it, nobody takes the expired leader key, it keeps taking writes and its role
 #   switchover        `pgfleet switchover --dcs` from the client host
 #   manual-failover   paused cluster, primary cut off: `pgfleet failover --to --dcs` elects the node named
 # MH_SUMMARY=FILE appends one markdown table row per scenario (bench/partitions.sh).
@@ -21,7 +27,7 @@ set -euo pipefail
 export PGFLEET=$(realpath "${1:?usage: partitions.sh PGFLEET_BINARY [scenario...]}")
 shift
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(primary-isolated replica-isolated)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(primary-isolated replica-isolated etcd-down etcd-down-failsafe primary-no-etcd-failsafe)
 source "$(dirname "$0")/lib.sh"
 MH_SUMMARY=${MH_SUMMARY:-}
 # Bound asserted on "cut -> writes acknowledged through the proxy by the new primary". The goal is
@@ -181,6 +187,85 @@ etcd_leader_loss() {
   finish etcd-leader-loss "$t0ms" - -
 }
 
+# Failsafe mode on or off through the DCS (from the client host), seen by status --json and the agents.
+set_failsafe() {
+  pgfleet_dcs failsafe "$1" >&2 || die "pgfleet failsafe $1 --dcs failed"
+  local want=False
+  [ "$1" = on ] && want=True
+  [ "$(status_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["failsafe_mode"])')" = $want ] ||
+    die "status --json does not show failsafe_mode $1"
+  sleep 2  # every agent reads the key on its next loop
+}
+others_writable() {
+  local n
+  for n in "${NODES[@]}"; do [ "$n" != "$1" ] && writable "$n" && { echo "$n"; return 0; }; done
+  return 1
+}
+
+# etcd unreachable for everyone. Failsafe off: the primary fences within the TTL. On: it keeps
+# taking writes (through the proxy, which keeps its last topology) as long as the outage lasts.
+etcd_down() {
+  local failsafe=$1 name=etcd-down p t0 t0ms e w fenced=-
+  [ "$failsafe" = on ] && name=etcd-down-failsafe
+  set_failsafe "$failsafe"
+  p=$(leader)
+  log "$name: cutting etcd off from every host (primary $p)"
+  t0=$SECONDS
+  t0ms=$(now_ms)
+  for e in "${MH_ETCD_HOSTS[@]}"; do isolate "$e"; done
+  if [ "$failsafe" = on ]; then
+    local until=$((SECONDS + MH_TTL + 4)) after
+    while [ $SECONDS -lt $until ]; do
+      writable "$p" || die "$name: primary $p stopped taking writes although its members confirm it"
+      sleep 0.5
+    done
+    after=$(now_ms)
+    wait_for 20 "writes acknowledged through the proxy during the etcd outage" "[ "\$(acks_since $after)" -gt 3 ]"
+    log "$name: $p still takes writes $((SECONDS - t0)) s into the outage (TTL $MH_TTL s)"
+  else
+    wait_for $((MH_TTL + 10)) "$p to stop taking writes" "! writable $p"
+    fenced=$((SECONDS - t0))
+    [ $fenced -le $((MH_TTL + 3)) ] || die "$p fenced after $fenced s, TTL is $MH_TTL s"
+    sleep 2
+    log "$name: $p stopped writes after ~$fenced s"
+  fi
+  if w=$(others_writable "$p"); then die "$name: $w takes writes besides $p"; fi
+  for e in "${MH_ETCD_HOSTS[@]}"; do heal "$e"; done
+  wait_for 120 "etcd back and everyone to stream" converged
+  if [ "$failsafe" = on ]; then
+    [ "$(leader)" = "$p" ] || die "$name: leadership moved from $p to $(leader)"
+    set_failsafe off
+  fi
+  log "$name: healed after $((SECONDS - t0)) s, leader $(leader)"
+  finish "$name" "$t0ms" "$fenced" -
+}
+
+# Failsafe on, the primary cut off from etcd only: its replicas confirm it (they reach it), so the
+# expired leader key is taken by nobody and the primary keeps writing; healed, it takes it back.
+primary_no_etcd_failsafe() {
+  local p t0ms e w l after until
+  set_failsafe on
+  p=$(leader)
+  log "primary-no-etcd-failsafe: cutting primary $p off from etcd"
+  t0ms=$(now_ms)
+  for e in "${MH_ETCD_HOSTS[@]}"; do block_route "$p" "$e"; done
+  until=$((SECONDS + MH_TTL + 4))
+  while [ $SECONDS -lt $until ]; do
+    writable "$p" || die "primary $p stopped taking writes although its replicas confirm it"
+    l=$(leader)
+    [ -z "$l" ] || [ "$l" = "$p" ] || die "$l took the leader key while $p still writes"
+    sleep 0.5
+  done
+  if w=$(others_writable "$p"); then die "$w takes writes besides $p"; fi
+  after=$(now_ms)
+  wait_for 20 "writes acknowledged while $p is cut off from etcd" "[ "\$(acks_since $after)" -gt 3 ]"
+  for e in "${MH_ETCD_HOSTS[@]}"; do unblock_route "$p" "$e"; done
+  wait_for 60 "$p to take its key back and everyone to stream" converged
+  [ "$(leader)" = "$p" ] || die "leadership moved from $p to $(leader)"
+  set_failsafe off
+  finish primary-no-etcd-failsafe "$t0ms" - -
+}
+
 switchover() {
   local p to t0ms t0=$SECONDS
   p=$(leader)
@@ -223,6 +308,9 @@ for s in "${SCENARIOS[@]}"; do
     asymmetric) asymmetric ;;
     netem) netem ;;
     etcd-leader-loss) etcd_leader_loss ;;
+    etcd-down) etcd_down off ;;
+    etcd-down-failsafe) etcd_down on ;;
+    primary-no-etcd-failsafe) primary_no_etcd_failsafe ;;
     switchover) switchover ;;
     manual-failover) manual_failover ;;
     *) die "unknown scenario $s" ;;

@@ -2,7 +2,9 @@
 // with TTL and compare-and-set, member keys with TTL) and simulated PostgreSQL (role, timeline,
 // WAL position, synchronous acknowledgements), under crashes, hangs, delays and DCS outages.
 // After every step: never two primaries accepting writes, a writable primary always holds the
-// leader key, and (sync modes) no acknowledged commit is missing from a writable primary.
+// leader key (or, in failsafe mode, every member's confirmation), and (sync modes) no acknowledged
+// commit is missing from a writable primary. Failsafe runs add its rounds over the agents' API
+// (members answering as FailsafeState does) and hosts cut off from everyone.
 // After the faults stop: every node follows the single leader.
 #include "ha/decide.hpp"
 
@@ -95,7 +97,16 @@ struct Node {
   TimeMs publish_delay = 0;
   TimeMs publish_delay_until = 0;
   TimeMs partitioned_until = 0;
+  TimeMs isolated_until = 0;  // cut off from the DCS and from every other host
   TimeMs slow_until = 0;  // replication to this node crawls
+  // Failsafe state of the agent (lost when it restarts; a new agent assumes a promise at its start).
+  TimeMs failsafe_confirmed_at = 0;
+  std::string failsafe_leader;
+  TimeMs failsafe_heard_at = 0;
+  bool claiming = false;
+  bool last_read_failed = false;  // the loop's last read of the DCS failed
+  TimeMs all_confirmed_at = 0;    // the world's record of its last confirmed round (kept across agent restarts)
+  TimeMs next_round = 0;
   // Agent state (lost when the agent restarts, except what it reads back from PostgreSQL).
   TimeMs lease_renewed_at = 0;
   TimeMs watchdog_deadline = INT64_MAX;
@@ -152,11 +163,13 @@ struct SimConfig {
   int nodes = 3;
   uint64_t seed = 1;
   int steps = 6000;
+  bool failsafe = false;
 };
 
 struct Stats {
   int promotions = 0, reacquisitions = 0, switchovers = 0, fences = 0, rewinds = 0, reinits = 0;
   int watchdog_fences = 0, acknowledged = 0, faults = 0;
+  int failsafe_rounds = 0, failsafe_confirmed = 0;
 };
 
 const char* mode_name(SyncMode m) { return m == SyncMode::Off ? "async" : m == SyncMode::On ? "on" : "quorum"; }
@@ -198,6 +211,7 @@ class Simulation {
       restart_hosts_and_agents();
       run_postgres();
       run_agents();
+      run_failsafe_rounds();
       run_watchdogs();
       check_safety();
     }
@@ -226,7 +240,10 @@ class Simulation {
       if (n.name == name) return &n;
     return nullptr;
   }
-  bool reachable(const Node& n) const { return now_ >= dcs_.outage_until && now_ >= n.partitioned_until; }
+  bool reachable(const Node& n) const {
+    return now_ >= dcs_.outage_until && now_ >= n.partitioned_until && now_ >= n.isolated_until;
+  }
+  bool isolated(const Node& n) const { return now_ < n.isolated_until; }
   bool hung(const Node& n) const { return now_ < n.agent_hung_until; }
 
   static std::string sync_text(const std::vector<SyncConstraint>& list) {
@@ -268,6 +285,8 @@ class Simulation {
     m.replayed_lsn = n.lsn;
     m.updated_at = now_;
     m.nofailover = n.nofailover;
+    if (!n.failsafe_leader.empty() && now_ < n.failsafe_heard_at + kTtl && n.failsafe_leader != "?")
+      m.failsafe_for = n.failsafe_leader;
     return m;
   }
 
@@ -275,9 +294,15 @@ class Simulation {
     if (!reachable(n)) {
       ClusterView v = n.last_view.value_or(ClusterView{});
       v.dcs_reachable = false;
+      v.failsafe = config_.failsafe;
+      n.claiming = false;
+      n.last_read_failed = true;
       return v;
     }
     ClusterView v;
+    v.failsafe = config_.failsafe;
+    n.claiming = false;
+    n.last_read_failed = false;
     v.leader = dcs_.leader;
     if (n.seen_lease_writes >= 0 && n.seen_lease_writes != dcs_.lease_writes) {
       // The key was written since the last read (maybe taken and deleted in between): its lease
@@ -324,6 +349,9 @@ class Simulation {
     v.fenced = n.fenced;
     v.sync_in_force = n.observed_sync;
     v.sync_in_force_lsn = n.observed_sync_lsn;
+    v.failsafe_confirmed_at = n.failsafe_confirmed_at;
+    v.failsafe_leader = n.failsafe_leader;
+    v.failsafe_heard_at = n.failsafe_heard_at;
     // The agent compares its position with the leader's timeline history.
     if (view.leader && view.leader->holder != n.name && n.in_recovery)
       for (const auto& l : nodes_)
@@ -386,7 +414,10 @@ class Simulation {
     } else if (rng_.chance(0.001)) {
       n.partitioned_until = now_ + rng_.range(1, 20) * 1000;
       fault(n.name + " cut off from the DCS until " + std::to_string(n.partitioned_until));
-    } else if (rng_.chance(0.0005)) {
+    } else if (config_.failsafe && rng_.chance(0.001)) {
+      n.isolated_until = now_ + rng_.range(1, 25) * 1000;
+      fault(n.name + " cut off from everyone until " + std::to_string(n.isolated_until));
+    } else if (rng_.chance(config_.failsafe ? 0.001 : 0.0005)) {
       dcs_.outage_until = now_ + rng_.range(1, 25) * 1000;
       fault("DCS outage until " + std::to_string(dcs_.outage_until));
     } else if (rng_.chance(0.0015)) {
@@ -414,6 +445,7 @@ class Simulation {
       n.agent_hung_until = 0;
       n.publish_delay_until = 0;
       n.partitioned_until = 0;
+      n.isolated_until = 0;
       n.slow_until = 0;
     }
   }
@@ -436,6 +468,11 @@ class Simulation {
         n.absent_since = 0;
         n.seen_lease_writes = -1;
         n.observed_sync.reset();
+        n.failsafe_confirmed_at = 0;
+        n.failsafe_leader = config_.failsafe ? "?" : "";  // what the previous agent promised is unknown
+        n.failsafe_heard_at = now_;
+        n.claiming = false;
+        n.last_read_failed = false;
         n.next_loop = now_;
         log("agent of " + n.name + " starts");
       }
@@ -545,6 +582,8 @@ class Simulation {
     const bool dcs_ok = reachable(n);
     switch (a.kind) {
       case ActionKind::AcquireLease:
+        if (!n.failsafe_leader.empty() && now_ < n.failsafe_heard_at + kTtl) return false;  // FailsafeState::begin_claim
+        n.claiming = true;
         if (!dcs_ok || dcs_.leader) return false;
         dcs_.leader = LeaderKey{n.name, ++dcs_.revision, now_ + kTtl};
         arm(n);
@@ -654,6 +693,40 @@ class Simulation {
     n.waiting.clear();
   }
 
+  // Failsafe mode: the round thread of a writable primary that cannot reach the DCS asks every
+  // member it last read; it runs even while the agent's loop hangs (the worst case for safety).
+  void run_failsafe_rounds() {
+    if (!config_.failsafe) return;
+    for (auto& p : nodes_) {
+      if (!p.host_up || !p.agent_up || now_ < p.next_round || !p.last_view || !p.last_read_failed) continue;
+      const std::string seen = p.last_view->leader ? p.last_view->leader->holder : "";
+      if (!p.writable() || (!seen.empty() && seen != p.name)) continue;
+      p.next_round = now_ + kLoop / 2;
+      ++stats_.failsafe_rounds;
+      bool all = true;
+      for (const auto& name : settings_.nodes) {  // every node of the cluster (see the agent)
+        if (name == p.name) continue;
+        Node* peer = node(name);
+        if (peer == nullptr || !peer->host_up || !peer->agent_up || isolated(*peer) || isolated(p) || !answer(*peer, p.name))
+          all = false;
+      }
+      if (!all) continue;
+      ++stats_.failsafe_confirmed;
+      p.failsafe_confirmed_at = now_;
+      p.all_confirmed_at = now_;
+      p.watchdog_deadline = std::max(p.watchdog_deadline, now_ + kTtl - kLoop);
+    }
+  }
+
+  // FailsafeState::answer.
+  bool answer(Node& n, const std::string& leader) {
+    const std::string seen = n.last_view && n.last_view->leader ? n.last_view->leader->holder : "";
+    if (n.writable() || n.claiming || (!seen.empty() && seen != leader)) return false;
+    n.failsafe_leader = leader;
+    n.failsafe_heard_at = now_;
+    return true;
+  }
+
   // The agent's independent watchdog: a primary whose lease is about to lapse stops writing even if
   // the loop is stuck. A live agent must have fenced by itself before.
   void run_watchdogs() {
@@ -678,7 +751,8 @@ class Simulation {
       // ...or the key was deleted under it and its own lease has not run out yet (it fences by
       // its next loop, or at its deadline if it cannot see the DCS; nobody else writes meanwhile).
       const bool deleted_under_it = key_deleted_at_ >= n.lease_renewed_at && now_ < n.lease_renewed_at + kTtl;
-      if ((!dcs_.leader || dcs_.leader->holder != n.name) && !deleted_under_it)
+      const bool confirmed_by_all = config_.failsafe && now_ < n.all_confirmed_at + kTtl;
+      if ((!dcs_.leader || dcs_.leader->holder != n.name) && !deleted_under_it && !confirmed_by_all)
         fail(n.name + " accepts writes without holding the leader key");
       if (config_.mode != SyncMode::Off && last_ack_ &&
           !timelines_.contains(n.timeline, n.lsn, last_ack_->timeline, last_ack_->lsn))
@@ -724,7 +798,7 @@ uint64_t env_or(const char* name, uint64_t fallback) {
   return value != nullptr && *value != '\0' ? std::strtoull(value, nullptr, 10) : fallback;
 }
 
-void run_seeds(SyncMode mode, bool strict, int sync_count) {
+void run_seeds(SyncMode mode, bool strict, int sync_count, bool failsafe = false) {
   Stats total;
   int runs = 0, failures = 0;
   const uint64_t first = env_or("PGFLEET_SIM_SEED", 1);
@@ -736,6 +810,7 @@ void run_seeds(SyncMode mode, bool strict, int sync_count) {
     config.sync_count = sync_count;
     config.nodes = 3 + static_cast<int>(seed % 3);
     config.seed = seed;
+    config.failsafe = failsafe;
     Simulation sim(config);
     const std::string failure = sim.run();
     if (!failure.empty() && ++failures <= 3) ADD_FAILURE() << sim.report();
@@ -750,19 +825,24 @@ void run_seeds(SyncMode mode, bool strict, int sync_count) {
     total.watchdog_fences += s.watchdog_fences;
     total.acknowledged += s.acknowledged;
     total.faults += s.faults;
+    total.failsafe_rounds += s.failsafe_rounds;
+    total.failsafe_confirmed += s.failsafe_confirmed;
     ++runs;
   }
-  std::printf("[ sim %-6s%s k=%d ] %d runs: %d faults, %d promotions, %d re-acquisitions, %d switchovers, %d fences "
-              "(%d by watchdog), %d rewinds, %d reinits, %d commits acknowledged\n",
-              mode_name(mode), strict ? " strict" : "", sync_count, runs, total.faults, total.promotions,
-              total.reacquisitions, total.switchovers, total.fences, total.watchdog_fences, total.rewinds, total.reinits,
-              total.acknowledged);
+  std::printf("[ sim %-6s%s%s k=%d ] %d runs: %d faults, %d promotions, %d re-acquisitions, %d switchovers, %d fences "
+              "(%d by watchdog), %d rewinds, %d reinits, %d commits acknowledged, %d failsafe rounds (%d confirmed)\n",
+              mode_name(mode), strict ? " strict" : "", failsafe ? " failsafe" : "", sync_count, runs, total.faults,
+              total.promotions, total.reacquisitions, total.switchovers, total.fences, total.watchdog_fences, total.rewinds,
+              total.reinits, total.acknowledged, total.failsafe_rounds, total.failsafe_confirmed);
   EXPECT_EQ(failures, 0) << "failing seeds are listed above (replay one: PGFLEET_SIM_SEED=S PGFLEET_SIM_SEEDS=1)";
   // The faults must actually have exercised the rules (not meaningful when replaying one seed).
   if (runs >= 10) {
     EXPECT_GT(total.promotions, runs);
     EXPECT_GT(total.fences, runs);
     EXPECT_GT(total.rewinds, 0);
+    if (failsafe) {
+      EXPECT_GT(total.failsafe_confirmed, runs);
+    }
   }
 }
 
@@ -771,5 +851,8 @@ TEST(Simulation, sync_on_never_loses_an_acknowledged_commit) { run_seeds(SyncMod
 TEST(Simulation, sync_on_strict_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::On, true, 1); }
 TEST(Simulation, quorum_any1_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::Quorum, false, 1); }
 TEST(Simulation, quorum_any2_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::Quorum, false, 2); }
+TEST(Simulation, failsafe_async_never_two_writers_and_converges) { run_seeds(SyncMode::Off, false, 1, true); }
+TEST(Simulation, failsafe_sync_on_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::On, false, 1, true); }
+TEST(Simulation, failsafe_quorum_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::Quorum, false, 1, true); }
 
 }  // namespace
