@@ -24,7 +24,7 @@ run() {
   rm -f "$log"
 }
 run 1 primary-isolated primary-no-etcd replica-isolated asymmetric etcd-down etcd-down-failsafe primary-no-etcd-failsafe switchover manual-failover
-run 3 etcd-leader-loss primary-isolated primary-no-etcd
+run 3 etcd-leader-loss primary-isolated primary-no-etcd etcd-down-failsafe
 run 1 netem  # last: needs the kernel's sch_netem
 
 out="bench/results/$(date +%F)-partitions.md"

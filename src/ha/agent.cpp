@@ -582,10 +582,13 @@ class Agent {
   }
 
   // Logs an action's reason once per change (every loop renews the lease; nobody wants that logged).
+  // Only the words count: a wait whose times and positions move on each loop is the same decision.
   void log_once(const Action& a) {
+    std::string words = a.reason;
+    std::erase_if(words, [](char c) { return c >= '0' && c <= '9'; });
     auto& last = last_reason_[a.kind];
-    if (last == a.reason) return;
-    last = a.reason;
+    if (last == words) return;
+    last = words;
     if (a.kind == ActionKind::RenewLease && a.reason.empty()) return;
     log::info("{}: {}", to_string(a.kind), a.reason);
   }

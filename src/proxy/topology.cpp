@@ -70,12 +70,29 @@ Topology TopologyWatcher::observe() {
     auto members = remote_->list(dcs::keys::kMembersPrefix);
     if (!leader || !members) throw std::runtime_error(!leader ? leader.error() : members.error());
     std::string primary = leader.value() ? leader.value()->value : "";
-    for (const auto& kv : *members) {
-      auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+    std::vector<dcs::Member> parsed;
+    for (const auto& kv : *members) parsed.push_back(dcs::member_from_json(nlohmann::json::parse(kv.value)));
+    // No key at all (etcd back after an outage longer than the TTL, before any agent wrote again):
+    // that says nothing new about the nodes, so the previous topology stands.
+    if (primary.empty() && parsed.empty()) {
+      Topology same = *current();
+      return same;
+    }
+    // Failsafe mode: no leader key (it expired while the primary could not reach etcd), but the
+    // members confirmed over the agents' API that the primary still runs: keep sending it writes.
+    std::string confirmed;
+    if (primary.empty())
+      for (const auto& m : parsed)
+        if (!m.failsafe_for.empty()) confirmed = m.failsafe_for;
+    for (const auto& m : parsed) {
       if (m.host.empty() || m.port == 0 || m.state == "stopped") continue;
       Backend b{m.name, m.host, m.port, "", -1};
-      if (m.name == primary) t.primary = b;
+      if (m.name == primary || m.name == confirmed) t.primary = b;
       else t.replicas.push_back(b);
+    }
+    // Its own member key may have expired meanwhile: the address is the one known before.
+    if (!confirmed.empty() && !t.primary) {
+      if (auto before = current(); before->primary && before->primary->name == confirmed) t.primary = before->primary;
     }
     return t;
   }

@@ -1,5 +1,5 @@
 // Monitoring against real clusters: the agents' Patroni-compatible health checks follow role
-// changes, the token-guarded POST endpoints act, /metrics passes `promtool check metrics` and
+// changes, the token-guarded POST endpoints act (failsafe confirmations included), /metrics passes `promtool check metrics` and
 // agrees with PostgreSQL (lag while replay is paused), the real HAProxy routes with
 // deploy/haproxy.cfg, and deploy/alerts.yml passes promtool.
 #include <arpa/inet.h>
@@ -249,6 +249,37 @@ TEST_F(MonitoringTest, HealthEndpointsFollowRoleChangesAndPostEndpointsAct) {
   auto restarted = pgfleet({"restart", "node2"});
   ASSERT_TRUE(restarted.ok()) << restarted.output;
   EXPECT_EQ(requests(), before + 1) << "pgfleet restart did not use POST /restart:\n" << read_text(agent_log);
+
+  // POST /failsafe: what a primary cut off from the DCS asks each node (docs/multihost.md).
+  ASSERT_TRUE(wait_status(3, "/primary", 200));
+  const std::string leader3 = R"({"leader": "node3"})";
+  EXPECT_EQ(http(api_port(1), "POST", "/failsafe", "", leader3).status, 401);
+  auto off = http(api_port(1), "POST", "/failsafe", bearer(), leader3);
+  EXPECT_EQ(off.status, 409) << off.body;
+  EXPECT_NE(off.body.find("failsafe mode is off"), std::string::npos) << off.body;
+  EXPECT_FALSE(status_json()["failsafe_mode"].get<bool>());
+  auto on = pgfleet({"failsafe", "on"});
+  ASSERT_TRUE(on.ok()) << on.output;
+  EXPECT_TRUE(status_json()["failsafe_mode"].get<bool>());
+  EXPECT_NE(pgfleet({"status"}).output.find("failsafe mode"), std::string::npos);
+  EXPECT_NE(pgfleet({"failsafe"}).output.find("failsafe mode is on"), std::string::npos);
+  HttpReply confirmed;
+  EXPECT_TRUE(eventually([&] { return (confirmed = http(api_port(1), "POST", "/failsafe", bearer(), leader3)).status == 200; },
+                         10s, 200ms))
+      << confirmed.status << " " << confirmed.body;
+  EXPECT_NE(read_text(dir_ + "/nodes/node1/log/agent.log").find("failsafe: confirmed that node3 is the primary"),
+            std::string::npos);
+  auto other = http(api_port(2), "POST", "/failsafe", bearer(), R"({"leader": "node1"})");
+  EXPECT_EQ(other.status, 409) << other.body;  // node3 holds the key, not node1
+  EXPECT_NE(other.body.find("node3 holds the leader key"), std::string::npos) << other.body;
+  auto primary = http(api_port(3), "POST", "/failsafe", bearer(), R"({"leader": "node1"})");
+  EXPECT_EQ(primary.status, 409) << primary.body;  // a writable primary vouches for nobody
+  EXPECT_EQ(http(api_port(1), "POST", "/failsafe", bearer(), "{}").status, 400);
+  ASSERT_TRUE(pgfleet({"failsafe", "off"}).ok());
+  EXPECT_FALSE(status_json()["failsafe_mode"].get<bool>());
+  auto wrong = pgfleet({"failsafe", "maybe"});
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.output.find("maybe"), std::string::npos) << wrong.output;
 }
 
 TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {

@@ -220,7 +220,7 @@ etcd_down() {
       sleep 0.5
     done
     after=$(now_ms)
-    wait_for 20 "writes acknowledged through the proxy during the etcd outage" "[ "\$(acks_since $after)" -gt 3 ]"
+    wait_for 20 "writes acknowledged through the proxy during the etcd outage" "[ \"\$(acks_since $after)\" -gt 3 ]"
     log "$name: $p still takes writes $((SECONDS - t0)) s into the outage (TTL $MH_TTL s)"
   else
     wait_for $((MH_TTL + 10)) "$p to stop taking writes" "! writable $p"
@@ -258,7 +258,7 @@ primary_no_etcd_failsafe() {
   done
   if w=$(others_writable "$p"); then die "$w takes writes besides $p"; fi
   after=$(now_ms)
-  wait_for 20 "writes acknowledged while $p is cut off from etcd" "[ "\$(acks_since $after)" -gt 3 ]"
+  wait_for 20 "writes acknowledged while $p is cut off from etcd" "[ \"\$(acks_since $after)\" -gt 3 ]"
   for e in "${MH_ETCD_HOSTS[@]}"; do unblock_route "$p" "$e"; done
   wait_for 60 "$p to take its key back and everyone to stream" converged
   [ "$(leader)" = "$p" ] || die "leadership moved from $p to $(leader)"
