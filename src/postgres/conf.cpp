@@ -46,6 +46,9 @@ std::string render_node_conf(const cluster::ClusterConfig& config, const cluster
   out += "wal_sender_timeout = '10s'\n";
   out += "wal_receiver_timeout = '10s'\n";
   out += "wal_receiver_status_interval = '1s'\n";
+  // A standby whose upstream went away (crash restart, failover) tries again after this instead of
+  // PostgreSQL's 5 s: in sync modes commits wait for it to stream again.
+  out += "wal_retrieve_retry_interval = '500ms'\n";
   out += "logging_collector = off\n";  // the agent captures stderr into the node's log directory
   out += "log_line_prefix = '%m [%p] %q%u@%d '\n";
   out += fmt::format("synchronous_standby_names = {}\n", quote(sync_names));
