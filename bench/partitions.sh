@@ -25,7 +25,7 @@ run() {
 }
 run 1 primary-isolated primary-no-etcd replica-isolated asymmetric etcd-down etcd-down-failsafe primary-no-etcd-failsafe switchover manual-failover
 run 3 etcd-leader-loss primary-isolated primary-no-etcd etcd-down-failsafe
-run 1 netem  # last: needs the kernel's sch_netem
+run 1 netem  # delay and loss with sch_netem; loss only (nftables) on a kernel without it
 
 out="bench/results/$(date +%F)-partitions.md"
 {

@@ -19,6 +19,8 @@ PACKAGES=(
   python3
   # integration tests of bad input (port holders, disk full)
   procps iproute2 util-linux
+  # multi-host tests: packet loss on a link where the kernel has no netem queueing discipline
+  nftables
   # pgfleet top under a real terminal (tmux); the dashboard in real headless Chromium
   tmux chromium chromium-driver fonts-dejavu-core
   # monitoring tests: the real HAProxy with deploy/haproxy.cfg, promtool on metrics and alert rules

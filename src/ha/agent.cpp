@@ -39,6 +39,7 @@
 #include "postgres/lsn.hpp"
 #include "postgres/pgconn.hpp"
 #include "postgres/probe.hpp"
+#include "postgres/timeline_history.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
@@ -162,7 +163,7 @@ class Agent {
       }
       failsafe_.observed(view.failsafe, view.dcs_reachable, view.leader ? view.leader->holder : "",
                          postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_), failsafe_peers_);
-      auto actions = decide(view, node_view(), settings(), mono_ms());
+      auto actions = decide(view, node_view(view), settings(), mono_ms());
       for (const auto& action : actions) {
         if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
       }
@@ -281,7 +282,7 @@ class Agent {
     set_state(member_.role == "replica" && member_.wal_receiver_streaming ? "streaming" : "running");
   }
 
-  NodeView node_view() const {
+  NodeView node_view(const ClusterView& view) const {
     NodeView v;
     v.name = name_;
     v.data_exists = postgres::has_data(layout_, name_);
@@ -298,11 +299,28 @@ class Agent {
     v.fenced = fenced_;
     v.failsafe_confirmed_at = failsafe_.confirmed_at();
     v.failsafe_leader = failsafe_.promised_to(mono_ms(), settings().ttl, &v.failsafe_heard_at, true);
+    v.timeline_diverged = diverged_from_leader(view);
     if (accepting_ && member_.role == "primary") {
       v.sync_in_force = parse_sync_names(member_.sync_standby_names);
       v.sync_in_force_lsn = sync_in_force_lsn_;
     }
     return v;
+  }
+
+  // A running standby whose leader is on a later timeline: did it replay past the point where the
+  // leader's history left our timeline? The WAL receiver fetched that history file into pg_wal
+  // when it connected; without it nothing is known yet.
+  bool diverged_from_leader(const ClusterView& view) const {
+    if (!accepting_ || member_.role != "replica" || !view.leader || view.leader->holder == name_) return false;
+    const MemberView* leader = nullptr;
+    for (const auto& m : view.members)
+      if (m.name == view.leader->holder) leader = &m;
+    if (leader == nullptr || leader->timeline <= member_.timeline) return false;
+    auto text = fs::read_file(layout_.data_dir(name_) + "/pg_wal/" + postgres::timeline_history_file(leader->timeline));
+    if (!text) return false;
+    auto history = postgres::parse_timeline_history(*text);
+    return !history.empty() &&
+           postgres::diverged_from_history(history, member_.timeline, lsn_of(member_.replayed_lsn), leader->timeline);
   }
 
   int stopped_timeline() const { return postgres::data_timeline(bins_.bindir, layout_, name_); }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "harness.hpp"
@@ -109,6 +110,75 @@ TEST_F(FailoverTest, HostCrashOfThePrimaryElectsAReplicaAndTheOldPrimaryRejoinsW
   EXPECT_EQ(node_status("node1")["role"], "replica");
   EXPECT_EQ(node_status("node1")["upstream"], fresh);
   EXPECT_TRUE(eventually([&] { return sql_value(node_url("node1"), "SELECT count(*) FROM ha_log") == "101"; }, 10s));
+}
+
+// Sync mode elects the synchronous standby, which may have less WAL than an asynchronous replica
+// (commits the standby never confirmed were not acknowledged). That replica replayed past the new
+// timeline's fork: its agent must see it in the leader's timeline history and rewind it (found by
+// bench/failover.sh: the replica waited forever, "forked off ... before current recovery point").
+TEST_F(FailoverTest, AnAsyncReplicaAheadOfTheElectedSyncStandbyIsRewoundAndFollows) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--sync", "on"}));
+  sql(proxy_primary(), "CREATE TABLE ahead (id int)", 10s);
+  std::string standby, async_replica;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto status = status_json();
+        for (const auto& n : status["nodes"]) {
+          if (n["sync_state"].is_string() && n["sync_state"] == "sync") standby = n["name"];
+          else if (n["role"] == "replica" && n["state"] == "streaming") async_replica = n["name"];
+        }
+        return !standby.empty() && !async_replica.empty();
+      },
+      30s))
+      << status_json().dump(2);
+
+  // The standby's server stops (its agent frozen, so nobody restarts it); a commit is written on
+  // the primary and reaches the other replica, but waits for the standby: never acknowledged.
+  const std::string standby_lsn = sql_value(node_url(standby), "SELECT pg_last_wal_receive_lsn()");
+  const auto standby_agent = static_cast<pid_t>(pid_of(standby, "agent_pid"));
+  const auto standby_postmaster = static_cast<pid_t>(pid_of(standby, "pid"));
+  ASSERT_EQ(::kill(standby_agent, SIGSTOP), 0);
+  // Whatever fails below, the agent must run again (teardown stops the cluster through it).
+  std::shared_ptr<void> resume(nullptr, [standby_agent](void*) { ::kill(standby_agent, SIGCONT); });
+  ASSERT_EQ(::kill(standby_postmaster, SIGQUIT), 0);  // immediate shutdown
+  // Gone, or a zombie its frozen agent cannot reap yet.
+  auto exited = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    auto close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+  };
+  ASSERT_TRUE(eventually([&] { return exited(standby_postmaster); }, 10s));
+  auto waiting = std::async(std::launch::async, [&] {
+    return try_sql(node_url("node1"), "INSERT INTO ahead SELECT generate_series(1, 1000)", 3s);
+  });
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(node_url(async_replica), "SELECT pg_last_wal_replay_lsn() > '" + standby_lsn + "'::pg_lsn") == "t";
+      },
+      5s))
+      << "the asynchronous replica did not get ahead of the standby";
+  EXPECT_FALSE(waiting.get().ok()) << "the commit was acknowledged without the synchronous standby";
+
+  // The primary's host dies; the standby's agent wakes, starts its server, and is elected.
+  ::kill(static_cast<pid_t>(pid_of("node1", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(pid_of("node1", "pid")), SIGKILL);
+  ::kill(standby_agent, SIGCONT);
+  ASSERT_TRUE(eventually([&] { return leader() == standby; }, 60s)) << status_json().dump(2);
+
+  // The replica that was ahead is rewound and streams from the new primary.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto n = node_status(async_replica);
+        return n["upstream"] == standby && n["state"] == "streaming";
+      },
+      90s))
+      << status_json().dump(2) << read_text(node_dir(async_replica) + "/log/agent.log");
+  EXPECT_NE(read_text(node_dir(async_replica) + "/log/agent.log").find("rewinding " + async_replica), std::string::npos);
+  sql(proxy_primary(), "INSERT INTO ahead VALUES (-1)", 10s);
+  EXPECT_TRUE(eventually(
+      [&] { return sql_value(node_url(async_replica), "SELECT count(*) FROM ahead WHERE id = -1") == "1"; }, 10s));
 }
 
 TEST_F(FailoverTest, PostmasterCrashOfThePrimaryIsRestartedInPlaceWithoutFailover) {

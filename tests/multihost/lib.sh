@@ -196,19 +196,43 @@ block_route() { in_ns "$1" ip route add blackhole "$(ip_of "$2")/32"; }
 unblock_route() { in_ns "$1" ip route del blackhole "$(ip_of "$2")/32"; }
 
 # tc netem on the link between hosts $1 and $2 only (both directions); the rest: netem arguments.
+# A kernel without sch_netem (or the prio qdisc that selects the link) gets what nftables can do
+# instead: the same packet loss, at random (`numgen`), on that link only; no added delay.
+MH_NETEM_HOW=""
 netem_between() {
   local a=$1 b=$2 x y
   shift 2
-  in_ns "$a" tc qdisc add dev lo root netem delay 1ms 2>/dev/null && in_ns "$a" tc qdisc del dev lo root ||
-    die "this kernel has no netem queueing discipline (sch_netem): the netem scenario cannot run here"
+  if in_ns "$a" tc qdisc add dev lo root handle 1: prio 2>/dev/null && in_ns "$a" tc qdisc add dev lo parent 1:3 netem delay 1ms 2>/dev/null; then
+    in_ns "$a" tc qdisc del dev lo root
+    MH_NETEM_HOW="tc netem $*"
+    for x in "$a" "$b"; do
+      y=$([ "$x" = "$a" ] && echo "$b" || echo "$a")
+      in_ns "$x" tc qdisc add dev eth0 root handle 1: prio
+      in_ns "$x" tc qdisc add dev eth0 parent 1:3 handle 30: netem "$@"
+      in_ns "$x" tc filter add dev eth0 parent 1:0 protocol ip u32 match ip dst "$(ip_of "$y")/32" flowid 1:3
+    done
+    return
+  fi
+  in_ns "$a" tc qdisc del dev lo root 2>/dev/null || true
+  local loss="" prev=""
+  for x in "$@"; do [ "$prev" = loss ] && loss=${x%%%}; prev=$x; done
+  [ -n "$loss" ] || die "this kernel has no netem queueing discipline and nftables can only drop packets: give a loss"
+  command -v nft >/dev/null || die "no sch_netem in this kernel and no nftables (scripts/setup.sh installs it)"
+  MH_NETEM_HOW="nftables: ${loss}% of packets dropped at random each way (no sch_netem in this kernel: no delay)"
   for x in "$a" "$b"; do
     y=$([ "$x" = "$a" ] && echo "$b" || echo "$a")
-    in_ns "$x" tc qdisc add dev eth0 root handle 1: prio
-    in_ns "$x" tc qdisc add dev eth0 parent 1:3 handle 30: netem "$@"
-    in_ns "$x" tc filter add dev eth0 parent 1:0 protocol ip u32 match ip dst "$(ip_of "$y")/32" flowid 1:3
+    in_ns "$x" nft add table inet pgfmh_loss
+    in_ns "$x" nft add chain inet pgfmh_loss out '{ type filter hook output priority 0; }'
+    in_ns "$x" nft add rule inet pgfmh_loss out ip daddr "$(ip_of "$y")" numgen random mod 100 lt "$loss" drop
   done
 }
-netem_clear() { local x; for x in "$@"; do in_ns "$x" tc qdisc del dev eth0 root 2>/dev/null || true; done; }
+netem_clear() {
+  local x
+  for x in "$@"; do
+    in_ns "$x" tc qdisc del dev eth0 root 2>/dev/null || true
+    in_ns "$x" nft delete table inet pgfmh_loss 2>/dev/null || true
+  done
+}
 
 # The client host "px" runs a proxy following etcd (pgfleet proxy --config, a watch) and the
 # write workload through it.

@@ -13,6 +13,7 @@
 #   asymmetric        primary reaches etcd but not its replicas: it keeps the key (no failover),
 #                     drops the unreachable synchronous standby and takes writes again
 #   netem             100 ms delay and 10% loss between primary and replicas: no failover, writes go on
+#                     (a kernel without sch_netem: the loss only, with nftables)
 #   etcd-leader-loss  (MH_ETCD_MEMBERS=3) the etcd Raft leader cut off: no failover, writes go on
 #   etcd-down         etcd unreachable from every host, failsafe mode off: the primary stops writes
 #                     within the TTL and nobody else takes them; once etcd is back writes resume
@@ -159,9 +160,9 @@ netem() {
   local p t0ms n others=()
   p=$(leader)
   for n in "${NODES[@]}"; do [ "$n" != "$p" ] && others+=("$n"); done
-  log "netem: 100 ms delay, 10% loss between $p and ${others[*]}"
   t0ms=$(now_ms)
   for n in "${others[@]}"; do netem_between "$p" "$n" delay 100ms 20ms loss 10%; done
+  log "netem: between $p and ${others[*]}: $MH_NETEM_HOW"
   keeps_leadership "$p" "packet loss and delay on the replication links"
   local after
   after=$(now_ms)
