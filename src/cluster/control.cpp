@@ -161,10 +161,16 @@ pid_t start_agent(const Layout& layout, const std::string& node) {
   pid_t pid = process::spawn_daemon({process::self_exe(), "agent", "--dir", layout.root(), "--node", node},
                                     layout.agent_log(node));
   if (pid <= 0) throw UserError("cannot start the agent for " + node + ": " + std::strerror(errno));
-  auto deadline = std::chrono::steady_clock::now() + 5s;
+  // Started once the pidfile names it: right after taking the lock the file may still hold the pid
+  // of a killed predecessor. A loaded machine may take seconds to get there: wait while it lives.
+  auto deadline = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (pid_t running = agent_pid(layout, node); running != 0) return running;
-    if (!process::alive(pid)) break;
+    pid_t running = agent_pid(layout, node);
+    if (running == pid) return pid;
+    if (!process::alive(pid)) {
+      if (running > 1 && process::alive(running)) return running;  // another agent already runs the node
+      break;
+    }
     std::this_thread::sleep_for(20ms);
   }
   throw UserError("the agent for " + node + " did not start. Last lines of " + layout.agent_log(node) + ":\n" +
