@@ -74,10 +74,7 @@ Topology TopologyWatcher::observe() {
     for (const auto& kv : *members) parsed.push_back(dcs::member_from_json(nlohmann::json::parse(kv.value)));
     // No key at all (etcd back after an outage longer than the TTL, before any agent wrote again):
     // that says nothing new about the nodes, so the previous topology stands.
-    if (primary.empty() && parsed.empty()) {
-      Topology same = *current();
-      return same;
-    }
+    if (primary.empty() && parsed.empty()) return *current();
     // Failsafe mode: no leader key (it expired while the primary could not reach etcd), but the
     // members confirmed over the agents' API that the primary still runs: keep sending it writes.
     std::string confirmed;
