@@ -12,6 +12,8 @@
 #   PGFLEET_BIN=build/pgfleet  the pgfleet binary to measure (built with scripts/build.sh if missing)
 #   BENCH_TESTS="S-simple tpcb"  a subset of the tests (default: all of them, in the order below)
 #   BENCH_PROXY_THREADS=1  pgfleet's proxy.threads (default: one per core)
+#   BENCH_SERVER_SOCKET=1  every pooler reaches PostgreSQL through its Unix socket instead of TCP
+#                          (pgfleet's proxy.server_unix_socket; clients still use TCP everywhere)
 #
 # Everything it starts (a one-node pgfleet cluster, PgBouncer, pgpool-II, pgbench, the idle-connection
 # client) runs on loopback on ports chosen at run time, from a temporary directory, and is stopped by
@@ -161,8 +163,13 @@ cluster_dir="$work/c"
 log "starting pgfleet cluster (1 node, proxy on $base) in $cluster_dir"
 # max_connections: pooled server connections of three poolers stay open next to the direct runs
 up_config=()
-if [ -n "${BENCH_PROXY_THREADS:-}" ]; then
-  printf 'proxy:\n  threads: %s\n' "$BENCH_PROXY_THREADS" > "$work/pgfleet-bench.yaml"
+server_socket=${BENCH_SERVER_SOCKET:-0}
+if [ -n "${BENCH_PROXY_THREADS:-}" ] || [ "$server_socket" = 1 ]; then
+  {
+    echo 'proxy:'
+    [ -z "${BENCH_PROXY_THREADS:-}" ] || echo "  threads: $BENCH_PROXY_THREADS"
+    [ "$server_socket" != 1 ] || echo '  server_unix_socket: true'
+  } > "$work/pgfleet-bench.yaml"
   up_config=(--config "$work/pgfleet-bench.yaml")
 fi
 "$pgfleet" up --dir "$cluster_dir" --base-port "$base" --replicas 0 --set max_connections=300 "${up_config[@]}" \
@@ -182,6 +189,12 @@ declare -A uri
 uri[pgfleet]=$(with_opts "$("$pgfleet" url --dir "$cluster_dir" --proxy)")
 uri[direct]=$(with_opts "$("$pgfleet" url --dir "$cluster_dir" --node node1)")
 node_port=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).port)' "${uri[direct]}")
+# Where the poolers reach the server: TCP loopback, or the node's Unix socket directory.
+server_host=127.0.0.1
+if [ "$server_socket" = 1 ]; then
+  server_host=$(psql "${uri[direct]}" -Atc "SHOW unix_socket_directories" | cut -d, -f1)
+  [ -S "$server_host/.s.PGSQL.$node_port" ] || die "no server socket in '$server_host'"
+fi
 uri[pgbouncer]="postgresql://postgres:$pw_enc@127.0.0.1:$bouncer_port/postgres?sslmode=disable"
 uri[pgpool]="postgresql://postgres:$pw_enc@127.0.0.1:$pgpool_port/postgres?sslmode=disable"
 # TLS is off on every path (sslmode=disable): the comparison is about pooling, not encryption.
@@ -199,7 +212,7 @@ bdir="$work/pgbouncer"; mkdir -p "$bdir"
 printf '"postgres" "%s"\n' "$verifier" > "$bdir/userlist.txt"
 cat > "$bdir/pgbouncer.ini" <<EOF
 [databases]
-postgres = host=127.0.0.1 port=$node_port dbname=postgres
+postgres = host=$server_host port=$node_port dbname=postgres
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -241,7 +254,7 @@ pcp_listen_addresses = ''
 pcp_port = $pcp_port
 pcp_socket_dir = '$pdir'
 wd_ipc_socket_dir = '$pdir'
-backend_hostname0 = '127.0.0.1'
+backend_hostname0 = '$server_host'
 backend_port0 = $node_port
 backend_weight0 = 1
 backend_flag0 = 'ALLOW_TO_FAILOVER'
@@ -466,7 +479,7 @@ export BENCH_START="$start_time" BENCH_LOAD_START="$load_start" BENCH_LOAD_END="
   BENCH_CPU="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" BENCH_NPROC="$(nproc)" \
   BENCH_PG="$(psql "${uri[direct]}" -XAtc 'show server_version' 2>/dev/null)" \
   BENCH_PGBOUNCER="$(/usr/sbin/pgbouncer --version | head -1)" BENCH_PGPOOL="$(/usr/sbin/pgpool --version 2>&1)" \
-  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample" BENCH_TESTS_RUN="${tests[*]}" BENCH_PROXY_THREADS_SET="${BENCH_PROXY_THREADS:-}"
+  BENCH_PGBENCH="$(pgbench --version)" BENCH_IDLE_SAMPLE="$idle_sample" BENCH_TESTS_RUN="${tests[*]}" BENCH_PROXY_THREADS_SET="${BENCH_PROXY_THREADS:-}" BENCH_SERVER_SOCKET_SET="$server_socket"
 touch "$work/failures.tsv"
 python3 - "$results" "$work/idle.tsv" "$work/failures.tsv" > "$work/report.md" <<'EOF'
 import os, statistics, sys
@@ -509,8 +522,11 @@ oth = [float(r[9]) for r in rows if r[9] not in ("", "-")]
 if oth:
     p(f"**Noise:** other processes on this machine used a median {statistics.median(oth):.0f}% (max {max(oth):.0f}%) of its CPU during the runs "
       "(the last column of *Every run* has it per run); alternation, rounds and medians are the only defence against that.\n")
-p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet node, max_connections 300), over TCP on 127.0.0.1, "
-  "SCRAM-SHA-256 from the client, TLS off, database initialised with `pgbench -i -s 10`:\n")
+via_socket = E.get("BENCH_SERVER_SOCKET_SET") == "1"
+p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet node, max_connections 300); clients connect over TCP on 127.0.0.1, "
+  + ("the three poolers reach the server through its Unix socket (BENCH_SERVER_SOCKET=1; pgfleet's `proxy.server_unix_socket`), "
+     if via_socket else "and so do the poolers to the server, ")
+  + "SCRAM-SHA-256 from the client, TLS off, database initialised with `pgbench -i -s 10`:\n")
 p("* **direct**: the node's own port.")
 threads = E.get("BENCH_PROXY_THREADS_SET") or "cores"
 p(f"* **pgfleet**: `pgfleet up`'s proxy, transaction pool mode, default settings except threads = {threads} (default_pool_size 20, reserve 5).")

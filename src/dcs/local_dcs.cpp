@@ -1,12 +1,12 @@
-// LocalDcs: the one-host DCS backend, a JSON file rewritten atomically under an flock.
+// LocalDcs: the one-host DCS backend, immutable JSON generation files committed without a lock.
 #include "dcs/local_dcs.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace pgfleet::dcs {
@@ -44,7 +45,7 @@ struct Store {
   int64_t now_ns = 0;  // clock reading for the current operation, not persisted
 };
 
-// Closes a descriptor (releasing its flock) on scope exit.
+// Closes a descriptor on scope exit.
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -92,11 +93,63 @@ const json& as_object(const json& v, std::string_view what) {
   return v;
 }
 
-Result<Store> load(const std::string& path) {
+// The store is a sequence of immutable generation files, store-<generation>.json; a change is
+// committed by hard-linking a fully written temporary file to the next generation's name, which
+// fails if another process committed that generation first (then the change is redone on the
+// newer store). No lock is held at any point, so a process frozen mid-operation (SIGSTOP, a
+// paused VM) cannot hold up the others, as an flock-holder did. store.json is the format before
+// generations, read as generation 0.
+constexpr std::string_view kLegacyStore = "store.json";
+constexpr int64_t kKeepGenerations = 16;   // older ones are removed; readers retry if theirs goes
+constexpr auto kStaleTempAge = std::chrono::minutes(1);
+
+std::string generation_path(const std::string& dir, int64_t generation) {
+  return generation == 0 ? dir + "/" + std::string(kLegacyStore)
+                         : dir + "/store-" + std::to_string(generation) + ".json";
+}
+
+// The generation number in "store-<n>.json", or nullopt for any other name.
+std::optional<int64_t> generation_of(std::string_view name) {
+  if (!name.starts_with("store-") || !name.ends_with(".json")) return std::nullopt;
+  name = name.substr(6, name.size() - 11);
+  if (name.empty() || name.size() > 18 || !std::ranges::all_of(name, [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(std::string(name));
+}
+
+struct Listing {
+  std::optional<int64_t> newest;  // nullopt: nothing committed yet (and no legacy store)
+  std::vector<int64_t> generations;
+  std::vector<std::string> temporaries;
+};
+
+Result<Listing> list_store(const std::string& dir) {
+  Listing out;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec == std::errc::no_such_file_or_directory) return out;
+  if (ec) return make_error("cannot read dcs directory " + dir + ": " + ec.message());
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (auto g = generation_of(name)) {
+      out.generations.push_back(*g);
+      out.newest = std::max(out.newest.value_or(0), *g);
+    } else if (name == kLegacyStore) {
+      out.newest = std::max(out.newest.value_or(0), int64_t{0});
+    } else if (name.starts_with(".tmp-")) {
+      out.temporaries.push_back(name);
+    }
+  }
+  if (ec) return make_error("cannot read dcs directory " + dir + ": " + ec.message());
+  return out;
+}
+
+// Reads one generation; a file that vanished (removed as too old meanwhile) is reported as nullopt.
+Result<std::optional<Store>> load(const std::string& path) {
   Store s;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return s;  // nothing written yet: an empty store
+    if (errno == ENOENT) return std::optional<Store>();
     return sys_error("cannot open dcs store", path, errno);
   }
   Fd guard(fd);
@@ -126,11 +179,23 @@ Result<Store> load(const std::string& path) {
     return make_error("dcs store " + path + " is corrupt: " + e.what() +
                       "; move it away and restart the agents to rebuild it");
   }
-  return s;
+  return std::optional<Store>(std::move(s));
 }
 
-// Replaces store.json by write-temp + fsync + rename so readers and crashes never see half a file.
-Status save(const std::string& dir, Store& s, const std::string& boot_id) {
+// The newest committed store (an empty one before the first commit), and its generation.
+Result<std::pair<Store, int64_t>> load_newest(const std::string& dir) {
+  for (;;) {
+    auto listing = list_store(dir);
+    if (!listing) return make_error(listing.error());
+    if (!listing->newest) return std::pair{Store{}, int64_t{0}};
+    auto store = load(generation_path(dir, *listing->newest));
+    if (!store) return make_error(store.error());
+    if (*store) return std::pair{std::move(**store), *listing->newest};
+    // Removed between the listing and the open: a dozen newer generations exist; list again.
+  }
+}
+
+std::string encode(Store& s, const std::string& boot_id) {
   std::erase_if(s.deleted, [&](const auto& d) { return d.second <= s.revision - kDeleteHistory; });
   json keys = json::object();
   for (const auto& [key, e] : s.keys) {
@@ -142,61 +207,70 @@ Status save(const std::string& dir, Store& s, const std::string& boot_id) {
   }
   json deleted = json::object();
   for (const auto& [key, rev] : s.deleted) deleted[key] = rev;
-  const std::string path = dir + "/store.json";
-  std::string text;
-  try {
-    text = json{{"revision", s.revision},
-                {"boot_id", boot_id},
-                {"keys", std::move(keys)},
-                {"deleted", std::move(deleted)}}
-               .dump(1) +
-           "\n";
-  } catch (const json::exception& e) {  // e.g. a value that is not valid UTF-8
-    return make_error("cannot encode dcs store " + path + ": " + e.what());
-  }
+  return json{{"revision", s.revision},
+              {"boot_id", boot_id},
+              {"keys", std::move(keys)},
+              {"deleted", std::move(deleted)}}
+             .dump(1) +
+         "\n";
+}
 
-  const std::string tmp = path + ".tmp";  // one writer at a time (we hold LOCK_EX), so one name
-  auto fail = [&](std::string_view what) {
+Status ensure_directory(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::create_directories(dir, ec))
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  if (ec) return make_error("cannot create dcs directory " + dir + ": " + ec.message());
+  return {};
+}
+
+// Removes generations too old for any reader still to want, and temporaries of writers that died.
+void collect_garbage(const std::string& dir, const Listing& listing, int64_t committed) {
+  for (int64_t g : listing.generations)
+    if (g <= committed - kKeepGenerations) ::unlink(generation_path(dir, g).c_str());
+  if (committed >= kKeepGenerations) ::unlink(generation_path(dir, 0).c_str());
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& name : listing.temporaries) {
+    std::error_code ec;
+    const auto mtime = std::filesystem::last_write_time(dir + "/" + name, ec);
+    if (!ec && now - mtime > kStaleTempAge) ::unlink((dir + "/" + name).c_str());
+  }
+}
+
+// Commits `text` as generation `generation`: false if another process committed it first.
+Result<bool> commit(const std::string& dir, int64_t generation, const std::string& text) {
+  static std::atomic<uint64_t> sequence{0};
+  const std::string tmp = fmt::format("{}/.tmp-{}-{}", dir, ::getpid(), sequence++);
+  auto fail = [&](std::string_view what, const std::string& path) -> Error {
     const int err = errno;
     ::unlink(tmp.c_str());
-    return sys_error(what, tmp, err);
+    return sys_error(what, path, err);
   };
   {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    const auto create = [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); };
+    int raw = create();
+    if (raw < 0 && errno == ENOENT) {  // the first commit creates the directory
+      if (Status st = ensure_directory(dir); !st) return make_error(st.error());
+      raw = create();
+    }
+    Fd fd(raw);
     if (fd.get() < 0) return sys_error("cannot create", tmp, errno);
     for (size_t done = 0; done < text.size();) {
       const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail("cannot write");
+      if (n < 0) return fail("cannot write", tmp);
       done += static_cast<size_t>(n);
     }
-    if (::fsync(fd.get()) != 0) return fail("cannot fsync");
+    if (::fsync(fd.get()) != 0) return fail("cannot fsync", tmp);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename into place");
-  // Make the rename itself durable.
+  const std::string target = generation_path(dir, generation);
+  const bool won = ::link(tmp.c_str(), target.c_str()) == 0;
+  if (!won && errno != EEXIST) return fail("cannot link into place", target);
+  ::unlink(tmp.c_str());
+  if (!won) return false;
+  // Make the new name itself durable.
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0) return sys_error("cannot fsync", dir, errno);
-  return {};
-}
-
-Result<int> open_locked(const std::string& dir, bool exclusive) {
-  const std::string path = dir + "/lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0 && errno == ENOENT) {
-    std::error_code ec;
-    if (std::filesystem::create_directories(dir, ec))
-      std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-    if (ec) return make_error("cannot create dcs directory " + dir + ": " + ec.message());
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  }
-  if (fd < 0) return sys_error("cannot open dcs lock", path, errno);
-  while (::flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0) {
-    if (errno == EINTR) continue;
-    const int err = errno;
-    ::close(fd);
-    return sys_error("cannot lock", path, err);
-  }
-  return fd;
+  return true;
 }
 
 // Drops keys whose TTL passed (all TTL keys after a reboot: their deadlines are on a dead clock).
@@ -215,22 +289,34 @@ bool expire(Store& s, const std::string& boot_id) {
   return true;
 }
 
-// Runs `op` on a fresh copy of the store under the lock; `op` returns whether it changed it.
-// Readers take a shared lock, and retake it exclusively only if expiry must be written back.
+// Runs `op` on the newest store; `op` returns whether it changed it. A change (or an expiry a
+// reader noticed) is committed as the next generation; if another process committed first, `op`
+// runs again on the newer store, so every change applies to the store it was computed from.
 Status transact(const std::string& dir, const std::string& boot_id,
-                const LocalDcs::MonotonicClock& clock, bool mutating,
-                const std::function<bool(Store&)>& op) {
-  for (bool exclusive = mutating;; exclusive = true) {
-    auto fd = open_locked(dir, exclusive);
-    if (!fd) return make_error(fd.error());
-    Fd lock(*fd);
-    auto store = load(dir + "/store.json");
-    if (!store) return make_error(store.error());
-    store->now_ns = clock();  // read under the lock so time never goes backwards between ops
-    bool changed = expire(*store, boot_id);
-    if (changed && !exclusive) continue;
-    changed = op(*store) || changed;
-    return changed ? save(dir, *store, boot_id) : Status{};
+                const LocalDcs::MonotonicClock& clock, const std::function<bool(Store&)>& op) {
+  for (;;) {
+    auto newest = load_newest(dir);
+    if (!newest) return make_error(newest.error());
+    auto& [store, base] = *newest;
+    // Read after the newest commit was made, so time never goes backwards between commits.
+    store.now_ns = clock();
+    bool changed = expire(store, boot_id);
+    changed = op(store) || changed;
+    if (!changed) return {};
+    const int64_t generation = base + 1;
+    const auto won = commit(dir, generation, encode(store, boot_id));
+    if (!won) return make_error(won.error());
+    if (!*won) continue;
+    auto listing = list_store(dir);
+    if (!listing) return make_error(listing.error());
+    // Our name was free, so no commit came between our base and ours -- unless the name was
+    // free because it had been removed as too old: this process was frozen so long that at
+    // least kKeepGenerations commits passed, and its change may rest on a stale store.
+    if (listing->newest.value_or(0) >= generation + kKeepGenerations)
+      return make_error("the outcome of a dcs change is unknown: this process was stopped while " +
+                        std::string("making it and the store moved on; read the store again"));
+    collect_garbage(dir, *listing, *listing->newest);
+    return {};
   }
 }
 
@@ -288,7 +374,8 @@ LocalDcs::LocalDcs(std::string directory, MonotonicClock clock)
 
 Result<std::optional<KeyValue>> LocalDcs::get(std::string_view key) {
   std::optional<KeyValue> out;
-  const Status st = transact(directory_, boot_id_, clock_, false, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
+    out.reset();  // (each lambda sets its results afresh: transact reruns it after a conflict)
     if (auto it = s.keys.find(key); it != s.keys.end())
       out = to_key_value(it->first, it->second, s.now_ns);
     return false;
@@ -298,7 +385,8 @@ Result<std::optional<KeyValue>> LocalDcs::get(std::string_view key) {
 
 Result<std::vector<KeyValue>> LocalDcs::list(std::string_view prefix) {
   std::vector<KeyValue> out;
-  const Status st = transact(directory_, boot_id_, clock_, false, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
+    out.clear();
     for (auto it = s.keys.lower_bound(prefix); it != s.keys.end() && it->first.starts_with(prefix);
          ++it)
       out.push_back(to_key_value(it->first, it->second, s.now_ns));
@@ -311,7 +399,7 @@ Result<int64_t> LocalDcs::put(std::string_view key, std::string_view value,
                               std::optional<Millis> ttl) {
   if (Status st = check_ttl(ttl); !st) return make_error(st.error());
   int64_t rev = 0;
-  const Status st = transact(directory_, boot_id_, clock_, true, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
     rev = write_key(s, key, value, ttl);
     return true;
   });
@@ -322,37 +410,34 @@ Result<bool> LocalDcs::compare_and_set(std::string_view key, std::string_view va
                                        int64_t expected_revision, std::optional<Millis> ttl) {
   if (Status st = check_ttl(ttl); !st) return make_error(st.error());
   bool wrote = false;
-  const Status st = transact(directory_, boot_id_, clock_, true, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
     auto it = s.keys.find(key);
     const int64_t current = it == s.keys.end() ? 0 : it->second.mod_revision;
-    if (current != expected_revision) return false;
-    write_key(s, key, value, ttl);
-    wrote = true;
-    return true;
+    wrote = current == expected_revision;
+    if (wrote) write_key(s, key, value, ttl);
+    return wrote;
   });
   return finish(st, wrote);
 }
 
 Result<bool> LocalDcs::compare_and_delete(std::string_view key, int64_t expected_revision) {
   bool deleted = false;
-  const Status st = transact(directory_, boot_id_, clock_, true, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
     auto it = s.keys.find(key);
-    if (it == s.keys.end() || it->second.mod_revision != expected_revision) return false;
-    erase_key(s, it);
-    deleted = true;
-    return true;
+    deleted = it != s.keys.end() && it->second.mod_revision == expected_revision;
+    if (deleted) erase_key(s, it);
+    return deleted;
   });
   return finish(st, deleted);
 }
 
 Result<bool> LocalDcs::remove(std::string_view key) {
   bool deleted = false;
-  const Status st = transact(directory_, boot_id_, clock_, true, [&](Store& s) {
+  const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
     auto it = s.keys.find(key);
-    if (it == s.keys.end()) return false;
-    erase_key(s, it);
-    deleted = true;
-    return true;
+    deleted = it != s.keys.end();
+    if (deleted) erase_key(s, it);
+    return deleted;
   });
   return finish(st, deleted);
 }
@@ -364,7 +449,7 @@ Result<int64_t> LocalDcs::wait_for_change(std::string_view prefix, int64_t after
   for (;;) {
     int64_t revision = 0;
     bool changed = false;
-    const Status st = transact(directory_, boot_id_, clock_, false, [&](Store& s) {
+    const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
       revision = s.revision;
       changed = changed_since(s, prefix, after_revision);
       return false;
@@ -372,7 +457,6 @@ Result<int64_t> LocalDcs::wait_for_change(std::string_view prefix, int64_t after
     if (!st) return make_error(st.error());
     const auto left = deadline - std::chrono::steady_clock::now();
     if (changed || left <= left.zero()) return revision;
-    // Sleep with the lock released so writers are not held up.
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, kPollInterval));
   }
 }

@@ -1,5 +1,6 @@
-// LocalDcs: the one-host DCS backend — a JSON file under the cluster's dcs/ folder, every
-// operation done under an exclusive flock, TTLs measured on CLOCK_MONOTONIC.
+// LocalDcs: the one-host DCS backend — JSON files under the cluster's dcs/ folder, one per
+// committed generation, changed without any lock (compare-and-swap by link(2)) so that a process
+// frozen mid-operation never holds the others up; TTLs measured on CLOCK_MONOTONIC.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 // and atomicity across real processes sharing one store directory.
 #include "dcs/local_dcs.hpp"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -77,7 +79,21 @@ class LocalDcsTest : public ::testing::Test {
     return std::make_unique<LocalDcs>(dir_, [this] { return now_ns_; });
   }
   void advance(Millis d) { now_ns_ += std::chrono::nanoseconds(d).count(); }
-  std::string store_path() const { return dir_ + "/store.json"; }
+  // The store as it was before generations (read as generation 0).
+  std::string legacy_store_path() const { return dir_ + "/store.json"; }
+  // The newest committed generation's file.
+  std::string newest_store_path() const {
+    std::string newest;
+    long best = -1;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with("store-") && name.ends_with(".json") && std::stol(name.substr(6)) > best) {
+        best = std::stol(name.substr(6));
+        newest = e.path().string();
+      }
+    }
+    return newest;
+  }
 
   std::string dir_;
   int64_t now_ns_ = 5'000'000'000;
@@ -182,7 +198,7 @@ TEST_F(LocalDcsTest, TtlExpiresRenewsAndClears) {
 }
 
 TEST_F(LocalDcsTest, TtlKeysFromAnotherBootAreExpired) {
-  write_text(store_path(), R"({"revision": 7, "boot_id": "00000000-0000-0000-0000-000000000000",
+  write_text(legacy_store_path(), R"({"revision": 7, "boot_id": "00000000-0000-0000-0000-000000000000",
     "keys": {"leader": {"value": "node1", "create_revision": 6, "mod_revision": 7,
                         "expires_ns": 9000000000000000000},
              "config": {"value": "{}", "create_revision": 1, "mod_revision": 1}},
@@ -196,7 +212,7 @@ TEST_F(LocalDcsTest, TtlKeysFromAnotherBootAreExpired) {
   must(dcs->put("leader", "node2", Millis(1000)));
   EXPECT_TRUE(must(dcs->get("leader")));
   const std::string boot_id = read_text("/proc/sys/kernel/random/boot_id");
-  EXPECT_NE(read_text(store_path()).find(boot_id.substr(0, boot_id.find('\n'))), std::string::npos);
+  EXPECT_NE(read_text(newest_store_path()).find(boot_id.substr(0, boot_id.find('\n'))), std::string::npos);
 }
 
 TEST_F(LocalDcsTest, CorruptStoreIsAnErrorAndLeftUntouched) {
@@ -205,15 +221,21 @@ TEST_F(LocalDcsTest, CorruptStoreIsAnErrorAndLeftUntouched) {
         R"({"revision": "3", "boot_id": "", "keys": {}, "deleted": {}})",
         R"({"revision": 3, "boot_id": "", "keys": {"a": {"value": 1}}, "deleted": {}})"}) {
     SCOPED_TRACE(text);
-    write_text(store_path(), text);
-    auto dcs = open();
-    auto got = dcs->get("leader");
-    ASSERT_FALSE(got.ok());
-    EXPECT_NE(got.error().find(store_path() + " is corrupt"), std::string::npos) << got.error();
-    EXPECT_NE(got.error().find("move it away"), std::string::npos) << got.error();
-    EXPECT_FALSE(dcs->put("leader", "node1").ok());
-    EXPECT_FALSE(dcs->compare_and_set("leader", "node1", 0).ok());
-    EXPECT_EQ(read_text(store_path()), text);
+    // Both the pre-generation file and a committed generation.
+    for (const std::string& path : {legacy_store_path(), dir_ + "/store-3.json"}) {
+      SCOPED_TRACE(path);
+      write_text(path, text);
+      auto dcs = open();
+      auto got = dcs->get("leader");
+      ASSERT_FALSE(got.ok());
+      EXPECT_NE(got.error().find(path + " is corrupt"), std::string::npos) << got.error();
+      EXPECT_NE(got.error().find("move it away"), std::string::npos) << got.error();
+      EXPECT_FALSE(dcs->put("leader", "node1").ok());
+      EXPECT_FALSE(dcs->compare_and_set("leader", "node1", 0).ok());
+      EXPECT_EQ(read_text(path), text);
+      EXPECT_FALSE(std::filesystem::exists(dir_ + "/store-4.json"));  // nothing committed on top
+    }
+    std::filesystem::remove(dir_ + "/store-3.json");
   }
 }
 
@@ -221,12 +243,12 @@ TEST_F(LocalDcsTest, CreatesPrivateFilesAndReportsIoErrors) {
   const std::string nested = dir_ + "/cluster/dcs";
   LocalDcs dcs(nested);
   ASSERT_TRUE(dcs.put("k", "v", std::nullopt).ok());
-  for (const char* name : {"/lock", "/store.json"}) {
-    struct stat st {};
-    ASSERT_EQ(::stat((nested + name).c_str(), &st), 0) << name;
-    EXPECT_EQ(st.st_mode & 0777, 0600u) << name;
-  }
-  EXPECT_FALSE(std::filesystem::exists(nested + "/store.json.tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(nested.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(::stat((nested + "/store-1.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(nested), {}), 1);  // no temporaries left
 
   write_text(dir_ + "/file", "");
   LocalDcs broken(dir_ + "/file/dcs");
@@ -259,6 +281,71 @@ TEST_F(LocalDcsTest, ConcurrentIncrementsFromManyProcessesAreNotLost) {
   ASSERT_TRUE(kv);
   EXPECT_EQ(kv->value, std::to_string(kProcesses * kIncrements));
   EXPECT_EQ(kv->mod_revision, kProcesses * kIncrements);  // one revision per successful CAS
+}
+
+// A writer frozen at any point (SIGSTOP: a paused VM, a stopped agent) must not hold up the
+// others: with a lock, a writer stopped while holding it froze the whole cluster's DCS.
+TEST_F(LocalDcsTest, AWriterStoppedAnywhereDoesNotBlockOthers) {
+  const pid_t writer = spawn([this] {
+    LocalDcs dcs(dir_);
+    for (int i = 0;; ++i)
+      if (!dcs.put("members/busy", std::to_string(i), Millis(10000)).ok()) return 2;
+  });
+  auto dcs = open();
+  int blocked = 0;
+  for (int round = 0; round < 150; ++round) {
+    std::this_thread::sleep_for(std::chrono::microseconds(300 + (round * 7919) % 3000));
+    ASSERT_EQ(::kill(writer, SIGSTOP), 0);
+    auto done = std::async(std::launch::async, [&] { return dcs->put("leader", std::to_string(round)).ok(); });
+    if (done.wait_for(3s) != std::future_status::ready) ++blocked;
+    ASSERT_EQ(::kill(writer, SIGCONT), 0);
+    EXPECT_TRUE(done.get());
+  }
+  ::kill(writer, SIGKILL);
+  ::waitpid(writer, nullptr, 0);
+  EXPECT_EQ(blocked, 0) << "operations blocked by a stopped writer";
+  EXPECT_EQ(must(dcs->get("leader"))->value, "149");
+  EXPECT_TRUE(must(dcs->get("members/busy")));
+}
+
+// A writer frozen between reading the store and committing, while others commit so much that
+// the generation it was about to write had been written and removed: its change must not count.
+TEST_F(LocalDcsTest, AWriterFrozenLongerThanTheKeptHistoryGetsAnErrorNotAStaleCommit) {
+  auto others = open();
+  must(others->put("leader", "node1"));
+  bool frozen_once = false;
+  // The clock is read after the store is loaded: the "freeze" happens there.
+  LocalDcs stale(dir_, [&] {
+    if (!frozen_once) {
+      frozen_once = true;
+      for (int i = 0; i < 40; ++i) must(others->put("members/n" + std::to_string(i % 3), std::to_string(i)));
+    }
+    return now_ns_;
+  });
+  auto r = stale.put("leader", "stale", std::nullopt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("outcome of a dcs change is unknown"), std::string::npos) << r.error();
+  EXPECT_EQ(must(others->get("leader"))->value, "node1");
+  EXPECT_EQ(must(others->get("members/n0"))->value, "39");
+  // The next attempt reads the current store and succeeds.
+  EXPECT_TRUE(stale.put("leader", "node2", std::nullopt).ok());
+  EXPECT_EQ(must(others->get("leader"))->value, "node2");
+}
+
+TEST_F(LocalDcsTest, OldGenerationsAndAbandonedTemporariesAreRemoved) {
+  auto dcs = open();
+  write_text(dir_ + "/.tmp-99999-0", "half a store");
+  std::filesystem::last_write_time(dir_ + "/.tmp-99999-0",
+                                   std::filesystem::file_time_type::clock::now() - 2h);
+  write_text(dir_ + "/.tmp-99999-1", "a writer at work");
+  for (int i = 0; i < 100; ++i) must(dcs->put("k", std::to_string(i)));
+  size_t generations = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_))
+    generations += e.path().filename().string().starts_with("store-");
+  EXPECT_LE(generations, 17u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/.tmp-99999-0"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/.tmp-99999-1"));  // recent: its writer may be alive
+  EXPECT_EQ(must(dcs->get("k"))->value, "99");
 }
 
 TEST_F(LocalDcsTest, LeaderRaceHasExactlyOneWinner) {
