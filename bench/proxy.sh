@@ -11,7 +11,7 @@
 #   BENCH_IDLE_CONNS=10000  idle client connections   --quick: 3 s, 1 round (a smoke test)
 #   PGFLEET_BIN=build/pgfleet  the pgfleet binary to measure (built with scripts/build.sh if missing)
 #   BENCH_TESTS="S-simple tpcb"  a subset of the tests (default: all of them, in the order below)
-#   BENCH_PROXY_THREADS=1  pgfleet's proxy.threads (default: one per core)
+#   BENCH_PROXY_THREADS=1  pgfleet's proxy.threads (default: pgfleet's default, half the cores)
 #   BENCH_SERVER_SOCKET=1  every pooler reaches PostgreSQL through its Unix socket instead of TCP
 #                          (pgfleet's proxy.server_unix_socket; clients still use TCP everywhere)
 #
@@ -528,8 +528,9 @@ p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet n
      if via_socket else "and so do the poolers to the server, ")
   + "SCRAM-SHA-256 from the client, TLS off, database initialised with `pgbench -i -s 10`:\n")
 p("* **direct**: the node's own port.")
-threads = E.get("BENCH_PROXY_THREADS_SET") or "cores"
-p(f"* **pgfleet**: `pgfleet up`'s proxy, transaction pool mode, default settings except threads = {threads} (default_pool_size 20, reserve 5).")
+threads = E.get("BENCH_PROXY_THREADS_SET")
+threads = f"proxy.threads = {threads}" if threads else "threads as by default (half the cores)"
+p(f"* **pgfleet**: `pgfleet up`'s proxy, transaction pool mode, default settings, {threads} (default_pool_size 20, reserve 5).")
 p(f"* **pgbouncer**: {E['BENCH_PGBOUNCER'].split(chr(10))[0]}, pool_mode transaction, default_pool_size 20, reserve_pool_size 5, "
   "auth_type scram-sha-256 with the stored verifier (SCRAM pass-through to the server).")
 p(f"* **pgpool**: {E['BENCH_PGPOOL']}, backend_clustering_mode raw, one backend, load_balance_mode off, "

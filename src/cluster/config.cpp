@@ -13,6 +13,7 @@
 #include <regex>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace pgfleet::cluster {
@@ -716,5 +717,7 @@ std::string render_config(const ClusterConfig& c) {
   });
   return text;
 }
+
+int default_proxy_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2)); }
 
 }  // namespace pgfleet::cluster

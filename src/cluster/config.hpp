@@ -66,7 +66,7 @@ struct RoutingRule {
 // The proxy in front of the cluster (`proxy:` in pgfleet.yaml).
 struct ProxyConfig {
   bool enabled = true;                   // started by `pgfleet up`
-  int threads = 0;                       // event-loop threads; 0 = one per core
+  int threads = 0;                       // event-loop threads; 0 = default_proxy_threads()
   PoolMode pool_mode = PoolMode::Transaction;
   int default_pool_size = 20;            // server connections per (database, user)
   int min_pool_size = 0;                 // kept open even when idle
@@ -173,5 +173,10 @@ std::string render_config(const ClusterConfig& config);
 // Semantic checks beyond types (unique names and ports, known upstreams, ranges);
 // throws ConfigError.
 void validate_config(const ClusterConfig& config, const std::string& source);
+
+// The proxy's event-loop threads when `proxy.threads` is 0: half the cores, at least one. The
+// servers usually share the host, and a pooler needs far less CPU than they do: on 2 cores one
+// thread gave 1.02x PgBouncer's throughput where two gave 0.80x (bench/results/2026-12-06-proxy-threads.md).
+int default_proxy_threads();
 
 }  // namespace pgfleet::cluster

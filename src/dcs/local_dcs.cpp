@@ -121,6 +121,7 @@ struct Listing {
   std::optional<int64_t> newest;  // nullopt: nothing committed yet (and no legacy store)
   std::vector<int64_t> generations;
   std::vector<std::string> temporaries;
+  bool legacy = false;  // store.json exists
 };
 
 Result<Listing> list_store(const std::string& dir) {
@@ -135,6 +136,7 @@ Result<Listing> list_store(const std::string& dir) {
       out.generations.push_back(*g);
       out.newest = std::max(out.newest.value_or(0), *g);
     } else if (name == kLegacyStore) {
+      out.legacy = true;
       out.newest = std::max(out.newest.value_or(0), int64_t{0});
     } else if (name.starts_with(".tmp-")) {
       out.temporaries.push_back(name);
@@ -190,6 +192,15 @@ Result<std::pair<Store, int64_t>> load_newest(const std::string& dir) {
     if (!listing->newest) return std::pair{Store{}, int64_t{0}};
     auto store = load(generation_path(dir, *listing->newest));
     if (!store) return make_error(store.error());
+    if (*store && listing->legacy && *listing->newest > 0) {
+      // An agent of a version before generation files rewrites store.json and never sees ours:
+      // two stores would disagree, so refuse until it is gone.
+      auto legacy = load(generation_path(dir, 0));
+      if (legacy && *legacy && (*legacy)->revision > (*store)->revision)
+        return make_error("dcs store " + generation_path(dir, 0) +
+                          " is being written by an older pgfleet that still runs this cluster; stop it "
+                          "(pgfleet down) and start the cluster again with this version (pgfleet up)");
+    }
     if (*store) return std::pair{std::move(**store), *listing->newest};
     // Removed between the listing and the open: a dozen newer generations exist; list again.
   }

@@ -132,8 +132,7 @@ int run_proxy(const ProxyOptions& options) {
   AuthCache auth(conninfo, config->proxy.auth_file);
   shared.auth = &auth;
 
-  int threads = config->proxy.threads > 0 ? config->proxy.threads
-                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = config->proxy.threads > 0 ? config->proxy.threads : cluster::default_proxy_threads();
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < threads; ++i) {
     workers.push_back(std::make_unique<Worker>(i, shared));

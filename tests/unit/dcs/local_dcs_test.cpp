@@ -239,6 +239,25 @@ TEST_F(LocalDcsTest, CorruptStoreIsAnErrorAndLeftUntouched) {
   }
 }
 
+// store.json is what versions before generation files wrote; one of their agents still running
+// after an upgrade would write there and never see the new files.
+TEST_F(LocalDcsTest, AStoreStillWrittenByAnOlderVersionIsAnError) {
+  auto dcs = open();
+  write_text(legacy_store_path(),
+             R"({"revision": 2, "boot_id": "", "keys": {"leader": {"value": "node1", "create_revision": 1,
+                 "mod_revision": 2}}, "deleted": {}})");
+  EXPECT_EQ(must(dcs->get("leader"))->value, "node1");  // the old store is carried over
+  must(dcs->put("leader", "node2"));                     // revision 3, in store-1.json
+  EXPECT_EQ(must(dcs->get("leader"))->value, "node2");   // store.json (revision 2) is older: ignored
+  write_text(legacy_store_path(),
+             R"({"revision": 7, "boot_id": "", "keys": {"leader": {"value": "node3", "create_revision": 1,
+                 "mod_revision": 7}}, "deleted": {}})");
+  auto got = dcs->get("leader");
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.error().find("older pgfleet that still runs this cluster"), std::string::npos) << got.error();
+  EXPECT_FALSE(dcs->put("leader", "node4").ok());
+}
+
 TEST_F(LocalDcsTest, CreatesPrivateFilesAndReportsIoErrors) {
   const std::string nested = dir_ + "/cluster/dcs";
   LocalDcs dcs(nested);
