@@ -60,7 +60,17 @@ void EventLoop::after(std::chrono::milliseconds delay, std::function<void()> tas
   timers_.push_back(Timer{delay, Clock::now() + delay, std::move(task), true});
 }
 
+namespace {
+thread_local const EventLoop* t_running_loop = nullptr;  // the loop this thread runs, if any
+}  // namespace
+
 void EventLoop::post(std::function<void()> task) {
+  // From the loop's own thread (an auth cache hit answers at once): no lock, no eventfd write
+  // and read, which were three of a new client's syscalls.
+  if (t_running_loop == this) {
+    defer(std::move(task));
+    return;
+  }
   {
     std::lock_guard lock(posted_mutex_);
     posted_.push_back(std::move(task));
@@ -87,6 +97,7 @@ void EventLoop::drain_posted() {
 void EventLoop::run() {
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
+  t_running_loop = this;
   while (!stopping_) {
     int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, 50);
     now_ = Clock::now();
@@ -98,11 +109,7 @@ void EventLoop::run() {
         handler->on_io(events[i].events);
       }
     }
-    while (!deferred_.empty()) {
-      std::vector<std::function<void()>> batch;
-      batch.swap(deferred_);
-      for (auto& task : batch) task();
-    }
+    run_deferred();
     // By index: a tick may add timers (and so move the vector).
     bool any_done = false;
     for (size_t i = 0; i < timers_.size(); ++i) {
@@ -118,10 +125,21 @@ void EventLoop::run() {
       tick();
     }
     if (any_done) std::erase_if(timers_, [](const Timer& t) { return t.once && !t.tick; });
+    run_deferred();  // what the ticks deferred or posted, before sleeping again
     graveyard_.clear();
   }
   drain_posted();
+  run_deferred();
   graveyard_.clear();
+  t_running_loop = nullptr;
+}
+
+void EventLoop::run_deferred() {
+  while (!deferred_.empty()) {
+    std::vector<std::function<void()>> batch;
+    batch.swap(deferred_);
+    for (auto& task : batch) task();
+  }
 }
 
 }  // namespace pgfleet::proxy

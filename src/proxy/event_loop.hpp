@@ -41,7 +41,7 @@ class EventLoop {
   void after(std::chrono::milliseconds delay, std::function<void()> task);
   // Same thread only: runs `task` after the current batch of events (no syscall, no lock).
   void defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
-  // Thread-safe: runs `task` on the loop's thread soon.
+  // Thread-safe: runs `task` on the loop's thread soon (called on that thread: as defer()).
   void post(std::function<void()> task);
   // Thread-safe: run() returns after the current iteration.
   void stop();
@@ -66,6 +66,7 @@ class EventLoop {
   std::vector<Timer> timers_;
   std::vector<std::unique_ptr<IoHandler>> graveyard_;
   std::vector<std::function<void()>> deferred_;
+  void run_deferred();
   std::mutex posted_mutex_;  // only for cross-thread posts, never on the data path
   std::vector<std::function<void()>> posted_;
 };

@@ -85,7 +85,8 @@ std::string config_value(const SharedCluster& c, const std::string& key) {
 
 class ProxyAdminTest : public ClusterSuite<ProxyAdminTest> {
  public:
-  static std::string cluster_config() { return ""; }
+  // Two worker threads whatever the default: a cancel request or KILL may land on another worker.
+  static std::string cluster_config() { return "proxy:\n  threads: 2\n"; }
   static int cluster_replicas() { return 1; }
 
  protected:

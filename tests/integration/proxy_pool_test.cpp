@@ -91,8 +91,10 @@ std::string value(postgres::PgConn& conn, const std::string& query) {
 class ProxyPoolTest : public ClusterSuite<ProxyPoolTest> {
  public:
   static std::string cluster_config() {
-    // Also the Unix-socket path to the servers (server_unix_socket), under every pool mode.
+    // Also the Unix-socket path to the servers (server_unix_socket), under every pool mode, and two
+    // worker threads whatever the default (cross-thread pools, cancel and pause need them).
     return "proxy:\n"
+           "  threads: 2\n"
            "  default_pool_size: 10\n"
            "  reserve_pool_size: 5\n"
            "  server_unix_socket: true\n"
