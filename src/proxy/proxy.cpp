@@ -18,6 +18,7 @@
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
 #include "proxy/http_api.hpp"
+#include "proxy/server_conn.hpp"
 #include "proxy/takeover.hpp"
 #include "proxy/worker.hpp"
 #include "util/errors.hpp"
@@ -119,8 +120,8 @@ int run_proxy(const ProxyOptions& options) {
     std::string user = c->proxy.auth_user.empty() ? c->superuser : c->proxy.auth_user;
     auto info = [&](const Backend& b) {
       std::string s = fmt::format("host={} port={} user={} dbname={} connect_timeout=2 tcp_user_timeout=3000 "
-                                  "application_name=pgfleet-proxy",
-                                  b.host, b.port, user, c->database);
+                                  "application_name=pgfleet-proxy sslmode={}",
+                                  b.host, b.port, user, c->database, libpq_sslmode(c->proxy.server_sslmode, b.host));
       if (layout) s += " passfile=" + layout->passfile();
       return s;
     };

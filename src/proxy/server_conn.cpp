@@ -19,8 +19,14 @@
 #include "proxy/client_conn.hpp"
 #include "proxy/worker.hpp"
 #include "util/log.hpp"
+#include "util/ports.hpp"
 
 namespace pgfleet::proxy {
+
+std::string libpq_sslmode(const std::string& server_sslmode, const std::string& host) {
+  if (server_sslmode == "prefer" && ports::is_loopback_host(host)) return "disable";
+  return server_sslmode;  // disable | prefer | require: the same names in libpq
+}
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
@@ -156,8 +162,7 @@ void ServerConn::on_connected() {
   // TLS to the server per proxy.server_sslmode; "prefer" skips it on loopback, where it would
   // only cost CPU.
   const std::string& mode = worker_.settings().proxy.server_sslmode;
-  bool loopback = unix_socket_ || backend_.host == "localhost" || backend_.host.rfind("127.", 0) == 0 ||
-                  backend_.host == "::1";
+  bool loopback = unix_socket_ || ports::is_loopback_host(backend_.host);
   if (worker_.shared().server_tls && (mode == "require" || (mode == "prefer" && !loopback))) {
     phase_ = LoginPhase::kSslAnswer;
     protocol::Writer w;

@@ -24,6 +24,10 @@ namespace pgfleet::proxy {
 // PostgreSQL does for a duplicate statement name; its syntax error is reworded as 42P05.
 inline constexpr std::string_view kDuplicateMarker = "pgfleet_duplicate_prepared_statement";
 
+// The libpq sslmode for the proxy's own connections to a server (health polls, auth queries),
+// following proxy.server_sslmode: "prefer" skips TLS on loopback, where it only costs CPU.
+std::string libpq_sslmode(const std::string& server_sslmode, const std::string& host);
+
 class ClientConn;
 class Pool;
 class Worker;

@@ -78,4 +78,8 @@ std::string holder(int port) {
   return found;
 }
 
+bool is_loopback_host(const std::string& host) {
+  return host == "localhost" || host.starts_with("127.") || host == "::1";
+}
+
 }  // namespace pgfleet::ports

@@ -10,5 +10,7 @@ bool is_free(const std::string& host, int port);
 // "postgres (pid 1234)" for the process listening on `port`, or "" when unknown
 // (needs /proc access to the holder's fds: root, or the same user).
 std::string holder(int port);
+// True for "localhost", 127.0.0.0/8 and ::1: traffic that never leaves the host.
+bool is_loopback_host(const std::string& host);
 
 }  // namespace pgfleet::ports

@@ -93,6 +93,15 @@ TEST_F(ProxyProtocolTest, PsqlQueryReturnsTheSameRowsAsThePrimary) {
   EXPECT_NE(aligned.output.find("(1 row)"), std::string::npos) << aligned.output;
 }
 
+// server_sslmode prefer (the default) skips TLS on loopback, for the proxy's health polls too:
+// they query every node every 10 ms, and encryption there would only cost CPU.
+TEST_F(ProxyProtocolTest, HealthPollsOnLoopbackDoNotUseTls) {
+  EXPECT_EQ(sql_value(cluster().primary_uri(),
+                      "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                      "USING (pid) WHERE a.application_name = 'pgfleet-proxy-health'"),
+            "false");
+}
+
 TEST_F(ProxyProtocolTest, PsqlBackslashCopyInAndOutRoundTrips) {
   sql(proxy(), "CREATE TABLE copy_small (id int, name text, note text)");
   std::string in_file = cluster().dir() + "/../copy_in.tsv";

@@ -43,6 +43,11 @@ TEST_F(ProxyTlsTest, ServerConnectionsAreEncrypted) {
   ASSERT_FALSE(backend.empty());
   // The server connection that ran the query, seen from PostgreSQL.
   EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT ssl::text FROM pg_stat_ssl WHERE pid = " + backend), "true");
+  // And so are the proxy's own health polls (libpq connections of their own).
+  EXPECT_EQ(sql_value(cluster().primary_uri(),
+                      "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                      "USING (pid) WHERE a.application_name = 'pgfleet-proxy-health'"),
+            "true");
 }
 
 }  // namespace
