@@ -699,11 +699,16 @@ void claim_if_elected(const Inputs& in, const Election& e, Actions& out) {
     out.push_back(make(ActionKind::Promote, "promote " + self.name + ": " + e.reason));
     if (e.kind != ElectionKind::Switchover) {
       const MemberView* old = last_primary(in, self.name);
+      // A primary that hung or vanished has no member key left by now; this replica still
+      // follows it.
+      const std::string from = old != nullptr                                       ? old->name
+                               : !self.following.empty() && self.following != self.name ? self.following
+                                                                                        : "the lost primary";
       const MemberView* mine = in.member(self.name);
       const Position at = mine != nullptr ? position(*mine) : Position{self.timeline, self.lsn};
       out.push_back(make(ActionKind::RecordHistory,
                          std::string(e.kind == ElectionKind::Manual ? "manual failover" : "failover") + " from " +
-                             (old != nullptr ? old->name : "the lost primary") + " to " + self.name + " at " +
+                             from + " to " + self.name + " at " +
                              position_text(at) + ": " + e.reason,
                          self.name));
       out.back().lsn = at.lsn;

@@ -274,6 +274,18 @@ TEST(Decide, test_promote_because_leader_expired_and_most_advanced) {
   EXPECT_EQ(kinds(a), "Wait") << describe(a);
 }
 
+TEST(Decide, test_history_names_the_primary_the_winner_followed_when_its_member_key_is_gone) {
+  // node1 hung: its leader and member keys both expired; node2 still follows it.
+  const auto cluster = leaderless(12034, {replica_member("node2", 0x3000148, 12500), replica_member("node3", 0x3000100, 12600)});
+  auto a = decide(cluster, replica_node("node2", 0x3000148, "node1"), config(), 13000);
+  ASSERT_EQ(kinds(a), "AcquireLease Promote RecordHistory") << describe(a);
+  EXPECT_TRUE(a[2].reason.starts_with("failover from node1 to node2 at ")) << a[2].reason;
+  // Following nobody (it lost its upstream before): nothing better to name.
+  a = decide(cluster, replica_node("node2", 0x3000148, ""), config(), 13000);
+  ASSERT_EQ(kinds(a), "AcquireLease Promote RecordHistory") << describe(a);
+  EXPECT_TRUE(a[2].reason.starts_with("failover from the lost primary to node2")) << a[2].reason;
+}
+
 TEST(Decide, test_crash_of_primary_most_advanced_replica_promotes_other_follows) {
   // node1 (postmaster and agent) dies at 9800 after its last renewal at 9500.
   const Settings s = config();
