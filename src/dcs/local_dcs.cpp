@@ -201,8 +201,14 @@ Result<std::pair<Store, int64_t>> load_newest(const std::string& dir) {
                           " is being written by an older pgfleet that still runs this cluster; stop it "
                           "(pgfleet down) and start the cluster again with this version (pgfleet up)");
     }
-    if (*store) return std::pair{std::move(**store), *listing->newest};
-    // Removed between the listing and the open: a dozen newer generations exist; list again.
+    if (!*store) continue;  // removed between the listing and the open: newer ones exist
+    // Frozen between the listing and the read, this process may have read a name that was
+    // removed as too old and reused by a writer frozen as long (see transact): a state that
+    // never was. Whatever was read is only trusted if its generation is still among the kept.
+    auto after = list_store(dir);
+    if (!after) return make_error(after.error());
+    if (after->newest.value_or(0) >= *listing->newest + kKeepGenerations) continue;
+    return std::pair{std::move(**store), *listing->newest};
   }
 }
 
