@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
   auto* failsafe_cmd = app.add_subcommand("failsafe", "failsafe mode: the primary survives a DCS outage its members confirm");
   failsafe_cmd->add_option("setting", failsafe_setting, "on, off or show (default)")
       ->check(CLI::IsMember({"on", "off", "show"}));
+  auto* remove_node_cmd = app.add_subcommand(
+      "remove-node", "several hosts: forget a node for good (stop its agent first; starting it again brings it back)");
+  remove_node_cmd->add_option("node", node, "node name")->required();
   bool history_json = false;
   auto* history_cmd = app.add_subcommand("history", "failovers and switchovers, oldest first");
   history_cmd->add_flag("--json", history_json, "as JSON");
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
     if (resume_cmd->parsed()) return cli::run_pause(dir, false);
     if (failsafe_cmd->parsed()) return cli::run_failsafe(dir, failsafe_setting);
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
+    if (remove_node_cmd->parsed()) return cli::run_remove_node(dir, node);
     if (top_cmd->parsed()) {
       top.dir = dir;
       return cli::run_top(top);

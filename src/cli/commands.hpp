@@ -68,6 +68,8 @@ int run_failover(const std::string& dir, const std::string& to, int timeout_seco
 int run_pause(const std::string& dir, bool pause);
 // `pgfleet failsafe on|off|show`: the DCS key that turns failsafe mode on (docs/multihost.md).
 int run_failsafe(const std::string& dir, const std::string& setting);
+// Several hosts (etcd): marks a stopped node removed so that every agent forgets it.
+int run_remove_node(const std::string& dir, const std::string& node);
 int run_history(const std::string& dir, bool json);
 
 struct TopOptions {

@@ -1,4 +1,4 @@
-// `pgfleet switchover | failover | pause | resume | history`: requests written to the DCS for the
+// `pgfleet switchover | failover | pause | resume | failsafe | remove-node | history`: requests written to the DCS for the
 // agents' decide() to carry out, with the proxy paused around a switchover so clients see no error.
 #include <fmt/format.h>
 
@@ -273,6 +273,44 @@ int run_failsafe(const std::string& dir, const std::string& setting) {
   std::cout << (on ? "failsafe mode on: while the DCS is unreachable the primary keeps writing as long as every member "
                      "confirms over the agents' API that it follows it\n"
                    : "failsafe mode off: a primary that cannot reach the DCS stops writes when its lease ends\n");
+  return 0;
+}
+
+int run_remove_node(const std::string& dir, const std::string& node) {
+  become_cluster_owner(dir);
+  auto c = cluster::Cluster::open(dir);
+  if (c.config.etcd.endpoints.empty())
+    throw UserError("remove-node is for clusters on several hosts (etcd)",
+                    "on one host, `pgfleet scale --replicas N` removes replicas");
+  auto leader = c.dcs->get(dcs::keys::kLeader);
+  if (!leader) throw UserError(leader.error());
+  if (leader.value() && leader.value()->value == node)
+    throw UserError(node + " is the primary", "switch over to another node first (pgfleet switchover --to NODE)");
+  auto member = c.dcs->get(std::string(dcs::keys::kMembersPrefix) + node);
+  if (!member) throw UserError(member.error());
+  // An agent that stopped says so in its last status; any other state is a node still running
+  // (or one that vanished less than a TTL ago and may come back).
+  std::string state;
+  if (member.value()) {
+    try {
+      state = dcs::member_from_json(nlohmann::json::parse(member.value()->value)).state;
+    } catch (const nlohmann::json::exception&) {
+      state = "unreadable";
+    }
+  }
+  if (member.value() && state != "stopped")
+    throw UserError(node + " is still running (its agent publishes the state '" + state + "')",
+                    "stop its agent on its host first (e.g. systemctl stop pgfleet), or wait " +
+                        std::to_string(c.config.dcs_ttl_seconds) + " s if that host is gone, and run this again");
+  const std::string mark = std::string(dcs::keys::kRemovedPrefix) + node;
+  if (auto r = c.dcs->put(mark, nlohmann::json{{"removed_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                                  .count()}}
+                                    .dump());
+      !r)
+    throw UserError(r.error());
+  std::cout << node << " removed: every agent forgets it on its next loop (failsafe rounds stop asking it, the "
+            << "primary drops its replication slot). Starting its agent again brings it back.\n";
   return 0;
 }
 

@@ -20,6 +20,7 @@ inline constexpr const char* kFailsafe = "failsafe";      // present: failsafe m
 inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not_before_ms"}: a planned switchover
 inline constexpr const char* kFailover = "failover";      // {"to"}: a manual failover
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
+inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)
 }  // namespace keys
 
 // One row of the primary's (or a cascading upstream's) pg_stat_replication.

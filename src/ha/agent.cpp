@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -369,7 +370,10 @@ class Agent {
       leader_expired_at_ = holder_gone || handed_over ? now : std::max(now, last_leader_expiry_);
     }
     if (!v.leader && !multi_host()) fence_orphaned_primaries();
-    if (multi_host()) learn_nodes(*members);
+    if (multi_host()) {
+      forget_removed_nodes();
+      learn_nodes(*members);
+    }
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
@@ -447,6 +451,7 @@ class Agent {
       try {
         auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
         if (m.name.empty() || m.name == name_ || m.host.empty() || m.port == 0) continue;
+        if (removed_.contains(m.name)) continue;  // until it clears its mark itself
         cluster::NodeConfig n;
         n.name = m.name;
         n.host = m.host;
@@ -462,11 +467,53 @@ class Agent {
       }
     }
     if (!changed) return;
+    save_nodes("learned");
+    if (conn_ && member_.role == "primary") ensure_slots();  // a node that came back after its removal
+  }
+
+  void save_nodes(const char* what) {
     try {
       cluster::validate_config(config_, layout_.config_file());
       fs::write_file_atomic(layout_.config_file(), cluster::render_config(config_), 0600);
     } catch (const std::exception& e) {
-      note_error(std::string("cannot record the learned nodes: ") + e.what());
+      note_error(std::string("cannot record the ") + what + " nodes: " + e.what());
+    }
+  }
+
+  // Several hosts: nodes removed for good (`pgfleet remove-node`) leave this host's pgfleet.yaml,
+  // so failsafe rounds stop asking them and a new primary makes them no slot; a primary drops
+  // their replication slots, which would otherwise keep WAL for them forever. A removed node
+  // whose agent starts again clears its own mark and is learned again.
+  void forget_removed_nodes() {
+    auto marks = dcs_->list(dcs::keys::kRemovedPrefix);
+    if (!marks) return;  // the next loop tries again
+    removed_.clear();
+    for (const auto& kv : *marks) removed_.insert(kv.key.substr(std::string_view(dcs::keys::kRemovedPrefix).size()));
+    std::erase_if(dropped_slots_, [&](const std::string& n) { return !removed_.contains(n); });
+    if (removed_.contains(name_)) {
+      log::info("this node was removed from the cluster (pgfleet remove-node); it is back and rejoins");
+      if (auto r = dcs_->remove(std::string(dcs::keys::kRemovedPrefix) + name_); r) removed_.erase(name_);
+    }
+    bool changed = false;
+    for (auto it = config_.nodes.begin(); it != config_.nodes.end();) {
+      if (it->name != name_ && removed_.contains(it->name)) {
+        log::info("node {} was removed from the cluster: forgotten", it->name);
+        it = config_.nodes.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
+    if (changed) save_nodes("remaining");
+    if (conn_ && member_.role == "primary") {
+      for (const auto& gone : removed_) {
+        if (gone == name_ || dropped_slots_.contains(gone)) continue;
+        auto r = conn_->query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+            {gone});
+        if (r) dropped_slots_.insert(gone);
+        else note_error("cannot drop the replication slot of removed node " + gone + ": " + r.error());
+      }
     }
   }
 
@@ -634,7 +681,14 @@ class Agent {
     following_.clear();
     fenced_ = false;
     rewind_failed_ = false;
-    // Every other member needs its slot here before it follows.
+    ensure_slots();
+    (void)dcs_->remove(dcs::keys::kFailover);
+    mark_history_promoted();
+    return true;
+  }
+
+  // Every other member needs its slot here before it follows.
+  void ensure_slots() {
     for (const auto& n : config_.nodes) {
       if (n.name == name_) continue;
       (void)conn_->query(
@@ -642,9 +696,6 @@ class Agent {
           "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
           {n.name});
     }
-    (void)dcs_->remove(dcs::keys::kFailover);
-    mark_history_promoted();
-    return true;
   }
 
   void mark_history_promoted() {
@@ -1007,6 +1058,8 @@ class Agent {
   std::optional<NodeStatsSampler> stats_;
   dcs::Member member_;
   std::optional<postgres::PgConn> conn_;
+  std::set<std::string> removed_;        // nodes marked removed in the DCS (several hosts)
+  std::set<std::string> dropped_slots_;  // removed nodes whose slot this primary has dropped
   pid_t postmaster_ = 0;
   bool own_child_ = false;
   bool accepting_ = false;

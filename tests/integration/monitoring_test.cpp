@@ -280,6 +280,11 @@ TEST_F(MonitoringTest, HealthEndpointsFollowRoleChangesAndPostEndpointsAct) {
   auto wrong = pgfleet({"failsafe", "maybe"});
   EXPECT_FALSE(wrong.ok());
   EXPECT_NE(wrong.output.find("maybe"), std::string::npos) << wrong.output;
+  // remove-node is for etcd clusters; on one host it points to scale (tests/multihost runs it).
+  auto remove = pgfleet({"remove-node", "node3"});
+  EXPECT_FALSE(remove.ok());
+  EXPECT_NE(remove.output.find("several hosts"), std::string::npos) << remove.output;
+  EXPECT_NE(remove.output.find("pgfleet scale"), std::string::npos) << remove.output;
 }
 
 TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {

@@ -17,6 +17,7 @@ MH_ETCD_MEMBERS=${MH_ETCD_MEMBERS:-1}
 MH_KEEP_LOGS=${MH_KEEP_LOGS:-}  # a directory: agent, postgres, proxy and etcd logs are copied there on exit
 MH_CLUSTER=mh
 MH_PIDS=()
+declare -A MH_AGENT_PID=()  # node -> pid of its agent
 MH_HOSTS=()
 
 log() { printf '%s [multihost] %s\n' "$(date +%T.%3N)" "$*" >&2; }
@@ -151,6 +152,7 @@ replication: {sync: "$MH_SYNC"}
 EOF
   ip netns exec "$(ns_of "$host")" "$PGFLEET" agent --config "$MH_DIR/$host.yaml" >>"$MH_DIR/$host.log" 2>&1 &
   MH_PIDS+=($!)
+  MH_AGENT_PID[$host]=$!
 }
 
 # pgfleet status --json from the etcd host (any machine would do).

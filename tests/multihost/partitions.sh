@@ -23,6 +23,9 @@
 #                     it, nobody takes the expired leader key, it keeps taking writes and its role
 #   switchover        `pgfleet switchover --dcs` from the client host
 #   manual-failover   paused cluster, primary cut off: `pgfleet failover --to --dcs` elects the node named
+#   remove-node       a replica's agent stopped and `pgfleet remove-node` run: every agent forgets it
+#                     (pgfleet.yaml), the primary drops its slot, an etcd outage with failsafe on is
+#                     confirmed by the remaining replica alone; its agent started again, it rejoins
 # MH_SUMMARY=FILE appends one markdown table row per scenario (bench/partitions.sh).
 set -euo pipefail
 export PGFLEET=$(realpath "${1:?usage: partitions.sh PGFLEET_BINARY [scenario...]}")
@@ -302,6 +305,41 @@ manual_failover() {
   finish manual-failover "$t0ms" - -
 }
 
+remove_node() {
+  local p r n t0ms out t0=$SECONDS remaining=()
+  p=$(leader)
+  for n in "${NODES[@]}"; do [ "$n" != "$p" ] && r=$n; done
+  [ "$(sql "$p" "$p" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$r'")" = 1 ] ||
+    die "the primary $p has no replication slot for $r to begin with"
+  log "remove-node: stopping $r's agent (primary $p)"
+  t0ms=$(now_ms)
+  kill -TERM "${MH_AGENT_PID[$r]}"
+  wait_for 60 "$r's agent to stop" "! kill -0 ${MH_AGENT_PID[$r]} 2>/dev/null"
+  out=$(pgfleet_dcs remove-node "$p" 2>&1) && die "remove-node accepted the primary $p: $out"
+  [[ $out == *"is the primary"* ]] || die "remove-node of the primary: unexpected message: $out"
+  out=$(pgfleet_dcs remove-node "$r" 2>&1) || die "pgfleet remove-node $r failed: $out"
+  log "remove-node: $out"
+  for n in "${NODES[@]}"; do [ "$n" != "$r" ] && remaining+=("$n"); done
+  NODES=("${remaining[@]}")
+  for n in "${NODES[@]}"; do
+    wait_for 15 "$n's agent to forget $r" "! grep -q 'name: $r\$' '$MH_DIR/$n/pgfleet.yaml'"
+  done
+  wait_for 15 "the primary $p to drop $r's replication slot" \
+    "[ \"\$(sql $p $p \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$r'\")\" = 0 ]"
+  wait_for 60 "the remaining nodes to converge" converged
+  # Failsafe rounds now ask the remaining replica only: the primary survives an etcd outage.
+  etcd_down on
+  log "remove-node: starting $r's agent again"
+  start_node "$r"
+  NODES+=("$r")
+  wait_for 120 "$r to rejoin and everyone to stream" converged
+  for n in "${NODES[@]}"; do
+    [ "$n" = "$r" ] || wait_for 15 "$n's agent to learn $r again" "grep -q 'name: $r\$' '$MH_DIR/$n/pgfleet.yaml'"
+  done
+  log "remove-node: done after $((SECONDS - t0)) s"
+  finish remove-node "$t0ms" - -
+}
+
 for s in "${SCENARIOS[@]}"; do
   case $s in
     primary-isolated | primary-no-etcd) partition_primary "$s" ;;
@@ -314,6 +352,7 @@ for s in "${SCENARIOS[@]}"; do
     primary-no-etcd-failsafe) primary_no_etcd_failsafe ;;
     switchover) switchover ;;
     manual-failover) manual_failover ;;
+    remove-node) remove_node ;;
     *) die "unknown scenario $s" ;;
   esac
 done
