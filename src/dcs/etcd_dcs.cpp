@@ -136,6 +136,12 @@ Result<json> EtcdDcs::call_once(size_t endpoint, const std::string& path, const 
 }
 
 Result<json> EtcdDcs::call(const std::string& path, const json& body) {
+  // Once every endpoint failed, calls fail at once for a request timeout: an agent loop makes a
+  // dozen requests, and with etcd cut off in the middle of one each used to wait out its own
+  // timeout, stalling the loop for longer than the TTL (a primary in failsafe mode then fenced
+  // before it even noticed the outage and asked its members).
+  const auto now = std::chrono::steady_clock::now();
+  if (now < unreachable_until_) return make_error("etcd unreachable: " + unreachable_error_ + " (not retried yet)");
   const std::string text = body.dump();
   std::string errors;
   const size_t n = options_.endpoints.size();
@@ -144,6 +150,7 @@ Result<json> EtcdDcs::call(const std::string& path, const json& body) {
     auto r = call_once(endpoint, path, text);
     if (r) {
       current_ = endpoint;
+      unreachable_until_ = {};
       return r;
     }
     // A 4xx is etcd's verdict on the request itself: another member would say the same.
@@ -152,6 +159,8 @@ Result<json> EtcdDcs::call(const std::string& path, const json& body) {
     errors += (errors.empty() ? "" : "; ") + r.error();
     if (endpoint == current_ && !token_.empty()) token_.clear();  // tokens are per member in 3.4
   }
+  unreachable_until_ = std::chrono::steady_clock::now() + options_.request_timeout;
+  unreachable_error_ = errors;
   return make_error("etcd unreachable: " + errors);
 }
 

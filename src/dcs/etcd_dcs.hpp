@@ -73,6 +73,8 @@ class EtcdDcs final : public Dcs {
   size_t current_ = 0;
   std::string token_;
   std::map<std::string, Lease, std::less<>> leases_;  // key -> the lease we last attached it to
+  std::chrono::steady_clock::time_point unreachable_until_{};  // calls fail at once until then
+  std::string unreachable_error_;
 };
 
 }  // namespace pgfleet::dcs

@@ -152,9 +152,21 @@ class Agent {
         if (rebuilt_ms_ < g_reinit_asked_ms.load()) reinit(last_leader_->holder);
         else log::info("reinit requested: already rebuilt since the request");
       }
+      // Steps of this loop and how long each took: logged when the loop overran loop_wait (a
+      // primary that cannot renew its lease in time fences, so slow steps must be visible).
+      std::vector<std::pair<std::string, TimeMs>> steps;
+      TimeMs step_start = mono_ms();
+      const TimeMs loop_start = step_start;
+      auto step_done = [&](std::string what) {
+        const TimeMs t = mono_ms();
+        steps.emplace_back(std::move(what), t - step_start);
+        step_start = t;
+      };
       reap();
       observe();
+      step_done("observe");
       ClusterView view = read_cluster();
+      step_done("read the DCS");
       // The leader key just vanished and our last status was read before: an election counts only
       // status read after that, so read and publish ours now instead of a loop later.
       if (view.dcs_reachable && !view.leader && leader_expired_at_ != 0 && sampled_mono_ms_ < leader_expired_at_) {
@@ -166,12 +178,23 @@ class Agent {
                          postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_), failsafe_peers_);
       auto actions = decide(view, node_view(view), settings(), mono_ms());
       for (const auto& action : actions) {
-        if (!execute(action, view)) break;  // decide() planned the rest assuming this one worked
+        const bool ok = execute(action, view);
+        step_done(to_string(action.kind));
+        if (!ok) break;  // decide() planned the rest assuming this one worked
       }
       apply_config();
       notice_role_change(view, actions);
       arm_watchdog();
+      step_done("apply the configuration");
       if (dcs_reachable_) publish();  // unreachable: another timeout would only delay the next loop
+      step_done("publish the status");
+      if (mono_ms() - loop_start > settings().loop_wait) {
+        std::string text;
+        for (const auto& [what, ms] : steps)
+          if (ms >= 50) text += fmt::format("{}{} {} ms", text.empty() ? "" : ", ", what, ms);
+        log::warn("agent loop took {} ms, more than loop_wait ({} ms): {}", mono_ms() - loop_start,
+                  settings().loop_wait, text.empty() ? "no single slow step" : text);
+      }
       bool busy = member_.state != "running" && member_.state != "streaming";
       // Electing (no leader key, within a TTL of its vanishing): the members publish status read
       // after the key vanished each loop, and the election waits for everyone's.
@@ -182,7 +205,11 @@ class Agent {
                       std::any_of(actions.begin(), actions.end(), [](const Action& a) {
                         return a.kind != ActionKind::Wait && a.kind != ActionKind::RenewLease;
                       });
-      sleep_interruptibly(changing ? 100ms : busy ? 200ms : std::chrono::milliseconds(settings().loop_wait));
+      const auto nap = changing ? 100ms : busy ? 200ms : std::chrono::milliseconds(settings().loop_wait);
+      const TimeMs nap_start = mono_ms();
+      sleep_interruptibly(nap);
+      if (mono_ms() - nap_start > nap.count() + settings().loop_wait)
+        log::warn("the agent's sleep between loops took {} ms instead of at most {} ms", mono_ms() - nap_start, nap.count());
     }
     watchdog_pid_ = 0;
     watchdog_stop_ = true;
@@ -508,11 +535,13 @@ class Agent {
     if (conn_ && member_.role == "primary") {
       for (const auto& gone : removed_) {
         if (gone == name_ || dropped_slots_.contains(gone)) continue;
+        // Dropped once no row is left (an active slot, of a node not quite stopped: next loop).
         auto r = conn_->query(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+            "SELECT active, CASE WHEN NOT active THEN pg_drop_replication_slot(slot_name) IS NULL END "
+            "FROM pg_replication_slots WHERE slot_name = $1",
             {gone});
-        if (r) dropped_slots_.insert(gone);
-        else note_error("cannot drop the replication slot of removed node " + gone + ": " + r.error());
+        if (!r) note_error("cannot drop the replication slot of removed node " + gone + ": " + r.error());
+        else if (r->empty() || r->front()[0] == std::optional<std::string>("f")) dropped_slots_.insert(gone);
       }
     }
   }

@@ -2,6 +2,9 @@
 // processes, TTL expiry and renewal, watch wake-ups), plus endpoint failover, auth and TLS.
 #include "dcs/etcd_dcs.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -313,6 +316,39 @@ TEST(EtcdEndpoints, ParsesEtcdUrlsAndRejectsOthers) {
   EXPECT_THROW(parse_etcd_endpoints("consul://h:8500"), UserError);
   EXPECT_THROW(parse_etcd_endpoints("etcd://"), UserError);
   EXPECT_THROW(parse_etcd_endpoints("etcd://hostonly"), UserError);
+}
+
+// An endpoint that accepts connections and never answers (a host cut off mid-request looks the
+// same): the first call waits out its timeout, the calls right after it fail at once, and once a
+// request timeout has passed the client tries again.
+TEST(EtcdUnreachable, AfterEveryEndpointTimedOutCallsFailAtOnceForARequestTimeout) {
+  const int hole = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(hole, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(hole, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(hole, 64), 0);  // never accepted: the kernel completes the handshakes
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(hole, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  EtcdOptions o;
+  o.endpoints = {"http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))};
+  o.cluster = "hole";
+  o.request_timeout = Millis(600);
+  EtcdDcs dcs(o);
+  auto start = Clock::now();
+  EXPECT_FALSE(dcs.get("leader").ok());
+  EXPECT_GE(Clock::now() - start, 550ms);
+  start = Clock::now();
+  auto fast = dcs.list("members/");
+  ASSERT_FALSE(fast.ok());
+  EXPECT_LT(Clock::now() - start, 100ms);
+  EXPECT_NE(fast.error().find("not retried yet"), std::string::npos) << fast.error();
+  std::this_thread::sleep_for(700ms);
+  start = Clock::now();
+  EXPECT_FALSE(dcs.get("leader").ok());
+  EXPECT_GE(Clock::now() - start, 550ms);  // a real attempt again
+  ::close(hole);
 }
 
 // Three members; the one the client talks to is killed: every operation carries on through the
