@@ -82,14 +82,18 @@ Topology TopologyWatcher::observe() {
       for (const auto& m : parsed)
         if (!m.failsafe_for.empty()) confirmed = m.failsafe_for;
     for (const auto& m : parsed) {
-      if (m.host.empty() || m.port == 0 || m.state == "stopped") continue;
+      if (m.host.empty() || m.port == 0) continue;
       Backend b{m.name, m.host, m.port, "", -1};
+      last_address_.insert_or_assign(m.name, b);
+      if (m.state == "stopped") continue;
       if (m.name == primary || m.name == confirmed) t.primary = b;
       else t.replicas.push_back(b);
     }
-    // Its own member key may have expired meanwhile: the address is the one known before.
+    // Its own member key may have expired meanwhile (it cannot reach etcd): the address it
+    // published last. (The previous topology is not enough: a poll that fell between the leader
+    // key's expiry and the members' first confirmation had no primary, and lost the address.)
     if (!confirmed.empty() && !t.primary) {
-      if (auto before = current(); before->primary && before->primary->name == confirmed) t.primary = before->primary;
+      if (auto it = last_address_.find(confirmed); it != last_address_.end()) t.primary = it->second;
     }
     return t;
   }

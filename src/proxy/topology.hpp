@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -69,6 +70,9 @@ class TopologyWatcher {
   cluster::ClusterConfig config_;
   std::optional<cluster::Layout> layout_;
   std::unique_ptr<dcs::Dcs> remote_;  // etcd (dcs.etcd in the config): watched, used by the thread only
+  // etcd: the address each member last published (observe() only), for a failsafe primary whose
+  // own member key expired.
+  std::map<std::string, Backend> last_address_;
   std::atomic<std::shared_ptr<const Topology>> current_;
   std::atomic<uint64_t> version_{0};
   std::array<std::atomic<bool>, 64> excluded_{};

@@ -64,6 +64,10 @@ mh_cleanup() {
         [ -f "$f" ] && { echo "---- $f (last 40 lines)"; tail -n 40 "$f"; }
       done
     done >&2
+    # The proxy and the workload: where acknowledged writes stopped coming from.
+    for f in "$MH_DIR/proxy.log" "$MH_DIR/workload.log"; do
+      [ -f "$f" ] && { echo "---- $f (last 40 lines)"; tail -n 40 "$f"; }
+    done >&2
   fi
   if [ -n "$MH_KEEP_LOGS" ]; then
     mkdir -p "$MH_KEEP_LOGS"
