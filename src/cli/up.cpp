@@ -13,6 +13,7 @@
 #include <cstring>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include "cli/commands.hpp"
 #include "cluster/binaries.hpp"
@@ -331,10 +332,16 @@ int run_up(const UpOptions& o) {
   auto bins = cluster::find_binaries(o.pg_bindir.empty() ? config.bindir : o.pg_bindir);
 
   if (existing) {
-    bool all_running = true;
-    for (const auto& n : config.nodes) all_running = all_running && cluster::agent_pid(layout, n.name) != 0;
-    if (config.proxy.enabled) all_running = all_running && cluster::agent_pid(layout, "proxy") != 0;
-    if (all_running) {
+    auto all_running = [&] {
+      bool all = true;
+      for (const auto& n : config.nodes) all = all && cluster::agent_pid(layout, n.name) != 0;
+      if (config.proxy.enabled) all = all && cluster::agent_pid(layout, "proxy") != 0;
+      return all;
+    };
+    // An agent killed a moment ago holds its pidfile lock until the kernel has torn it down:
+    // look again before saying that everything runs (`up` right after a crash must start it).
+    if (all_running()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (all_running()) {
       throw UserError("the cluster in " + layout.root() + " is already running",
                       "see it with `pgfleet status --dir " + layout.root() + "`, stop it with `pgfleet down`");
     }
