@@ -187,7 +187,7 @@ ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address,
   worker_.loop().add(io_.fd(), interest_, this);
 }
 
-ClientConn::~ClientConn() = default;
+ClientConn::~ClientConn() { worker_.send_batch().forget(this); }
 
 std::string ClientConn::application_name() const {
   auto it = wanted_params_.find("application_name");
@@ -260,7 +260,13 @@ void ClientConn::emit(std::span<const uint8_t> bytes) {
 
 void ClientConn::flush() {
   if (io_.fd() < 0 || state_ == State::kTlsHandshake) return;
-  if (io_.write(out_) == Transport::Io::kError) return close("write to client failed: " + io_.error());
+  after_write(io_.write(out_));
+}
+
+void ClientConn::flush_soon() { worker_.send_batch().add(this); }
+
+void ClientConn::after_write(Transport::Io result) {
+  if (result == Transport::Io::kError) return close("write to client failed: " + io_.error());
   out_.shrink();
   update_interest();
   // Backpressure: a slow reader stops its server's replies instead of growing our buffers.
@@ -306,8 +312,8 @@ void ClientConn::process_input() {
     if (!progressed) break;
   }
   if (state_ == State::kClosed) return;
-  if (server_ != nullptr) server_->flush();
-  flush();
+  if (server_ != nullptr) server_->flush_soon();
+  flush_soon();
   // Do not buffer without bound while waiting for a server. (A backlogged server is tracked
   // apart, in server_backlogged_: its drain must resume the input left here.)
   bool full = (server_ == nullptr || held_for_replica_) && in_.size() >= 4 * kReadChunk;
@@ -940,7 +946,7 @@ void ClientConn::detach_server_if_done() {
   server->state_fingerprint = session_fingerprint();  // the server carries this session's state
   if (wrote_ && kind_ == ListenerKind::kRwSplit && !server->pool().is_replica()) note_write_committed(*server);
   deliver_pending_notifications();
-  flush();
+  flush_soon();
   server->detach();
   server->pool().release(server);
   if (!in_.empty()) {

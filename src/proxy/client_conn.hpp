@@ -13,6 +13,7 @@
 #include "proxy/auth_cache.hpp"
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/send_batch.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/transport.hpp"
 
@@ -22,7 +23,7 @@ class Pool;
 class ServerConn;
 class Worker;
 
-class ClientConn final : public IoHandler {
+class ClientConn final : public IoHandler, public BatchedSender {
  public:
   enum class State {
     kStartup,     // waiting for the startup packet
@@ -55,7 +56,9 @@ class ClientConn final : public IoHandler {
   void close(const std::string& reason);
   // Bytes for the client (already framed).
   void send(std::span<const uint8_t> bytes);
-  void flush();
+  void flush() override;
+  // Flush once this loop iteration's events are handled, batched with the other connections'.
+  void flush_soon();
   // Our server has more than the high-water mark unsent (true) or drained below it (false):
   // stop reading the client meanwhile, then resume the input left in the buffer.
   void pause_reading(bool paused);
@@ -146,6 +149,9 @@ class ClientConn final : public IoHandler {
   bool listening_ = false;
   bool read_input();
   void update_interest();
+  Transport& transport() override { return io_; }
+  ByteQueue& output() override { return out_; }
+  void after_write(Transport::Io result) override;
   void detach_server_if_done();
   // The primary's connection of a client died: what the client is told waits until the
   // topology or the health poller says whether the primary moved, went away or is fine.

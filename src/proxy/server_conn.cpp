@@ -42,7 +42,7 @@ ServerConn::ServerConn(Worker& worker, Pool& pool, Backend backend, uint64_t top
       created_(worker.loop().now()),
       last_used_(worker.loop().now()) {}
 
-ServerConn::~ServerConn() = default;
+ServerConn::~ServerConn() { worker_.send_batch().forget(this); }
 
 bool ServerConn::start() {
   const auto& proxy_settings = worker_.settings().proxy;
@@ -118,7 +118,13 @@ void ServerConn::send(std::span<const uint8_t> bytes) {
 
 void ServerConn::flush() {
   if (io_.fd() < 0 || phase_ == LoginPhase::kTlsHandshake) return;
-  if (io_.write(out_) == Transport::Io::kError) return close("write to server failed: " + io_.error());
+  after_write(io_.write(out_));
+}
+
+void ServerConn::flush_soon() { worker_.send_batch().add(this); }
+
+void ServerConn::after_write(Transport::Io result) {
+  if (result == Transport::Io::kError) return close("write to server failed: " + io_.error());
   out_.shrink();
   update_interest();
   if (client_ != nullptr) client_->pause_reading(out_.size() > kHighWater);
@@ -371,7 +377,7 @@ void ServerConn::process_forwarding() {
       pause_reading(true);  // resumed once the client drains
     }
   }
-  if (client_ != nullptr) client_->flush();
+  if (client_ != nullptr) client_->flush_soon();
   in_.shrink();
 }
 

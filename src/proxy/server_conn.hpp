@@ -15,6 +15,7 @@
 #include "protocol/scram.hpp"
 #include "proxy/byte_queue.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/send_batch.hpp"
 #include "proxy/topology.hpp"
 #include "proxy/transport.hpp"
 
@@ -32,7 +33,7 @@ class ClientConn;
 class Pool;
 class Worker;
 
-class ServerConn final : public IoHandler {
+class ServerConn final : public IoHandler, public BatchedSender {
  public:
   enum class State { kConnecting, kLogin, kIdle, kActive, kClosed };
 
@@ -49,7 +50,9 @@ class ServerConn final : public IoHandler {
   void detach();
   // Bytes for the server (already framed).
   void send(std::span<const uint8_t> bytes);
-  void flush();
+  void flush() override;
+  // Flush once this loop iteration's events are handled, batched with the other connections'.
+  void flush_soon();
   // Client side closed or was killed: close unless it can go back to the pool.
   void close(const std::string& reason);
   void pause_reading(bool paused);
@@ -104,6 +107,9 @@ class ServerConn final : public IoHandler {
   void handle_message(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
   bool read_input();
   void update_interest();
+  Transport& transport() override { return io_; }
+  ByteQueue& output() override { return out_; }
+  void after_write(Transport::Io result) override;
   void fail_login(const std::string& message, const std::string& sqlstate, const protocol::ErrorFields* fields);
 
   Worker& worker_;

@@ -124,6 +124,16 @@ Transport::Io Transport::write(ByteQueue& out) {
   return Io::kOk;
 }
 
+Transport::Io Transport::sent(ByteQueue& out, int result) {
+  wants_write_ = false;
+  if (result >= 0) {
+    out.consume(std::min(static_cast<size_t>(result), out.size()));
+    return Io::kOk;
+  }
+  if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) return Io::kOk;
+  return fail(std::string("write failed: ") + std::strerror(-result));
+}
+
 void Transport::close() {
   if (ssl_ != nullptr) {
     if (handshake_done_) SSL_shutdown(ssl_);

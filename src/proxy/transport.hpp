@@ -34,6 +34,10 @@ class Transport {
   Io read(ByteQueue& in, size_t limit);
   // Writes as much of `out` as the socket takes now.
   Io write(ByteQueue& out);
+  // A plain socket, open: its writes can be batched (SendBatch); TLS writes go through OpenSSL.
+  [[nodiscard]] bool batchable() const { return ssl_ == nullptr && fd_ >= 0; }
+  // Applies the result of a send made for this socket elsewhere (bytes sent or -errno) to `out`.
+  Io sent(ByteQueue& out, int result);
   // TLS must write before it can go on (a read or a handshake step asked for it).
   [[nodiscard]] bool wants_write() const { return wants_write_; }
   [[nodiscard]] const std::string& error() const { return error_; }

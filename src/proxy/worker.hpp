@@ -19,6 +19,7 @@
 #include "protocol/scram.hpp"
 #include "proxy/client_conn.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/send_batch.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/shared.hpp"
@@ -119,6 +120,7 @@ class Worker {
   void start();   // runs the loop on a new thread
   void join();
   EventLoop& loop() { return loop_; }
+  SendBatch& send_batch() { return send_batch_; }
   // This thread's copies of the shared snapshots, refreshed when their version changes: the hot
   // path then touches no shared reference count.
   const cluster::ClusterConfig& settings();
@@ -196,6 +198,8 @@ class Worker {
 
   int index_;
   ProxyShared& shared_;
+  // Before loop_: connections still in the loop's graveyard forget themselves here when it goes.
+  SendBatch send_batch_{loop_};
   EventLoop loop_;
   std::array<Listener, 3> listeners_;  // by ListenerKind
   std::thread thread_;
