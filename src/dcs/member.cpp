@@ -1,6 +1,8 @@
 // Member <-> JSON; field names here are part of the DCS format shared by agents of any version.
 #include "dcs/member.hpp"
 
+#include <string_view>
+
 namespace pgfleet::dcs {
 
 nlohmann::json to_json(const Member& m) {
@@ -102,6 +104,23 @@ Member member_from_json(const nlohmann::json& j) {
   }
   if (auto it = j.find("stats"); it != j.end()) m.stats = node_stats_from_json(*it);
   return m;
+}
+
+ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {
+  const std::string_view members_prefix = keys::kMembersPrefix, removed_prefix = keys::kRemovedPrefix;
+  for (const auto& kv : all) {
+    std::string_view key = kv.key;
+    if (key.starts_with(members_prefix)) members.push_back(kv);
+    else if (key.starts_with(removed_prefix)) {
+      if (key.size() > removed_prefix.size()) removed.emplace_back(key.substr(removed_prefix.size()));
+    }
+    else if (key == keys::kLeader) leader = &kv;
+    else if (key == keys::kSync) sync = &kv;
+    else if (key == keys::kPause) pause = &kv;
+    else if (key == keys::kFailsafe) failsafe = &kv;
+    else if (key == keys::kSwitchover) switchover = &kv;
+    else if (key == keys::kFailover) failover = &kv;
+  }
 }
 
 }  // namespace pgfleet::dcs

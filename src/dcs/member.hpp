@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dcs/dcs.hpp"
+
 namespace pgfleet::dcs {
 
 namespace keys {
@@ -22,6 +24,20 @@ inline constexpr const char* kFailover = "failover";      // {"to"}: a manual fa
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
 inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)
 }  // namespace keys
+
+// The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
+// pointers point into that read, which must outlive this.
+struct ClusterKeys {
+  explicit ClusterKeys(const std::vector<KeyValue>& all);
+  std::vector<KeyValue> members;     // members/*
+  std::vector<std::string> removed;  // node names under removed/
+  const KeyValue* leader = nullptr;
+  const KeyValue* sync = nullptr;
+  const KeyValue* pause = nullptr;
+  const KeyValue* failsafe = nullptr;
+  const KeyValue* switchover = nullptr;
+  const KeyValue* failover = nullptr;
+};
 
 // One row of the primary's (or a cascading upstream's) pg_stat_replication.
 struct ReplicationPeer {

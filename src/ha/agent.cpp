@@ -357,13 +357,15 @@ class Agent {
     ClusterView v;
     TimeMs now = mono_ms();
     const int64_t unix_now = unix_ms();
-    auto leader = dcs_->get(dcs::keys::kLeader);
-    auto members = dcs_->list(dcs::keys::kMembersPrefix);
-    dcs_reachable_ = leader && members;
+    auto leader = dcs_->get(dcs::keys::kLeader);  // with its remaining TTL, which a list lacks
+    // Every other key in one consistent read, as Patroni reads its cluster prefix: a request per
+    // key (about ten) cost a timeout each when etcd went away in the middle of a loop.
+    auto all = dcs_->list("");
+    dcs_reachable_ = leader && all;
     leader_absent_ = leader && !leader.value();
-    if (!leader || !members) {
+    if (!leader || !all) {
       v.dcs_reachable = false;
-      if (!dcs_error_logged_) log::warn("DCS unreachable: {}", !leader ? leader.error() : members.error());
+      if (!dcs_error_logged_) log::warn("DCS unreachable: {}", !leader ? leader.error() : all.error());
       dcs_error_logged_ = true;
       v.leader = last_leader_;
       v.leader_expired_at = leader_expired_at_;
@@ -371,6 +373,7 @@ class Agent {
       return v;
     }
     dcs_error_logged_ = false;
+    const dcs::ClusterKeys keys(*all);
     if (leader.value()) {
       const auto& kv = *leader.value();
       // One host: a leader whose agent and postmaster are both gone cannot come back to renew.
@@ -392,19 +395,18 @@ class Agent {
       // its holder is verifiably gone on this host or handed over in a switchover.
       bool holder_gone = !multi_host() && !previous_leader_.empty() && cluster::agent_pid(layout_, previous_leader_) == 0 &&
                          postgres::running_postmaster(layout_, previous_leader_) == 0;
-      bool handed_over = false;
-      if (auto sw = dcs_->get(dcs::keys::kSwitchover); sw && sw.value()) handed_over = true;
+      bool handed_over = keys.switchover != nullptr;
       leader_expired_at_ = holder_gone || handed_over ? now : std::max(now, last_leader_expiry_);
     }
     if (!v.leader && !multi_host()) fence_orphaned_primaries();
     if (multi_host()) {
-      forget_removed_nodes();
-      learn_nodes(*members);
+      forget_removed_nodes(keys.removed);
+      learn_nodes(keys.members);
     }
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
-    for (const auto& kv : *members) {
+    for (const auto& kv : keys.members) {
       try {
         auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
         MemberView mv;
@@ -426,9 +428,9 @@ class Agent {
       } catch (const nlohmann::json::exception&) {
       }
     }
-    if (auto s = dcs_->get(dcs::keys::kSync); s && s.value()) {
+    if (keys.sync != nullptr) {
       try {
-        auto doc = nlohmann::json::parse(s.value()->value);
+        auto doc = nlohmann::json::parse(keys.sync->value);
         v.sync_leader = doc.value("leader", "");
         v.sync = sync_from_json(doc.at("constraints").dump());
       } catch (const nlohmann::json::exception&) {
@@ -449,21 +451,21 @@ class Agent {
         failsafe_peers_.push_back({n.name, fmt::format("{}://{}:{}", config_.http_tls ? "https" : "http",
                                                        n.host.empty() ? cluster::connect_host(config_) : n.host,
                                                        n.api_port)});
-    if (auto p = dcs_->get(dcs::keys::kPause); p && p.value()) v.paused = true;
-    if (auto f = dcs_->get(dcs::keys::kFailsafe); f) failsafe_mode_ = f.value().has_value();
+    v.paused = keys.pause != nullptr;
+    failsafe_mode_ = keys.failsafe != nullptr;
     v.failsafe = failsafe_mode_;
-    if (auto s = dcs_->get(dcs::keys::kSwitchover); s && s.value()) {
+    if (keys.switchover != nullptr) {
       try {
-        auto j = nlohmann::json::parse(s.value()->value);
+        auto j = nlohmann::json::parse(keys.switchover->value);
         int64_t not_before_unix = j.value("not_before_ms", int64_t{0});
         v.switchover = SwitchoverRequest{j.value("from", ""), j.value("to", ""),
                                          not_before_unix == 0 ? 0 : now + (not_before_unix - unix_ms())};
       } catch (const nlohmann::json::exception&) {
       }
     }
-    if (auto f = dcs_->get(dcs::keys::kFailover); f && f.value()) {
+    if (keys.failover != nullptr) {
       try {
-        v.failover_to = nlohmann::json::parse(f.value()->value).value("to", "");
+        v.failover_to = nlohmann::json::parse(keys.failover->value).value("to", "");
       } catch (const nlohmann::json::exception&) {
       }
     }
@@ -511,11 +513,8 @@ class Agent {
   // so failsafe rounds stop asking them and a new primary makes them no slot; a primary drops
   // their replication slots, which would otherwise keep WAL for them forever. A removed node
   // whose agent starts again clears its own mark and is learned again.
-  void forget_removed_nodes() {
-    auto marks = dcs_->list(dcs::keys::kRemovedPrefix);
-    if (!marks) return;  // the next loop tries again
-    removed_.clear();
-    for (const auto& kv : *marks) removed_.insert(kv.key.substr(std::string_view(dcs::keys::kRemovedPrefix).size()));
+  void forget_removed_nodes(const std::vector<std::string>& marks) {
+    removed_ = {marks.begin(), marks.end()};
     std::erase_if(dropped_slots_, [&](const std::string& n) { return !removed_.contains(n); });
     if (removed_.contains(name_)) {
       log::info("this node was removed from the cluster (pgfleet remove-node); it is back and rejoins");
