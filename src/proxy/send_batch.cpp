@@ -44,7 +44,10 @@ void SendBatch::forget(BatchedSender* sender) {
 bool SendBatch::open_ring() {
   ring_tried_ = true;
   const char* env = std::getenv("PGFLEET_IO_URING");
-  if (!allow_io_uring_ || (env != nullptr && std::string_view(env) == "off")) return false;
+  if (!allow_io_uring_ || (env != nullptr && std::string_view(env) == "off")) {
+    if (allow_io_uring_) log::info("proxy: PGFLEET_IO_URING=off, sending with send()");
+    return false;
+  }
   auto ring = std::make_unique<io_uring>();
   // SUBMIT_ALL: one failing entry must not stop the others from being submitted.
   int rc = io_uring_queue_init(kRingEntries, ring.get(), IORING_SETUP_SUBMIT_ALL);
@@ -53,6 +56,7 @@ bool SendBatch::open_ring() {
     return false;
   }
   ring_ = std::move(ring);
+  log::debug("proxy: an event-loop thread sends its output with io_uring");
   return true;
 }
 
@@ -62,7 +66,8 @@ void SendBatch::send_all() {
   queued_.clear();
   for (auto* s : sending_) s->queued_ = false;
   if (!ring_tried_) open_ring();
-  if (ring_) {
+  // One connection (low load) gains nothing from the ring: its send() is one call too, and cheaper.
+  if (ring_ && sending_.size() > 1) {
     send_with_ring();
   } else {
     for (auto* s : sending_) s->flush();

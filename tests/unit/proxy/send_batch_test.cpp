@@ -180,16 +180,27 @@ TEST_P(SendBatchTest, AForgottenSenderIsNotTouched) {
 TEST(SendBatch, UsesIoUringWhereTheKernelAllowsIt) {
   EventLoop loop;
   SendBatch batch(loop);
-  Sink sink;
+  Sink a, b, alone;
   run_iteration(loop, [&] {
-    sink.queue("x");
-    batch.add(&sink);
+    a.queue("x");
+    batch.add(&a);
+    b.queue("y");
+    batch.add(&b);
   });
-  EXPECT_EQ(sink.drain_peer(), "x");
+  EXPECT_EQ(a.drain_peer(), "x");
+  EXPECT_EQ(b.drain_peer(), "y");
   // This machine's kernel has io_uring enabled (kernel.io_uring_disabled = 0); a sandbox that
   // forbids it would fall back to send() and fail only this check.
   EXPECT_TRUE(batch.uses_io_uring());
-  EXPECT_EQ(sink.flushes, 0);  // sent by the ring, not by the connection's own flush()
+  EXPECT_EQ(a.flushes + b.flushes, 0);  // sent by the ring, not by the connections' own flush()
+
+  // A batch of one is a plain send(): the ring would only add to it.
+  run_iteration(loop, [&] {
+    alone.queue("z");
+    batch.add(&alone);
+  });
+  EXPECT_EQ(alone.drain_peer(), "z");
+  EXPECT_EQ(alone.flushes, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SendBatchTest, ::testing::Values(true, false),
