@@ -1,4 +1,5 @@
 // `pgfleet reinit <node>`: throw away a replica's data and copy it afresh from the primary.
+#include <chrono>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -36,20 +37,21 @@ int run_reinit(const std::string& dir, const std::string& node, int timeout_seco
     throw UserError("the primary is not running, so there is nothing to copy " + node + " from",
                     "start the cluster with `pgfleet up`");
   }
-  auto is_rebuilt = [&](int64_t pid_before) {
-    return [&, pid_before](const cluster::ClusterStatus& s) {
-      const auto* n = s.find(node);
-      return n && n->state == "streaming" && n->pid != 0 && n->pid != pid_before;
-    };
-  };
-  auto status_before = c.status();
-  const auto* before = status_before.find(node);
-  int64_t pid_before = before ? before->pid : 0;
+  // The agent stamps its member with the time it finished the rebuild: a new postmaster pid alone
+  // could also be a restart that happened just before the rebuild began.
+  const int64_t asked_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
   if (cluster::agent_pid(c.layout, node) != 0 && reinit_over_http(c, *c.config.find_node(node))) {
     // Its agent stops the server, copies the primary with pg_basebackup and starts it again.
     std::cout << "asked " << node << "'s agent to rebuild it from " << primary << " (POST /reinit) ..." << std::endl;
-    auto status = cluster::wait_until(c, is_rebuilt(pid_before), std::chrono::seconds(timeout_seconds),
-                                      node + " to be rebuilt and stream");
+    auto status = cluster::wait_until(
+        c,
+        [&](const cluster::ClusterStatus& s) {
+          const auto* n = s.find(node);
+          return n && n->state == "streaming" && n->rebuilt_at_ms >= asked_at_ms;
+        },
+        std::chrono::seconds(timeout_seconds), node + " to be rebuilt and stream");
     std::cout << node << " rebuilt and streaming from " << status.find(node)->upstream << "\n";
     return 0;
   }

@@ -99,6 +99,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.pid = m.postmaster_pid;
       s.upstream = m.upstream;
       s.restarts = m.restarts;
+      s.rebuilt_at_ms = m.rebuilt_at_ms;
       s.last_error = m.last_error;
       s.stats = m.stats;
       if (m.role == "primary") {
@@ -211,6 +212,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"agent_pid", n.agent_pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.agent_pid)},
                      {"uptime_seconds", n.uptime_seconds},
                      {"restarts", n.restarts},
+                     {"rebuilt_at_ms", n.rebuilt_at_ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.rebuilt_at_ms)},
                      {"last_error", opt_text(n.last_error)},
                      {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }

@@ -38,6 +38,7 @@ struct NodeStatus {
   int64_t agent_pid = 0;
   int64_t uptime_seconds = 0;
   int restarts = 0;
+  int64_t rebuilt_at_ms = 0;  // unix ms of the agent's last rebuild of the node (0: none since it started)
   std::string last_error;
   std::optional<dcs::NodeStats> stats;  // the agent's load figures (TPS, connections, host)
 };

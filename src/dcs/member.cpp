@@ -17,7 +17,7 @@ nlohmann::json to_json(const Member& m) {
           {"postmaster_start", m.postmaster_start}, {"timeline", m.timeline},
           {"current_lsn", m.current_lsn}, {"received_lsn", m.received_lsn}, {"replayed_lsn", m.replayed_lsn},
           {"replay_delay_seconds", m.replay_delay_seconds}, {"upstream", m.upstream},
-          {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts},
+          {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts}, {"rebuilt_at_ms", m.rebuilt_at_ms},
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
           {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"failsafe_for", m.failsafe_for}, {"replication", peers},
           {"stats", to_json(m.stats)}};
@@ -86,6 +86,7 @@ Member member_from_json(const nlohmann::json& j) {
   get("upstream", m.upstream);
   get("wal_receiver_streaming", m.wal_receiver_streaming);
   get("restarts", m.restarts);
+  get("rebuilt_at_ms", m.rebuilt_at_ms);
   get("last_error", m.last_error);
   get("updated_at_ms", m.updated_at_ms);
   get("updated_mono_ms", m.updated_mono_ms);

@@ -81,6 +81,7 @@ struct Member {
   std::string upstream;          // node streamed from ("" for the primary)
   bool wal_receiver_streaming = false;
   int restarts = 0;              // postmaster restarts after crashes, by this agent
+  int64_t rebuilt_at_ms = 0;     // unix ms when this agent last finished rebuilding the node (reinit)
   std::string last_error;
   int64_t updated_at_ms = 0;     // unix ms of publication
   int64_t updated_mono_ms = 0;   // CLOCK_MONOTONIC ms of publication (comparable on one host)

@@ -801,6 +801,7 @@ class Agent {
       following_ = target;
       start_postmaster();
       rebuilt_ms_ = steady_now_ms();
+      member_.rebuilt_at_ms = unix_ms();  // `pgfleet reinit` waits for this, not for a new postmaster pid
     } catch (const std::exception& e) {
       note_error(std::string("rebuild failed: ") + e.what());
       restart_at_ = Clock::now() + 10s;

@@ -25,6 +25,8 @@ const char* name(Level level) {
 }  // namespace
 
 void set_level(Level level) { g_level = level; }
+
+bool enabled(Level level) { return level >= g_level; }
 void set_component(std::string component) { g_component = std::move(component); }
 
 void write(Level level, std::string_view message) {

@@ -14,10 +14,12 @@ void set_level(Level level);
 // The component name printed on every line ("agent node2", "up"); set once per process.
 void set_component(std::string component);
 void write(Level level, std::string_view message);
+[[nodiscard]] bool enabled(Level level);
 
 template <class... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {
-  write(Level::Debug, fmt::format(f, std::forward<Args>(args)...));
+  // Not formatted unless printed: the proxy logs every client's close at this level.
+  if (enabled(Level::Debug)) write(Level::Debug, fmt::format(f, std::forward<Args>(args)...));
 }
 template <class... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) {

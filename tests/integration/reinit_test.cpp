@@ -1,5 +1,7 @@
 // `pgfleet reinit <replica>`: rebuild a replica whose data was lost; never the primary.
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "harness.hpp"
@@ -40,6 +42,28 @@ TEST_F(ReinitTest, RebuildsAReplicaWhoseDataDirectoryWasWiped) {
   // Its slot on the primary is in use again and the other replica was left alone.
   EXPECT_EQ(sql_value(primary, "SELECT active FROM pg_replication_slots WHERE slot_name = 'node2'"), "t");
   EXPECT_EQ(str(node_status("node3"), "state"), "streaming");
+}
+
+TEST_F(ReinitTest, AHealthyReplicaIsRebuiltBeforeTheCommandReturns) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  // A file of the old data directory: a rebuild (pg_basebackup into a fresh directory) drops it.
+  std::string marker = node_dir("node3") + "/data/pgfleet-test-marker";
+  { std::ofstream(marker) << "old data"; }
+  ASSERT_TRUE(std::filesystem::exists(marker));
+  auto asked = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+  auto r = pgfleet({"reinit", "node3", "--timeout", "120"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(POST /reinit)"), std::string::npos) << r.output;
+  // When the command says so, the rebuild is over: not merely a new postmaster.
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "reinit returned before node3's data was replaced:\n" << r.output;
+  auto n = node_status("node3");
+  EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
+  ASSERT_TRUE(n.contains("rebuilt_at_ms") && n["rebuilt_at_ms"].is_number()) << n.dump(2);
+  EXPECT_GE(n["rebuilt_at_ms"].get<int64_t>(), asked) << n.dump(2);
+  // The replica that was not rebuilt says so.
+  auto other = node_status("node2");
+  EXPECT_TRUE(other.contains("rebuilt_at_ms") && other["rebuilt_at_ms"].is_null()) << other.dump(2);
 }
 
 TEST_F(ReinitTest, RefusesThePrimary) {
