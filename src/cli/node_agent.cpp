@@ -24,6 +24,7 @@
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
+#include "util/tls.hpp"
 
 namespace pgfleet::cli {
 namespace {
@@ -62,10 +63,30 @@ cluster::ClusterConfig write_cluster_file(const cluster::NodeFile& nf, const clu
   return config;
 }
 
-nlohmann::json secrets_json(const cluster::Secrets& s) {
+nlohmann::json secrets_json(const cluster::Secrets& s, const cluster::Layout& layout) {
   return {{"superuser_password", s.superuser_password},
           {"replication_password", s.replication_password},
-          {"api_token", s.api_token}};
+          {"api_token", s.api_token},
+          // The cluster CA travels with the passwords (the same trust: whoever reads etcd holds both).
+          {"ca_cert", fs::read_file(layout.tls_ca_cert()).value_or("")},
+          {"ca_key", fs::read_file(layout.tls_ca_key()).value_or("")}};
+}
+
+// This host's server certificate, issued by the cluster CA, for the names clients and the other
+// hosts use: the node's address, this machine's name, and loopback. PostgreSQL serves TLS with it
+// (ssl = on once it exists), the agent's API too when http.tls is on, and peers verify it with
+// the CA (failsafe rounds; sslmode=verify-full for clients that copy ca.crt).
+void ensure_host_certificate(const cluster::ClusterConfig& config, const cluster::Layout& layout,
+                             const std::string& node) {
+  if (!fs::exists(layout.tls_ca_cert()) || !fs::exists(layout.tls_ca_key()) || fs::exists(layout.tls_cert())) return;
+  std::vector<std::string> hosts;
+  const auto* self = config.find_node(node);
+  if (self != nullptr && !self->host.empty() && self->host != "0.0.0.0" && self->host != "::") hosts.push_back(self->host);
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') hosts.emplace_back(name);
+  hosts.insert(hosts.end(), {"localhost", "127.0.0.1"});
+  tls::issue_certificate(layout.tls_ca_cert(), layout.tls_ca_key(), layout.tls_cert(), layout.tls_key(), hosts);
+  log::info("TLS certificate for {} issued by the cluster CA ({})", fmt::join(hosts, ", "), layout.tls_cert());
 }
 
 // The settings every host may read (status from another machine): no nodes, no etcd password.
@@ -99,6 +120,10 @@ void initialize_cluster(const cluster::ClusterConfig& config, const cluster::Lay
   auto bins = cluster::find_binaries(config.bindir);
   cluster::Secrets secrets = cluster::generate_secrets();
   cluster::save_secrets(layout, config, secrets);
+  fs::make_directories(layout.tls_dir(), 0700);
+  tls::generate_ca(layout.tls_ca_cert(), layout.tls_ca_key(), "pgfleet cluster " + config.cluster);
+  ::unlink(layout.tls_cert().c_str());  // an earlier attempt's, from another CA
+  ensure_host_certificate(config, layout, node);  // before initdb: the server starts with TLS on
   fs::remove_all(layout.data_dir(node));
   fs::make_directories(layout.log_dir(node), 0700);
   fs::make_directories(layout.run_dir(), 0700);
@@ -125,7 +150,7 @@ void initialize_cluster(const cluster::ClusterConfig& config, const cluster::Lay
   if (config.failsafe_mode)
     if (auto r = dcs.put(dcs::keys::kFailsafe, "1"); !r) throw UserError(r.error());
   if (auto r = dcs.put("config", shared_config(config)); !r) throw UserError(r.error());
-  if (auto r = dcs.put("secrets", secrets_json(secrets).dump()); !r) throw UserError(r.error());
+  if (auto r = dcs.put("secrets", secrets_json(secrets, layout).dump()); !r) throw UserError(r.error());
   log::info("cluster initialized; {} starts as its first primary", node);
 }
 
@@ -142,6 +167,13 @@ void bootstrap(const cluster::ClusterConfig& config, const cluster::Layout& layo
         cluster::save_secrets(layout, config,
                               cluster::Secrets{j.at("superuser_password"), j.at("replication_password"),
                                                j.at("api_token")});
+        // A cluster created by an older version has no CA: its hosts go on without TLS.
+        if (std::string ca = j.value("ca_cert", ""), key = j.value("ca_key", ""); !ca.empty() && !key.empty()) {
+          fs::make_directories(layout.tls_dir(), 0700);
+          fs::write_file_atomic(layout.tls_ca_key(), key, 0600);
+          fs::write_file_atomic(layout.tls_ca_cert(), ca, 0644);
+          ::unlink(layout.tls_cert().c_str());  // one left in this directory by another cluster
+        }
         log::info("joined cluster {}: cloning the leader once it runs", config.cluster);
         return;
       } catch (const nlohmann::json::exception& e) {
@@ -186,6 +218,7 @@ int run_node_agent(const std::string& node_file) {
   fs::make_directories(layout.run_dir(), 0700);
   auto config = write_cluster_file(nf, layout);
   bootstrap(config, layout, nf.node);
+  ensure_host_certificate(config, layout, nf.node);  // a joiner's, or one deleted to renew it
   return ha::run_agent(ha::AgentOptions{layout.root(), nf.node});
 }
 

@@ -13,6 +13,8 @@ Layout::Layout(const std::string& directory) : root_(fs::absolute(directory)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
+std::string Layout::tls_trust() const { return fs::exists(tls_ca_cert()) ? tls_ca_cert() : tls_cert(); }
+
 std::string Layout::socket_dir() const {
   constexpr size_t kSocketPathMax = 107;
   constexpr size_t kSocketName = sizeof("/.s.PGSQL.65535.lock") - 1;

@@ -32,6 +32,12 @@ class Layout {
   [[nodiscard]] std::string tls_dir() const { return root_ + "/tls"; }
   [[nodiscard]] std::string tls_cert() const { return tls_dir() + "/server.crt"; }
   [[nodiscard]] std::string tls_key() const { return tls_dir() + "/server.key"; }
+  // Several hosts: the cluster's CA (shared through the DCS with the passwords), which issued
+  // server.crt. One host has none: server.crt is self-signed.
+  [[nodiscard]] std::string tls_ca_cert() const { return tls_dir() + "/ca.crt"; }
+  [[nodiscard]] std::string tls_ca_key() const { return tls_dir() + "/ca.key"; }
+  // What verifies this cluster's servers: the CA where there is one, else the self-signed certificate.
+  [[nodiscard]] std::string tls_trust() const;
   // Directory of the nodes' Unix sockets. Socket paths are limited to 107 bytes, so a deep
   // cluster directory gets a short directory under /tmp instead of <root>/run.
   [[nodiscard]] std::string socket_dir() const;

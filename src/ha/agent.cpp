@@ -135,7 +135,7 @@ class Agent {
     } catch (const std::exception& e) {
       log::warn("no API token ({}): failsafe rounds cannot ask the other members", e.what());
     }
-    std::thread failsafe_rounds([this, token, ca_file = config_.http_tls ? layout_.tls_cert() : std::string()] {
+    std::thread failsafe_rounds([this, token, ca_file = config_.http_tls ? layout_.tls_trust() : std::string()] {
       failsafe_loop(token, ca_file);
     });
     while (!g_stop) {

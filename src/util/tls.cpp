@@ -5,10 +5,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/bn.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 
 namespace pgfleet::tls {
@@ -31,46 +34,119 @@ bool is_ip(const std::string& host) {
 }
 }  // namespace
 
-void generate_self_signed(const std::string& cert_path, const std::string& key_path,
-                          const std::vector<std::string>& hosts) {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+namespace {
+using Key = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using Cert = std::unique_ptr<X509, decltype(&X509_free)>;
+
+Key new_key() {
+  Key key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
   if (!key) fail("cannot generate a key");
-  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), &X509_free);
+  return key;
+}
+
+// A certificate for `key` named O=pgfleet, CN=cn, valid from an hour ago for 10 years, with a
+// random serial (a CA issues several in the same second).
+Cert new_cert(EVP_PKEY* key, const std::string& cn) {
+  Cert cert(X509_new(), &X509_free);
   X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(time(nullptr)));
+  unsigned char serial[8];
+  if (RAND_bytes(serial, sizeof serial) != 1) fail("cannot draw a serial number");
+  serial[0] &= 0x7f;  // positive
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 24 * 3600);
-  X509_set_pubkey(cert.get(), key.get());
+  X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("pgfleet"), -1, -1, 0);
-  std::string cn = hosts.empty() ? "localhost" : hosts.front();
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), name);
+  return cert;
+}
+
+void add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value.c_str());
+  if (ext == nullptr) fail("cannot build the certificate extension " + value);
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+}
+
+void add_hosts(X509* cert, X509* issuer, const std::vector<std::string>& hosts) {
   std::string san;
   for (const auto& h : hosts) san += (san.empty() ? "" : ",") + std::string(is_ip(h) ? "IP:" : "DNS:") + h;
-  if (!san.empty()) {
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
-    if (ext == nullptr) fail("cannot build subjectAltName " + san);
-    X509_add_ext(cert.get(), ext, -1);
-    X509_EXTENSION_free(ext);
-  }
-  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) fail("cannot sign the certificate");
+  if (!san.empty()) add_extension(cert, issuer, NID_subject_alt_name, san);
+}
 
+void write_pair(EVP_PKEY* key, X509* cert, const std::string& cert_path, const std::string& key_path) {
   mode_t old = umask(077);  // the key must never exist with wider permissions
   FILE* kf = std::fopen(key_path.c_str(), "w");
-  bool key_ok = kf && PEM_write_PrivateKey(kf, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  bool key_ok = kf && PEM_write_PrivateKey(kf, key, nullptr, nullptr, 0, nullptr, nullptr);
   if (kf) std::fclose(kf);
   FILE* cf = std::fopen(cert_path.c_str(), "w");
-  bool cert_ok = cf && PEM_write_X509(cf, cert.get());
+  bool cert_ok = cf && PEM_write_X509(cf, cert);
   if (cf) std::fclose(cf);
   umask(old);
   if (!key_ok) fail("cannot write " + key_path);
   if (!cert_ok) fail("cannot write " + cert_path);
   chmod(key_path.c_str(), 0600);
   chmod(cert_path.c_str(), 0644);
+}
+
+Cert read_cert(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) throw std::runtime_error("cannot read " + path);
+  Cert cert(PEM_read_X509(f, nullptr, nullptr, nullptr), &X509_free);
+  std::fclose(f);
+  if (!cert) fail("cannot load the certificate " + path);
+  return cert;
+}
+
+Key read_key(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) throw std::runtime_error("cannot read " + path);
+  Key key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr), &EVP_PKEY_free);
+  std::fclose(f);
+  if (!key) fail("cannot load the key " + path);
+  return key;
+}
+}  // namespace
+
+void generate_self_signed(const std::string& cert_path, const std::string& key_path,
+                          const std::vector<std::string>& hosts) {
+  Key key = new_key();
+  Cert cert = new_cert(key.get(), hosts.empty() ? "localhost" : hosts.front());
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  add_hosts(cert.get(), cert.get(), hosts);
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) fail("cannot sign the certificate");
+  write_pair(key.get(), cert.get(), cert_path, key_path);
+}
+
+void generate_ca(const std::string& cert_path, const std::string& key_path, const std::string& name) {
+  Key key = new_key();
+  Cert cert = new_cert(key.get(), name);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  add_extension(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE");
+  add_extension(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
+  add_extension(cert.get(), cert.get(), NID_subject_key_identifier, "hash");
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) fail("cannot sign the CA certificate");
+  write_pair(key.get(), cert.get(), cert_path, key_path);
+}
+
+void issue_certificate(const std::string& ca_cert_path, const std::string& ca_key_path, const std::string& cert_path,
+                       const std::string& key_path, const std::vector<std::string>& hosts) {
+  Cert ca = read_cert(ca_cert_path);
+  Key ca_key = read_key(ca_key_path);
+  Key key = new_key();
+  Cert cert = new_cert(key.get(), hosts.empty() ? "localhost" : hosts.front());
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.get()));
+  add_extension(cert.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
+  add_extension(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth,clientAuth");
+  add_hosts(cert.get(), ca.get(), hosts);
+  if (X509_sign(cert.get(), ca_key.get(), EVP_sha256()) == 0) fail("cannot sign the certificate with " + ca_key_path);
+  write_pair(key.get(), cert.get(), cert_path, key_path);
 }
 
 ServerContext load_server_context(const std::string& cert_path, const std::string& key_path) {

@@ -1,4 +1,5 @@
-// TLS material: a self-signed certificate for a new cluster, and server-side TLS contexts.
+// TLS material: a self-signed certificate for a one-host cluster, a CA and the certificates it
+// issues for a cluster of several hosts, and server-side TLS contexts.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -13,6 +14,14 @@ namespace pgfleet::tls {
 // addresses) to cert_path and its key to key_path (0600). Throws std::runtime_error.
 void generate_self_signed(const std::string& cert_path, const std::string& key_path,
                           const std::vector<std::string>& hosts);
+
+// A certificate authority (EC P-256, 10 years) for a cluster of several hosts: each host's server
+// certificate is issued by it, and every host trusts it. Key 0600.
+void generate_ca(const std::string& cert_path, const std::string& key_path, const std::string& name);
+
+// A server (and client) certificate naming `hosts`, signed by the CA in ca_cert_path/ca_key_path.
+void issue_certificate(const std::string& ca_cert_path, const std::string& ca_key_path, const std::string& cert_path,
+                       const std::string& key_path, const std::vector<std::string>& hosts);
 
 struct ServerContext {
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{nullptr, &SSL_CTX_free};

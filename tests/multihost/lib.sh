@@ -14,6 +14,7 @@ chmod 0755 "$MH_DIR"
 MH_TTL=${MH_TTL:-6}
 MH_SYNC=${MH_SYNC:-on}          # replication.sync of the cluster: off | on | quorum
 MH_ETCD_MEMBERS=${MH_ETCD_MEMBERS:-1}
+MH_HTTP_TLS=${MH_HTTP_TLS:-true}  # the agents' API over HTTPS (failsafe rounds verify peers with the cluster CA)
 MH_KEEP_LOGS=${MH_KEEP_LOGS:-}  # a directory: agent, postgres, proxy and etcd logs are copied there on exit
 MH_CLUSTER=mh
 MH_PIDS=()
@@ -153,6 +154,7 @@ dcs:
   etcd:
     endpoints: [$MH_ETCD_URLS]
 replication: {sync: "$MH_SYNC"}
+http: {tls: $MH_HTTP_TLS}
 EOF
   ip netns exec "$(ns_of "$host")" "$PGFLEET" agent --config "$MH_DIR/$host.yaml" >>"$MH_DIR/$host.log" 2>&1 &
   MH_PIDS+=($!)

@@ -50,6 +50,16 @@ for n in "${NODES[@]}"; do
   [ -d "$MH_DIR/$n/nodes/$n/data" ] || die "$n has no data directory"
   [ "$(stat -c %U "$MH_DIR/$n/nodes/$n/data")" = postgres ] || die "$n's data is not owned by postgres"
 done
+# TLS on every node's PostgreSQL with a certificate from the cluster CA, verified from another
+# machine by name (sslmode=verify-full against the node's address), and the CA is the same on every host.
+for n in "${NODES[@]}"; do
+  cmp -s "$MH_DIR/n1/tls/ca.crt" "$MH_DIR/$n/tls/ca.crt" || die "$n does not have n1's cluster CA"
+  got=$(in_ns px env PGPASSWORD="$(password n1)" PGCONNECT_TIMEOUT=5 psql \
+    "host=$(ip_of "$n") port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$MH_DIR/n1/tls/ca.crt" \
+    -XAtqc "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()" 2>&1) || die "verify-full TLS to $n failed: $got"
+  [ "$got" = t ] || die "the connection to $n is not encrypted: $got"
+done
+log "TLS: every node verified with the cluster CA (verify-full)"
 
 # The proxy learns the primary from etcd: its primary port answers on the leader's address.
 start_proxy n1
