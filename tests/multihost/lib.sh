@@ -69,6 +69,17 @@ mh_cleanup() {
     for f in "$MH_DIR/proxy.log" "$MH_DIR/workload.log"; do
       [ -f "$f" ] && { echo "---- $f (last 40 lines)"; tail -n 40 "$f"; }
     done >&2
+    # etcd's own view of its latency (a CI run once saw every agent wait ~6 s for etcd at once, and
+    # etcd logged nothing): fsync and commit histograms, slow applies.
+    for h in "${MH_ETCD_HOSTS[@]}"; do
+      echo "---- etcd $h metrics (disk, slow requests)"
+      in_ns "$h" python3 -c "import urllib.request
+for line in urllib.request.urlopen('http://$(ip_of "$h"):2379/metrics', timeout=3).read().decode().splitlines():
+    if line.startswith(('etcd_disk_wal_fsync_duration_seconds', 'etcd_disk_backend_commit_duration_seconds',
+                        'etcd_server_slow_apply_total', 'etcd_server_slow_read_indexes_total', 'etcd_server_leader_changes_seen_total')):
+        le = line.split('le=\"')[1].split('\"')[0] if '_bucket{' in line else None
+        if le is None or le == '+Inf' or float(le) >= 0.5: print(line)" 2>&1 | head -n 40
+    done >&2
   fi
   if [ -n "$MH_KEEP_LOGS" ]; then
     mkdir -p "$MH_KEEP_LOGS"
