@@ -1067,11 +1067,13 @@ class Agent {
   }
 
   std::string control_signature() {
+    // One read of the cluster (polled every 50 ms on one host): a failed read counts as no keys.
+    auto all = dcs_->list("");
+    const std::vector<dcs::KeyValue> none;
+    const dcs::ClusterKeys keys(all ? *all : none);
     std::string sig;
-    for (const char* key : {dcs::keys::kLeader, dcs::keys::kSwitchover, dcs::keys::kFailover, dcs::keys::kPause}) {
-      auto kv = dcs_->get(key);
-      sig += kv && kv.value() ? std::to_string(kv.value()->mod_revision) + "," : "-,";
-    }
+    for (const dcs::KeyValue* kv : {keys.leader, keys.switchover, keys.failover, keys.pause})
+      sig += kv != nullptr ? std::to_string(kv->mod_revision) + "," : "-,";
     return sig;
   }
 
