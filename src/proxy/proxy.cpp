@@ -88,6 +88,10 @@ int run_proxy(const ProxyOptions& options) {
     if (!cert.empty()) {
       try {
         shared.tls = tls::load_server_context(cert, key);
+        // No session resumption, as PostgreSQL itself: libpq never resumes, so a session cache
+        // entry or a TLS 1.3 ticket per connection would only cost memory and CPU.
+        SSL_CTX_set_session_cache_mode(shared.tls->ctx.get(), SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(shared.tls->ctx.get(), 0);
       } catch (const std::exception& e) {
         throw UserError(std::string("TLS: ") + e.what(), "fix proxy.tls_cert / proxy.tls_key, or set proxy.tls_mode: disable");
       }

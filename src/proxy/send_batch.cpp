@@ -83,15 +83,17 @@ void SendBatch::send_with_ring() {
   while (next < sending_.size()) {
     sent.clear();
     unbatched.clear();
-    // Plain sockets with output go into the ring; the rest (TLS, closed, nothing queued) flush
-    // themselves, after the ring's sends, so nothing they trigger touches a buffer in flight.
+    // Sockets with bytes to send go into the ring (plain bytes, or the TLS records made of them);
+    // the rest (closed, in a TLS handshake, nothing queued, a failed encryption) flush themselves,
+    // after the ring's sends, so nothing they trigger touches a buffer in flight.
     for (; next < sending_.size() && sent.size() < kRingEntries; ++next) {
       BatchedSender* s = sending_[next];
-      if (!s->transport().batchable() || s->output().empty()) {
+      ByteQueue* wire = s->transport().batchable() ? s->transport().wire(s->output()) : nullptr;
+      if (wire == nullptr || wire->empty()) {
         unbatched.push_back(s);
         continue;
       }
-      auto bytes = s->output().view();
+      auto bytes = wire->view();
       io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
       // MSG_DONTWAIT: a full socket answers -EAGAIN at once instead of io_uring waiting for room
       // (the rest then goes out on EPOLLOUT, as with send()).

@@ -30,7 +30,7 @@ class BatchedSender {
   friend class SendBatch;
   virtual Transport& transport() = 0;
   virtual ByteQueue& output() = 0;
-  // Writes now, the unbatched way (TLS, a handshake, or no io_uring).
+  // Writes now, the unbatched way (a TLS handshake, or no io_uring).
   virtual void flush() = 0;
   // After a batched write: the transport's verdict (kError: see transport().error()).
   virtual void after_write(Transport::Io result) = 0;

@@ -15,28 +15,62 @@ namespace pgfleet::proxy {
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
+// How much plaintext is encrypted ahead of the socket: enough for a batch, bounded so that a
+// slow reader keeps the rest in the connection's queue, where backpressure counts it.
+constexpr size_t kRecordsAhead = 256 * 1024;
+
+// A write-only BIO appending to a ByteQueue; flush is a no-op (the proxy sends the queue).
+BIO_METHOD* queue_bio_method() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pgfleet byte queue");
+    BIO_meth_set_write_ex(m, [](BIO* bio, const char* data, size_t len, size_t* written) -> int {
+      static_cast<ByteQueue*>(BIO_get_data(bio))->append({reinterpret_cast<const uint8_t*>(data), len});
+      *written = len;
+      return 1;
+    });
+    BIO_meth_set_ctrl(m, [](BIO*, int cmd, long, void*) -> long { return cmd == BIO_CTRL_FLUSH ? 1 : 0; });
+    BIO_meth_set_create(m, [](BIO* bio) -> int {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
 }
+}  // namespace
 
 void Transport::start_tls(SSL_CTX* ctx, bool server_side) {
   ssl_ = SSL_new(ctx);
-  SSL_set_fd(ssl_, fd_);
+  BIO* from_socket = BIO_new_socket(fd_, BIO_NOCLOSE);
+  BIO* to_records = BIO_new(queue_bio_method());
+  BIO_set_data(to_records, &records_);
+  SSL_set_bio(ssl_, from_socket, to_records);
+  // Read-ahead: one recv takes a whole record (and whatever follows it) instead of a 5-byte
+  // header read and then a body read. Released buffers: an idle TLS connection gives its 16 kB
+  // read and write buffers back, or 10,000 idle TLS clients would hold over 300 MB.
+  SSL_set_read_ahead(ssl_, 1);
+  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   server_side_ = server_side;
   handshake_done_ = false;
 }
 
 int Transport::handshake() {
   int rc = server_side_ ? SSL_accept(ssl_) : SSL_connect(ssl_);
+  int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
+  std::string why = rc == 1 || err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? "" : tls::last_error();
+  // This step's records (or the alert of a failure) go out now; what the socket does not take
+  // waits for EPOLLOUT (wants_write()).
+  if (send_plain(records_) == Io::kError) return -1;
   if (rc == 1) {
     handshake_done_ = true;
     wants_write_ = false;
     return 1;
   }
-  int err = SSL_get_error(ssl_, rc);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
     wants_write_ = err == SSL_ERROR_WANT_WRITE;
     return 0;
   }
-  error_ = "TLS handshake failed: " + tls::last_error();
+  error_ = "TLS handshake failed: " + why;
   return -1;
 }
 
@@ -54,7 +88,10 @@ Transport::Io Transport::read(ByteQueue& in, size_t limit) {
   // Reads land in a per-thread scratch buffer unless the queue already has room: an idle
   // connection then holds only what it received, not a 64 kB read buffer (10,000 clients).
   thread_local std::unique_ptr<uint8_t[]> scratch = std::make_unique_for_overwrite<uint8_t[]>(kReadChunk);
-  while (in.size() < limit) {
+  // Past the limit, still take what OpenSSL holds: bytes it read ahead from the socket would wake
+  // no epoll, and a paused reader must find them in the socket (or in `in`) when it resumes.
+  // This goes over the limit by at most OpenSSL's read buffer.
+  while (in.size() < limit || (ssl_ != nullptr && SSL_has_pending(ssl_) == 1)) {
     bool direct = in.capacity() - in.size() >= kReadChunk;
     uint8_t* at = direct ? in.reserve(kReadChunk) : scratch.get();
     auto keep = [&](size_t n) {
@@ -65,10 +102,10 @@ Transport::Io Transport::read(ByteQueue& in, size_t limit) {
       int n = SSL_read(ssl_, at, static_cast<int>(kReadChunk));
       if (n > 0) {
         keep(static_cast<size_t>(n));
-        // Without read-ahead OpenSSL takes one record at a time from the socket. After a short
-        // record (the usual query or reply) stop: epoll is level-triggered, so bytes still in
-        // the socket wake us again, and asking now would mostly get EAGAIN. Full records
-        // (COPY, big rows) and anything OpenSSL still holds are read on at once.
+        // Read on while OpenSSL holds bytes it took from the socket (read-ahead can take several
+        // records), or after a full record (COPY, big rows). After a short record with nothing
+        // held, stop: epoll is level-triggered, so bytes still in the socket wake us again, and
+        // asking now would mostly get EAGAIN.
         if (SSL_has_pending(ssl_) == 1 || n >= kMaxTlsRecord) continue;
         return Io::kOk;
       }
@@ -97,37 +134,55 @@ Transport::Io Transport::read(ByteQueue& in, size_t limit) {
 
 Transport::Io Transport::write(ByteQueue& out) {
   wants_write_ = false;
-  while (!out.empty()) {
+  if (ssl_ == nullptr) return send_plain(out);
+  while (true) {
+    Io result = send_plain(records_);
+    if (result != Io::kOk || !records_.empty() || out.empty()) return result;
+    if (!encrypt(out)) return Io::kError;
+  }
+}
+
+ByteQueue* Transport::wire(ByteQueue& out) {
+  if (ssl_ == nullptr) return &out;
+  if (records_.empty() && !encrypt(out)) return nullptr;
+  return &records_;
+}
+
+bool Transport::encrypt(ByteQueue& out) {
+  while (!out.empty() && records_.size() < kRecordsAhead) {
     auto v = out.view();
-    if (ssl_ != nullptr) {
-      int n = SSL_write(ssl_, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1 << 20)));
-      if (n > 0) {
-        out.consume(static_cast<size_t>(n));
-        continue;
-      }
-      int err = SSL_get_error(ssl_, n);
-      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-        wants_write_ = err == SSL_ERROR_WANT_WRITE;
-        return Io::kOk;
-      }
-      return fail("TLS write failed: " + tls::last_error());
+    int n = SSL_write(ssl_, v.data(), static_cast<int>(std::min(v.size(), kRecordsAhead)));
+    if (n <= 0) {
+      error_ = "TLS write failed: " + tls::last_error();
+      return false;
     }
+    out.consume(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+Transport::Io Transport::send_plain(ByteQueue& q) {
+  while (!q.empty()) {
+    auto v = q.view();
     ssize_t n = ::send(fd_, v.data(), v.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      out.consume(static_cast<size_t>(n));
+      q.consume(static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Io::kOk;
     return fail(std::string("write failed: ") + std::strerror(errno));
   }
+  if (&q == &records_) records_.release();  // an idle TLS connection holds no record buffer
   return Io::kOk;
 }
 
 Transport::Io Transport::sent(ByteQueue& out, int result) {
   wants_write_ = false;
+  ByteQueue& q = ssl_ != nullptr ? records_ : out;
   if (result >= 0) {
-    out.consume(std::min(static_cast<size_t>(result), out.size()));
+    q.consume(std::min(static_cast<size_t>(result), q.size()));
+    if (ssl_ != nullptr && records_.empty()) records_.release();
     return Io::kOk;
   }
   if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) return Io::kOk;
@@ -136,10 +191,12 @@ Transport::Io Transport::sent(ByteQueue& out, int result) {
 
 void Transport::close() {
   if (ssl_ != nullptr) {
-    if (handshake_done_) SSL_shutdown(ssl_);
+    if (handshake_done_ && SSL_shutdown(ssl_) >= 0) (void)send_plain(records_);  // close_notify, best effort
     SSL_free(ssl_);
     ssl_ = nullptr;
   }
+  records_.clear();
+  records_.release();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -34,20 +34,30 @@ class Transport {
   Io read(ByteQueue& in, size_t limit);
   // Writes as much of `out` as the socket takes now.
   Io write(ByteQueue& out);
-  // A plain socket, open: its writes can be batched (SendBatch); TLS writes go through OpenSSL.
-  [[nodiscard]] bool batchable() const { return ssl_ == nullptr && fd_ >= 0; }
-  // Applies the result of a send made for this socket elsewhere (bytes sent or -errno) to `out`.
+  // Open, and past any TLS handshake: its writes can be batched (SendBatch).
+  [[nodiscard]] bool batchable() const { return fd_ >= 0 && (ssl_ == nullptr || handshake_done_); }
+  // The bytes to send for `out`: `out` itself on a plain socket. With TLS, the records OpenSSL
+  // made of it (up to a bound; the rest stays in `out`); nullptr if encrypting failed (error()).
+  ByteQueue* wire(ByteQueue& out);
+  // Applies the result of a send of wire(out) made elsewhere (bytes sent or -errno).
   Io sent(ByteQueue& out, int result);
-  // TLS must write before it can go on (a read or a handshake step asked for it).
-  [[nodiscard]] bool wants_write() const { return wants_write_; }
+  // Bytes wait for the socket to take them: TLS records not sent yet, or a handshake step.
+  [[nodiscard]] bool wants_write() const { return wants_write_ || !records_.empty(); }
   [[nodiscard]] const std::string& error() const { return error_; }
   void close();
 
  private:
   Io fail(const std::string& what);
+  // Sends from `q` until it is empty or the socket is full.
+  Io send_plain(ByteQueue& q);
+  // Encrypts from `out` into records_ (bounded); false if OpenSSL failed.
+  bool encrypt(ByteQueue& out);
 
   int fd_ = -1;
   SSL* ssl_ = nullptr;
+  // OpenSSL writes its records here (a BIO over this queue) rather than to the socket, so the
+  // proxy sends them itself: batched with everything else in the iteration, like plain bytes.
+  ByteQueue records_;
   bool server_side_ = false;
   bool handshake_done_ = false;
   bool wants_write_ = false;
