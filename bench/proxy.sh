@@ -35,7 +35,7 @@ if [ $quick = 1 ]; then dur=3; rounds=1; else dur=${BENCH_DURATION:-10}; rounds=
 idle_n=${BENCH_IDLE_CONNS:-10000}
 idle_sample=500
 targets=(direct pgfleet pgbouncer pgpool)
-all_tests=(S-simple S-prepared S-extended S-connect tpcb latency-c1)
+all_tests=(S-simple S-prepared S-extended S-connect tpcb S-tls latency-c1)
 read -r -a tests <<< "${BENCH_TESTS:-${all_tests[*]}}"
 for t in "${tests[@]}"; do
   [[ " ${all_tests[*]} " == *" $t "* ]] || { echo "bench/proxy.sh: unknown test '$t' in BENCH_TESTS (known: ${all_tests[*]})" >&2; exit 2; }
@@ -198,6 +198,10 @@ fi
 uri[pgbouncer]="postgresql://postgres:$pw_enc@127.0.0.1:$bouncer_port/postgres?sslmode=disable"
 uri[pgpool]="postgresql://postgres:$pw_enc@127.0.0.1:$pgpool_port/postgres?sslmode=disable"
 # TLS is off on every path (sslmode=disable): the comparison is about pooling, not encryption.
+# Except S-tls: clients ask for TLS (sslmode=require, as libpq's default `prefer` gets wherever the
+# server offers it); every target offers it with the cluster's certificate, servers stay plain.
+tls_cert="$cluster_dir/tls/server.crt"; tls_key="$cluster_dir/tls/server.key"
+[ -r "$tls_cert" ] && [ -r "$tls_key" ] || die "the cluster has no TLS certificate in $cluster_dir/tls"
 
 as_owner() {  # run a command as the cluster's OS user when we are root (exec, so $! is the server)
   if [ $is_root = 1 ]; then exec setpriv --reuid="$run_as" --regid="$run_as" --init-groups -- "$@"; else exec "$@"; fi
@@ -227,7 +231,9 @@ reserve_pool_size = 5
 reserve_pool_timeout = 1
 max_client_conn = 20000
 server_idle_timeout = 600
-client_tls_sslmode = disable
+client_tls_sslmode = allow
+client_tls_cert_file = $tls_cert
+client_tls_key_file = $tls_key
 server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
@@ -280,6 +286,9 @@ log_connections = off
 logdir = '$pdir'
 pid_file_name = '$pdir/pgpool.pid'
 memqcache_oiddir = '$pdir/oiddir'
+ssl = on
+ssl_cert = '$tls_cert'
+ssl_key = '$tls_key'
 EOF
 chmod 600 "$pdir/pool_passwd"; own "$pdir"
 log "starting pgpool-II $(/usr/sbin/pgpool --version 2>&1 | awk '{print $3}') on $pgpool_port"
@@ -303,6 +312,10 @@ for t in "${targets[@]}"; do
     die "$t does not answer 'select 1' at ${uri[$t]//$pw_enc/***}: $out"
   [ "$out" = 1 ] || die "$t answered '$out' to 'select 1'"
   log "$t: select 1 ok"
+  if [[ " ${tests[*]} " == *" S-tls "* ]]; then
+    out=$(PGCONNECT_TIMEOUT=5 timeout 20 psql "${uri[$t]/sslmode=disable/sslmode=require}" -X -Atc 'select 1' 2>&1) ||
+      die "$t does not answer over TLS (for S-tls): $out"
+  fi
 done
 
 log "pgbench -i -s 10 (direct)"
@@ -372,13 +385,16 @@ run_pgbench() {  # run_pgbench TEST TARGET ROUND
     S-connect)  args=(-S -C -c 8 -j 2) ;;
     tpcb)       args=(-c 16 -j 2)
                 psql "${uri[direct]}" -X -qc 'CHECKPOINT' >/dev/null ;;
+    S-tls)      args=(-S -c 32 -j 2 -M simple) ;;
     latency-c1) rm -f "$work/lat/$target.r$round".*
                 args=(-S -c 1 -j 1 -l --log-prefix="$work/lat/$target.r$round") ;;
   esac
   local c0=-1 c1=-1 b0 o0 b1 o1 t0 t1 others
   [ "$target" != direct ] && c0=$(cpu_ticks "${pooler_pid[$target]}")
   read -r b0 o0 < <(cpu_split); t0=$(date +%s.%N)
-  timeout --kill-after=10 $((dur + 60)) pgbench -n "${args[@]}" -T "$dur" "${uri[$target]}" > "$out" 2>&1 &
+  local conn=${uri[$target]}
+  [ "$test" = S-tls ] && conn=${conn/sslmode=disable/sslmode=require}
+  timeout --kill-after=10 $((dur + 60)) pgbench -n "${args[@]}" -T "$dur" "$conn" > "$out" 2>&1 &
   current_pid=$!
   wait "$current_pid" || rc=$?
   current_pid=""
@@ -490,7 +506,7 @@ T = ["direct", "pgfleet", "pgbouncer", "pgpool"]
 tests = E["BENCH_TESTS_RUN"].split()
 desc = {"S-simple": "pgbench -S -c 32 -j 2 -M simple", "S-prepared": "pgbench -S -c 32 -j 2 -M prepared",
         "S-extended": "pgbench -S -c 32 -j 2 -M extended", "S-connect": "pgbench -S -C -c 8 -j 2 (new connection per transaction)",
-        "tpcb": "pgbench (tpcb-like) -c 16 -j 2", "latency-c1": "pgbench -S -c 1 -j 1 -l (latency at low load)"}
+        "tpcb": "pgbench (tpcb-like) -c 16 -j 2", "S-tls": "pgbench -S -c 32 -j 2 -M simple, clients over TLS (sslmode=require)", "latency-c1": "pgbench -S -c 1 -j 1 -l (latency at low load)"}
 tps, cpu, p50, p99, fails = (defaultdict(list) for _ in range(5))
 for test, target, rnd, status, t, n, c, a, b, others in rows:
     k = (test, target)
@@ -526,7 +542,8 @@ via_socket = E.get("BENCH_SERVER_SOCKET_SET") == "1"
 p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet node, max_connections 300); clients connect over TCP on 127.0.0.1, "
   + ("the three poolers reach the server through its Unix socket (BENCH_SERVER_SOCKET=1; pgfleet's `proxy.server_unix_socket`), "
      if via_socket else "and so do the poolers to the server, ")
-  + "SCRAM-SHA-256 from the client, TLS off, database initialised with `pgbench -i -s 10`:\n")
+  + "SCRAM-SHA-256 from the client, TLS off (except S-tls: TLS from the client to the target, with the cluster's certificate; "
+  "PgBouncer client_tls_sslmode allow, pgpool ssl on), database initialised with `pgbench -i -s 10`:\n")
 p("* **direct**: the node's own port.")
 threads = E.get("BENCH_PROXY_THREADS_SET")
 threads = f"proxy.threads = {threads}" if threads else "threads as by default (half the cores)"
@@ -591,6 +608,7 @@ a, b = med(cpu, ("S-simple", "pgfleet")), med(cpu, ("S-simple", "pgbouncer"))
 if "S-simple" in tests: goal("S-simple: pgfleet CPU per 1000 tx ≤ 0.6× PgBouncer's",
      f"{a:.2f} vs {b:.2f} ms = {a / b:.2f}×" if a is not None and b else "n/a", (a <= 0.6 * b) if a is not None and b else None)
 tps_goal("S-connect", "pgbouncer", 1); tps_goal("tpcb", "pgbouncer", 1)
+tps_goal("S-tls", "pgbouncer", 1)
 f = idle.get("pgfleet")
 if f:
     _, n, ok, failed, secs, r0, r1, r2, sok, sn, cs = f
