@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   url_group->add_flag("--proxy", url.proxy, "the pgfleet proxy (rw-split port: writes to the primary, reads to replicas)");
   url_group->add_flag("--proxy-primary", url.proxy_primary, "the pgfleet proxy's primary-only port");
   url_group->add_flag("--proxy-replicas", url.proxy_replicas, "the pgfleet proxy's replicas-only port");
+  url_group->add_flag("--proxy-socket", url.proxy_socket, "the pgfleet proxy's rw-split port through its Unix socket (same host)");
 
   std::string node;
   auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server, or the proxy");

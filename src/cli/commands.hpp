@@ -45,6 +45,7 @@ struct UrlOptions {
   bool proxy = false;
   bool proxy_primary = false;   // the proxy's primary-only port
   bool proxy_replicas = false;  // the proxy's replicas-only port
+  bool proxy_socket = false;    // the proxy's rw-split port through its Unix socket
   std::string node;
 };
 int run_url(const UrlOptions& options);

@@ -263,6 +263,9 @@ void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
     std::cout << "  proxy     psql \"" << s.connection.proxy << "\"  (reads to replicas, writes to the primary)\n";
     std::cout << "            psql \"" << s.connection.proxy_primary << "\"  (primary only)\n";
     std::cout << "            psql \"" << s.connection.proxy_replicas << "\"  (replicas only)\n";
+    if (!s.connection.proxy_socket.empty()) {
+      std::cout << "            psql \"" << s.connection.proxy_socket << "\"  (rw-split, Unix socket: on this host)\n";
+    }
   }
   std::cout << "  primary   psql \"" << s.connection.primary << "\"\n";
   if (!s.connection.replicas.empty()) std::cout << "  replicas  psql \"" << s.connection.replicas << "\"\n";

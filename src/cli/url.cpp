@@ -11,11 +11,17 @@ int run_url(const UrlOptions& o) {
   become_cluster_owner(o.dir);
   auto c = cluster::Cluster::open(o.dir);
   auto status = c.status();
-  if ((o.proxy || o.proxy_primary || o.proxy_replicas) && status.connection.proxy.empty()) {
+  if ((o.proxy || o.proxy_primary || o.proxy_replicas || o.proxy_socket) && status.connection.proxy.empty()) {
     throw UserError("the proxy is disabled in " + c.layout.config_file() + " (proxy.enabled: false)",
                     "connect to the primary with `pgfleet url --primary`");
   }
-  if (o.proxy_primary) {
+  if (o.proxy_socket && status.connection.proxy_socket.empty()) {
+    throw UserError("the proxy has no Unix sockets (proxy.unix_socket_dir: off in " + c.layout.config_file() + ")",
+                    "use `pgfleet url --proxy` (TCP)");
+  }
+  if (o.proxy_socket) {
+    std::cout << status.connection.proxy_socket << "\n";
+  } else if (o.proxy_primary) {
     std::cout << status.connection.proxy_primary << "\n";
   } else if (o.proxy_replicas) {
     std::cout << status.connection.proxy_replicas << "\n";

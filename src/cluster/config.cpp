@@ -307,6 +307,7 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"tls_key", into(p.tls_key)},
                   {"server_sslmode", into(p.server_sslmode)},
                   {"server_unix_socket", into(p.server_unix_socket)},
+                  {"unix_socket_dir", into(p.unix_socket_dir)},
                   {"pools", [&](const Item& i) { read_pools(i, p.pools); }},
                   {"causal_reads", into(p.causal_reads)},
                   {"max_replica_lag_bytes", into(p.max_replica_lag_bytes)},
@@ -481,6 +482,14 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     invalid(source, "'proxy.server_sslmode' must be disable, prefer or require, got '{}'", p.server_sslmode);
   if (p.tls_cert.empty() != p.tls_key.empty())
     invalid(source, "'proxy.tls_cert' and 'proxy.tls_key' must be given together");
+  if (!p.unix_socket_dir.empty() && p.unix_socket_dir != "off") {
+    if (p.unix_socket_dir.front() != '/')
+      invalid(source, "'proxy.unix_socket_dir' must be an absolute path or off, got '{}'", p.unix_socket_dir);
+    // sun_path holds 107 bytes: the directory, "/.s.PGSQL." and a port of up to five digits.
+    if (p.unix_socket_dir.size() + sizeof("/.s.PGSQL.65535") - 1 > 107)
+      invalid(source, "'proxy.unix_socket_dir' is too long for a Unix socket path (at most 92 bytes): '{}'",
+              p.unix_socket_dir);
+  }
   at_least("max_replica_lag_bytes", p.max_replica_lag_bytes, 0);
   at_least("max_replica_lag_seconds", p.max_replica_lag_seconds, 0);
   at_least("primary_read_weight", p.primary_read_weight, 0);
@@ -662,6 +671,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "tls_key", p.tls_key);
     emit(out, "server_sslmode", p.server_sslmode);
     emit(out, "server_unix_socket", p.server_unix_socket);
+    emit(out, "unix_socket_dir", p.unix_socket_dir);
     out << YAML::Key << "pools" << YAML::Value;
     if (p.pools.empty()) out << YAML::Flow;
     out << YAML::BeginSeq;

@@ -89,6 +89,10 @@ struct ProxyConfig {
   // Reach nodes of a local cluster through their Unix socket (less CPU than TCP loopback, but
   // inet_server_port() is then NULL for clients).
   bool server_unix_socket = false;
+  // Where clients on this host reach the proxy through Unix sockets (.s.PGSQL.<port>, one per
+  // port), as PgBouncer's unix_socket_dir: "" = the cluster's socket directory (none for a
+  // stand-alone proxy), "off" = none, or a directory.
+  std::string unix_socket_dir;
   std::vector<PoolOverride> pools;
   // Read/write splitting (the rw-split port) and the replicas port.
   std::string causal_reads = "session";  // session | off: a client reads its own committed writes

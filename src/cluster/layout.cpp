@@ -22,4 +22,10 @@ std::string Layout::socket_dir() const {
   return "/tmp/pgfleet-" + std::to_string(std::hash<std::string>{}(root_) % 100000000);
 }
 
+std::string proxy_socket_dir(const std::string& configured, const Layout* cluster) {
+  if (configured == "off") return "";
+  if (!configured.empty()) return configured;
+  return cluster != nullptr ? cluster->socket_dir() : "";
+}
+
 }  // namespace pgfleet::cluster

@@ -46,4 +46,8 @@ class Layout {
   std::string root_;
 };
 
+// The directory of the proxy's Unix sockets: proxy.unix_socket_dir as configured, the cluster's
+// socket directory when that is empty and there is a cluster, "" for none.
+std::string proxy_socket_dir(const std::string& configured, const Layout* cluster);
+
 }  // namespace pgfleet::cluster

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <ctime>
 
 #include "cluster/discovery.hpp"
@@ -34,6 +35,16 @@ std::string connection_uri(const ClusterConfig& config, const Secrets& secrets,
 }
 
 namespace {
+// Percent-encodes all but unreserved characters and '/', for a path in a URI's query.
+std::string uri_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
 int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -171,6 +182,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   status.proxy.host = host;
   status.proxy.port = config.ports.proxy;
   status.proxy.pid = agent_pid(layout, "proxy");
+  status.proxy.socket_dir = proxy_socket_dir(config.proxy.unix_socket_dir, &layout);
   status.proxy.state = status.proxy.pid != 0 ? "running" : "stopped";
   // The proxy's HTTP port serves the dashboard and cluster metrics; without a proxy, any agent does.
   std::string base = config.proxy.enabled || status.nodes.empty()
@@ -182,6 +194,10 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     status.connection.proxy = connection_uri(config, secrets, {{host, config.ports.proxy}}, "");
     status.connection.proxy_primary = connection_uri(config, secrets, {{host, config.ports.proxy_primary}}, "");
     status.connection.proxy_replicas = connection_uri(config, secrets, {{host, config.ports.proxy_replicas}}, "");
+    if (!status.proxy.socket_dir.empty()) {
+      status.connection.proxy_socket = connection_uri(config, secrets, {}, "") + "?host=" +
+                                       uri_encode(status.proxy.socket_dir) + "&port=" + std::to_string(config.ports.proxy);
+    }
   }
   // Listing every node lets libpq find the primary even after a switchover.
   status.connection.primary = connection_uri(config, secrets, all, "read-write");
@@ -227,11 +243,13 @@ nlohmann::json to_json(const ClusterStatus& status) {
     proxy = {{"state", status.proxy.state},
              {"host", status.proxy.host},
              {"port", status.proxy.port},
-             {"pid", status.proxy.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(status.proxy.pid)}};
+             {"pid", status.proxy.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(status.proxy.pid)},
+             {"socket_dir", opt_text(status.proxy.socket_dir)}};
   }
   nlohmann::json connection = {{"proxy", opt_text(status.connection.proxy)},
                                {"proxy_primary", opt_text(status.connection.proxy_primary)},
                                {"proxy_replicas", opt_text(status.connection.proxy_replicas)},
+                               {"proxy_socket", opt_text(status.connection.proxy_socket)},
                                {"primary", status.connection.primary},
                                {"replicas", opt_text(status.connection.replicas)},
                                {"nodes", status.connection.nodes}};

@@ -47,6 +47,7 @@ struct ConnectionStrings {
   std::string proxy;                      // through the pgfleet proxy's rw-split port ("" when it is disabled)
   std::string proxy_primary;              // the proxy's primary-only port ("" when it is disabled)
   std::string proxy_replicas;             // the proxy's replicas-only port ("" when it is disabled)
+  std::string proxy_socket;               // the rw-split port through the proxy's Unix socket ("" when none)
   std::string primary;                    // every node, target_session_attrs=read-write
   std::string replicas;                   // every replica, target_session_attrs=standby ("" if none)
   std::map<std::string, std::string> nodes;
@@ -58,6 +59,7 @@ struct ProxyStatus {
   std::string host;
   int port = 0;
   int64_t pid = 0;
+  std::string socket_dir;  // its Unix sockets (.s.PGSQL.<port>); "" when none
 };
 
 struct HistoryEntry {

@@ -174,13 +174,14 @@ std::string statement_hash_name(const protocol::Parse& parse) {
 }
 }  // namespace
 
-ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind)
+ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind, bool local)
     : worker_(worker),
       io_(fd),
       pid_(pid),
       secret_(random_i32()),
       address_(std::move(address)),
       kind_(kind),
+      local_(local),
       connected_at_(worker.loop().now()),
       last_activity_(worker.loop().now()) {
   interest_ = EPOLLIN;
@@ -336,7 +337,7 @@ bool ClientConn::process_startup() {
   in_.consume(packet.consumed);
   switch (packet.kind) {
     case protocol::StartupKind::kSslRequest:
-      if (worker_.shared().tls && !io_.tls() && in_.empty()) {
+      if (worker_.shared().tls && !io_.tls() && in_.empty() && !local_) {
         const uint8_t yes = 'S';
         send({&yes, 1});
         flush();
@@ -362,7 +363,7 @@ bool ClientConn::process_startup() {
     }
     case protocol::StartupKind::kStartup: break;
   }
-  if (worker_.shared().tls_required && !io_.tls()) {
+  if (worker_.shared().tls_required && !io_.tls() && !local_) {
     fail("28000", "the pgfleet proxy requires TLS: connect with sslmode=require");
     return false;
   }

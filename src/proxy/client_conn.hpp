@@ -40,7 +40,9 @@ class ClientConn final : public IoHandler, public BatchedSender {
     kClosed,
   };
 
-  ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind = ListenerKind::kPrimary);
+  // local: came through a Unix socket (no TLS there, as with PostgreSQL; tls_mode require does not apply).
+  ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind = ListenerKind::kPrimary,
+             bool local = false);
   ~ClientConn() override;
 
   void on_io(uint32_t events) override;
@@ -202,6 +204,7 @@ class ClientConn final : public IoHandler, public BatchedSender {
 
   // Routing state.
   ListenerKind kind_;
+  bool local_ = false;  // through a Unix socket
   Pool* cur_pool_ = nullptr;     // the pool of server_ (or the one waited on): pool_ or a replica's
   SessionRouting routing_;
   bool sticky_ = false;          // the attached server holds a transaction that must stay on it

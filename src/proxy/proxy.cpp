@@ -18,6 +18,7 @@
 #include "cluster/discovery.hpp"
 #include "cluster/layout.hpp"
 #include "proxy/http_api.hpp"
+#include "proxy/local_socket.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/takeover.hpp"
 #include "proxy/worker.hpp"
@@ -151,7 +152,12 @@ int run_proxy(const ProxyOptions& options) {
                                                               {ListenerKind::kReplicas, config->ports.proxy_replicas}}};
   // Sockets handed over by the previous process, by the port they listen on.
   std::map<int, std::vector<int>> inherited_by_port;
+  std::map<std::string, int> inherited_local;  // Unix sockets by path
   for (int fd : inherited) {
+    if (std::string path = bound_local_path(fd); !path.empty()) {
+      inherited_local.emplace(path, fd);
+      continue;
+    }
     sockaddr_in addr{};
     socklen_t len = sizeof addr;
     int bound = ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 ? ntohs(addr.sin_port) : 0;
@@ -170,6 +176,28 @@ int run_proxy(const ProxyOptions& options) {
       throw UserError(std::string(e.what()) + (who.empty() ? "" : " (held by " + who + ")"),
                       "stop what holds the port or set ports.proxy, ports.proxy_primary and ports.proxy_replicas "
                       "in the configuration");
+    }
+  }
+  // Unix sockets, one per port, shared by the workers (as PgBouncer's unix_socket_dir).
+  const std::string socket_dir = cluster::proxy_socket_dir(config->proxy.unix_socket_dir, layout ? &*layout : nullptr);
+  std::vector<std::string> local_paths;
+  if (!socket_dir.empty()) {
+    for (const auto& [kind, kind_port] : kinds) {
+      std::string path = local_socket_path(socket_dir, kind_port);
+      auto it = inherited_local.find(path);
+      int fd = -1;
+      if (it != inherited_local.end()) {
+        fd = ::dup(it->second);
+      } else {
+        try {
+          fd = listen_local(path);
+        } catch (const std::exception& e) {
+          throw UserError(e.what(), "stop what listens there, or set proxy.unix_socket_dir (off: no Unix sockets)");
+        }
+      }
+      for (auto& w : workers) w->adopt_listener(::dup(fd), kind, true);
+      ::close(fd);
+      local_paths.push_back(path);
     }
   }
   for (int fd : inherited) ::close(fd);
@@ -227,8 +255,9 @@ int run_proxy(const ProxyOptions& options) {
       });
     }
   }
-  log::info("listening on {}:{} (rw-split), {} (primary), {} (replicas) with {} threads, pool mode {}, TLS {}",
-            listen_address, port, config->ports.proxy_primary, config->ports.proxy_replicas, threads,
+  log::info("listening on {}:{} (rw-split), {} (primary), {} (replicas){} with {} threads, pool mode {}, TLS {}",
+            listen_address, port, config->ports.proxy_primary, config->ports.proxy_replicas,
+            socket_dir.empty() ? "" : ", and Unix sockets in " + socket_dir, threads,
             cluster::to_string(config->proxy.pool_mode),
             shared.tls ? (shared.tls_required ? "required" : "available") : "off");
 
@@ -258,6 +287,10 @@ int run_proxy(const ProxyOptions& options) {
   auth.stop();
   health.stop();
   topology.stop();
+  // The socket files go with the proxy, unless a new proxy process listens on them now.
+  if (!shared.handed_over) {
+    for (const auto& path : local_paths) ::unlink(path.c_str());
+  }
   if (pidfile_fd >= 0) ::close(pidfile_fd);
   log::info("proxy stopped");
   return 0;

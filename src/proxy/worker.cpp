@@ -344,8 +344,11 @@ void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
 
 Worker::Worker(int index, ProxyShared& shared) : index_(index), shared_(shared) {
   for (size_t i = 0; i < listeners_.size(); ++i) {
-    listeners_[i].worker = this;
-    listeners_[i].kind = static_cast<ListenerKind>(i);
+    for (Listener* l : {&listeners_[i], &local_listeners_[i]}) {
+      l->worker = this;
+      l->kind = static_cast<ListenerKind>(i);
+      l->local = l == &local_listeners_[i];
+    }
   }
   snapshot_.store(std::make_shared<const WorkerSnapshot>());
   loop_.every(100ms, [this] { tick(); });
@@ -353,15 +356,17 @@ Worker::Worker(int index, ProxyShared& shared) : index_(index), shared_(shared) 
 }
 
 Worker::~Worker() {
-  for (auto& l : listeners_) {
-    if (l.fd >= 0) ::close(l.fd);
+  for (auto* l : all_listeners()) {
+    if (l->fd >= 0) ::close(l->fd);
   }
 }
 
 std::vector<int> Worker::listener_fds() const {
   std::vector<int> out;
-  for (const auto& l : listeners_) {
-    if (l.fd >= 0) out.push_back(l.fd);
+  for (const auto& set : {&listeners_, &local_listeners_}) {
+    for (const auto& l : *set) {
+      if (l.fd >= 0) out.push_back(l.fd);
+    }
   }
   return out;
 }
@@ -390,10 +395,15 @@ void Worker::listen(const std::string& address, int port, ListenerKind kind) {
   loop_.add(fd, EPOLLIN, &l);
 }
 
-void Worker::adopt_listener(int fd, ListenerKind kind) {
-  Listener& l = listeners_[static_cast<size_t>(kind)];
+void Worker::adopt_listener(int fd, ListenerKind kind, bool local) {
+  Listener& l = (local ? local_listeners_ : listeners_)[static_cast<size_t>(kind)];
   l.fd = fd;
-  loop_.add(fd, EPOLLIN, &l);
+  // A Unix socket is one socket for all workers: EPOLLEXCLUSIVE wakes one of them per connection.
+  loop_.add(fd, local ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN, &l);
+}
+
+std::array<Worker::Listener*, 6> Worker::all_listeners() {
+  return {&listeners_[0], &listeners_[1], &listeners_[2], &local_listeners_[0], &local_listeners_[1], &local_listeners_[2]};
 }
 
 void Worker::start() {
@@ -415,18 +425,22 @@ void Worker::accept_clients(Listener& listener) {
       if (errno == EMFILE || errno == ENFILE) log::error("accept: {} (raise the file descriptor limit)", std::strerror(errno));
       return;
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char text[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (addr.ss_family == AF_INET) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-      ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-      port = ntohs(a->sin_port);
+    std::string address = "[local]";  // as PostgreSQL names Unix-socket clients
+    if (!listener.local) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      char text[INET6_ADDRSTRLEN] = "?";
+      int port = 0;
+      if (addr.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+        ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+        port = ntohs(a->sin_port);
+      }
+      address = fmt::format("{}:{}", text, port);
     }
     int32_t pid = shared_.next_client_pid.fetch_add(1);
     shared_.clients.fetch_add(1);
-    clients_[pid] = std::make_unique<ClientConn>(*this, fd, pid, fmt::format("{}:{}", text, port), listener.kind);
+    clients_[pid] = std::make_unique<ClientConn>(*this, fd, pid, std::move(address), listener.kind, listener.local);
   }
 }
 
@@ -538,11 +552,11 @@ void Worker::begin_shutdown() {
   loop_.post([this] {
     shutting_down_ = true;
     shutdown_deadline_ = loop_.now() + std::chrono::seconds(shared_.settings()->proxy.shutdown_timeout_s);
-    for (auto& l : listeners_) {
-      if (l.fd >= 0) {
-        loop_.remove(l.fd);
-        ::close(l.fd);
-        l.fd = -1;
+    for (auto* l : all_listeners()) {
+      if (l->fd >= 0) {
+        loop_.remove(l->fd);
+        ::close(l->fd);
+        l->fd = -1;
       }
     }
   });
@@ -751,7 +765,10 @@ void Worker::tick() {
     }
     for (auto* c : done) c->fail("57P01", "terminating connection because the pgfleet proxy is shutting down");
     if (clients_.empty()) {
-      for (auto& [id, s] : servers_) s->close("shutdown");
+      // close() retires the connection from servers_: not while iterating over it.
+      std::vector<ServerConn*> open;
+      for (auto& [id, s] : servers_) open.push_back(s.get());
+      for (auto* s : open) s->close("shutdown");
       loop_.stop();
     }
   }

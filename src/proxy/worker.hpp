@@ -114,8 +114,9 @@ class Worker {
 
   // Opens this worker's listener of a kind; throws on failure (port in use).
   void listen(const std::string& address, int port, ListenerKind kind);
-  // Uses an already listening socket (handed over by a previous proxy process).
-  void adopt_listener(int fd, ListenerKind kind);
+  // Uses an already listening socket: handed over by a previous proxy process, or a Unix socket
+  // (local = true) that every worker shares, each with its own descriptor.
+  void adopt_listener(int fd, ListenerKind kind, bool local = false);
   [[nodiscard]] std::vector<int> listener_fds() const;
   void start();   // runs the loop on a new thread
   void join();
@@ -184,9 +185,11 @@ class Worker {
     Worker* worker = nullptr;
     int fd = -1;
     ListenerKind kind = ListenerKind::kRwSplit;
+    bool local = false;  // a Unix socket
     void on_io(uint32_t events) override;
   };
   void accept_clients(Listener& listener);
+  std::array<Listener*, 6> all_listeners();
   Clock::time_point last_fallback_log_{};
   // The primary another node replaced: clients in a transaction there are told and disconnected.
   void end_transactions_on_old_primary();
@@ -202,6 +205,7 @@ class Worker {
   SendBatch send_batch_{loop_};
   EventLoop loop_;
   std::array<Listener, 3> listeners_;  // by ListenerKind
+  std::array<Listener, 3> local_listeners_;  // the Unix sockets, by ListenerKind
   std::thread thread_;
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<Pool>> pools_;
   std::map<int32_t, std::unique_ptr<ClientConn>> clients_;

@@ -3,10 +3,16 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -413,6 +419,20 @@ class ProxyShutdownTest : public ClusterSuite<ProxyShutdownTest> {
     }
     return cluster().proxy_pid();
   }
+  // How many times a proxy process logged its clean end (a crash logs nothing).
+  int clean_stops() {
+    std::string log = read_text(cluster().proxy_log());
+    int n = 0;
+    for (size_t at = log.find("proxy stopped"); at != std::string::npos; at = log.find("proxy stopped", at + 1)) ++n;
+    return n;
+  }
+  // The rw-split port through the proxy's Unix socket, from `pgfleet url --proxy-socket`.
+  std::string socket_uri() {
+    auto r = cluster().pgfleet({"url", "--proxy-socket"}, 30s);
+    if (!r.ok()) throw std::runtime_error("pgfleet url --proxy-socket failed:\n" + r.output);
+    std::string uri = r.output.substr(0, r.output.find('\n'));
+    return uri;
+  }
 };
 
 TEST_F(ProxyShutdownTest, AdminShutdownLetsTransactionsFinishAndRefusesNewClients) {
@@ -444,6 +464,7 @@ TEST_F(ProxyShutdownTest, AdminShutdownLetsTransactionsFinishAndRefusesNewClient
 TEST_F(ProxyShutdownTest, SigtermWaitsAtMostShutdownTimeoutForOpenTransactions) {
   int64_t pid = running_proxy();
   ASSERT_GT(pid, 0);
+  int stops = clean_stops();
   auto stuck = connect_or_throw(cluster().proxy_uri());
   ASSERT_EQ(run(stuck, "BEGIN"), "");
   ASSERT_EQ(run(stuck, "SELECT 1"), "");
@@ -466,11 +487,44 @@ TEST_F(ProxyShutdownTest, SigtermWaitsAtMostShutdownTimeoutForOpenTransactions) 
       },
       3s))
       << "the server side of the stuck transaction is still open";
+  EXPECT_EQ(clean_stops(), stops + 1) << "the proxy did not end cleanly (crashed?):\n"
+                                      << tail_lines(read_text(cluster().proxy_log()), 20);
+}
+
+TEST_F(ProxyShutdownTest, SigtermWithManyIdleServerConnectionsEndsCleanly) {
+  int64_t pid = running_proxy();
+  ASSERT_GT(pid, 0);
+  int stops = clean_stops();
+  {
+    // Twelve transactions at once leave twelve idle server connections in the pool.
+    std::vector<postgres::PgConn> at_once;
+    for (int i = 0; i < 12; ++i) {
+      at_once.push_back(connect_or_throw(cluster().proxy_uri()));
+      ASSERT_EQ(run(at_once.back(), "BEGIN"), "");
+      ASSERT_EQ(run(at_once.back(), "SELECT 1"), "");
+    }
+    for (auto& c : at_once) ASSERT_EQ(run(c, "COMMIT"), "");
+  }
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
+  EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 8s)) << "the proxy did not exit";
+  // It closed every server connection on its way out and said so: a crash logs nothing.
+  EXPECT_EQ(clean_stops(), stops + 1) << "the proxy did not end cleanly (crashed?):\n"
+                                      << tail_lines(read_text(cluster().proxy_log()), 20);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                         "AND pid <> pg_backend_pid() AND application_name = ''") == "0";
+      },
+      3s))
+      << "server connections of the stopped proxy are still open";
 }
 
 TEST_F(ProxyShutdownTest, RestartHandsTheListenersToANewProcessWithoutRefusingAConnection) {
   int64_t old_pid = running_proxy();
   ASSERT_GT(old_pid, 0);
+  int stops = clean_stops();
+  const std::string local = socket_uri();
   sql(cluster().proxy_uri(), "CREATE TABLE IF NOT EXISTS handed_over (v text)");
   auto idle = connect_or_throw(cluster().proxy_uri());
   ASSERT_EQ(run(idle, "SELECT 1"), "");
@@ -478,13 +532,14 @@ TEST_F(ProxyShutdownTest, RestartHandsTheListenersToANewProcessWithoutRefusingAC
   ASSERT_EQ(run(in_tx, "BEGIN"), "");
   ASSERT_EQ(run(in_tx, "INSERT INTO handed_over VALUES ('begun before the restart')"), "");
 
-  // New clients keep connecting, one after the other, through the whole restart.
+  // New clients keep connecting, one after the other, through the whole restart: over TCP and
+  // through the Unix socket in turn.
   std::atomic<bool> stop{false};
   std::atomic<int> connected{0};
   std::vector<std::string> failures;
   std::thread connector([&] {
-    while (!stop) {
-      auto r = try_sql(cluster().proxy_uri(), "SELECT 1");
+    for (int i = 0; !stop; ++i) {
+      auto r = try_sql(i % 2 == 0 ? cluster().proxy_uri() : local, "SELECT 1");
       if (r.ok()) {
         ++connected;
       } else {
@@ -516,6 +571,66 @@ TEST_F(ProxyShutdownTest, RestartHandsTheListenersToANewProcessWithoutRefusingAC
   EXPECT_TRUE(process_alive(new_pid));
   EXPECT_FALSE(process_alive(old_pid)) << "the old proxy still runs";
   EXPECT_EQ(sql_value(cluster().primary_uri(), "SELECT count(*) FROM handed_over"), "2");
+  EXPECT_EQ(clean_stops(), stops + 1) << "the old proxy did not end cleanly";
+  // The old process left the socket files to the new one.
+  auto after = try_sql(local, "SELECT 'through the socket'");
+  EXPECT_TRUE(after.ok()) << after.error();
+  // The new process ends cleanly too (it once crashed closing its server connections).
+  ASSERT_EQ(::kill(static_cast<pid_t>(new_pid), SIGTERM), 0);
+  EXPECT_TRUE(eventually([&] { return !process_alive(new_pid); }, 8s)) << "the new proxy did not exit";
+  EXPECT_EQ(clean_stops(), stops + 2) << "the new proxy did not end cleanly (crashed?):\n"
+                                      << tail_lines(read_text(cluster().proxy_log()), 20);
+}
+
+TEST_F(ProxyShutdownTest, ClientsOnTheHostConnectThroughTheUnixSocket) {
+  int64_t pid = running_proxy();
+  ASSERT_GT(pid, 0);
+  const std::string local = socket_uri();
+  const std::string dir = cluster().dir() + "/run";
+  EXPECT_NE(local.find("host=" + dir), std::string::npos) << local;
+  EXPECT_EQ(str(cluster().status_json()["proxy"], "socket_dir"), dir);
+
+  // SCRAM as over TCP; a wrong password fails the same way.
+  auto conn = connect_or_throw(local);
+  EXPECT_EQ(sql_value(local, "SELECT current_user"), "postgres");
+  std::string wrong = local;
+  wrong.replace(wrong.find(cluster().superuser_password()), cluster().superuser_password().size(), "not-the-password");
+  EXPECT_NE(connect_error(wrong).find("password authentication failed"), std::string::npos) << connect_error(wrong);
+  // The primary-only port has its own socket, named as PostgreSQL names them.
+  int primary_port = static_cast<int>(num(cluster().status_json()["proxy"], "port")) + 1;
+  std::string primary = local.substr(0, local.find("port=")) + "port=" + std::to_string(primary_port);
+  EXPECT_EQ(sql_value(primary, "SELECT pg_is_in_recovery()"), "f");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/.s.PGSQL." + std::to_string(primary_port)));
+  // The admin console lists the client as PostgreSQL would: [local] (its lists are refreshed
+  // every second).
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (const auto& row : sql(cluster().admin_uri(), "SHOW CLIENTS")) {
+          for (const auto& cell : row) {
+            if (cell == std::optional<std::string>("[local]")) return true;
+          }
+        }
+        return false;
+      },
+      3s))
+      << "no client with address [local] in SHOW CLIENTS";
+
+  // A stopped proxy removes its socket files; a file left by a crash does not stop the next one.
+  std::string rw_socket = dir + "/.s.PGSQL." + std::to_string(num(cluster().status_json()["proxy"], "port"));
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(pid); }, 8s));
+  EXPECT_FALSE(std::filesystem::exists(rw_socket)) << "the stopped proxy left " << rw_socket;
+  {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", rw_socket.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd);  // bound, never listened on: what a killed process leaves behind
+  }
+  running_proxy();
+  auto back = try_sql(local, "SELECT 'again'");
+  EXPECT_TRUE(back.ok()) << back.error();
 }
 
 }  // namespace

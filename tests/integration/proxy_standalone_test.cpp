@@ -34,6 +34,7 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
                                   "  proxy_primary: " + std::to_string(port + 1) + "\n"
                                   "  proxy_replicas: " + std::to_string(port + 2) + "\n"
                                   "  http: " + std::to_string(port + 3) + "\n"
+                                  "proxy:\n  unix_socket_dir: " + dir + "\n"
                                   "nodes:\n"
                                   "  - name: a\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(1)) + "\n"
                                   "  - name: b\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(2)) + "\n");
@@ -69,9 +70,15 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
       << read_text(dir + "/proxy.log");
   EXPECT_EQ(sql_value(url({"--primary"}), "SELECT count(*) FROM standalone"), "2");
 
-  // SIGTERM stops it.
+  // proxy.unix_socket_dir: clients on this host can use its Unix socket.
+  EXPECT_EQ(sql_value("postgresql://postgres:" + password + "@/postgres?host=" + dir + "&port=" + std::to_string(port + 1),
+                      "SELECT inet_server_port()::text"),
+            std::to_string(node_port(2)));
+
+  // SIGTERM stops it, and its socket files go with it.
   ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
   EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s)) << "the stand-alone proxy did not stop";
+  EXPECT_FALSE(std::filesystem::exists(dir + "/.s.PGSQL." + std::to_string(port)));
 }
 
 }  // namespace

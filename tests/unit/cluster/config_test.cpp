@@ -1,5 +1,6 @@
 // Unit tests for pgfleet.yaml parsing, validation and rendering (cluster/config.hpp).
 #include "cluster/config.hpp"
+#include "cluster/layout.hpp"
 
 #include <gtest/gtest.h>
 
@@ -438,6 +439,26 @@ TEST(ConfigTest, ProxyRoutingSettingsParseRenderAndValidate) {
                           "proxy: {routing_rules: [{application_name: x, route: sideways}]}"}) {
     EXPECT_THROW(validate_config(parse_config(bad, "t"), "t"), ConfigError) << bad;
   }
+}
+
+TEST(ConfigTest, ProxyUnixSocketDirectory) {
+  ClusterConfig c = parse_config("proxy: {unix_socket_dir: /var/run/pgfleet}", "t");
+  EXPECT_EQ(c.proxy.unix_socket_dir, "/var/run/pgfleet");
+  EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c);
+  validate_config(c, "t");
+  validate_config(parse_config("proxy: {unix_socket_dir: \"off\"}", "t"), "t");
+  // Relative, or too long for sun_path with ".s.PGSQL.65535" after it.
+  for (const std::string& bad : {std::string("run/sockets"), "/" + std::string(92, 'd')}) {
+    EXPECT_THROW(validate_config(parse_config("proxy: {unix_socket_dir: " + bad + "}", "t"), "t"), ConfigError) << bad;
+  }
+  validate_config(parse_config("proxy: {unix_socket_dir: /" + std::string(91, 'd') + "}", "t"), "t");
+
+  // Empty: the cluster's socket directory, none for a stand-alone proxy; "off": none.
+  Layout cluster("/srv/c");
+  EXPECT_EQ(proxy_socket_dir("", &cluster), cluster.socket_dir());
+  EXPECT_EQ(proxy_socket_dir("", nullptr), "");
+  EXPECT_EQ(proxy_socket_dir("off", &cluster), "");
+  EXPECT_EQ(proxy_socket_dir("/var/run/pgfleet", nullptr), "/var/run/pgfleet");
 }
 
 }  // namespace
