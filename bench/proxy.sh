@@ -35,7 +35,7 @@ if [ $quick = 1 ]; then dur=3; rounds=1; else dur=${BENCH_DURATION:-10}; rounds=
 idle_n=${BENCH_IDLE_CONNS:-10000}
 idle_sample=500
 targets=(direct pgfleet pgbouncer pgpool)
-all_tests=(S-simple S-prepared S-extended S-connect tpcb S-tls latency-c1)
+all_tests=(S-simple S-prepared S-extended S-connect tpcb S-tls S-socket latency-c1)
 read -r -a tests <<< "${BENCH_TESTS:-${all_tests[*]}}"
 for t in "${tests[@]}"; do
   [[ " ${all_tests[*]} " == *" $t "* ]] || { echo "bench/proxy.sh: unknown test '$t' in BENCH_TESTS (known: ${all_tests[*]})" >&2; exit 2; }
@@ -200,6 +200,7 @@ uri[pgpool]="postgresql://postgres:$pw_enc@127.0.0.1:$pgpool_port/postgres?sslmo
 # TLS is off on every path (sslmode=disable): the comparison is about pooling, not encryption.
 # Except S-tls: clients ask for TLS (sslmode=require, as libpq's default `prefer` gets wherever the
 # server offers it); every target offers it with the cluster's certificate, servers stay plain.
+# And S-socket: clients connect through each target's Unix socket instead of TCP loopback.
 tls_cert="$cluster_dir/tls/server.crt"; tls_key="$cluster_dir/tls/server.key"
 [ -r "$tls_cert" ] && [ -r "$tls_key" ] || die "the cluster has no TLS certificate in $cluster_dir/tls"
 
@@ -221,7 +222,7 @@ postgres = host=$server_host port=$node_port dbname=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $bouncer_port
-unix_socket_dir =
+unix_socket_dir = $bdir
 auth_type = scram-sha-256
 auth_file = $bdir/userlist.txt
 pool_mode = transaction
@@ -256,6 +257,7 @@ backend_clustering_mode = 'raw'
 listen_addresses = '127.0.0.1'
 port = $pgpool_port
 unix_socket_directories = '$pdir'
+socket_dir = '$pdir'
 pcp_listen_addresses = ''
 pcp_port = $pcp_port
 pcp_socket_dir = '$pdir'
@@ -306,6 +308,14 @@ sleep 0.5
 pgpool_pidfile=$(tr -d '\0' < "$pdir/pgpool.pid" 2>/dev/null | head -1)
 [ "$pgpool_pidfile" = "$pgpool_pid" ] || log "note: pgpool's pid file says '$pgpool_pidfile', we started $pgpool_pid"
 declare -A pooler_pid=([pgfleet]=$proxy_pid [pgbouncer]=$bouncer_pid [pgpool]=$pgpool_pid)
+# Each target's Unix socket (S-socket): libpq URIs with host=<directory>.
+declare -A socket_uri
+node_socket_dir=$(psql "${uri[direct]}" -Atc "SHOW unix_socket_directories" | cut -d, -f1)
+proxy_socket_dir=$(python3 -c 'import json, sys; print((json.loads(sys.argv[1]).get("proxy") or {}).get("socket_dir") or "")' "$status_json")
+socket_uri[direct]="postgresql://postgres:$pw_enc@/postgres?host=$node_socket_dir&port=$node_port&sslmode=disable"
+socket_uri[pgfleet]="postgresql://postgres:$pw_enc@/postgres?host=$proxy_socket_dir&port=$base&sslmode=disable"
+socket_uri[pgbouncer]="postgresql://postgres:$pw_enc@/postgres?host=$bdir&port=$bouncer_port&sslmode=disable"
+socket_uri[pgpool]="postgresql://postgres:$pw_enc@/postgres?host=$pdir&port=$pgpool_port&sslmode=disable"
 
 for t in "${targets[@]}"; do
   out=$(PGCONNECT_TIMEOUT=5 timeout 20 psql "${uri[$t]}" -X -Atc 'select 1' 2>&1) ||
@@ -315,6 +325,10 @@ for t in "${targets[@]}"; do
   if [[ " ${tests[*]} " == *" S-tls "* ]]; then
     out=$(PGCONNECT_TIMEOUT=5 timeout 20 psql "${uri[$t]/sslmode=disable/sslmode=require}" -X -Atc 'select 1' 2>&1) ||
       die "$t does not answer over TLS (for S-tls): $out"
+  fi
+  if [[ " ${tests[*]} " == *" S-socket "* ]]; then
+    out=$(PGCONNECT_TIMEOUT=5 timeout 20 psql "${socket_uri[$t]}" -X -Atc 'select 1' 2>&1) ||
+      die "$t does not answer through its Unix socket (for S-socket): $out"
   fi
 done
 
@@ -386,6 +400,7 @@ run_pgbench() {  # run_pgbench TEST TARGET ROUND
     tpcb)       args=(-c 16 -j 2)
                 psql "${uri[direct]}" -X -qc 'CHECKPOINT' >/dev/null ;;
     S-tls)      args=(-S -c 32 -j 2 -M simple) ;;
+    S-socket)   args=(-S -c 32 -j 2 -M simple) ;;
     latency-c1) rm -f "$work/lat/$target.r$round".*
                 args=(-S -c 1 -j 1 -l --log-prefix="$work/lat/$target.r$round") ;;
   esac
@@ -394,6 +409,7 @@ run_pgbench() {  # run_pgbench TEST TARGET ROUND
   read -r b0 o0 < <(cpu_split); t0=$(date +%s.%N)
   local conn=${uri[$target]}
   [ "$test" = S-tls ] && conn=${conn/sslmode=disable/sslmode=require}
+  [ "$test" = S-socket ] && conn=${socket_uri[$target]}
   timeout --kill-after=10 $((dur + 60)) pgbench -n "${args[@]}" -T "$dur" "$conn" > "$out" 2>&1 &
   current_pid=$!
   wait "$current_pid" || rc=$?
@@ -506,7 +522,8 @@ T = ["direct", "pgfleet", "pgbouncer", "pgpool"]
 tests = E["BENCH_TESTS_RUN"].split()
 desc = {"S-simple": "pgbench -S -c 32 -j 2 -M simple", "S-prepared": "pgbench -S -c 32 -j 2 -M prepared",
         "S-extended": "pgbench -S -c 32 -j 2 -M extended", "S-connect": "pgbench -S -C -c 8 -j 2 (new connection per transaction)",
-        "tpcb": "pgbench (tpcb-like) -c 16 -j 2", "S-tls": "pgbench -S -c 32 -j 2 -M simple, clients over TLS (sslmode=require)", "latency-c1": "pgbench -S -c 1 -j 1 -l (latency at low load)"}
+        "tpcb": "pgbench (tpcb-like) -c 16 -j 2", "S-tls": "pgbench -S -c 32 -j 2 -M simple, clients over TLS (sslmode=require)",
+        "S-socket": "pgbench -S -c 32 -j 2 -M simple, clients through each target's Unix socket", "latency-c1": "pgbench -S -c 1 -j 1 -l (latency at low load)"}
 tps, cpu, p50, p99, fails = (defaultdict(list) for _ in range(5))
 for test, target, rnd, status, t, n, c, a, b, others in rows:
     k = (test, target)
@@ -543,7 +560,8 @@ p(f"All targets reach the same PostgreSQL {E['BENCH_PG']} primary (one pgfleet n
   + ("the three poolers reach the server through its Unix socket (BENCH_SERVER_SOCKET=1; pgfleet's `proxy.server_unix_socket`), "
      if via_socket else "and so do the poolers to the server, ")
   + "SCRAM-SHA-256 from the client, TLS off (except S-tls: TLS from the client to the target, with the cluster's certificate; "
-  "PgBouncer client_tls_sslmode allow, pgpool ssl on), database initialised with `pgbench -i -s 10`:\n")
+  "PgBouncer client_tls_sslmode allow, pgpool ssl on; and S-socket: clients through each target's Unix socket, "
+  "where PostgreSQL and pgpool trust local connections while pgfleet and PgBouncer still run SCRAM at login), database initialised with `pgbench -i -s 10`:\n")
 p("* **direct**: the node's own port.")
 threads = E.get("BENCH_PROXY_THREADS_SET")
 threads = f"proxy.threads = {threads}" if threads else "threads as by default (half the cores)"
@@ -608,7 +626,7 @@ a, b = med(cpu, ("S-simple", "pgfleet")), med(cpu, ("S-simple", "pgbouncer"))
 if "S-simple" in tests: goal("S-simple: pgfleet CPU per 1000 tx ≤ 0.6× PgBouncer's",
      f"{a:.2f} vs {b:.2f} ms = {a / b:.2f}×" if a is not None and b else "n/a", (a <= 0.6 * b) if a is not None and b else None)
 tps_goal("S-connect", "pgbouncer", 1); tps_goal("tpcb", "pgbouncer", 1)
-tps_goal("S-tls", "pgbouncer", 1)
+tps_goal("S-tls", "pgbouncer", 1); tps_goal("S-socket", "pgbouncer", 1)
 f = idle.get("pgfleet")
 if f:
     _, n, ok, failed, secs, r0, r1, r2, sok, sn, cs = f
