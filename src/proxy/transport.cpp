@@ -1,6 +1,7 @@
 // Transport I/O: recv/send for plain sockets, SSL_read/SSL_write once TLS is on.
 #include "proxy/transport.hpp"
 
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -192,6 +193,9 @@ Transport::Io Transport::sent(ByteQueue& out, int result) {
 void Transport::close() {
   if (ssl_ != nullptr) {
     if (handshake_done_ && SSL_shutdown(ssl_) >= 0) (void)send_plain(records_);  // close_notify, best effort
+    // What a failed shutdown left in this thread's OpenSSL error queue would make SSL_get_error
+    // report a failure for the next connection's SSL call.
+    ERR_clear_error();
     SSL_free(ssl_);
     ssl_ = nullptr;
   }
