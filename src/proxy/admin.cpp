@@ -166,14 +166,17 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
         row.push_back(n(h.lag_ms.load()));
         row.push_back(primary ? n(c->proxy.primary_read_weight) : n(weight == c->proxy.weights.end() ? 1 : weight->second));
         row.push_back(n(static_cast<int64_t>(statements[static_cast<size_t>(b.index)])));
+        row.push_back(n(static_cast<int64_t>(h.samples_done.load())));
       } else {
-        row.insert(row.end(), {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
+        row.insert(row.end(),
+                   {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
       }
       rows.push_back(std::move(row));
     };
     if (topo->primary) add(*topo->primary, "primary");
     for (const auto& r : topo->replicas) add(r, "replica");
-    return table({"name", "host", "port", "role", "healthy", "lsn", "lag_bytes", "lag_ms", "read_weight", "statements"},
+    return table({"name", "host", "port", "role", "healthy", "lsn", "lag_bytes", "lag_ms", "read_weight", "statements",
+                  "polls"},
                  rows, "SHOW");
   }
   if (what == "ROUTING") {

@@ -986,10 +986,7 @@ void ClientConn::on_server_lost(const std::string& message) {
   if (retry_armed_ && server_ != nullptr && server_->pool().is_replica() && !retry_.empty()) {
     // The replica died before answering an autocommit read: mark it down, send the read again
     // (to another replica or the primary), ahead of whatever the client sent after it.
-    int index = server_->backend().index;
-    if (HealthPoller* health = worker_.shared().health; health != nullptr && index >= 0) {
-      health->node(index).down_until_ms.store(steady_ms() + 2000);
-    }
+    if (HealthPoller* health = worker_.shared().health; health != nullptr) health->mark_down(server_->backend().index);
     log::info("client {}: replica {} lost before answering ({}); the read is retried", pid_,
               server_->backend().name, message);
     retry_armed_ = false;
@@ -1030,6 +1027,7 @@ void ClientConn::on_server_lost(const std::string& message) {
     l.polls_failed = h.polls_failed.load(std::memory_order_acquire);
     l.since = worker_.loop().now();
     lost_ = std::move(l);
+    health->want_fresh();  // the polls below tell what became of the node
     server_ = nullptr;
     server_backlogged_ = false;
     stream_remaining_ = 0;
@@ -1068,6 +1066,7 @@ void ClientConn::resolve_lost_primary() {
   std::string cause;
   switch (lost_primary_cause(view)) {
     case LostPrimaryCause::kWait:
+      worker_.shared().health->want_fresh();
       worker_.loop().after(20ms, [w = &worker_, pid = pid_] {
         if (auto* c = w->client(pid)) c->resolve_lost_primary();
       });
@@ -1236,6 +1235,7 @@ void ClientConn::note_write_committed(const ServerConn& server) {
   causal_after_ = health->node(index).samples_started.load(std::memory_order_acquire);
   causal_pending_ = true;
   causal_lsn_ = 0;
+  health->want_fresh();  // that poll, and the replicas' catching up, should come soon
 }
 
 ClientConn::Routed ClientConn::choose_pool() {
@@ -1334,6 +1334,7 @@ ClientConn::Routed ClientConn::choose_pool() {
   }
   count_route(choice.reason, primary);
   if (choice.reason != RouteReason::kCausal && !topology.replicas.empty()) worker_.note_fallback(choice.reason);
+  if (choice.reason == RouteReason::kCausal && health != nullptr) health->want_fresh();  // until a replica caught up
   return Routed::kYes;
 }
 

@@ -1,5 +1,6 @@
-// Polls every node every 10 ms with one connection each: role, replay/insert LSN, lag in bytes
-// and in time. A node that cannot be reached is retried every second.
+// Polls every node with one connection each: role, replay/insert LSN, lag in bytes and in time;
+// every 10 ms while a client needs fresh positions, every 200 ms otherwise. A node that cannot be
+// reached is retried every second.
 #include "proxy/health.hpp"
 
 #include <fmt/format.h>
@@ -47,6 +48,35 @@ void HealthPoller::stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+}
+
+void HealthPoller::want_fresh() {
+  int64_t now = steady_ms();
+  int64_t until = fresh_until_ms_.load(std::memory_order_relaxed);
+  if (until - now > kFreshForMs / 2) return;  // renewed recently: the pollers are fast already
+  fresh_until_ms_.store(now + kFreshForMs, std::memory_order_relaxed);
+  if (until > now) return;  // still fast: nobody sleeps the long interval
+  {
+    std::lock_guard lock(mutex_);
+    ++fresh_generation_;
+  }
+  stopped_.notify_all();
+}
+
+void HealthPoller::mark_down(int index) {
+  if (index < 0 || static_cast<size_t>(index) >= kMaxNodes) return;
+  nodes_[static_cast<size_t>(index)].down_until_ms.store(steady_ms() + kDownMs, std::memory_order_relaxed);
+  want_fresh();
+}
+
+bool HealthPoller::wait_for_next_poll() {
+  std::unique_lock lock(mutex_);
+  if (steady_ms() < fresh_until_ms_.load(std::memory_order_relaxed)) {
+    return stopped_.wait_for(lock, kPollInterval, [&] { return stopping_; });
+  }
+  uint64_t generation = fresh_generation_;
+  stopped_.wait_for(lock, kIdlePollInterval, [&] { return stopping_ || fresh_generation_ != generation; });
+  return stopping_;
 }
 
 void HealthPoller::record_primary_sample(size_t index, int64_t at_ms, uint64_t lsn) {
@@ -151,7 +181,7 @@ void HealthPoller::run(size_t index) {
       if (wait(kRetryInterval)) break;
       continue;
     }
-    if (wait(kPollInterval)) break;
+    if (wait_for_next_poll()) break;
   }
   if (conn != nullptr) PQfinish(conn);
 }

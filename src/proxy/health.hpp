@@ -1,5 +1,7 @@
 // HealthPoller: each node's health, role and WAL position as the proxy sees them — one polling
 // thread per node (off the worker threads), results in atomics the workers read without locks.
+// Polls are fast (kPollInterval) only while someone needs fresh positions (want_fresh()): an idle
+// proxy should not spend its CPU, and the servers', on a hundred queries a second per node.
 #pragma once
 
 #include <array>
@@ -56,7 +58,9 @@ struct NodeHealth {
 class HealthPoller {
  public:
   static constexpr size_t kMaxNodes = 64;
-  static constexpr auto kPollInterval = std::chrono::milliseconds(10);
+  static constexpr auto kPollInterval = std::chrono::milliseconds(10);       // while fresh positions are wanted
+  static constexpr auto kIdlePollInterval = std::chrono::milliseconds(200);  // otherwise (well within kStaleMs)
+  static constexpr int64_t kFreshForMs = 1000;  // how long one want_fresh() keeps polls fast
   static constexpr auto kRetryInterval = std::chrono::milliseconds(1000);
 
   HealthPoller(cluster::ClusterConfig config, std::optional<cluster::Layout> layout, const TopologyWatcher& topology);
@@ -64,12 +68,24 @@ class HealthPoller {
   void start();
   void stop();
 
+  // Poll every node every kPollInterval for the next kFreshForMs, starting now: a client waits for
+  // a poll after its commit (causal reads), for a replica to catch up, or to learn what became of a
+  // primary it lost. Cheap to call often: it takes the lock only when the window is half spent.
+  void want_fresh();
+
+  // A worker could not reach a replica: it takes no reads for kDownMs, and the polls hurry to
+  // tell whether it is gone.
+  void mark_down(int index);
+  static constexpr int64_t kDownMs = 2000;
+
   // By node index in the configuration (Backend::index).
   [[nodiscard]] NodeHealth& node(int index) { return nodes_[static_cast<size_t>(index)]; }
   [[nodiscard]] const NodeHealth& node(int index) const { return nodes_[static_cast<size_t>(index)]; }
 
  private:
   void run(size_t index);
+  // Sleeps until the next poll is due; true when stopping.
+  bool wait_for_next_poll();
   void record_primary_sample(size_t index, int64_t at_ms, uint64_t lsn);
   // Since when the primary has had WAL past `replay` (ms), or nullopt when the replica has it all.
   std::optional<int64_t> behind_since(size_t primary, uint64_t replay);
@@ -88,6 +104,8 @@ class HealthPoller {
   std::mutex mutex_;
   std::condition_variable stopped_;
   bool stopping_ = false;
+  std::atomic<int64_t> fresh_until_ms_{0};
+  uint64_t fresh_generation_ = 0;  // under mutex_: bumped by want_fresh() to wake idle pollers
 };
 
 }  // namespace pgfleet::proxy

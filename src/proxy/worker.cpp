@@ -170,9 +170,7 @@ void Pool::on_login_failed(ServerConn* server, const std::string& sqlstate, cons
   last_login_failure_ = worker_.loop().now();
   if (!node_.empty()) {
     // A replica we cannot log in to takes no reads for a while; its clients go to the primary.
-    if (server->backend().index >= 0 && worker_.shared().health != nullptr) {
-      worker_.shared().health->node(server->backend().index).down_until_ms.store(steady_ms() + 2000);
-    }
+    if (worker_.shared().health != nullptr) worker_.shared().health->mark_down(server->backend().index);
     redirect_waiters("cannot log in to " + node_ + ": " + message);
     return;
   }

@@ -114,7 +114,7 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
        "p99_xact_us|total_errors"},
       {"CLIENTS", "pid|user|database|state|addr|application_name|server|connect_seconds|worker"},
       {"SERVERS", "id|user|database|state|backend|backend_pid|connect_seconds|prepared_statements|worker"},
-      {"NODES", "name|host|port|role|healthy|lsn|lag_bytes|lag_ms|read_weight|statements"},
+      {"NODES", "name|host|port|role|healthy|lsn|lag_bytes|lag_ms|read_weight|statements|polls"},
       {"ROUTING", "reason|target|statements"},
       {"CONFIG", "key|value"},
       {"HELP", "command"},

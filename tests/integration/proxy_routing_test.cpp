@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <set>
@@ -481,6 +482,38 @@ TEST_F(ProxyRouting, PrimaryReadWeightGivesThePrimaryAShareOfReads) {
   EXPECT_EQ(read_ports(again, 30).count(port_of(1)), 0u) << "primary_read_weight 0 still sends reads to the primary";
 }
 
+TEST_F(ProxyRouting, HealthPollsAreFastOnlyWhileAClientNeedsThem) {
+  ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
+  auto polls = [&] {
+    std::map<std::string, int64_t> out;
+    auto nodes = query_table(cluster().admin_uri(), "SHOW NODES");
+    for (size_t i = 0; i < nodes.rows.size(); ++i) out[nodes.at(i, "name")] = std::stoll(nodes.at(i, "polls"));
+    return out;
+  };
+  auto polls_during = [&](std::chrono::milliseconds d, const std::function<void()>& action = {}) {
+    auto before = polls();
+    if (action) action();
+    std::this_thread::sleep_for(d);
+    auto after = polls();
+    std::map<std::string, int64_t> delta;
+    for (const auto& [name, n] : after) delta[name] = n - before[name];
+    return delta;
+  };
+  // Idle (no client has written for a while): about 5 polls a second per node, not 100.
+  std::this_thread::sleep_for(1500ms);
+  auto idle = polls_during(2000ms);
+  ASSERT_EQ(idle.size(), 3u);
+  for (const auto& [name, n] : idle) {
+    EXPECT_GE(n, 3) << name << " is not polled while idle";
+    EXPECT_LE(n, 30) << name << " is polled too often while the proxy is idle";
+  }
+  // A client's write makes them fast (its reads wait for the replicas to be seen past it).
+  auto c = connect_or_throw(rw());
+  sql(primary_port(), "CREATE TABLE IF NOT EXISTS rt_polls (id int)");
+  auto busy = polls_during(600ms, [&] { (void)value(c, "INSERT INTO rt_polls VALUES (1) RETURNING id"); });
+  for (const auto& [name, n] : busy) EXPECT_GE(n, 15) << name << " is not polled fast after a client's write";
+}
+
 TEST_F(ProxyRouting, StoppedReplicasGetNoReadsAndTheReplicasPortSaysSo) {
   ASSERT_NO_FATAL_FAILURE(wait_replicas_ready());
   size_t log_before = read_text(cluster().proxy_log()).size();
@@ -490,6 +523,16 @@ TEST_F(ProxyRouting, StoppedReplicasGetNoReadsAndTheReplicasPortSaysSo) {
   ASSERT_EQ(::kill(static_cast<pid_t>(agent3), SIGTERM), 0);
   ASSERT_TRUE(eventually([&] { return !process_alive(agent3); }, 60s));
   EXPECT_EQ(node_state("node3"), "stopped");
+  // The proxy learns it from the DCS or from its polls within a moment (a read sent there before
+  // would be answered by the primary, without an error); from then on:
+  auto proxy_calls_healthy = [&](const std::string& node) {
+    auto nodes = query_table(cluster().admin_uri(), "SHOW NODES");
+    for (size_t i = 0; i < nodes.rows.size(); ++i) {
+      if (nodes.at(i, "name") == node) return nodes.at(i, "healthy") == "yes";
+    }
+    return false;
+  };
+  ASSERT_TRUE(eventually([&] { return !proxy_calls_healthy("node3"); }, 5s)) << "SHOW NODES still calls node3 healthy";
   auto c = connect_or_throw(rw());
   // No read reaches node3 (a read that did would fail there and be retried: count where they ran).
   EXPECT_EQ(read_ports(c, 30), (std::map<std::string, int>{{port_of(2), 30}}));
