@@ -294,7 +294,8 @@ std::string render_table(const ClusterStatus& status) {
         dash(n.received_lsn), dash(n.replayed_lsn), n.lag_bytes ? std::to_string(*n.lag_bytes) : "-",
         n.lag_seconds ? fmt::format("{:.1f}", *n.lag_seconds) : "-", dash(n.sync_state), n.port,
         n.pid == 0 ? "-" : std::to_string(n.pid), human_duration(n.uptime_seconds));
-    if (!n.last_error.empty() && n.state != "running" && n.state != "streaming") {
+    // A healthy agent clears its error every loop: one still there is current (e.g. a lost slot).
+    if (!n.last_error.empty()) {
       out += fmt::format("         last error: {}\n", n.last_error);
     }
   }

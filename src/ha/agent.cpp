@@ -306,8 +306,20 @@ class Agent {
     }
     member_.postmaster_pid = postmaster_;
     member_.last_error.clear();
+    if (member_.role == "primary") report_lost_slots();
     if (Clock::now() - started_at_ > 10s) backoff_ = 0s;  // healthy for a while: crash restarts are immediate again
     set_state(member_.role == "replica" && member_.wal_receiver_streaming ? "streaming" : "running");
+  }
+
+  // A slot that fell further behind than max_slot_wal_keep_size lost its WAL: its replica cannot
+  // stream again until it is rebuilt. Say so where the operator looks (status, the agent's log).
+  void report_lost_slots() {
+    auto r = conn_->query("SELECT slot_name FROM pg_replication_slots WHERE wal_status = 'lost' ORDER BY 1");
+    if (!r || r->empty()) return;
+    std::string names;
+    for (const auto& row : *r) names += (names.empty() ? "" : ", ") + row[0].value_or("?");
+    note_error("replication slot " + names + " lost the WAL its replica needs (it fell more than "
+               "max_slot_wal_keep_size behind): rebuild that replica with `pgfleet reinit <node>`");
   }
 
   NodeView node_view(const ClusterView& view) const {

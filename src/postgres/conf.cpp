@@ -43,6 +43,10 @@ std::string render_node_conf(const cluster::ClusterConfig& config, const cluster
   out += fmt::format("max_wal_senders = {}\n", senders);
   out += fmt::format("max_replication_slots = {}\n", senders);
   out += "wal_keep_size = '512MB'\n";
+  // A replica that stays down keeps its slot: without a bound its WAL would fill the primary's
+  // disk and stop the whole cluster. Past this the slot is lost and that replica needs a
+  // `pgfleet reinit` (the primary's agent says so); `postgresql:` in pgfleet.yaml can change it.
+  out += "max_slot_wal_keep_size = '8GB'\n";
   out += "wal_sender_timeout = '10s'\n";
   out += "wal_receiver_timeout = '10s'\n";
   out += "wal_receiver_status_interval = '1s'\n";

@@ -1,4 +1,6 @@
 // `pgfleet reinit <replica>`: rebuild a replica whose data was lost; never the primary.
+#include <signal.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -96,6 +98,55 @@ TEST_F(ReinitTest, UpRebuildsAReplicaWhoseDataIsMissing) {
   EXPECT_EQ(str(n, "state"), "streaming") << n.dump(2);
   std::string node3 = node_url("node3");
   EXPECT_TRUE(eventually([&] { return sql_value(node3, "SELECT count(*) FROM precious") == "1"; }, 10s));
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// A replica down for long holds its slot: max_slot_wal_keep_size (8GB by default, small here) caps
+// the WAL kept for it, the primary's agent names the lost slot, and reinit makes the replica stream again.
+TEST_F(ReinitTest, ASlotPastMaxSlotWalKeepSizeIsReportedAndReinitRebuildsItsReplica) {
+  write_text(tmp_ + "/config.yaml", "postgresql:\n  max_slot_wal_keep_size: '32MB'\n  wal_keep_size: '0'\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "1"}));
+  std::string primary = url({"--primary"});
+  EXPECT_EQ(sql_value(primary, "SHOW max_slot_wal_keep_size"), "32MB");
+  sql(primary, "CREATE TABLE wal_filler (id int, v text)");
+
+  // node2 goes down (its agent stops it) while the primary writes ~100 MB of WAL.
+  auto agent2 = static_cast<pid_t>(num(node_status("node2"), "agent_pid"));
+  ASSERT_EQ(::kill(agent2, SIGTERM), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(agent2); }, 60s));
+  for (int i = 0; i < 7; ++i) {
+    sql(primary, "INSERT INTO wal_filler SELECT g, 'row' FROM generate_series(1, 1000) g");
+    sql(primary, "SELECT pg_switch_wal()");
+  }
+  ASSERT_TRUE(eventually(
+      [&] {
+        sql(primary, "CHECKPOINT");
+        return sql_value(primary, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'node2'") == "lost";
+      },
+      30s))
+      << "the slot kept its WAL past max_slot_wal_keep_size";
+  // The primary's agent says which replica needs a rebuild, in status and its text form.
+  EXPECT_TRUE(eventually(
+      [&] { return str(node_status("node1"), "last_error").find("replication slot node2 lost") != std::string::npos; },
+      15s))
+      << node_status("node1").dump(2);
+  auto text = pgfleet({"status"});
+  EXPECT_NE(text.output.find("pgfleet reinit <node>"), std::string::npos) << text.output;
+
+  // reinit copies node2 afresh with a new slot; it streams again and has every row.
+  auto r = pgfleet({"reinit", "node2", "--timeout", "120"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(str(node_status("node2"), "state"), "streaming");
+  EXPECT_EQ(sql_value(primary, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'node2'"), "reserved");
+  sql(primary, "INSERT INTO wal_filler VALUES (-1, 'after the rebuild')");
+  EXPECT_TRUE(eventually([&] { return sql_value(node_url("node2"), "SELECT count(*) FROM wal_filler") == "7001"; }, 15s));
+  EXPECT_TRUE(eventually([&] { return str(node_status("node1"), "last_error").empty(); }, 15s))
+      << "the lost-slot error outlived the rebuild: " << node_status("node1").dump(2);
 }
 
 }  // namespace
