@@ -42,30 +42,13 @@ std::string quote_literal(std::string_view value) {
   return out + "'";
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Splits "word rest": the next identifier-like word (lowercased) and what follows, trimmed.
-std::pair<std::string, std::string_view> next_word(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  size_t start = i;
-  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' || s[i] == '.')) ++i;
-  return {lower(s.substr(start, i - start)), s.substr(i)};
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.front())))) s.remove_prefix(1);
-  while (!s.empty() && (std::isspace(static_cast<unsigned char>(s.back())) || s.back() == ';')) s.remove_suffix(1);
-  return s;
-}
+std::string lower(std::string_view s) { return sql::lower_ascii(s); }
+using sql::next_word;
+std::string_view trim(std::string_view s) { return sql::trim_statement(s); }
 
 // The statements of a simple query, split at semicolons outside quotes, dollar quotes and comments.
 // Cheap test before split_statements/track_set: whether some statement of `sql` may start with
-// SET, RESET or DISCARD (or a comment, then it is looked at properly). Runs on every query.
+// SET, RESET, DISCARD or DEALLOCATE (or a comment, then it is looked at properly). Runs on every query.
 bool mentions_session_verb(std::string_view sql) {
   auto starts_with_word = [](std::string_view text, std::string_view word) {
     if (text.size() < word.size()) return false;
@@ -81,7 +64,7 @@ bool mentions_session_verb(std::string_view sql) {
     if (at == std::string_view::npos) return false;
     auto rest = sql.substr(at);
     if (rest[0] == '/' || rest[0] == '-' || starts_with_word(rest, "set") || starts_with_word(rest, "reset") ||
-        starts_with_word(rest, "discard")) {
+        starts_with_word(rest, "discard") || starts_with_word(rest, "deallocate")) {
       return true;
     }
     pos = sql.find(';', at);  // a ';' inside a literal only costs a closer look
@@ -137,7 +120,8 @@ std::optional<bool> may_set_session(std::string_view query, bool complete) {
   while (at < query.size() && std::isspace(static_cast<unsigned char>(query[at]))) ++at;
   if (at + 8 > query.size() && !complete) return std::nullopt;
   auto word = lower(query.substr(at, 8));
-  return word.starts_with("set") || word.starts_with("reset") || word.starts_with("discard");
+  return word.starts_with("set") || word.starts_with("reset") || word.starts_with("discard") ||
+         word.starts_with("dealloca");
 }
 
 // Whether an extended-protocol message must be decoded: it names a statement, or (unnamed
@@ -573,46 +557,46 @@ uint64_t ClientConn::session_fingerprint() {
   return fingerprint_;
 }
 
-std::string ClientConn::session_sync_sql(ServerConn& server) {
+std::vector<std::pair<std::string, std::string>> ClientConn::session_sync_statements(ServerConn& server) {
+  std::vector<std::pair<std::string, std::string>> out;
   // Same client, nothing changed since it last used this server: nothing to do (the common case).
-  if (server.synced_client == pid_ && server.synced_generation == session_generation_) return "";
+  if (server.synced_client == pid_ && server.synced_generation == session_generation_) return out;
   server.synced_client = pid_;
   server.synced_generation = session_generation_;
   // Left by a client whose session looked exactly like this one's (same startup parameters,
   // same SETs — most clients of an application): nothing to do either.
   uint64_t fingerprint = session_fingerprint();
-  if (server.state_fingerprint == fingerprint) return "";
+  if (server.state_fingerprint == fingerprint) return out;
   server.state_fingerprint = fingerprint;  // true once the statements below have run
-  std::string sql;
   for (const auto& [name, value] : wanted_params_) {
     if (!is_tracked(name)) continue;
     auto it = server.parameters().find(name);
     if (it == server.parameters().end() || it->second != value) {
-      sql += fmt::format("SET {} = {};", name, quote_literal(value));
+      out.emplace_back("", fmt::format("SET {} = {}", name, quote_literal(value)));
     }
   }
   for (const auto& [name, value] : set_vars_) {
     auto it = server.applied_sets.find(name);
     if (value == "DEFAULT") {
       if (it != server.applied_sets.end()) {
-        sql += "RESET " + name + ";";
+        out.emplace_back("", "RESET " + name);
         server.applied_sets.erase(it);
       }
     } else if (it == server.applied_sets.end() || it->second != value) {
-      sql += fmt::format("SET {} = {};", name, value);
+      out.emplace_back(name, fmt::format("SET {} = {}", name, value));
       server.applied_sets[name] = value;
     }
   }
   for (auto it = server.applied_sets.begin(); it != server.applied_sets.end();) {
     auto mine = set_vars_.find(it->first);
     if (mine == set_vars_.end() || mine->second == "DEFAULT") {
-      sql += "RESET " + it->first + ";";
+      out.emplace_back("", "RESET " + it->first);
       it = server.applied_sets.erase(it);
     } else {
       ++it;
     }
   }
-  return sql;
+  return out;
 }
 
 void ClientConn::server_parameter(const std::string& name, const std::string& value) {
@@ -624,48 +608,68 @@ void ClientConn::server_parameter(const std::string& name, const std::string& va
   }
 }
 
-// SET/RESET in a simple query: remembered so they follow the client to other server connections.
-// Reported parameters are tracked from ParameterStatus instead; SET LOCAL and transaction
-// characteristics end with the transaction and need nothing.
-void ClientConn::track_set(std::string_view sql) {
-  auto [verb, rest] = next_word(sql);
-  if (verb == "set" || verb == "reset" || verb == "discard") ++session_generation_;
-  if (verb == "set") {
-    auto [name, after] = next_word(rest);
-    if (name == "local" || name == "transaction" || name == "constraints" || name == "role" ||
-        name == "session_authorization") {
+// SET/RESET/DISCARD/DEALLOCATE: remembered so they follow the client to other server connections,
+// once their transaction has committed. Reported parameters are tracked from ParameterStatus
+// instead; SET LOCAL and transaction characteristics end with the transaction and need nothing.
+void ClientConn::track_set(std::string_view sql, uint64_t batch) {
+  if (auto change = sql::parse_session_change(sql)) pending_changes_.push_back({batch, std::move(*change)});
+}
+
+void ClientConn::command_completed(std::span<const uint8_t> body) {
+  std::string_view tag(reinterpret_cast<const char*>(body.data()), body.size());
+  rolled_back_ = tag.starts_with("ROLLBACK");
+}
+
+void ClientConn::conclude_changes() {
+  uint64_t done = server_->syncs_done;
+  while (!pending_changes_.empty() && pending_changes_.front().batch <= done) {
+    tx_changes_.push_back(std::move(pending_changes_.front().change));
+    pending_changes_.pop_front();
+  }
+  if (server_->tx_status == 'E') {
+    tx_changes_.clear();  // the transaction failed: PostgreSQL undoes its SETs
+  } else if (server_->tx_status == 'I') {
+    if (!transaction_failed_ && !rolled_back_) {
+      for (const auto& change : tx_changes_) apply_change(change);
+    }
+    tx_changes_.clear();
+    transaction_failed_ = false;
+    rolled_back_ = false;
+  }
+}
+
+void ClientConn::apply_change(const sql::SessionChange& change) {
+  using Kind = sql::SessionChange::Kind;
+  ++session_generation_;
+  const std::string& name = change.name;
+  switch (change.kind) {
+    case Kind::kSet:
+      if (is_tracked(name)) return;
+      set_vars_[name] = change.value;
+      server_->applied_sets[name] = change.value;
+      if (name == "default_transaction_read_only") {
+        auto v = lower(change.value);
+        if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
+        routing_.default_read_only = v == "on" || v == "true" || v == "1" || v == "yes";
+      }
       return;
-    }
-    if (name == "session") {
-      auto [real, after2] = next_word(after);
-      if (real == "characteristics" || real == "authorization") return;
-      name = real;
-      after = after2;
-    }
-    if (name.empty() || is_tracked(name)) return;
-    auto value = trim(after);
-    auto [to, value_rest] = next_word(value);
-    if (to == "to") value = trim(value_rest);
-    else if (!value.empty() && value.front() == '=') value = trim(value.substr(1));
-    else return;
-    set_vars_[name] = lower(value) == "default" ? "DEFAULT" : std::string(value);
-    if (name == "default_transaction_read_only") {
-      auto v = lower(value);
-      if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
-      routing_.default_read_only = v == "on" || v == "true" || v == "1" || v == "yes";
-    }
-    if (server_ != nullptr) server_->applied_sets[name] = set_vars_[name];
-    if (server_ != nullptr && set_vars_[name] == "DEFAULT") server_->applied_sets.erase(name);
-  } else if (verb == "reset" || verb == "discard") {
-    auto [name, after] = next_word(rest);
-    if (name == "all" || name == "default_transaction_read_only") routing_.default_read_only = false;
-    if (name == "all") {
-      for (auto& [n, v] : set_vars_) v = "DEFAULT";
-      if (server_ != nullptr) server_->applied_sets.clear();
-    } else if (verb == "reset" && !name.empty()) {
+    case Kind::kReset:
       set_vars_[name] = "DEFAULT";
-      if (server_ != nullptr) server_->applied_sets.erase(name);
-    }
+      server_->applied_sets.erase(name);
+      if (name == "default_transaction_read_only") routing_.default_read_only = false;
+      return;
+    case Kind::kResetAll:
+    case Kind::kDiscardAll:
+      for (auto& [n, v] : set_vars_) v = "DEFAULT";
+      server_->applied_sets.clear();
+      routing_.default_read_only = false;
+      if (change.kind == Kind::kResetAll) return;
+      [[fallthrough]];
+    case Kind::kDeallocateAll:
+      // Gone on this server, for every client that prepared there, and for this client.
+      server_->prepared.clear();
+      prepared_.clear();
+      return;
   }
 }
 
@@ -691,7 +695,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
   switch (type) {
     case 'Q':
       if (auto q = protocol::query_text(body); q && mentions_session_verb(*q)) {
-        for (auto statement : split_statements(*q)) track_set(statement);
+        for (auto statement : split_statements(*q)) track_set(statement, server.syncs_sent);
       }
       break;
     case 'P': {
@@ -699,13 +703,13 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
       if (!parse || parse->statement.empty()) {
         // An unnamed SET/RESET (JDBC): tracked like a simple query's, so it follows the client.
         if (parse) {
-          for (auto statement : split_statements(parse->query)) track_set(statement);
+          for (auto statement : split_statements(parse->query)) track_set(statement, server.syncs_sent + 1);
         }
         server.expected.push_back({'1', false, "", server.syncs_sent, ""});
         break;
       }
       if (mentions_session_verb(parse->query)) {
-        for (auto statement : split_statements(parse->query)) track_set(statement);
+        for (auto statement : split_statements(parse->query)) track_set(statement, server.syncs_sent + 1);
       }
       if (prepared_.contains(parse->statement)) {
         protocol::Parse failing{"pgfleet_duplicate", std::string(kDuplicateMarker), {}};
@@ -920,6 +924,7 @@ bool ClientConn::forward_one() {
 
 void ClientConn::ready_for_query_seen(Clock::time_point now) {
   if (server_ == nullptr) return;
+  if (!pending_changes_.empty() || !tx_changes_.empty() || transaction_failed_ || rolled_back_) conclude_changes();
   if (server_->tx_status == 'I' && server_->outstanding <= 0) {
     ++pool_->stats.transactions;
     if (query_started_ != Clock::time_point{}) {
@@ -983,6 +988,11 @@ void ClientConn::on_server_released() {
 }
 
 void ClientConn::on_server_lost(const std::string& message) {
+  // SETs of a transaction the server did not finish died with it (a retried read re-tracks its own).
+  pending_changes_.clear();
+  tx_changes_.clear();
+  transaction_failed_ = false;
+  rolled_back_ = false;
   if (retry_armed_ && server_ != nullptr && server_->pool().is_replica() && !retry_.empty()) {
     // The replica died before answering an autocommit read: mark it down, send the read again
     // (to another replica or the primary), ahead of whatever the client sent after it.
@@ -1359,8 +1369,7 @@ void ClientConn::close(const std::string& reason) {
     server_ = nullptr;
     if (server->reusable() && stream_remaining_ == 0) {
       if (pool_->mode() == cluster::PoolMode::Session) {
-        server->send(protocol::encode(protocol::Query{"DISCARD ALL"}));  // server_reset_query
-        ++server->swallow_ready;
+        server->inject("DISCARD ALL");  // server_reset_query
         server->applied_sets.clear();
         server->prepared.clear();
         server->state_fingerprint = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "proxy/send_batch.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/transport.hpp"
+#include "sql/session_change.hpp"
 
 namespace pgfleet::proxy {
 
@@ -66,8 +68,14 @@ class ClientConn final : public IoHandler, public BatchedSender {
   void pause_reading(bool paused);
   // A server reported a parameter while serving this client.
   void server_parameter(const std::string& name, const std::string& value);
-  // Statements to run on `server` before this client's messages so its session matches (SET ...).
-  [[nodiscard]] std::string session_sync_sql(ServerConn& server);
+  // Statements to run on `server` before this client's messages so its session matches (SET ...),
+  // each with the SET name it restores ("" for a reported parameter or a RESET).
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> session_sync_statements(ServerConn& server);
+  // The attached server's ErrorResponse and CommandComplete: whether the transaction that ran
+  // this client's SETs committed (see pending_changes_).
+  void server_error_seen() { transaction_failed_ = true; }
+  [[nodiscard]] bool awaits_transaction_outcome() const { return !pending_changes_.empty() || !tx_changes_.empty(); }
+  void command_completed(std::span<const uint8_t> body);
   // A hash of the session state above (tracked parameters and SETs), cached per generation.
   uint64_t session_fingerprint();
   // The auth keys that let the pool log in to servers as this client's user.
@@ -139,7 +147,11 @@ class ClientConn final : public IoHandler, public BatchedSender {
   bool forward_one();  // false: stop processing for now
   void ensure_prepared(const Prepared& statement);
   void forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
-  void track_set(std::string_view sql);
+  // A SET/RESET/DISCARD ALL/DEALLOCATE ALL in `sql`, concluded by the server's ReadyForQuery
+  // number `batch` (ServerConn::syncs_done once it has answered it).
+  void track_set(std::string_view sql, uint64_t batch);
+  void apply_change(const sql::SessionChange& change);
+  void conclude_changes();  // at each ReadyForQuery of the attached server
   void handle_admin_query(std::string_view sql);
   void wait_for_pause();
   protocol::Bytes pause_reply_;
@@ -199,6 +211,17 @@ class ClientConn final : public IoHandler, public BatchedSender {
   std::map<std::string, std::string> wanted_params_;  // reported parameters (ParameterStatus)
   std::map<std::string, std::string> set_vars_;       // SET name -> value text ("DEFAULT" = reset)
   uint64_t session_generation_ = 1;                   // bumped whenever the two maps above change
+  // Changes the client sent, applied to the maps above only once their transaction committed:
+  // a SET that failed, or ran in a transaction that failed or rolled back, does not follow the
+  // client (PostgreSQL undid it). A ROLLBACK TO SAVEPOINT counts only if the transaction ends there.
+  struct PendingChange {
+    uint64_t batch;
+    sql::SessionChange change;
+  };
+  std::deque<PendingChange> pending_changes_;   // sent, their batch not answered yet
+  std::vector<sql::SessionChange> tx_changes_;  // answered inside a transaction still open
+  bool transaction_failed_ = false;             // an error since the transaction began
+  bool rolled_back_ = false;                    // the last command completed was a ROLLBACK
   uint64_t fingerprint_ = 0, fingerprint_generation_ = 0;
   std::map<std::string, Prepared, std::less<>> prepared_;
 

@@ -323,11 +323,14 @@ void ServerConn::attach(ClientConn* client) {
     last_client_pid = client->pid();
     last_client = client->user() + "@" + client->database();
   }
-  std::string sql = client->session_sync_sql(*this);
-  if (!sql.empty()) {
-    send(protocol::encode(protocol::Query{sql}));
-    ++swallow_ready;
-  }
+  // One Query each: a statement that fails here (a setting this server rejects) loses only itself.
+  for (auto& [name, sql] : client->session_sync_statements(*this)) inject(std::move(sql), std::move(name));
+}
+
+void ServerConn::inject(std::string sql, std::string restores) {
+  send(protocol::encode(protocol::Query{std::move(sql)}));
+  ++swallow_ready;
+  injected_restores.push_back(std::move(restores));
 }
 
 void ServerConn::detach() {
@@ -360,7 +363,8 @@ void ServerConn::process_forwarding() {
     }
     char t = header->type;
     bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener ||
-                   (t == 'T' && client_ != nullptr && client_->retry_armed() && header->total_length() <= 64 * 1024);
+                   (t == 'T' && client_ != nullptr && client_->retry_armed() && header->total_length() <= 64 * 1024) ||
+                   (t == 'C' && client_ != nullptr && client_->awaits_transaction_outcome());
     if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
       // Pass through by length, as much as is here; the rest follows as it arrives.
       size_t n = std::min(header->total_length(), in_.size());
@@ -402,10 +406,25 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
     if (type == 'E') {
       state_fingerprint = 0;  // the session was not restored as intended
       auto err = protocol::decode_error_response(body);
-      log::warn("server {}: a statement restoring {}'s session failed: {}", id_, last_client,
-                err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : "?");
-    } else if (type == 'Z' && --swallow_ready == 0 && client_ == nullptr) {
-      pool_.release(this);  // a reset finished while the server was already back in its pool
+      std::string message = err ? std::string(protocol::field_value(err->fields, protocol::field::kMessage)) : "?";
+      std::string restores = injected_restores.empty() ? "" : injected_restores.front();
+      log::warn("server {}: a statement restoring {}'s session failed: {}", id_, last_client, message);
+      if (!restores.empty()) {
+        applied_sets.erase(restores);
+        // The client's statements run without its setting: say so rather than stay silent.
+        if (client_ != nullptr) {
+          protocol::NoticeResponse notice{
+              protocol::error_response("WARNING", "01000",
+                                       fmt::format("pgfleet could not apply this session's {} on the server "
+                                                   "connection it got: {}",
+                                                   restores, message))
+                  .fields};
+          client_->send(protocol::encode(notice));
+        }
+      }
+    } else if (type == 'Z') {
+      if (!injected_restores.empty()) injected_restores.pop_front();
+      if (--swallow_ready == 0 && client_ == nullptr) pool_.release(this);  // a reset finished in the pool
     }
     return;
   }
@@ -427,6 +446,7 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       client_->ready_for_query_seen(worker_.loop().now());
       return;
     case 'E': {
+      client_->server_error_seen();
       if (client_->retry_armed() && pool_.is_replica()) {
         // A replica shutting down (FATAL 57P01...) before answering a read: the client hears
         // nothing of it, the read is retried once the connection closes.
@@ -489,6 +509,9 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       break;
     case 'T':
       if (client_->retry_armed()) return client_->send_row_description(whole);
+      break;
+    case 'C':
+      if (client_->awaits_transaction_outcome()) client_->command_completed(body);
       break;
     default:
       break;

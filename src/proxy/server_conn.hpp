@@ -79,6 +79,9 @@ class ServerConn final : public IoHandler, public BatchedSender {
   // then closes, the client hears why (a failover) instead, or this error if nothing moved.
   std::vector<uint8_t> held_fatal;
   int swallow_ready = 0;    // replies of injected queries to drop, counted in ReadyForQuery
+  // Sends a statement of the proxy's own whose reply the client does not see. `restores`: the SET
+  // name it applies for a client (an error then forgets it in applied_sets and warns the client).
+  void inject(std::string sql, std::string restores = "");
   uint64_t syncs_sent = 0, syncs_done = 0;
   // Replies the client must not see (or must, in order) for Parse/Close we sent: '1' or '3'.
   struct Expected {
@@ -93,6 +96,7 @@ class ServerConn final : public IoHandler, public BatchedSender {
   std::deque<Expected> expected;
   std::vector<std::string> prepared;              // server-side statement names, oldest first
   std::map<std::string, std::string> applied_sets;  // SET name -> value applied by clients
+  std::deque<std::string> injected_restores;        // per injected statement not yet answered
   std::string last_client;  // user@db of the last client (for SHOW SERVERS)
   bool listener = false;    // the worker's LISTEN connection for a database, never lent to clients
   int32_t synced_client = 0;        // client whose session state this server carries...

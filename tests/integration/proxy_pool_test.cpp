@@ -387,6 +387,104 @@ TEST_F(ProxyPoolOfOneTest, SetSentWithTheExtendedProtocolStaysWithItsClient) {
   EXPECT_EQ(value(a, "SHOW search_path"), "pg_catalog, extended_a") << "A lost its SET (extended protocol)";
 }
 
+// Only SETs that took effect follow a client: PostgreSQL undoes a SET that failed, or that ran in
+// a transaction that failed or rolled back, and so does the proxy's copy of the session.
+TEST_F(ProxyPoolOfOneTest, FailedAndRolledBackSetsDoNotFollowTheClient) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const std::string default_path = value(b, "SHOW search_path");
+  ASSERT_TRUE(query_with_deadline(a, "SET search_path = pg_catalog, kept_a").ok());
+  EXPECT_FALSE(query_with_deadline(a, "SET work_mem = 'bogus'").ok());
+  EXPECT_FALSE(query_with_deadline(a, "SET lock_timeout = '1s'; SELECT 1/0").ok()) << "an implicit transaction";
+  ASSERT_TRUE(query_with_deadline(a, "BEGIN; SET statement_timeout = '7s'; ROLLBACK").ok());
+  ASSERT_TRUE(query_with_deadline(a, "BEGIN").ok());
+  ASSERT_TRUE(query_with_deadline(a, "SET idle_in_transaction_session_timeout = '8s'").ok());
+  EXPECT_FALSE(query_with_deadline(a, "SELECT no_such_column FROM pg_class").ok());
+  ASSERT_TRUE(query_with_deadline(a, "COMMIT").ok());  // of a failed transaction: a rollback
+  ASSERT_TRUE(query_with_deadline(a, "BEGIN; SET maintenance_work_mem = '77MB'; COMMIT").ok());
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    // B's turn on the one server connection, with settings of its own, then A's again.
+    ASSERT_TRUE(query_with_deadline(b, "SET statement_timeout = '9s'").ok());
+    ASSERT_TRUE(query_with_deadline(b, "SET work_mem = '5MB'").ok());
+    EXPECT_EQ(value(b, "SHOW search_path"), default_path);
+    EXPECT_EQ(value(a, "SHOW search_path"), "pg_catalog, kept_a") << "a good SET was lost with a bad one";
+    EXPECT_EQ(value(a, "SHOW work_mem"), "4MB");
+    EXPECT_EQ(value(a, "SHOW lock_timeout"), "0");
+    EXPECT_EQ(value(a, "SHOW statement_timeout"), "0") << "a rolled-back SET followed the client";
+    EXPECT_EQ(value(a, "SHOW idle_in_transaction_session_timeout"), "0") << "a SET of a failed transaction followed";
+    EXPECT_EQ(value(a, "SHOW maintenance_work_mem"), "77MB") << "a committed SET was lost";
+    EXPECT_EQ(value(b, "SHOW statement_timeout"), "9s");
+    EXPECT_EQ(value(b, "SHOW maintenance_work_mem"), "64MB");
+  }
+}
+
+// SET ROLE is session state like any SET: it stays with the client that ran it and never reaches
+// the next client of the server connection.
+TEST_F(ProxyPoolOfOneTest, SetRoleStaysWithItsClient) {
+  sql(cluster().primary_uri(), "DROP ROLE IF EXISTS pool_role_a; CREATE ROLE pool_role_a; "
+                               "DROP ROLE IF EXISTS pool_role_gone; CREATE ROLE pool_role_gone");
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const std::string login = value(b, "SELECT current_user");
+  ASSERT_TRUE(query_with_deadline(a, "SET ROLE pool_role_a").ok());
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    EXPECT_EQ(value(b, "SELECT current_user"), login) << "A's role leaked to B";
+    EXPECT_EQ(value(a, "SELECT current_user"), "pool_role_a");
+  }
+  ASSERT_TRUE(query_with_deadline(a, "RESET ROLE").ok());
+  EXPECT_EQ(value(b, "SELECT current_user"), login);
+  EXPECT_EQ(value(a, "SELECT current_user"), login);
+
+  // A setting that cannot be applied again (its role was dropped meanwhile): the client is warned.
+  ASSERT_TRUE(query_with_deadline(a, "SET ROLE pool_role_gone").ok());
+  EXPECT_EQ(value(b, "SELECT current_user"), login);
+  sql(cluster().primary_uri(), "DROP ROLE pool_role_gone");
+  std::string notices;
+  PQsetNoticeProcessor(
+      a.raw(), [](void* out, const char* message) { *static_cast<std::string*>(out) += message; }, &notices);
+  EXPECT_EQ(value(a, "SELECT current_user"), login);
+  EXPECT_NE(notices.find("could not apply this session's role"), std::string::npos) << notices;
+  PQsetNoticeProcessor(a.raw(), nullptr, nullptr);
+}
+
+// DISCARD ALL (Npgsql sends it when it returns a connection to its own pool) drops every prepared
+// statement of the server connection: other clients' statements are prepared there again.
+TEST_F(ProxyPoolOfOneTest, DiscardAllOfOneClientLeavesOthersPreparedStatementsWorking) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  PGresult* r = PQprepare(a.raw(), "a_stmt", "SELECT $1::int + 1", 1, nullptr);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  r = PQprepare(b.raw(), "b_stmt", "SELECT $1::int * 2", 1, nullptr);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  ASSERT_TRUE(query_with_deadline(b, "DISCARD ALL").ok());
+  const char* one[] = {"41"};
+  r = PQexecPrepared(a.raw(), "a_stmt", 1, one, nullptr, nullptr, 0);
+  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << "A's statement after B's DISCARD ALL: " << PQresultErrorMessage(r);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    EXPECT_STREQ(PQgetvalue(r, 0, 0), "42");
+  }
+  PQclear(r);
+  // B's own statements are gone for B, as PostgreSQL would have it.
+  r = PQexecPrepared(b.raw(), "b_stmt", 1, one, nullptr, nullptr, 0);
+  EXPECT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+  EXPECT_NE(std::string(PQresultErrorMessage(r)).find("does not exist"), std::string::npos) << PQresultErrorMessage(r);
+  PQclear(r);
+  r = PQprepare(b.raw(), "b_stmt", "SELECT $1::int * 3", 1, nullptr);
+  EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << "B cannot prepare its name again: " << PQresultErrorMessage(r);
+  PQclear(r);
+  ASSERT_TRUE(query_with_deadline(a, "DEALLOCATE ALL").ok());
+  r = PQexecPrepared(b.raw(), "b_stmt", 1, one, nullptr, nullptr, 0);
+  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << "B's statement after A's DEALLOCATE ALL: " << PQresultErrorMessage(r);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    EXPECT_STREQ(PQgetvalue(r, 0, 0), "123");
+  }
+  PQclear(r);
+}
+
 TEST_F(ProxyPoolOfOneTest, ClientEncodingFollowsEachClient) {
   auto latin1 = connect_or_throw(with_param(proxy(), "client_encoding=LATIN1"));
   auto utf8 = connect_or_throw(with_param(proxy(), "client_encoding=UTF8"));
