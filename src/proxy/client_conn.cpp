@@ -673,15 +673,20 @@ void ClientConn::apply_change(const sql::SessionChange& change) {
   }
 }
 
+void ClientConn::make_room_for_statement(ServerConn& server) {
+  constexpr size_t kMaxPreparedPerServer = 256;
+  auto& names = server.prepared;
+  if (names.size() < kMaxPreparedPerServer) return;
+  // Bounded cache: forget the oldest. A client still using it gets it prepared again.
+  server.send(protocol::encode(protocol::Close{protocol::Target::kStatement, names.front()}));
+  server.expected.push_back({'3', true, names.front(), server.syncs_sent, ""});
+  names.erase(names.begin());
+}
+
 void ClientConn::ensure_prepared(const Prepared& statement) {
   auto& names = server_->prepared;
   if (std::find(names.begin(), names.end(), statement.server_name) != names.end()) return;
-  constexpr size_t kMaxPreparedPerServer = 256;
-  if (names.size() >= kMaxPreparedPerServer) {  // bounded cache: forget the oldest
-    server_->send(protocol::encode(protocol::Close{protocol::Target::kStatement, names.front()}));
-    server_->expected.push_back({'3', true, names.front(), server_->syncs_sent, ""});
-    names.erase(names.begin());
-  }
+  make_room_for_statement(*server_);
   protocol::Parse parse = statement.parse;
   parse.statement = statement.server_name;
   server_->send(protocol::encode(parse));
@@ -726,6 +731,7 @@ void ClientConn::forward_inspected(char type, std::span<const uint8_t> body, std
         server.expected.push_back({'3', true, prepared.server_name, server.syncs_sent, ""});
         std::erase(names, prepared.server_name);
       }
+      make_room_for_statement(server);
       protocol::Parse renamed = *parse;
       renamed.statement = prepared.server_name;
       server.send(protocol::encode(renamed));

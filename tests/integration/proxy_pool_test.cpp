@@ -485,6 +485,32 @@ TEST_F(ProxyPoolOfOneTest, DiscardAllOfOneClientLeavesOthersPreparedStatementsWo
   PQclear(r);
 }
 
+// Each server connection keeps at most 256 of the proxy's statements, however they were prepared;
+// a statement forgotten there is prepared again when its client uses it.
+TEST_F(ProxyPoolOfOneTest, PreparedStatementsPerServerConnectionAreBounded) {
+  auto a = connect_or_throw(proxy());
+  for (int i = 0; i < 300; ++i) {
+    std::string name = "bounded_" + std::to_string(i);
+    std::string text = "SELECT " + std::to_string(i) + " + $1::int";
+    PGresult* r = PQprepare(a.raw(), name.c_str(), text.c_str(), 1, nullptr);
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << name << ": " << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  int on_server = std::stoi(value(a, "SELECT count(*) FROM pg_prepared_statements"));
+  EXPECT_LE(on_server, 256);
+  EXPECT_GE(on_server, 200);
+  const char* one[] = {"1"};
+  for (int i : {0, 299}) {
+    std::string name = "bounded_" + std::to_string(i);
+    PGresult* r = PQexecPrepared(a.raw(), name.c_str(), 1, one, nullptr, nullptr, 0);
+    EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << name << ": " << PQresultErrorMessage(r);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      EXPECT_EQ(std::string(PQgetvalue(r, 0, 0)), std::to_string(i + 1));
+    }
+    PQclear(r);
+  }
+}
+
 TEST_F(ProxyPoolOfOneTest, ClientEncodingFollowsEachClient) {
   auto latin1 = connect_or_throw(with_param(proxy(), "client_encoding=LATIN1"));
   auto utf8 = connect_or_throw(with_param(proxy(), "client_encoding=UTF8"));
