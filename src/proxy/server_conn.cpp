@@ -327,6 +327,11 @@ void ServerConn::attach(ClientConn* client) {
   for (auto& [name, sql] : client->session_sync_statements(*this)) inject(std::move(sql), std::move(name));
 }
 
+bool ServerConn::peer_address(sockaddr_storage& address, socklen_t& length) const {
+  length = sizeof address;
+  return io_.fd() >= 0 && ::getpeername(io_.fd(), reinterpret_cast<sockaddr*>(&address), &length) == 0;
+}
+
 void ServerConn::inject(std::string sql, std::string restores) {
   send(protocol::encode(protocol::Query{std::move(sql)}));
   ++swallow_ready;

@@ -2,6 +2,8 @@
 // md5), then forwarding between it and the client it is lent to.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -82,6 +84,9 @@ class ServerConn final : public IoHandler, public BatchedSender {
   // Sends a statement of the proxy's own whose reply the client does not see. `restores`: the SET
   // name it applies for a client (an error then forgets it in applied_sets and warns the client).
   void inject(std::string sql, std::string restores = "");
+  // The address this connection reached (TCP or Unix socket), for a CancelRequest to the same
+  // server; false once closed.
+  bool peer_address(sockaddr_storage& address, socklen_t& length) const;
   uint64_t syncs_sent = 0, syncs_done = 0;
   // Replies the client must not see (or must, in order) for Parse/Close we sent: '1' or '3'.
   struct Expected {

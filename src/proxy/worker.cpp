@@ -525,18 +525,19 @@ void Worker::retire_client(ClientConn* client) {
 void Worker::cancel(int32_t pid, int32_t secret) {
   ClientConn* c = client(pid);
   if (c == nullptr || c->secret() != secret || c->server() == nullptr) return;
-  Backend backend = c->server()->backend();
+  // The way the server connection went (a name resolved, IPv6, the Unix socket): the same server.
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!c->server()->peer_address(address, length)) return;
   protocol::CancelKey key = c->server()->backend_key();
   // Rare and short: a plain blocking connect on a helper thread keeps the loop free.
-  std::thread([backend, key] {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(backend.port));
-    ::inet_pton(AF_INET, backend.host.c_str(), &addr.sin_addr);
+  std::thread([address, length, key] {
+    int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
     timeval tv{2, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0) {
       auto bytes = protocol::encode(key);
       (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       char buf[1];

@@ -1,9 +1,11 @@
 // `pgfleet proxy --config FILE` on its own, outside any cluster directory and without a DCS, as a
 // user who already runs PostgreSQL servers would start it: it finds the primary by asking the
 // listed servers, pools, and follows a switchover.
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -37,7 +39,8 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
                                   "proxy:\n  unix_socket_dir: " + dir + "\n"
                                   "nodes:\n"
                                   "  - name: a\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(1)) + "\n"
-                                  "  - name: b\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(2)) + "\n");
+                                  // A host name: server connections and cancel requests resolve it.
+                                  "  - name: b\n    host: localhost\n    port: " + std::to_string(node_port(2)) + "\n");
   int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/proxy.yaml"}, dir + "/proxy.log",
                               {{"PGPASSFILE", dir + "/passfile"}});
   add_cleanup([pid] {
@@ -69,6 +72,31 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
       15s, 250ms))
       << read_text(dir + "/proxy.log");
   EXPECT_EQ(sql_value(url({"--primary"}), "SELECT count(*) FROM standalone"), "2");
+
+  // A cancel reaches the query on b (named `localhost` in the proxy's configuration).
+  {
+    PGconn* c = PQconnectdb(through(port + 1).c_str());
+    ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+    ASSERT_EQ(PQsendQuery(c, "SELECT pg_sleep(30) /* standalone cancel */"), 1);
+    EXPECT_TRUE(eventually(
+        [&] {
+          return sql_value(url({"--primary"}), "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+                                                "query LIKE 'SELECT pg_sleep(30) /* standalone cancel%'") == "1";
+        },
+        5s));
+    auto asked = std::chrono::steady_clock::now();
+    PGcancel* cancel = PQgetCancel(c);
+    char err[256] = "";
+    EXPECT_EQ(PQcancel(cancel, err, sizeof err), 1) << err;
+    PQfreeCancel(cancel);
+    PGresult* res = PQgetResult(c);  // blocks until the statement ends: at once, or after 30 s
+    const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    EXPECT_STREQ(state ? state : "(none)", "57014") << PQresultErrorMessage(res);
+    EXPECT_LT(std::chrono::steady_clock::now() - asked, 10s) << "the cancel did not reach the server";
+    PQclear(res);
+    while ((res = PQgetResult(c)) != nullptr) PQclear(res);
+    PQfinish(c);
+  }
 
   // proxy.unix_socket_dir: clients on this host can use its Unix socket.
   EXPECT_EQ(sql_value("postgresql://postgres:" + password + "@/postgres?host=" + dir + "&port=" + std::to_string(port + 1),
