@@ -833,10 +833,9 @@ void Worker::publish_snapshot() {
   }
   for (auto& [id, s] : servers_) {
     if (snap->servers.size() >= WorkerSnapshot::kSnapshotRows) break;
-    auto at = s->last_client.find('@');
+    // The pool's user and database: also for a connection no client has used yet (min_pool_size).
     snap->servers.push_back(ServerRow{
-        id, at == std::string::npos ? "" : s->last_client.substr(0, at),
-        at == std::string::npos ? "" : s->last_client.substr(at + 1), server_state_name(s->state()),
+        id, s->pool().user(), s->pool().database(), server_state_name(s->state()),
         fmt::format("{} {}:{}", s->backend().name, s->backend().host, s->backend().port), s->backend_key().pid,
         std::chrono::duration_cast<std::chrono::seconds>(now - s->created()).count(),
         static_cast<int>(s->prepared.size())});

@@ -749,3 +749,86 @@ TEST_F(ProxyPoolOfOneTest, MaxClientConnRefusesTheClientTooMany) {
 
 }  // namespace
 }  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// The pool's clocks: idle server connections above min_pool_size close after server_idle_timeout,
+// any server connection is replaced after server_lifetime, and idle clients are disconnected after
+// client_idle_timeout. Seconds, as PgBouncer counts them.
+class ProxyTimeoutsTest : public ClusterSuite<ProxyTimeoutsTest> {
+ public:
+  static std::string cluster_config() {
+    return "proxy:\n"
+           "  threads: 1\n"
+           "  min_pool_size: 1\n"
+           "  server_idle_timeout: 1\n"
+           "  server_lifetime: 3\n"
+           "  client_idle_timeout: 2\n";
+  }
+
+ protected:
+  // Server connections of the pool for `database` (SHOW SERVERS).
+  size_t servers_of(const std::string& database) {
+    auto t = query_table(cluster().admin_uri(), "SHOW SERVERS");
+    size_t n = 0;
+    for (size_t i = 0; i < t.rows.size(); ++i) n += t.at(i, "database") == database ? 1 : 0;
+    return n;
+  }
+};
+
+TEST_F(ProxyTimeoutsTest, IdleServerConnectionsCloseDownToMinPoolSize) {
+  // Four clients in a transaction at once need four server connections.
+  std::vector<postgres::PgConn> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connect_or_throw(cluster().proxy_uri()));
+    ASSERT_TRUE(query_with_deadline(clients.back(), "BEGIN").ok());
+    ASSERT_TRUE(query_with_deadline(clients.back(), "SELECT 1").ok());
+  }
+  // SHOW SERVERS is at most a second old.
+  EXPECT_TRUE(eventually([&] { return servers_of("postgres") >= 4; }, 5s, 100ms))
+      << query_table(cluster().admin_uri(), "SHOW SERVERS").dump();
+  for (auto& c : clients) ASSERT_TRUE(query_with_deadline(c, "COMMIT").ok());
+  // Idle for more than a second: closed, except the one min_pool_size keeps.
+  EXPECT_TRUE(eventually([&] { return servers_of("postgres") == 1; }, 10s, 200ms))
+      << query_table(cluster().admin_uri(), "SHOW SERVERS").dump();
+  // And it stays (server_lifetime replaces it now and then: closed, then opened again at once).
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(eventually([&] { return servers_of("postgres") == 1; }, 3s, 100ms))
+      << "min_pool_size must keep one open\n" << query_table(cluster().admin_uri(), "SHOW SERVERS").dump();
+}
+
+TEST_F(ProxyTimeoutsTest, ServerConnectionsAreReplacedAfterTheirLifetimeWithoutClientErrors) {
+  auto c = connect_or_throw(cluster().proxy_uri());
+  const std::string first = value(c, "SELECT pg_backend_pid()::text");
+  std::string now = first;
+  // A client busy all along (each query a transaction): the old server goes when next idle.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (now == first && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+    now = value(c, "SELECT pg_backend_pid()::text");  // throws on any error
+  }
+  EXPECT_NE(now, first) << "the server connection outlived server_lifetime (3 s)";
+  // The old backend is gone from the server, not just from the pool.
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " + first) == "0";
+      },
+      5s));
+}
+
+TEST_F(ProxyTimeoutsTest, IdleClientsAreDisconnectedAndBusyOnesStay) {
+  auto idle = connect_or_throw(cluster().proxy_uri());
+  auto busy = connect_or_throw(cluster().proxy_uri());
+  ASSERT_TRUE(query_with_deadline(idle, "SELECT 1").ok());
+  for (int i = 0; i < 8; ++i) {  // 4 s, one query every 500 ms
+    std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(query_with_deadline(busy, "SELECT 1").ok()) << "a client that keeps working was disconnected";
+  }
+  auto r = query_with_deadline(idle, "SELECT 1");
+  ASSERT_FALSE(r.ok()) << "a client idle for 4 s outlived client_idle_timeout (2 s)";
+  EXPECT_NE(r.error().find("idle timeout"), std::string::npos) << r.error();
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
