@@ -825,6 +825,13 @@ bool ClientConn::forward_one() {
       return true;
     }
   }
+  if (server_ == nullptr && type == 'P' && pool_->mode() != cluster::PoolMode::Session) {
+    switch (handle_extended_listen()) {
+      case Served::kYes: return true;
+      case Served::kNeedMore: return false;
+      case Served::kNo: break;
+    }
+  }
   if (server_ == nullptr && worker_.shutting_down() && !(worker_.handing_over() && !ran_transaction_)) {
     // Between transactions during a graceful shutdown: no new transaction may start. (After a
     // handover a client that has run nothing yet may run its first: it reached us, not the new
@@ -1398,16 +1405,23 @@ void ClientConn::close(const std::string& reason) {
 
 // LISTEN/UNLISTEN outside a transaction, in transaction and statement modes: served by the
 // worker's LISTEN connection, so notifications reach the client whichever server it uses.
-bool ClientConn::handle_listen(std::string_view sql) {
-  // Runs before every transaction: most queries are ruled out by their first character.
+namespace {
+struct ListenRequest {
+  bool listen;  // else UNLISTEN
+  std::string channel;
+};
+
+// "LISTEN channel" / "UNLISTEN channel" alone (UNLISTEN * is passed through), else nullopt.
+std::optional<ListenRequest> parse_listen(std::string_view sql) {
+  // Runs before many transactions: most queries are ruled out by their first character.
   size_t at = sql.find_first_not_of(" \t\r\n");
-  if (at == std::string_view::npos) return false;
+  if (at == std::string_view::npos) return std::nullopt;
   char first = static_cast<char>(sql[at] | 0x20);
-  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return false;
+  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return std::nullopt;
   auto statements = split_statements(sql);
-  if (statements.size() != 1) return false;
+  if (statements.size() != 1) return std::nullopt;
   auto [verb, rest] = next_word(statements.front());
-  if (verb != "listen" && verb != "unlisten") return false;
+  if (verb != "listen" && verb != "unlisten") return std::nullopt;
   auto target = trim(rest);
   std::string channel;
   if (!target.empty() && target.front() == '"') {
@@ -1424,28 +1438,116 @@ bool ClientConn::handle_listen(std::string_view sql) {
   } else {
     channel = lower(target);
   }
-  if (channel.empty()) return false;
-  if (verb == "listen") {
+  if (channel.empty()) return std::nullopt;
+  return ListenRequest{verb == "listen", std::move(channel)};
+}
+
+void append_bare_message(protocol::Bytes& out, char type) {  // ParseComplete, BindComplete, NoData
+  out.insert(out.end(), {static_cast<uint8_t>(type), 0, 0, 0, 4});
+}
+}  // namespace
+
+bool ClientConn::handle_listen(std::string_view sql) {
+  auto request = parse_listen(sql);
+  if (!request) return false;
+  protocol::Bytes reply = protocol::encode(protocol::CommandComplete{request->listen ? "LISTEN" : "UNLISTEN"});
+  auto ready = protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle});
+  reply.insert(reply.end(), ready.begin(), ready.end());
+  start_listen(request->listen, request->channel, std::move(reply));
+  return true;
+}
+
+ClientConn::Served ClientConn::handle_extended_listen() {
+  auto view = in_.view();
+  // Cheap first: the unnamed statement (empty name), its text starting like LISTEN/UNLISTEN.
+  if (view.size() < protocol::kHeaderSize + 2) return Served::kNeedMore;
+  if (view[protocol::kHeaderSize] != 0) return Served::kNo;
+  char first = static_cast<char>(view[protocol::kHeaderSize + 1]);
+  if ((first | 0x20) != 'l' && (first | 0x20) != 'u' && first != ' ' && first != '\n' && first != '/' &&
+      first != '-') {
+    return Served::kNo;
+  }
+  std::optional<ListenRequest> request;
+  protocol::Bytes reply;
+  bool executed = false;
+  size_t at = 0;
+  while (true) {
+    auto header = protocol::peek_header(view.subspan(at));
+    if (!header) return at + protocol::kHeaderSize > kMaxInspectedQuery ? Served::kNo : Served::kNeedMore;
+    if (!protocol::check_header(*header, protocol::kMaxFrontendMessageLength)) return Served::kNo;
+    if (at + header->total_length() > kMaxInspectedQuery) return Served::kNo;
+    if (view.size() < at + header->total_length()) return Served::kNeedMore;
+    auto body = view.subspan(at + protocol::kHeaderSize, header->body_length());
+    switch (header->type) {
+      case 'P': {
+        if (at != 0) return Served::kNo;
+        auto parse = protocol::decode_parse(body);
+        if (!parse || !parse->statement.empty()) return Served::kNo;
+        request = parse_listen(parse->query);
+        if (!request) return Served::kNo;
+        append_bare_message(reply, '1');
+        break;
+      }
+      case 'B': {
+        auto bind = protocol::decode_bind(body);
+        if (!bind || !bind->statement.empty() || !bind->portal.empty()) return Served::kNo;
+        append_bare_message(reply, '2');
+        break;
+      }
+      case 'D': {
+        auto describe = protocol::decode_describe(body);
+        if (!describe || !describe->name.empty()) return Served::kNo;
+        if (describe->target == protocol::Target::kStatement) {
+          reply.insert(reply.end(), {'t', 0, 0, 0, 6, 0, 0});  // ParameterDescription: no parameters
+        }
+        append_bare_message(reply, 'n');
+        break;
+      }
+      case 'E': {
+        executed = true;
+        auto done = protocol::encode(protocol::CommandComplete{request->listen ? "LISTEN" : "UNLISTEN"});
+        reply.insert(reply.end(), done.begin(), done.end());
+        break;
+      }
+      case 'H':
+        return Served::kNo;  // the client waits for replies before its Sync: let the server give them
+      case 'S': {
+        // Parsed but not executed (PQprepare): the server keeps the statement for a later Bind.
+        if (!executed) return Served::kNo;
+        auto ready = protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle});
+        reply.insert(reply.end(), ready.begin(), ready.end());
+        in_.consume(at + header->total_length());
+        start_listen(request->listen, request->channel, std::move(reply));
+        return Served::kYes;
+      }
+      default:
+        return Served::kNo;
+    }
+    at += header->total_length();
+  }
+}
+
+void ClientConn::start_listen(bool listen, const std::string& channel, protocol::Bytes reply) {
+  if (listen) {
     listening_ = true;
     // Answered only once the LISTEN is in force on the server, so that a NOTIFY the client
     // sends right after cannot slip past it.
     if (!worker_.subscribe(this, *pool_, channel)) {
+      listen_reply_ = std::move(reply);
       state_ = State::kListenAck;
-      return true;
+      return;
     }
   } else {
     worker_.unsubscribe(this, channel);
   }
-  send(protocol::encode(protocol::CommandComplete{verb == "listen" ? "LISTEN" : "UNLISTEN"}));
-  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
-  return true;
+  send(reply);
 }
 
 void ClientConn::listen_acknowledged() {
   if (state_ != State::kListenAck) return;
   state_ = State::kIdle;
-  send(protocol::encode(protocol::CommandComplete{"LISTEN"}));
-  send(protocol::encode(protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}));
+  send(listen_reply_);
+  listen_reply_.clear();
   flush();
   process_input();
 }

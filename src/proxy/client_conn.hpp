@@ -159,6 +159,13 @@ class ClientConn final : public IoHandler, public BatchedSender {
   Clock::time_point pause_deadline_{};
   int pause_reports_missing_ = 0, pause_busy_ = 0;
   bool handle_listen(std::string_view sql);  // true if it was a LISTEN/UNLISTEN the proxy served
+  // The same as an extended-protocol batch (psycopg 3, JDBC): Parse of the unnamed statement
+  // with only LISTEN/UNLISTEN, then Bind, Describe, Execute, up to Sync, nothing else.
+  enum class Served { kNo, kNeedMore, kYes };
+  Served handle_extended_listen();
+  // Subscribes or unsubscribes; `reply` goes to the client once the LISTEN is in force.
+  void start_listen(bool listen, const std::string& channel, protocol::Bytes reply);
+  protocol::Bytes listen_reply_;
   void deliver_pending_notifications();
   std::vector<uint8_t> pending_notifications_;
   bool listening_ = false;

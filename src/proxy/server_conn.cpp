@@ -369,7 +369,8 @@ void ServerConn::process_forwarding() {
     char t = header->type;
     bool inspect = t == 'Z' || t == 'S' || t == 'E' || t == '1' || t == '3' || dropping || listener ||
                    (t == 'T' && client_ != nullptr && client_->retry_armed() && header->total_length() <= 64 * 1024) ||
-                   (t == 'C' && client_ != nullptr && client_->awaits_transaction_outcome());
+                   (t == 'C' && client_ != nullptr && client_->awaits_transaction_outcome()) ||
+                   (t == 'A' && pool_.mode() != cluster::PoolMode::Session);
     if (!inspect || (dropping && header->total_length() > 64 * 1024)) {
       // Pass through by length, as much as is here; the rest follows as it arrives.
       size_t n = std::min(header->total_length(), in_.size());
@@ -517,6 +518,11 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       break;
     case 'C':
       if (client_->awaits_transaction_outcome()) client_->command_completed(body);
+      break;
+    case 'A':
+      // A notification on a pooled server (a LISTEN run inside a transaction stays on it): it
+      // belongs to no particular client; LISTEN connections deliver to subscribers.
+      if (pool_.mode() != cluster::PoolMode::Session) return;
       break;
     default:
       break;

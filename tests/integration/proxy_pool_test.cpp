@@ -511,6 +511,24 @@ TEST_F(ProxyPoolOfOneTest, PreparedStatementsPerServerConnectionAreBounded) {
   }
 }
 
+// A LISTEN run inside a transaction stays on the pooled server connection: its notifications
+// must not reach whichever client uses that connection next.
+TEST_F(ProxyPoolOfOneTest, NotificationsOfAPooledServerReachNoOtherClient) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  ASSERT_TRUE(query_with_deadline(a, "BEGIN; LISTEN pooled_leak; COMMIT").ok());
+  // B holds the one server connection while a notification arrives on it.
+  ASSERT_EQ(PQsendQuery(b.raw(), "SELECT pg_sleep(0.5)"), 1);
+  std::this_thread::sleep_for(150ms);
+  sql(cluster().primary_uri(), "NOTIFY pooled_leak, 'not for b'");
+  ASSERT_EQ(finish_query(b.raw(), 5s), "");
+  ASSERT_TRUE(query_with_deadline(b, "SELECT 1").ok());
+  PQconsumeInput(b.raw());
+  PGnotify* n = PQnotifies(b.raw());
+  EXPECT_EQ(n, nullptr) << "B received " << (n ? n->relname : "");
+  if (n) PQfreemem(n);
+}
+
 TEST_F(ProxyPoolOfOneTest, ClientEncodingFollowsEachClient) {
   auto latin1 = connect_or_throw(with_param(proxy(), "client_encoding=LATIN1"));
   auto utf8 = connect_or_throw(with_param(proxy(), "client_encoding=UTF8"));

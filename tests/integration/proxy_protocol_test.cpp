@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <poll.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -533,6 +534,38 @@ TEST_F(ProxyProtocolTest, LargeObjectsThroughTheFunctionCallProtocol) {
   }
   EXPECT_EQ(lo_unlink(c, oid), 1) << PQerrorMessage(c);
   EXPECT_EQ(sql_value(proxy(), "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = " + std::to_string(oid)), "0");
+}
+
+// psycopg 3 and JDBC send LISTEN with the extended protocol (Parse/Bind/Describe/Execute/Sync):
+// served by the proxy's LISTEN connection like the simple query, for every subscriber.
+TEST_F(ProxyProtocolTest, ListenSentWithTheExtendedProtocolReachesEverySubscriber) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  for (PGconn* c : {a.raw(), b.raw()}) {
+    PgResult r(PQexecParams(c, "LISTEN extended_events", 0, nullptr, nullptr, nullptr, nullptr, 0));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  sql(proxy(), "NOTIFY extended_events, 'to both'");
+  for (PGconn* c : {a.raw(), b.raw()}) {
+    std::string got;
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (got.empty() && std::chrono::steady_clock::now() < deadline) {
+      pollfd pfd{PQsocket(c), POLLIN, 0};
+      ::poll(&pfd, 1, 100);
+      ASSERT_EQ(PQconsumeInput(c), 1) << PQerrorMessage(c);
+      while (PGnotify* n = PQnotifies(c)) {
+        got += std::string(n->relname) + ":" + n->extra;
+        PQfreemem(n);
+      }
+    }
+    EXPECT_EQ(got, "extended_events:to both");
+  }
+  // Both go on with ordinary extended-protocol statements, and UNLISTEN works the same way.
+  PgResult q(PQexecParams(a.raw(), "SELECT $1::text", 1, nullptr, std::array<const char*, 1>{"after"}.data(), nullptr,
+                          nullptr, 0));
+  ASSERT_EQ(q.status(), PGRES_TUPLES_OK) << q.error();
+  PgResult u(PQexecParams(b.raw(), "UNLISTEN extended_events", 0, nullptr, nullptr, nullptr, nullptr, 0));
+  EXPECT_EQ(u.status(), PGRES_COMMAND_OK) << u.error();
 }
 
 TEST_F(ProxyProtocolTest, ListenNotifyInTransactionMode) {
