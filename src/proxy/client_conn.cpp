@@ -673,6 +673,39 @@ void ClientConn::apply_change(const sql::SessionChange& change) {
   }
 }
 
+bool ClientConn::forward_large_bind(const protocol::FrameHeader& header) {
+  // A large Bind of a named statement (a big bytea parameter): only the statement's name is
+  // rewritten, the parameters stream through as they arrive instead of being buffered whole.
+  auto body = in_.view().subspan(protocol::kHeaderSize);
+  auto portal_end = std::find(body.begin(), body.end(), uint8_t{0});
+  auto statement_end = portal_end == body.end() ? body.end() : std::find(portal_end + 1, body.end(), uint8_t{0});
+  if (statement_end == body.end()) {
+    if (body.size() < kMaxInspectedQuery) return false;  // the names are not all here yet
+    fail("08P01", "invalid Bind message: no end to its portal or statement name", true);
+    return false;
+  }
+  std::string portal(body.begin(), portal_end);
+  std::string statement(portal_end + 1, statement_end);
+  std::string server_name = statement;
+  if (auto it = prepared_.find(statement); it != prepared_.end()) {
+    ensure_prepared(it->second);
+    server_name = it->second.server_name;
+  }
+  size_t prefix = protocol::kHeaderSize + portal.size() + 1 + statement.size() + 1;
+  size_t rest = header.total_length() - prefix;
+  auto length = static_cast<uint32_t>(4 + portal.size() + 1 + server_name.size() + 1 + rest);
+  protocol::Bytes start{'B', static_cast<uint8_t>(length >> 24), static_cast<uint8_t>(length >> 16),
+                        static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length)};
+  start.insert(start.end(), portal.begin(), portal.end());
+  start.push_back(0);
+  start.insert(start.end(), server_name.begin(), server_name.end());
+  start.push_back(0);
+  server_->send(start);
+  in_.consume(prefix);
+  stream_remaining_ = rest;
+  return true;
+}
+
 void ClientConn::make_room_for_statement(ServerConn& server) {
   constexpr size_t kMaxPreparedPerServer = 256;
   auto& names = server.prepared;
@@ -909,6 +942,7 @@ bool ClientConn::forward_one() {
     if (!inspect && type == 'P') server.expected.push_back({'1', false, "", server.syncs_sent, ""});
     if (!inspect && type == 'C') server.expected.push_back({'3', false, "", server.syncs_sent, ""});
   }
+  if (inspect && type == 'B' && header->total_length() > kMaxInspectedQuery) return forward_large_bind(*header);
   if (inspect) {
     if (in_.size() < header->total_length()) {
       // Undo the counting: the message is handled again once complete.

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -353,6 +354,51 @@ TEST_F(ProxyBadInputTest, ManyIdleSocketsDoNotBlockOthers) {
       },
       5s))
       << "closed sockets are still listed:\n" << t.dump();
+}
+
+// A named prepared statement bound with a large parameter (a 64 MB bytea, as an application
+// storing files does): the proxy renames the statement and streams the rest, it does not buffer it.
+TEST_F(ProxyBadInputTest, LargeParametersOfANamedStatementStreamThrough) {
+  auto conn = connect_or_throw(cluster().proxy_uri() + std::string("?sslmode=disable"));
+  PGconn* c = conn.raw();
+  {
+    PGresult* r = PQexec(c, "CREATE TABLE IF NOT EXISTS big_blobs (id int, data bytea)");
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+    r = PQprepare(c, "put_blob", "INSERT INTO big_blobs VALUES ($1::int, $2::bytea) RETURNING length(data)", 2, nullptr);
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  const std::string blob(64 * 1024 * 1024, 'b');
+  int64_t before = rss_kb(proxy_pid_);
+  ASSERT_GT(before, 0);
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> peak{before};
+  std::thread sampler([&] {
+    while (!done) {
+      int64_t now = rss_kb(proxy_pid_);
+      if (now > peak) peak = now;
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    std::string id = std::to_string(i);
+    const char* values[] = {id.c_str(), blob.data()};
+    const int lengths[] = {0, static_cast<int>(blob.size())};
+    const int formats[] = {0, 1};
+    PGresult* r = PQexecPrepared(c, "put_blob", 2, values, lengths, formats, 0);
+    EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      EXPECT_STREQ(PQgetvalue(r, 0, 0), "67108864");
+    }
+    PQclear(r);
+  }
+  done = true;
+  sampler.join();
+  RecordProperty("rss_growth_kb", static_cast<int>(peak - before));
+  EXPECT_LT(peak - before, 32 * 1024) << "the proxy's RSS grew from " << before << " kB to " << peak.load()
+                                      << " kB for 64 MB parameters";
+  PQclear(PQexec(c, "DROP TABLE big_blobs"));
 }
 
 TEST_F(ProxyBadInputTest, ClientThatDoesNotReadIsThrottled) {
