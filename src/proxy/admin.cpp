@@ -111,11 +111,12 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
       rows.push_back({p.database, p.user, n(static_cast<int64_t>(s.transactions)), n(static_cast<int64_t>(s.queries)),
                       n(static_cast<int64_t>(s.bytes_received)), n(static_cast<int64_t>(s.bytes_sent)),
                       n(static_cast<int64_t>(s.waits ? s.wait_us_total / s.waits : 0)),
+                      n(static_cast<int64_t>(s.wait_p99_us())),
                       n(static_cast<int64_t>(s.transactions ? s.query_us_total / s.transactions : 0)),
                       n(static_cast<int64_t>(s.query_p99_us())), n(static_cast<int64_t>(s.errors))});
     }
     return table({"database", "user", "total_xact_count", "total_query_count", "total_received", "total_sent",
-                  "avg_wait_us", "avg_xact_us", "p99_xact_us", "total_errors"},
+                  "avg_wait_us", "p99_wait_us", "avg_xact_us", "p99_xact_us", "total_errors"},
                  rows, "SHOW");
   }
   if (what == "CLIENTS") {

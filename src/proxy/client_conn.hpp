@@ -146,8 +146,8 @@ class ClientConn final : public IoHandler, public BatchedSender {
   void finish_login();
   bool forward_one();  // false: stop processing for now
   void ensure_prepared(const Prepared& statement);
-  void make_room_for_statement(ServerConn& server);
-  bool forward_large_bind(const protocol::FrameHeader& header);  // at most 256 statements per server connection
+  void make_room_for_statement(ServerConn& server);  // at most 256 statements per server connection
+  bool forward_large_bind(const protocol::FrameHeader& header);  // renamed, then streamed
   void forward_inspected(char type, std::span<const uint8_t> body, std::span<const uint8_t> whole);
   // A SET/RESET/DISCARD ALL/DEALLOCATE ALL in `sql`, concluded by the server's ReadyForQuery
   // number `batch` (ServerConn::syncs_done once it has answered it).

@@ -58,13 +58,16 @@ struct PoolStats {
     ++waits;
     ++wait_hist[latency_bucket(us)];
   }
-  [[nodiscard]] uint64_t query_p99_us() const {
+  [[nodiscard]] uint64_t query_p99_us() const { return p99_us(query_hist); }
+  [[nodiscard]] uint64_t wait_p99_us() const { return p99_us(wait_hist); }
+  // The upper bound of the bucket holding the 99th percentile (0 when nothing was counted).
+  static uint64_t p99_us(const uint64_t (&hist)[kLatencyBuckets]) {
     uint64_t total = 0;
-    for (auto c : query_hist) total += c;
+    for (auto c : hist) total += c;
     uint64_t seen = 0;
-    for (size_t i = 0; i < std::size(query_hist); ++i) {
-      seen += query_hist[i];
-      if (total && seen * 100 >= total * 99) return uint64_t{16} << i;
+    for (size_t i = 0; i < kLatencyBuckets; ++i) {
+      seen += hist[i];
+      if (total && seen * 100 >= total * 99) return latency_bucket_upper_us(i);
     }
     return 0;
   }

@@ -21,24 +21,39 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<char*> to_argv(const std::vector<std::string>& args) {
-  std::vector<char*> out;
-  out.reserve(args.size() + 1);
-  for (const auto& a : args) out.push_back(const_cast<char*>(a.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
+// Everything exec needs, built before fork: the child of a multithreaded process may only make
+// async-signal-safe calls until exec (another thread may hold malloc's or setenv's lock).
+class ExecPlan {
+ public:
+  ExecPlan(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) : args_(argv) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string_view entry(*e);
+      auto name = entry.substr(0, entry.find('='));
+      if (!env.contains(std::string(name))) env_.emplace_back(entry);
+    }
+    for (const auto& [k, v] : env) env_.push_back(k + "=" + v);
+    for (auto& a : args_) argv_.push_back(a.data());
+    argv_.push_back(nullptr);
+    for (auto& e : env_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+    failure_ = "cannot execute " + (args_.empty() ? std::string() : args_[0]) + ": ";
+  }
 
-// In the child: apply env, exec, and report failure on stderr (which is the log or the pipe).
-[[noreturn]] void exec_child(const std::vector<std::string>& argv,
-                             const std::map<std::string, std::string>& env) {
-  for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-  auto args = to_argv(argv);
-  ::execvp(args[0], args.data());
-  std::string msg = "cannot execute " + argv[0] + ": " + std::strerror(errno) + "\n";
-  (void)!::write(STDERR_FILENO, msg.data(), msg.size());
-  ::_exit(127);
-}
+  // In the child: exec, or report the failure on stderr (the log or the pipe) and exit 127.
+  [[noreturn]] void exec() const {
+    if (!args_.empty()) ::execvpe(argv_[0], argv_.data(), envp_.data());
+    const char* reason = ::strerror(errno);  // glibc's table: no allocation for known errors
+    (void)!::write(STDERR_FILENO, failure_.data(), failure_.size());
+    (void)!::write(STDERR_FILENO, reason, std::strlen(reason));
+    (void)!::write(STDERR_FILENO, "\n", 1);
+    ::_exit(127);
+  }
+
+ private:
+  std::vector<std::string> args_, env_;
+  std::vector<char*> argv_, envp_;
+  std::string failure_;
+};
 
 void redirect_to_log(const std::string& log_path) {
   int devnull = ::open("/dev/null", O_RDONLY);
@@ -67,6 +82,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options) {
     result.output = std::string("pipe: ") + std::strerror(errno);
     return result;
   }
+  const ExecPlan plan(argv, options.env);
   pid_t pid = ::fork();
   if (pid < 0) {
     result.output = std::string("fork: ") + std::strerror(errno);
@@ -83,7 +99,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options) {
       ::_exit(126);
     }
     ::setpgid(0, 0);  // a timeout kills the whole group (pg_basebackup starts helpers)
-    exec_child(argv, options.env);
+    plan.exec();
   }
   ::close(pipefd[1]);
   auto deadline = Clock::now() + options.timeout;
@@ -116,6 +132,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options) {
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
             const std::map<std::string, std::string>& env) {
+  const ExecPlan plan(argv, env);
   pid_t pid = ::fork();
   if (pid != 0) return pid;
   ::setpgid(0, 0);
@@ -124,12 +141,13 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  exec_child(argv, env);
+  plan.exec();
 }
 
 pid_t spawn_daemon(const std::vector<std::string>& argv, const std::string& log_path) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+  const ExecPlan plan(argv, {});
   pid_t first = ::fork();
   if (first < 0) return -1;
   if (first == 0) {
@@ -146,7 +164,7 @@ pid_t spawn_daemon(const std::vector<std::string>& argv, const std::string& log_
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    exec_child(argv, {});
+    plan.exec();
   }
   ::close(pipefd[1]);
   pid_t daemon_pid = -1;

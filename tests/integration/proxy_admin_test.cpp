@@ -110,8 +110,8 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
   const std::vector<std::pair<std::string, std::string>> headers = {
       {"POOLS", "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_login|maxwait_us|pool_mode"},
       {"STATS",
-       "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|avg_xact_us|"
-       "p99_xact_us|total_errors"},
+       "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|p99_wait_us|"
+       "avg_xact_us|p99_xact_us|total_errors"},
       {"CLIENTS", "pid|user|database|state|addr|application_name|server|connect_seconds|worker"},
       {"SERVERS", "id|user|database|state|backend|backend_pid|connect_seconds|prepared_statements|worker"},
       {"NODES", "name|host|port|role|healthy|lsn|lag_bytes|lag_ms|read_weight|statements|polls"},

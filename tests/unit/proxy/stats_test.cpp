@@ -30,6 +30,18 @@ TEST(LatencyBuckets, WaitTimesCountAndSum) {
   EXPECT_EQ(s.wait_hist[latency_bucket(2000)], 1u);
 }
 
+TEST(LatencyBuckets, NinetyNinthPercentileIsTheUpperBoundOfItsBucket) {
+  PoolStats s;
+  EXPECT_EQ(s.wait_p99_us(), 0u) << "nothing counted";
+  for (int i = 0; i < 99; ++i) s.add_wait_time(20);  // bucket [16, 32)
+  s.add_wait_time(5000);                              // bucket [4096, 8192)
+  EXPECT_EQ(s.wait_p99_us(), 32u) << "99 of 100 under 32 us";
+  s.add_wait_time(5000);
+  EXPECT_EQ(s.wait_p99_us(), 8192u) << "2 of 101 in the slow bucket";
+  s.add_query_time(100);
+  EXPECT_EQ(s.query_p99_us(), 128u);
+}
+
 TEST(ClassifyError, TheProxysOwnErrorsByKind) {
   EXPECT_EQ(classify_error("28P01", "password authentication failed for user \"x\""), ErrorKind::kAuth);
   EXPECT_EQ(classify_error("28000", "the pgfleet proxy requires TLS"), ErrorKind::kAuth);
