@@ -2,9 +2,11 @@
 // created on the primary, md5 roles, password changes within the auth cache's age, and the admin
 // console for admins only.
 #include <libpq-fe.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -203,6 +205,52 @@ TEST_F(ProxyAuthTest, UnknownDatabaseGetsPostgresqlsMessage) {
   // Created later, it works.
   sql(cluster().primary_uri(), "CREATE DATABASE laterdb");
   EXPECT_EQ(sql_value(cluster().proxy_uri("", "", "laterdb"), "SELECT current_database()"), "laterdb");
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// proxy.auth_file: PgBouncer's userlist.txt. Its verifiers come before the auth query's, and the
+// file is read again when it changes.
+class ProxyAuthFileTest : public PgfleetTest {};
+
+TEST_F(ProxyAuthFileTest, TheFilesVerifierComesFirstAndAChangedFileIsReadAgain) {
+  const std::string users = tmp_ + "/users.txt";
+  write_text(tmp_ + "/config.yaml", "proxy:\n  auth_file: " + users + "\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "0"}));
+  const std::string primary = url({"--primary"});
+  // Two verifiers of one role, for two passwords; the database keeps the second.
+  sql(primary, "CREATE ROLE file_user LOGIN PASSWORD 'in-the-file-only'");
+  const std::string old_verifier = sql_value(primary, "SELECT rolpassword FROM pg_authid WHERE rolname = 'file_user'");
+  sql(primary, "ALTER ROLE file_user PASSWORD 'in-the-database'");
+  const std::string verifier = sql_value(primary, "SELECT rolpassword FROM pg_authid WHERE rolname = 'file_user'");
+  ASSERT_EQ(old_verifier.rfind("SCRAM-SHA-256$", 0), 0u) << old_verifier;
+  auto write_users = [&](const std::string& secret) {
+    write_text(users, "; PgBouncer-style comment\nthis line is not a user entry\n\"file_user\" \"" + secret + "\"\n");
+    ::chmod(users.c_str(), 0644);  // the proxy runs as the cluster's OS user
+  };
+  write_users(old_verifier);
+  const std::string as_user =
+      "postgresql://file_user:in-the-database@127.0.0.1:" + std::to_string(base_port_) + "/postgres?sslmode=disable";
+
+  // The file's (old) verifier wins over the database's: the database's password is refused.
+  auto refused = try_sql(as_user, "SELECT 1");
+  ASSERT_FALSE(refused.ok()) << "the auth query was used although auth_file has the user";
+  EXPECT_NE(refused.error().find("password authentication failed for user \"file_user\""), std::string::npos)
+      << refused.error();
+  EXPECT_NE(read_text(dir_ + "/proxy.log").find("expected \"user\" \"secret\"; line ignored"), std::string::npos)
+      << "a malformed line of the file was not reported";
+
+  // The file gets the current verifier (a later modification time): read again, the login works
+  // (within the 10 s the proxy caches a user's verifier).
+  std::this_thread::sleep_for(1100ms);
+  write_users(verifier);
+  EXPECT_TRUE(eventually([&] { return try_sql(as_user, "SELECT current_user").ok(); }, 20s, 500ms))
+      << "the changed auth_file was not read again";
+  EXPECT_EQ(sql_value(as_user, "SELECT current_user"), "file_user");
 }
 
 }  // namespace
