@@ -219,6 +219,11 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
         {"primary_read_weight", n(p.primary_read_weight)},
         {"function_routing", p.function_routing},
         {"replicas_fallback_to_primary", p.replicas_fallback_to_primary ? "true" : "false"},
+        {"tls_mode", p.tls_mode},
+        {"tls_cert", p.tls_cert.empty() ? "(the cluster's)" : p.tls_cert},
+        {"server_sslmode", p.server_sslmode},
+        {"auth_file", p.auth_file},
+        {"unix_socket_dir", p.unix_socket_dir},
     };
     return table({"key", "value"}, rows, "SHOW");
   }
@@ -261,9 +266,14 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
     return done(verb);
   }
   if (verb == "RELOAD" && w.size() == 1) {
-    std::string problem = shared.reload ? shared.reload() : "reload is not available";
-    if (!problem.empty()) return protocol::encode(protocol::error_response("ERROR", "F0000", problem));
-    return done("RELOAD");
+    auto outcome = shared.reload ? shared.reload() : ProxyShared::ReloadOutcome{"reload is not available", ""};
+    if (!outcome.error.empty()) return protocol::encode(protocol::error_response("ERROR", "F0000", outcome.error));
+    if (outcome.warning.empty()) return done("RELOAD");
+    auto reply = protocol::encode(
+        protocol::NoticeResponse{protocol::error_response("WARNING", "01000", outcome.warning).fields});
+    auto rest = done("RELOAD");
+    reply.insert(reply.end(), rest.begin(), rest.end());
+    return reply;
   }
   if (verb == "KILL" && w.size() == 2) {
     std::istringstream in{std::string(sql)};

@@ -211,20 +211,41 @@ int run_proxy(const ProxyOptions& options) {
 
   pthread_t main_thread = ::pthread_self();
   shared.request_shutdown = [main_thread] { ::pthread_kill(main_thread, SIGTERM); };
-  shared.reload = [&shared]() -> std::string {
+  shared.reload = [&shared]() -> ProxyShared::ReloadOutcome {
     try {
-      auto fresh = std::make_shared<const cluster::ClusterConfig>(cluster::load_config(shared.config_path));
+      auto fresh = std::make_shared<cluster::ClusterConfig>(cluster::load_config(shared.config_path));
       auto current = shared.settings();
       if (fresh->ports.proxy != current->ports.proxy || fresh->ports.proxy_primary != current->ports.proxy_primary ||
           fresh->ports.proxy_replicas != current->ports.proxy_replicas ||
           fresh->listen_address != current->listen_address) {
-        return "the listen address and port cannot change on RELOAD; restart the proxy for that";
+        return {"the listen address and port cannot change on RELOAD; restart the proxy for that", ""};
       }
-      shared.store_config(fresh);
+      // Built once at start (threads, TLS contexts, the auth_file reader, the Unix sockets): kept
+      // as they are, so that SHOW CONFIG says what is in force, and named.
+      std::string restart_only;
+      auto keep = [&](auto& fresh_value, const auto& current_value, const char* name) {
+        if (fresh_value == current_value) return;
+        fresh_value = current_value;
+        restart_only += std::string(restart_only.empty() ? "" : ", ") + "proxy." + name;
+      };
+      keep(fresh->proxy.threads, current->proxy.threads, "threads");
+      keep(fresh->proxy.tls_mode, current->proxy.tls_mode, "tls_mode");
+      keep(fresh->proxy.tls_cert, current->proxy.tls_cert, "tls_cert");
+      keep(fresh->proxy.tls_key, current->proxy.tls_key, "tls_key");
+      keep(fresh->proxy.server_sslmode, current->proxy.server_sslmode, "server_sslmode");
+      keep(fresh->proxy.auth_file, current->proxy.auth_file, "auth_file");
+      keep(fresh->proxy.unix_socket_dir, current->proxy.unix_socket_dir, "unix_socket_dir");
+      shared.store_config(std::move(fresh));
       log::info("configuration reloaded from {}", shared.config_path);
-      return "";
+      std::string warning;
+      if (!restart_only.empty()) {
+        warning = "changed, but applied only by a restart (`pgfleet restart proxy` hands the connections over): " +
+                  restart_only;
+        log::warn("RELOAD: {}", warning);
+      }
+      return {"", warning};
     } catch (const std::exception& e) {
-      return std::string("configuration not reloaded: ") + e.what();
+      return {std::string("configuration not reloaded: ") + e.what(), ""};
     }
   };
 
@@ -265,7 +286,7 @@ int run_proxy(const ProxyOptions& options) {
     int sig = 0;
     ::sigwait(&set, &sig);
     if (sig == SIGHUP) {
-      if (auto problem = shared.reload(); !problem.empty()) log::error("{}", problem);
+      if (auto outcome = shared.reload(); !outcome.error.empty()) log::error("{}", outcome.error);
       continue;
     }
     if (sig == SIGTERM) {

@@ -72,7 +72,12 @@ struct ProxyShared {
   std::atomic<bool> handed_over{false};   // the listeners belong to a new proxy process now
   std::vector<Worker*> workers;
   std::function<void()> request_shutdown;  // graceful, from the admin console
-  std::function<std::string()> reload;     // re-reads the config; returns "" or an error
+  // Re-reads the config: an error (nothing applied), or "" and a warning naming the settings that
+  // only a restart applies (kept at their values in force meanwhile).
+  struct ReloadOutcome {
+    std::string error, warning;
+  };
+  std::function<ReloadOutcome()> reload;
 
   // The budget of a (database, user, node) pool (node "" = the primary); the pointer stays valid
   // for the process's life.

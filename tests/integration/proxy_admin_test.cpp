@@ -270,12 +270,33 @@ TEST_F(ProxyAdminTest, ReloadAndSighupApplyAChangedConfiguration) {
   EXPECT_TRUE(eventually([&] { return config_value(cluster(), "default_pool_size") == "9"; }, 5s))
       << "SIGHUP did not apply default_pool_size 9: " << config_value(cluster(), "default_pool_size");
 
+  // Settings only a restart applies (TLS, threads, ...): the rest is applied, they keep their
+  // values in force (SHOW CONFIG says so), and the reply and the log name them.
+  {
+    std::string text = with_pool_size("11");
+    ASSERT_NE(text.find("  tls_mode: allow\n"), std::string::npos) << text;
+    text.replace(text.find("  tls_mode: allow\n"), std::string("  tls_mode: allow\n").size(), "  tls_mode: require\n");
+    write_text(path, text);
+    auto conn = connect_or_throw(cluster().admin_uri());
+    std::string notices;
+    PQsetNoticeProcessor(
+        conn.raw(), [](void* out, const char* message) { *static_cast<std::string*>(out) += message; }, &notices);
+    PGresult* r = PQexec(conn.raw(), "RELOAD");
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+    EXPECT_NE(notices.find("applied only by a restart"), std::string::npos) << notices;
+    EXPECT_NE(notices.find("proxy.tls_mode"), std::string::npos) << notices;
+    EXPECT_EQ(config_value(cluster(), "default_pool_size"), "11");
+    EXPECT_EQ(config_value(cluster(), "tls_mode"), "allow") << "SHOW CONFIG must show the value in force";
+    EXPECT_NE(read_text(cluster().proxy_log()).find("RELOAD: changed, but applied only by a restart"), std::string::npos);
+  }
+
   // An invalid file is refused with the reason, and the settings in force stay.
   write_text(path, with_pool_size("0"));
   std::string refused = admin(cluster(), "RELOAD");
   EXPECT_EQ(refused.rfind("ERROR: ", 0), 0u) << refused;
   EXPECT_NE(refused.find("default_pool_size"), std::string::npos) << refused;
-  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "9");
+  EXPECT_EQ(config_value(cluster(), "default_pool_size"), "11");
 
   // Clients were not dropped.
   EXPECT_EQ(run(client, "SELECT 2"), "");
