@@ -51,7 +51,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "util/ports.hpp"
+#include "support/port_reservation.hpp"
 #include "util/process.hpp"
 
 namespace {
@@ -651,17 +651,6 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-int pick_base_port() {
-  std::mt19937 rng(static_cast<unsigned>(::getpid() ^ std::chrono::system_clock::now().time_since_epoch().count()));
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int base = 20000 + static_cast<int>(rng() % 400) * 100;
-    bool free = true;
-    for (int p = base; p < base + 100 && free; ++p) free = pgfleet::ports::is_free("127.0.0.1", p);
-    if (free) return base;
-  }
-  throw std::runtime_error("no free port range");
-}
-
 void usage() {
   std::cerr << "usage: pgfleet_chaos [--pgfleet BIN] [--sync off|on|quorum] [--cycles N] [--faults a,b,...]\n"
                "                     [--writers N] [--readers N] [--ttl S] [--loop-wait S] [--summary FILE]\n"
@@ -732,7 +721,7 @@ int main(int argc, char** argv) {
   ::signal(SIGINT, on_interrupt);
   ::signal(SIGTERM, on_interrupt);
 
-  std::vector<std::string> up_args = {"up", "--base-port", std::to_string(pick_base_port()), "--sync", g_opt.sync};
+  std::vector<std::string> up_args = {"up", "--base-port", std::to_string(pgfleet::testing::reserve_port_block()), "--sync", g_opt.sync};
   if (g_opt.ttl) up_args.insert(up_args.end(), {"--ttl", std::to_string(*g_opt.ttl)});
   if (g_opt.loop_wait) up_args.insert(up_args.end(), {"--loop-wait", std::to_string(*g_opt.loop_wait)});
   std::cout << fmt::format("chaos: {} mode, {} cycle(s) of each fault, {} writers, {} readers, cluster in {}\n",

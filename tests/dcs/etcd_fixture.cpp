@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "util/ports.hpp"
+#include "support/port_reservation.hpp"
 #include "util/process.hpp"
 
 namespace pgfleet::etcdtest {
@@ -31,16 +31,7 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-int free_port_pair() {
-  std::random_device rd;
-  std::mt19937 gen(rd());
-  std::uniform_int_distribution<int> dist(20000, 30000);  // below the ephemeral range
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const int p = dist(gen) * 2;
-    if (p + 1 < 65536 && ports::is_free("127.0.0.1", p) && ports::is_free("127.0.0.1", p + 1)) return p;
-  }
-  throw std::runtime_error("no free port pair on 127.0.0.1");
-}
+int free_port_pair() { return pgfleet::testing::reserve_port_block(); }
 
 EtcdCluster::EtcdCluster(int members, EtcdTls tls) : tls_(std::move(tls)) {
   char tmpl[] = "/tmp/pgfleet_etcd.XXXXXX";
@@ -49,9 +40,9 @@ EtcdCluster::EtcdCluster(int members, EtcdTls tls) : tls_(std::move(tls)) {
   const std::string scheme = tls_.cert_file.empty() ? "http://" : "https://";
   std::vector<int> ports;
   std::string initial;
+  const int block = pgfleet::testing::reserve_port_block();  // member i: client block+2i, peer +1
   for (int i = 0; i < members; ++i) {
-    int p = free_port_pair();
-    while (std::find(ports.begin(), ports.end(), p) != ports.end()) p = free_port_pair();
+    int p = block + 2 * i;
     ports.push_back(p);
     initial += (i ? "," : "") + std::string("m") + std::to_string(i) + "=http://127.0.0.1:" + std::to_string(p + 1);
     endpoints_.push_back(scheme + "127.0.0.1:" + std::to_string(p));

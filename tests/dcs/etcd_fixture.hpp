@@ -41,7 +41,7 @@ class EtcdCluster {
   EtcdTls tls_;
 };
 
-// A port P such that P and P+1 are free on 127.0.0.1 now.
+// A port P such that P and P+1 are free on 127.0.0.1 and reserved for this test process.
 int free_port_pair();
 
 }  // namespace pgfleet::etcdtest

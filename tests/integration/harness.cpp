@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/port_reservation.hpp"
 #include "util/process.hpp"
 
 #ifndef PGFLEET_BINARY
@@ -118,42 +119,7 @@ std::string make_temp_dir(const std::string& prefix) {
   return dir;
 }
 
-bool port_is_free(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 1) == 0;
-  ::close(fd);
-  return free;
-}
-
-int pick_base_port() {
-  constexpr int kLow = 20000, kHigh = 60000, kSpan = 100;
-  // Prefer bases below the kernel's ephemeral range, so no client socket grabs a node's port
-  // between our check and the node's start; fall back to the whole range.
-  int ephemeral_low = kHigh;
-  {
-    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-    int lo = 0, hi = 0;
-    if (in >> lo >> hi && lo > kLow + 10 * kSpan) ephemeral_low = std::min(lo, kHigh);
-  }
-  std::random_device rd;
-  std::mt19937 gen(rd());
-  for (int attempt = 0; attempt < 500; ++attempt) {
-    int top = attempt < 250 ? ephemeral_low : kHigh;
-    std::uniform_int_distribution<int> dist(kLow, top - kSpan);
-    int base = dist(gen);
-    bool all_free = true;
-    for (int p = base; p < base + kSpan && all_free; ++p) all_free = port_is_free(p);
-    if (all_free) return base;
-  }
-  throw std::runtime_error("no free range of 100 ports found in [20000, 60000)");
-}
+int pick_base_port() { return pgfleet::testing::reserve_port_block(); }
 
 std::string with_param(const std::string& uri, const std::string& param) {
   return uri + (uri.find('?') == std::string::npos ? "?" : "&") + param;

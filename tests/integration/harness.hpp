@@ -57,10 +57,9 @@ bool eventually(const std::function<bool()>& predicate, std::chrono::millisecond
 
 // mkdtemp under /tmp, chmod 0755 so the postgres OS user can traverse it.
 std::string make_temp_dir(const std::string& prefix);
-// A random P in [20000, 60000) such that P..P+99 are all free on 127.0.0.1.
+// A P in [20000, 60000) such that P..P+99 are free on 127.0.0.1 and reserved for this test
+// process (tests/support/port_reservation.hpp): tests running in parallel never share ports.
 int pick_base_port();
-// True when nothing listens on 127.0.0.1:port (a bind + listen succeeds).
-bool port_is_free(int port);
 
 // Appends a query parameter to a postgresql:// URI ("connect_timeout=5").
 std::string with_param(const std::string& uri, const std::string& param);
