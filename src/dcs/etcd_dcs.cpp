@@ -281,6 +281,7 @@ Result<int64_t> EtcdDcs::wait_for_change(std::string_view prefix, int64_t after_
   if (!head) return make_error(head.error());
   const int64_t current = num(head->value("header", json::object()), "revision");
   if (after_revision > current) return current;  // the store is older than the caller: re-read
+  if (timeout.count() <= 0) return current;       // no time left to watch (and 0 is "forever" to curl)
   json body = {{"create_request",
                 {{"key", b64(full)}, {"range_end", b64(end)}, {"start_revision", std::to_string(after_revision + 1)}}}};
   std::vector<std::string> headers;

@@ -60,7 +60,8 @@ void* HttpClient::prepare(void* handle, const std::string& url, std::string_view
   curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(curl, CURLOPT_COPYPOSTFIELDS, std::string(body).c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  // At least 1 ms: curl reads 0 as "no timeout", and a request must never wait forever.
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, std::max(1L, static_cast<long>(timeout.count())));
   // A dead endpoint must cost little of the lease: connecting gets at most a third of the budget.
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::max(100L, static_cast<long>(timeout.count() / 3)));
   curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);

@@ -29,6 +29,7 @@
 #include "cluster/topology.hpp"
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
+#include "dcs/tracked_dcs.hpp"
 #include "ha/callbacks.hpp"
 #include "ha/decide.hpp"
 #include "ha/failsafe.hpp"
@@ -119,7 +120,9 @@ class Agent {
       log::error("another agent (pid {}) already runs node {}", holder, name_);
       return 3;
     }
-    dcs_ = cluster::open_dcs(layout_, config_);
+    auto tracked = std::make_unique<dcs::TrackedDcs>(cluster::open_dcs(layout_, config_));
+    dcs_calls_ = tracked.get();
+    dcs_ = std::move(tracked);
     member_.name = name_;
     member_.agent_pid = ::getpid();
     following_ = postgres::is_standby(layout_, name_) ? cluster::discover_primary(config_, layout_, *dcs_) : "";
@@ -971,7 +974,8 @@ class Agent {
     std::string last_outcome;
     while (!watchdog_stop_) {
       std::this_thread::sleep_for(100ms);
-      if (!failsafe_.should_ask(name_)) {
+      const bool stuck = loop_stuck_in_dcs();
+      if (!failsafe_.should_ask(name_, stuck)) {
         last_outcome.clear();
         continue;
       }
@@ -986,10 +990,22 @@ class Agent {
       } else {
         outcome = "not every member confirmed (" + outcome + "): the primary stops writes when its lease ends";
       }
-      if (outcome != last_outcome) log::warn("failsafe: the DCS is unreachable; {}", outcome);
+      if (outcome != last_outcome) {
+        log::warn("failsafe: {}; {}",
+                  stuck ? "the agent loop is stuck in a DCS call near the end of the lease" : "the DCS is unreachable",
+                  outcome);
+      }
       last_outcome = outcome;
       while (!watchdog_stop_ && mono_ms() < started + loop_wait_ms_ / 2) std::this_thread::sleep_for(20ms);
     }
+  }
+
+  // The loop has waited on one DCS call for half a loop (etcd cut off: each request waits out its
+  // timeout) and the watchdog fences within two loops: the failsafe thread asks the members now.
+  bool loop_stuck_in_dcs() const {
+    const TimeMs wait = loop_wait_ms_;
+    return dcs_calls_->in_flight_for().count() >= std::max<TimeMs>(wait / 2, 500) &&
+           mono_ms() + 2 * wait >= watchdog_fence_at_;
   }
 
   void watchdog_loop() {
@@ -1056,7 +1072,8 @@ class Agent {
       if (!head) return;
       int64_t revision = *head;
       while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        // Rounded up: truncated, less than 1 ms left became a timeout of 0.
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
         auto woke = dcs_->wait_for_change("", revision, std::min<std::chrono::milliseconds>(left, 500ms));
         if (!woke) return;  // etcd unreachable: the next loop notices and decides
         // No leader: an election waits for the members' fresh status, so during its first TTL each
@@ -1094,6 +1111,7 @@ class Agent {
   cluster::ClusterConfig config_;
   cluster::PgBinaries bins_;
   std::unique_ptr<dcs::Dcs> dcs_;
+  const dcs::TrackedDcs* dcs_calls_ = nullptr;  // dcs_ itself, for the failsafe thread's stuck check
   FailsafeState failsafe_{mono_ms()};  // before api_: the API thread answers from it until api_ is gone
   std::vector<FailsafePeer> failsafe_peers_;  // the members last read, for failsafe rounds
   bool failsafe_mode_ = false;                // the DCS's failsafe key, as last read

@@ -45,9 +45,9 @@ std::string FailsafeState::answer(const std::string& self, const std::string& le
   return "";
 }
 
-bool FailsafeState::should_ask(const std::string& self) const {
+bool FailsafeState::should_ask(const std::string& self, bool dcs_stuck) const {
   std::lock_guard lock(mutex_);
-  return mode_ && !dcs_reachable_ && writable_primary_ && (leader_.empty() || leader_ == self);
+  return mode_ && (!dcs_reachable_ || dcs_stuck) && writable_primary_ && (leader_.empty() || leader_ == self);
 }
 
 std::vector<FailsafePeer> FailsafeState::peers() const {

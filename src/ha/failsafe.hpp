@@ -36,7 +36,10 @@ class FailsafeState {
   std::string answer(const std::string& self, const std::string& leader, TimeMs now);
 
   // The primary's round thread: whether to ask now, whom, and the start of a round everyone confirmed.
-  bool should_ask(const std::string& self) const;
+  // It asks once the loop read the DCS as unreachable, or while the loop is still stuck in a DCS call
+  // near the end of its lease (`dcs_stuck`): waiting for the loop to notice can take longer than the
+  // lease has left.
+  bool should_ask(const std::string& self, bool dcs_stuck = false) const;
   std::vector<FailsafePeer> peers() const;
   void confirmed(TimeMs round_started);
 

@@ -264,6 +264,12 @@ TEST_F(EtcdDcsTest, WaitForChangeWakesOnWritesUnderThePrefixOnly) {
   EXPECT_GE(must(dcs->wait_for_change("members/", rev, Millis(600))), rev);
   EXPECT_GE(Clock::now() - start, 500ms);
 
+  // A timeout of zero (a caller's deadline that just passed) returns at once: curl would read a
+  // zero timeout as "none", and an agent's loop waited on a quiet watch until its lease ran out.
+  start = Clock::now();
+  EXPECT_GE(must(dcs->wait_for_change("members/", rev, Millis(0))), rev);
+  EXPECT_LT(Clock::now() - start, 400ms);
+
   // A write from another process wakes the watcher long before the timeout.
   const EtcdOptions opts = options();
   start = Clock::now();

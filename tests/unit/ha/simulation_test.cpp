@@ -694,11 +694,14 @@ class Simulation {
   }
 
   // Failsafe mode: the round thread of a writable primary that cannot reach the DCS asks every
-  // member it last read; it runs even while the agent's loop hangs (the worst case for safety).
+  // member it last read; it runs even while the agent's loop hangs (the worst case for safety). The
+  // agent also asks while its loop is stuck in a DCS call near the lease's end; here any hang of
+  // the loop counts as that, at any time (a superset, so again the worst case).
   void run_failsafe_rounds() {
     if (!config_.failsafe) return;
     for (auto& p : nodes_) {
-      if (!p.host_up || !p.agent_up || now_ < p.next_round || !p.last_view || !p.last_read_failed) continue;
+      if (!p.host_up || !p.agent_up || now_ < p.next_round || !p.last_view) continue;
+      if (!p.last_read_failed && !hung(p)) continue;
       const std::string seen = p.last_view->leader ? p.last_view->leader->holder : "";
       if (!p.writable() || (!seen.empty() && seen != p.name)) continue;
       p.next_round = now_ + kLoop / 2;
