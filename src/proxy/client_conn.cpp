@@ -256,7 +256,13 @@ void ClientConn::after_write(Transport::Io result) {
   update_interest();
   // Backpressure: a slow reader stops its server's replies instead of growing our buffers.
   if (server_ != nullptr) server_->pause_reading(out_.size() > kHighWater);
+  // ... and its notifications: the database's LISTEN connection waits until it has read them.
+  if (holds_notifications_ && unsent_notifications() <= kHighWater) worker_.subscriber_caught_up(this);
 }
+
+size_t ClientConn::unsent_notifications() const { return out_.size() + pending_notifications_.size(); }
+
+bool ClientConn::notifications_backed_up() const { return unsent_notifications() > kHighWater; }
 
 void ClientConn::on_io(uint32_t events) {
   if (state_ == State::kClosed) return;
@@ -1587,6 +1593,7 @@ void ClientConn::listen_acknowledged() {
 }
 
 void ClientConn::notify(std::span<const uint8_t> notification) {
+  if (state_ == State::kClosed) return;
   // Never in the middle of a message another server is streaming to this client.
   if (server_ != nullptr) {
     pending_notifications_.insert(pending_notifications_.end(), notification.begin(), notification.end());

@@ -21,6 +21,11 @@ namespace pgfleet::proxy {
 
 using namespace std::chrono_literals;
 
+namespace {
+// How long a subscriber may leave more than the high-water mark of notifications unread.
+constexpr auto kSlowSubscriberTimeout = 30s;
+}  // namespace
+
 // ---- CancelRegistry ----
 
 void CancelRegistry::add(int32_t pid, int32_t secret, Worker* worker) {
@@ -636,6 +641,7 @@ void Worker::listener_statement_done(ServerConn* server) {
 }
 
 void Worker::unsubscribe(ClientConn* client, const std::string& channel) {
+  if (channel == "*") subscriber_caught_up(client);  // gone or listening to nothing: holds nothing up
   for (auto& [db, l] : listening_) {
     for (auto it = l.channels.begin(); it != l.channels.end();) {
       if (channel == "*" || it->first == channel) {
@@ -663,6 +669,7 @@ void Worker::listener_ready(ServerConn* server) {
     for (const auto& [channel, pids] : l.channels) send_listen(l, "LISTEN " + quote_ident(channel), channel);
     // Once every LISTEN above has run, the clients that asked meanwhile are answered.
     if (!waiting.empty()) send_listen(l, "SELECT 1", {}, std::move(waiting));
+    if (!l.backed_up.empty()) hold_notifications(l, true);
   }
 }
 
@@ -693,8 +700,30 @@ void Worker::deliver_notification(const std::string& database, std::span<const u
   if (l == listening_.end()) return;
   auto subscribers = l->second.channels.find(n->channel);
   if (subscribers == l->second.channels.end()) return;
-  for (int32_t pid : subscribers->second) {
-    if (ClientConn* c = client(pid)) c->notify(whole);
+  // A copy: a client whose socket fails is closed inside notify(), and that unsubscribes it.
+  const std::vector<int32_t> pids(subscribers->second.begin(), subscribers->second.end());
+  for (int32_t pid : pids) {
+    ClientConn* c = client(pid);
+    if (c == nullptr) continue;
+    c->notify(whole);
+    if (c->state() == ClientConn::State::kClosed) continue;
+    if (c->notifications_backed_up() && l->second.backed_up.emplace(pid, loop_.now()).second) {
+      c->set_holds_notifications(true);
+    }
+  }
+  if (!l->second.backed_up.empty()) hold_notifications(l->second, true);
+}
+
+// A subscriber that does not read: the LISTEN connection stops being read, so notifications wait
+// in PostgreSQL's queue (as for a direct client that does not read) instead of in our memory.
+void Worker::hold_notifications(Listening& l, bool hold) {
+  if (l.conn != nullptr && l.ready) l.conn->pause_reading(hold);
+}
+
+void Worker::subscriber_caught_up(ClientConn* client) {
+  client->set_holds_notifications(false);
+  for (auto& [db, l] : listening_) {
+    if (l.backed_up.erase(client->pid()) > 0 && l.backed_up.empty()) hold_notifications(l, false);
   }
 }
 
@@ -742,6 +771,24 @@ void Worker::tick() {
         if (l.conn != nullptr) break;
       }
     }
+  }
+  // A subscriber that has not read its notifications for this long holds up everyone else's.
+  std::vector<ClientConn*> stalled;
+  for (auto& [db, l] : listening_) {
+    for (const auto& [pid, since] : l.backed_up) {
+      if (now - since < kSlowSubscriberTimeout) continue;
+      if (ClientConn* c = client(pid)) stalled.push_back(c);
+    }
+  }
+  for (ClientConn* c : stalled) {
+    const std::string why = fmt::format(
+        "terminating connection: it has not read its notifications for {} s, which holds them up for the "
+        "other listeners of database {}",
+        std::chrono::duration_cast<std::chrono::seconds>(kSlowSubscriberTimeout).count(), c->database());
+    log::warn("client {} ({}): {}", c->pid(), c->address(), why);
+    // The error goes after what is queued, unless that ends inside a message a server streams.
+    if (c->server() == nullptr) c->fail("54000", why);
+    else c->close(why);
   }
   for (auto& [key, pool] : pools_) pool->tick(now);
   const auto* settings = &this->settings();

@@ -179,6 +179,8 @@ class Worker {
                             std::span<const uint8_t> whole);
   void listener_ready(ServerConn* server);
   void listener_closed(ServerConn* server);
+  // A subscriber that held up its database's notifications has read enough of them.
+  void subscriber_caught_up(ClientConn* client);
 
  private:
   struct Listener final : IoHandler {
@@ -223,7 +225,11 @@ class Worker {
     };
     std::deque<Sent> sent;
     std::vector<int32_t> waiting_for_connection;  // LISTENs asked before `conn` logged in
+    // Subscribers with more than the high-water mark unsent, since when: while any is, `conn` is
+    // not read. One that stays so for kSlowSubscriberTimeout is disconnected (tick()).
+    std::map<int32_t, Clock::time_point> backed_up;
   };
+  void hold_notifications(Listening& l, bool hold);
   std::map<std::string, Listening> listening_;  // by database
   void send_listen(Listening& l, const std::string& sql, std::string channel = {}, std::vector<int32_t> waiting = {});
   uint64_t next_server_id_ = 1;

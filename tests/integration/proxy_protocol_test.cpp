@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "harness.hpp"
 
 namespace pgfleet::itest {
@@ -612,6 +614,85 @@ TEST_F(ProxyProtocolTest, ListenNotifyInTransactionMode) {
   PGnotify* late = PQnotifies(l);
   EXPECT_EQ(late, nullptr) << "a notification arrived after UNLISTEN: " << (late ? late->extra : "");
   if (late) PQfreemem(late);
+}
+
+// A subscriber that does not read its socket: the proxy stops reading the LISTEN connection it
+// shares with the other clients of its thread, so a burst of 100 MB waits in PostgreSQL's queue,
+// not in the proxy's memory. After 30 s without reading, that client is disconnected (the log
+// says why), and everyone else gets every notification, in order.
+TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadHoldsNotificationsInPostgresNotInTheProxy) {
+  auto slow = connect_or_throw(proxy());
+  auto fast = connect_or_throw(proxy());
+  for (PGconn* c : {slow.raw(), fast.raw()}) {
+    PgResult r(PQexec(c, "LISTEN bulk_events"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  const int64_t proxy_pid = cluster().proxy_pid();
+  const int64_t rss_before = rss_kb(proxy_pid);
+  ASSERT_GT(rss_before, 0);
+
+  constexpr int kCount = 12500;  // ~8 kB each: 100 MB
+  sql(cluster().primary_uri(),
+      "SELECT count(pg_notify('bulk_events', lpad(i::text, 6, '0') || repeat('x', 7900))) "
+      "FROM generate_series(1, " + std::to_string(kCount) + ") i");
+
+  int fast_got = 0;
+  int64_t rss_peak = rss_before;
+  std::string out_of_order;
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (fast_got < kCount && std::chrono::steady_clock::now() < deadline) {
+    pollfd pfd{PQsocket(fast.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 200);
+    ASSERT_EQ(PQconsumeInput(fast.raw()), 1) << PQerrorMessage(fast.raw());
+    while (PGnotify* n = PQnotifies(fast.raw())) {
+      if (out_of_order.empty() && std::string(n->extra).substr(0, 6) != fmt::format("{:06}", fast_got + 1))
+        out_of_order = fmt::format("notification {} arrived as number {}", std::string(n->extra).substr(0, 6), fast_got + 1);
+      ++fast_got;
+      PQfreemem(n);
+    }
+    rss_peak = std::max(rss_peak, rss_kb(proxy_pid));
+  }
+  EXPECT_EQ(fast_got, kCount) << "the listener that reads got only part of the notifications";
+  EXPECT_EQ(out_of_order, "");
+  // Kernel socket buffers take some of what the slow client does not read; the proxy holds at
+  // most about 1 MB more for it (without the hold, it buffered the ~90 MB left).
+  EXPECT_LT(rss_peak - rss_before, 32 * 1024) << "proxy RSS grew from " << rss_before << " kB to " << rss_peak << " kB";
+
+  // The slow client finds what was sent before it held things up, then that it was disconnected
+  // (the error message is queued behind what it did not read, so the log says why).
+  int slow_got = 0;
+  const auto slow_deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < slow_deadline) {
+    pollfd pfd{PQsocket(slow.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 200);
+    const bool open = PQconsumeInput(slow.raw()) == 1;
+    while (PGnotify* n = PQnotifies(slow.raw())) {
+      ++slow_got;
+      PQfreemem(n);
+    }
+    if (!open) break;
+  }
+  EXPECT_EQ(PQstatus(slow.raw()), CONNECTION_BAD) << "the client that did not read is still connected";
+  EXPECT_GT(slow_got, 0);
+  EXPECT_LT(slow_got, kCount);
+  EXPECT_NE(read_text(cluster().proxy_log()).find("has not read its notifications for 30 s"), std::string::npos);
+
+  // The proxy goes on: a new listener gets a new notification.
+  auto again = connect_or_throw(proxy());
+  {
+    PgResult r(PQexec(again.raw(), "LISTEN bulk_events"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  sql(proxy(), "NOTIFY bulk_events, 'after'");
+  bool heard = eventually([&] {
+    PQconsumeInput(again.raw());
+    PGnotify* n = PQnotifies(again.raw());
+    if (n == nullptr) return false;
+    const bool match = std::string(n->extra) == "after";
+    PQfreemem(n);
+    return match;
+  }, 10s, 50ms);
+  EXPECT_TRUE(heard);
 }
 
 TEST_F(ProxyProtocolTest, ExtendedProtocolWithUnnamedStatements) {
