@@ -97,11 +97,14 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
   if (what == "POOLS") {
     std::vector<Row> rows;
     for (const auto& [key, p] : merged_pools(shared)) {
-      rows.push_back({p.database, p.user, n(p.clients_active), n(p.clients_waiting), n(p.servers_active),
-                      n(p.servers_idle), n(p.servers_connecting), n(p.max_wait_us), p.mode});
+      // As PgBouncer: cl_active counts clients linked to a server or idle between transactions;
+      // maxwait is in seconds and maxwait_us its microseconds part.
+      rows.push_back({p.database, p.user, n(p.clients_active + p.clients_idle), n(p.clients_waiting),
+                      n(p.servers_active), n(p.servers_idle), n(p.servers_connecting), n(p.max_wait_us / 1000000),
+                      n(p.max_wait_us % 1000000), p.mode});
     }
-    return table({"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait_us",
-                  "pool_mode"},
+    return table({"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait",
+                  "maxwait_us", "pool_mode"},
                  rows, "SHOW");
   }
   if (what == "STATS") {

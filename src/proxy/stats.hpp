@@ -75,6 +75,7 @@ struct PoolStats {
 
 struct PoolRow {
   std::string database, user, mode;
+  // Clients linked to a server connection, queued for one, and logged in without one.
   int clients_active = 0, clients_waiting = 0, clients_idle = 0;
   int servers_active = 0, servers_idle = 0, servers_connecting = 0;
   int64_t max_wait_us = 0;

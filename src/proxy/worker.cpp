@@ -336,7 +336,6 @@ void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
       default: break;
     }
   }
-  row.clients_active = row.servers_active;
   if (!waiting_.empty()) {
     row.max_wait_us = std::chrono::duration_cast<std::chrono::microseconds>(now - waiting_.front()->waiting_since()).count();
   }
@@ -866,10 +865,20 @@ void Worker::publish_snapshot() {
   std::copy(route_counts.begin(), route_counts.end(), snap->route_counts.begin());
   snap->node_statements = node_statements;
   snap->errors = error_counts;
+  std::map<const Pool*, size_t> row_of;
   for (auto& [key, pool] : pools_) {
     PoolRow row;
     pool->fill_row(row, now);
+    row_of[pool.get()] = snap->pools.size();
     snap->pools.push_back(std::move(row));
+  }
+  // Clients by their pool: linked to a server connection, or logged in between transactions
+  // (waiting ones are counted by the pool they wait on).
+  for (auto& [pid, c] : clients_) {
+    auto row = c->pool() != nullptr ? row_of.find(c->pool()) : row_of.end();
+    if (row == row_of.end()) continue;
+    if (c->server() != nullptr) ++snap->pools[row->second].clients_active;
+    else if (c->state() == ClientConn::State::kIdle) ++snap->pools[row->second].clients_idle;
   }
   for (auto& [pid, c] : clients_) {
     if (snap->clients.size() >= WorkerSnapshot::kSnapshotRows) break;

@@ -122,7 +122,7 @@ void Collector::proxy_stats(Snapshot& snap) {
   }
   snap.proxy_state = fmt::format("running on port {}", cfg.ports.proxy);
   for (const auto& r : *pools) {
-    if (r.size() < 9) continue;
+    if (r.size() < 10) continue;
     PoolRow p;
     p.database = r[0].value_or("");
     p.user = r[1].value_or("");
@@ -130,7 +130,7 @@ void Collector::proxy_stats(Snapshot& snap) {
     p.cl_waiting = to_int(r[3]);
     p.sv_active = to_int(r[4]);
     p.sv_idle = to_int(r[5]);
-    p.mode = r[8].value_or("");
+    p.mode = r[9].value_or("");
     // The admin console's own pseudo-pool is not traffic.
     if (p.database == "pgfleet") continue;
     snap.pools.push_back(p);

@@ -535,6 +535,9 @@ TEST_F(MonitoringTest, ProxyMetricsCountStatementsPerNodeRoutingReasonsWaitsAndE
       },
       10s, 300ms))
       << text;
+  // The writer and the reader are connected, between transactions: idle clients, no server held.
+  EXPECT_GE(metric_sum(text, "pgfleet_proxy_clients", "state=\"idle\""), 2);
+  EXPECT_EQ(metric_sum(text, "pgfleet_proxy_clients", "state=\"active\""), 0);
   // Reads went to the two replicas (both appear), writes to the primary, and the reasons say so.
   EXPECT_TRUE(metric(text, "pgfleet_proxy_statements_routed_total", "node=\"node2\""));
   EXPECT_TRUE(metric(text, "pgfleet_proxy_statements_routed_total", "node=\"node3\""));

@@ -105,10 +105,16 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
   for (int i = 0; i < 5; ++i) ASSERT_EQ(run(probe, "SELECT " + std::to_string(i)), "");
   ASSERT_EQ(run(probe, "BEGIN"), "");
   std::string backend_pid = value(probe, "SELECT pg_backend_pid()::text");
+  // Three clients idle between transactions: no server connection, but counted in cl_active.
+  std::vector<postgres::PgConn> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(connect_or_throw(proxy()));
+    ASSERT_EQ(run(idle.back(), "SELECT 1"), "");
+  }
 
   // psql -c prints each command's header line.
   const std::vector<std::pair<std::string, std::string>> headers = {
-      {"POOLS", "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_login|maxwait_us|pool_mode"},
+      {"POOLS", "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_login|maxwait|maxwait_us|pool_mode"},
       {"STATS",
        "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|p99_wait_us|"
        "avg_xact_us|p99_xact_us|total_errors"},
@@ -159,8 +165,8 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
         t = query_table(cluster().admin_uri(), "SHOW POOLS");
         for (size_t i = 0; i < t.rows.size(); ++i) {
           if (t.at(i, "database") == "postgres" && t.at(i, "user") == "postgres") {
-            return std::stoi(t.at(i, "cl_active")) >= 1 && std::stoi(t.at(i, "sv_active")) >= 1 &&
-                   t.at(i, "pool_mode") == "transaction";
+            return std::stoi(t.at(i, "cl_active")) >= 4 && std::stoi(t.at(i, "sv_active")) >= 1 &&
+                   t.at(i, "maxwait") == "0" && t.at(i, "pool_mode") == "transaction";
           }
         }
         return false;
