@@ -301,6 +301,7 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"shutdown_timeout", into(p.shutdown_timeout_s)},
                   {"auth_user", into(p.auth_user)},
                   {"auth_file", into(p.auth_file)},
+                  {"auth_query", into(p.auth_query)},
                   {"admin_users", into(p.admin_users)},
                   {"tls_mode", into(p.tls_mode)},
                   {"tls_cert", into(p.tls_cert)},
@@ -476,6 +477,9 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
   if (p.min_pool_size > p.default_pool_size)
     invalid(source, "'proxy.min_pool_size' ({}) must not exceed 'proxy.default_pool_size' ({})", p.min_pool_size,
             p.default_pool_size);
+  if (!p.auth_query.empty() && p.auth_query.find("$1") == std::string::npos)
+    invalid(source, "'proxy.auth_query' must take the user name as $1, e.g. SELECT usename, passwd FROM "
+                    "pg_catalog.pg_shadow WHERE usename = $1; got '{}'", p.auth_query);
   if (p.tls_mode != "disable" && p.tls_mode != "allow" && p.tls_mode != "require")
     invalid(source, "'proxy.tls_mode' must be disable, allow or require, got '{}'", p.tls_mode);
   if (p.server_sslmode != "disable" && p.server_sslmode != "prefer" && p.server_sslmode != "require")
@@ -665,6 +669,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "shutdown_timeout", p.shutdown_timeout_s);
     emit(out, "auth_user", p.auth_user);
     emit(out, "auth_file", p.auth_file);
+    if (!p.auth_query.empty()) emit(out, "auth_query", p.auth_query);
     out << YAML::Key << "admin_users" << YAML::Value << YAML::Flow << p.admin_users;
     emit(out, "tls_mode", p.tls_mode);
     emit(out, "tls_cert", p.tls_cert);

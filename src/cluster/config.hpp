@@ -81,6 +81,9 @@ struct ProxyConfig {
   int shutdown_timeout_s = 30;           // SIGTERM: wait this long for transactions to finish
   std::string auth_user;                 // runs auth_query and health checks; "" = postgres.superuser
   std::string auth_file;                 // "user" "SCRAM-SHA-256$…|md5…" lines, checked before auth_query
+  // The verifier of user $1, in the last column of its first row (PgBouncer's auth_query returns
+  // usename, passwd); no row or NULL = no such user. "" = pg_authid, for login roles still valid.
+  std::string auth_query;
   std::vector<std::string> admin_users;  // may use the `pgfleet` admin database; empty = superuser
   std::string tls_mode = "allow";        // clients: disable | allow | require
   std::string tls_cert;                  // PEM files; "" = the cluster's generated pair

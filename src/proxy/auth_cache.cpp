@@ -13,7 +13,7 @@
 namespace pgfleet::proxy {
 
 namespace {
-constexpr const char* kAuthQuery =
+constexpr const char* kDefaultAuthQuery =
     "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin "
     "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())";
 // A hung server (stopped process, frozen host) accepts the query and never answers, and the
@@ -26,10 +26,10 @@ struct Fetched {
   std::string error;
 };
 
-Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& user) {
+Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& query, const std::string& user) {
   PGconn* c = conn.raw();
   const char* values[] = {user.c_str()};
-  if (PQsendQueryParams(c, kAuthQuery, 1, nullptr, values, nullptr, nullptr, 0) == 0)
+  if (PQsendQueryParams(c, query.c_str(), 1, nullptr, values, nullptr, nullptr, 0) == 0)
     return {false, std::nullopt, PQerrorMessage(c)};
   auto deadline = std::chrono::steady_clock::now() + kQueryDeadline;
   while (PQisBusy(c) != 0) {
@@ -44,7 +44,8 @@ Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& user) {
   while (PGresult* r = PQgetResult(c)) {
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
       out.ok = true;
-      if (PQntuples(r) > 0 && PQgetisnull(r, 0, 0) == 0) out.stored = std::string(PQgetvalue(r, 0, 0));
+      const int last = PQnfields(r) - 1;  // the verifier: the only column, or passwd after usename
+      if (last >= 0 && PQntuples(r) > 0 && PQgetisnull(r, 0, last) == 0) out.stored = std::string(PQgetvalue(r, 0, last));
     } else if (out.error.empty()) {
       out.error = PQresultErrorMessage(r);
     }
@@ -55,8 +56,13 @@ Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& user) {
 }
 }
 
-AuthCache::AuthCache(std::function<std::vector<std::string>()> conninfo, std::string auth_file, std::chrono::seconds max_age)
-    : conninfo_(std::move(conninfo)), auth_file_(std::move(auth_file)), max_age_(max_age), thread_([this] { run(); }) {}
+AuthCache::AuthCache(std::function<std::vector<std::string>()> conninfo, std::string auth_file,
+                     std::function<std::string()> auth_query, std::chrono::seconds max_age)
+    : conninfo_(std::move(conninfo)),
+      auth_file_(std::move(auth_file)),
+      auth_query_(std::move(auth_query)),
+      max_age_(max_age),
+      thread_([this] { run(); }) {}
 
 namespace {
 std::shared_ptr<const UserSecret> secret_from(const std::string& stored) {
@@ -186,6 +192,8 @@ void AuthCache::run() {
     // The primary first; while it cannot answer (failover, hung host), a replica: pg_authid is
     // replicated, and the server checks the password again when the proxy logs in with it.
     auto candidates = conninfo_();
+    std::string query = auth_query_ ? auth_query_() : std::string();
+    if (query.empty()) query = kDefaultAuthQuery;
     for (size_t i = 0; i < candidates.size() * 2 && !result; ++i) {
       const std::string& info = candidates[i % candidates.size()];
       if (i >= candidates.size() && info != conn_info) continue;  // second try: the one that failed mid-query only
@@ -200,7 +208,7 @@ void AuthCache::run() {
         }
         conn = std::make_unique<postgres::PgConn>(std::move(c.value()));
       }
-      auto fetched = fetch_with_deadline(*conn, request.first);
+      auto fetched = fetch_with_deadline(*conn, query, request.first);
       if (!fetched.ok) {
         log::warn("auth query failed: {}", fetched.error);
         conn.reset();  // mid-query or broken: never reused

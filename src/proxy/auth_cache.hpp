@@ -31,7 +31,9 @@ class AuthCache {
   // then the replicas', asked in order while one does not answer.
   // `auth_file` (may be empty): PgBouncer-style lines `"user" "secret"` where secret is a SCRAM
   // verifier or an md5 hash as pg_authid stores them; consulted first, re-read when it changes.
+  // `auth_query` returns the query in force (read per lookup, so RELOAD applies it; "" = pg_authid).
   explicit AuthCache(std::function<std::vector<std::string>()> conninfo, std::string auth_file = {},
+                     std::function<std::string()> auth_query = {},
                      std::chrono::seconds max_age = std::chrono::seconds(10));
   ~AuthCache();
 
@@ -50,6 +52,7 @@ class AuthCache {
   std::shared_ptr<const UserSecret> from_file(const std::string& user);
   std::function<std::vector<std::string>()> conninfo_;
   std::string auth_file_;
+  std::function<std::string()> auth_query_;
   std::map<std::string, std::shared_ptr<const UserSecret>> file_users_;
   int64_t file_mtime_ = -1;
   std::chrono::seconds max_age_;

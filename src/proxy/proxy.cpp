@@ -135,7 +135,7 @@ int run_proxy(const ProxyOptions& options) {
     for (const auto& r : t->replicas) out.push_back(info(r));
     return out;
   };
-  AuthCache auth(conninfo, config->proxy.auth_file);
+  AuthCache auth(conninfo, config->proxy.auth_file, [&shared] { return shared.settings()->proxy.auth_query; });
   shared.auth = &auth;
 
   int threads = config->proxy.threads > 0 ? config->proxy.threads : cluster::default_proxy_threads();

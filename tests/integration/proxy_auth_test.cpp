@@ -253,5 +253,31 @@ TEST_F(ProxyAuthFileTest, TheFilesVerifierComesFirstAndAChangedFileIsReadAgain) 
   EXPECT_EQ(sql_value(as_user, "SELECT current_user"), "file_user");
 }
 
+// proxy.auth_query replaces the built-in pg_authid lookup (PgBouncer's auth_query: usename, passwd).
+// This one hides roles named blocked_*: they cannot log in through the proxy, though they can
+// directly, and the others log in as before.
+class ProxyAuthQueryTest : public ClusterSuite<ProxyAuthQueryTest> {
+ public:
+  static std::string cluster_config() {
+    return "proxy:\n  auth_query: \"SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1 AND "
+           "usename NOT LIKE 'blocked%'\"\n";
+  }
+};
+
+TEST_F(ProxyAuthQueryTest, TheConfiguredQueryDecidesWhoIsKnown) {
+  sql(cluster().primary_uri(), "CREATE ROLE query_user LOGIN PASSWORD 'secret-one'");
+  sql(cluster().primary_uri(), "CREATE ROLE blocked_user LOGIN PASSWORD 'secret-two'");
+  EXPECT_EQ(sql_value(cluster().proxy_uri("query_user", "secret-one"), "SELECT current_user"), "query_user");
+  const std::string refused = connect_error(cluster().proxy_uri("blocked_user", "secret-two"));
+  EXPECT_NE(refused.find("password authentication failed for user \"blocked_user\""), std::string::npos) << refused;
+  const std::string direct = "postgresql://blocked_user:secret-two@127.0.0.1:" + std::to_string(cluster().node_port(1)) + "/postgres";
+  EXPECT_EQ(sql_value(direct, "SELECT current_user"), "blocked_user");
+  const Table config = query_table(cluster().admin_uri(), "SHOW CONFIG");
+  bool shown = false;
+  for (size_t i = 0; i < config.rows.size(); ++i)
+    shown = shown || (config.at(i, "key") == "auth_query" && config.at(i, "value").find("NOT LIKE 'blocked%'") != std::string::npos);
+  EXPECT_TRUE(shown) << config.dump();
+}
+
 }  // namespace
 }  // namespace pgfleet::itest

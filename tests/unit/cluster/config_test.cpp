@@ -441,6 +441,21 @@ TEST(ConfigTest, ProxyRoutingSettingsParseRenderAndValidate) {
   }
 }
 
+TEST(ConfigTest, ProxyAuthQueryTakesTheUserAsDollarOne) {
+  ClusterConfig c = parse_config(
+      "proxy:\n  auth_query: SELECT usename, passwd FROM pgbouncer.get_auth($1)\n", "t");
+  validate_config(c, "t");
+  EXPECT_EQ(c.proxy.auth_query, "SELECT usename, passwd FROM pgbouncer.get_auth($1)");
+  EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c) << render_config(c);
+  try {
+    validate_config(parse_config("proxy: {auth_query: SELECT passwd FROM pg_shadow}", "t"), "t");
+    ADD_FAILURE() << "an auth_query without $1 was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'proxy.auth_query' must take the user name as $1"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ConfigTest, ProxyUnixSocketDirectory) {
   ClusterConfig c = parse_config("proxy: {unix_socket_dir: /var/run/pgfleet}", "t");
   EXPECT_EQ(c.proxy.unix_socket_dir, "/var/run/pgfleet");
