@@ -64,7 +64,8 @@ bool mentions_session_verb(std::string_view sql) {
     if (at == std::string_view::npos) return false;
     auto rest = sql.substr(at);
     if (rest[0] == '/' || rest[0] == '-' || starts_with_word(rest, "set") || starts_with_word(rest, "reset") ||
-        starts_with_word(rest, "discard") || starts_with_word(rest, "deallocate")) {
+        starts_with_word(rest, "discard") || starts_with_word(rest, "deallocate") || starts_with_word(rest, "listen") ||
+        starts_with_word(rest, "unlisten")) {
       return true;
     }
     pos = sql.find(';', at);  // a ';' inside a literal only costs a closer look
@@ -156,6 +157,43 @@ std::string statement_hash_name(const protocol::Parse& parse) {
   for (uint32_t t : parse.param_types) key += "," + std::to_string(t);
   return fmt::format("pgfleet_{:016x}_{}", std::hash<std::string>{}(key), parse.query.size());
 }
+// LISTEN/UNLISTEN, served by the worker's LISTEN connection in transaction and statement modes.
+struct ListenRequest {
+  bool listen;  // else UNLISTEN
+  std::string channel;
+};
+
+// "LISTEN channel" / "UNLISTEN channel" (channel "*": every one) as a single statement, else nullopt.
+std::optional<ListenRequest> parse_listen(std::string_view sql) {
+  // Runs before many transactions: most queries are ruled out by their first character.
+  size_t at = sql.find_first_not_of(" \t\r\n");
+  if (at == std::string_view::npos) return std::nullopt;
+  char first = static_cast<char>(sql[at] | 0x20);
+  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return std::nullopt;
+  auto statements = split_statements(sql);
+  if (statements.size() != 1) return std::nullopt;
+  auto [verb, rest] = next_word(statements.front());
+  if (verb != "listen" && verb != "unlisten") return std::nullopt;
+  auto target = trim(rest);
+  std::string channel;
+  if (!target.empty() && target.front() == '"') {
+    for (size_t i = 1; i < target.size(); ++i) {
+      if (target[i] == '"' && i + 1 < target.size() && target[i + 1] == '"') {
+        channel += '"';
+        ++i;
+      } else if (target[i] == '"') {
+        break;
+      } else {
+        channel += target[i];
+      }
+    }
+  } else {
+    channel = lower(target);
+  }
+  if (channel.empty()) return std::nullopt;
+  return ListenRequest{verb == "listen", std::move(channel)};
+}
+
 }  // namespace
 
 ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind, bool local)
@@ -239,7 +277,11 @@ void ClientConn::emit(std::span<const uint8_t> bytes) {
     bytes = bytes.subspan(n);
     if (bytes.empty()) return;
   }
-  out_.append(bytes);
+  if (holding_) {
+    held_out_.insert(held_out_.end(), bytes.begin(), bytes.end());
+  } else {
+    out_.append(bytes);
+  }
   if (pool_ != nullptr) pool_->stats.bytes_sent += bytes.size();
 }
 
@@ -619,6 +661,34 @@ void ClientConn::server_parameter(const std::string& name, const std::string& va
 // instead; SET LOCAL and transaction characteristics end with the transaction and need nothing.
 void ClientConn::track_set(std::string_view sql, uint64_t batch) {
   if (auto change = sql::parse_session_change(sql)) pending_changes_.push_back({batch, std::move(*change)});
+  if (auto l = parse_listen(sql)) track_listen(l->listen, l->channel, batch);
+}
+
+// LISTEN/UNLISTEN inside a transaction (or a multi-statement query): the pooled server connection
+// runs it, but its notifications would reach no one once the connection serves others. The worker's
+// LISTEN connection subscribes the client at once (a notification committed before the client's
+// COMMIT may then arrive too: an extra one, never a missed one); a rolled-back LISTEN is undone
+// and an UNLISTEN applies at commit, as on PostgreSQL. The server connection gets UNLISTEN * before
+// another client uses it.
+void ClientConn::track_listen(bool listen, const std::string& channel, uint64_t batch) {
+  server_->listens = true;
+  if (listen && !worker_.subscribed(this, channel)) {
+    listening_ = true;
+    // The server answers this LISTEN; its ReadyForQuery waits until the LISTEN connection's
+    // is in force, so that a NOTIFY sent after the client's COMMIT reaches it.
+    if (!worker_.subscribe(this, *pool_, channel)) ++early_acks_pending_;
+    early_listens_.insert(channel);
+  }
+  sql::SessionChange change{listen ? sql::SessionChange::Kind::kListen : sql::SessionChange::Kind::kUnlisten,
+                            channel, ""};
+  pending_changes_.push_back({batch, std::move(change)});
+}
+
+void ClientConn::undo_early_listens() {
+  for (const auto& change : tx_changes_) {
+    if (change.kind == sql::SessionChange::Kind::kListen && early_listens_.erase(change.name) > 0)
+      worker_.unsubscribe(this, change.name);
+  }
 }
 
 void ClientConn::command_completed(std::span<const uint8_t> body) {
@@ -633,10 +703,13 @@ void ClientConn::conclude_changes() {
     pending_changes_.pop_front();
   }
   if (server_->tx_status == 'E') {
+    undo_early_listens();
     tx_changes_.clear();  // the transaction failed: PostgreSQL undoes its SETs
   } else if (server_->tx_status == 'I') {
     if (!transaction_failed_ && !rolled_back_) {
       for (const auto& change : tx_changes_) apply_change(change);
+    } else {
+      undo_early_listens();
     }
     tx_changes_.clear();
     transaction_failed_ = false;
@@ -646,8 +719,17 @@ void ClientConn::conclude_changes() {
 
 void ClientConn::apply_change(const sql::SessionChange& change) {
   using Kind = sql::SessionChange::Kind;
-  ++session_generation_;
   const std::string& name = change.name;
+  if (change.kind == Kind::kListen) {  // subscribed when it ran; committed, it stays
+    early_listens_.erase(name);
+    return;
+  }
+  if (change.kind == Kind::kUnlisten) {
+    worker_.unsubscribe(this, name);
+    if (name == "*") early_listens_.clear();
+    return;
+  }
+  ++session_generation_;
   switch (change.kind) {
     case Kind::kSet:
       if (is_tracked(name)) return;
@@ -676,6 +758,8 @@ void ClientConn::apply_change(const sql::SessionChange& change) {
       server_->prepared.clear();
       prepared_.clear();
       return;
+    case Kind::kListen:
+    case Kind::kUnlisten: return;  // handled above
   }
 }
 
@@ -1008,6 +1092,7 @@ void ClientConn::detach_server_if_done() {
   flush_soon();
   server->detach();
   server->pool().release(server);
+  if (server->swallow_ready > 0) server->flush();  // detach() queued a reset (UNLISTEN *): the pool takes it back after
   if (!in_.empty()) {
     // More pipelined work: continue after the server's current batch of replies is handled.
     worker_.loop().defer([w = &worker_, pid = pid_] {
@@ -1446,42 +1531,6 @@ void ClientConn::close(const std::string& reason) {
 // LISTEN/UNLISTEN outside a transaction, in transaction and statement modes: served by the
 // worker's LISTEN connection, so notifications reach the client whichever server it uses.
 namespace {
-struct ListenRequest {
-  bool listen;  // else UNLISTEN
-  std::string channel;
-};
-
-// "LISTEN channel" / "UNLISTEN channel" alone (UNLISTEN * is passed through), else nullopt.
-std::optional<ListenRequest> parse_listen(std::string_view sql) {
-  // Runs before many transactions: most queries are ruled out by their first character.
-  size_t at = sql.find_first_not_of(" \t\r\n");
-  if (at == std::string_view::npos) return std::nullopt;
-  char first = static_cast<char>(sql[at] | 0x20);
-  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return std::nullopt;
-  auto statements = split_statements(sql);
-  if (statements.size() != 1) return std::nullopt;
-  auto [verb, rest] = next_word(statements.front());
-  if (verb != "listen" && verb != "unlisten") return std::nullopt;
-  auto target = trim(rest);
-  std::string channel;
-  if (!target.empty() && target.front() == '"') {
-    for (size_t i = 1; i < target.size(); ++i) {
-      if (target[i] == '"' && i + 1 < target.size() && target[i + 1] == '"') {
-        channel += '"';
-        ++i;
-      } else if (target[i] == '"') {
-        break;
-      } else {
-        channel += target[i];
-      }
-    }
-  } else {
-    channel = lower(target);
-  }
-  if (channel.empty()) return std::nullopt;
-  return ListenRequest{verb == "listen", std::move(channel)};
-}
-
 void append_bare_message(protocol::Bytes& out, char type) {  // ParseComplete, BindComplete, NoData
   out.insert(out.end(), {static_cast<uint8_t>(type), 0, 0, 0, 4});
 }
@@ -1584,6 +1633,15 @@ void ClientConn::start_listen(bool listen, const std::string& channel, protocol:
 }
 
 void ClientConn::listen_acknowledged() {
+  if (early_acks_pending_ > 0) {  // a LISTEN a server ran (acknowledged in order, before any later one)
+    if (--early_acks_pending_ == 0 && holding_) {
+      holding_ = false;
+      out_.append(held_out_);
+      held_out_.clear();
+      flush();
+    }
+    return;
+  }
   if (state_ != State::kListenAck) return;
   state_ = State::kIdle;
   send(listen_reply_);

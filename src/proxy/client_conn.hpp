@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "protocol/framing.hpp"
@@ -120,7 +121,10 @@ class ClientConn final : public IoHandler, public BatchedSender {
   [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
   [[nodiscard]] Clock::time_point waiting_since() const { return waiting_since_; }
   [[nodiscard]] Clock::time_point last_activity() const { return last_activity_; }
-  [[nodiscard]] size_t output_size() const { return out_.size(); }
+  [[nodiscard]] size_t output_size() const { return out_.size() + held_out_.size(); }
+  // The attached server's ReadyForQuery is next: held while a LISTEN it ran is not yet in force
+  // on the worker's LISTEN connection.
+  void ready_for_query_coming() { holding_ = holding_ || early_acks_pending_ > 0; }
   [[nodiscard]] bool is_admin() const { return admin_; }
   void set_waiting_since(Clock::time_point t) { waiting_since_ = t; }
 
@@ -156,6 +160,8 @@ class ClientConn final : public IoHandler, public BatchedSender {
   // A SET/RESET/DISCARD ALL/DEALLOCATE ALL in `sql`, concluded by the server's ReadyForQuery
   // number `batch` (ServerConn::syncs_done once it has answered it).
   void track_set(std::string_view sql, uint64_t batch);
+  void track_listen(bool listen, const std::string& channel, uint64_t batch);  // sent to a pooled server
+  void undo_early_listens();  // the LISTENs of a transaction that did not commit
   void apply_change(const sql::SessionChange& change);
   void conclude_changes();  // at each ReadyForQuery of the attached server
   void handle_admin_query(std::string_view sql);
@@ -237,6 +243,10 @@ class ClientConn final : public IoHandler, public BatchedSender {
   std::vector<sql::SessionChange> tx_changes_;  // answered inside a transaction still open
   bool transaction_failed_ = false;             // an error since the transaction began
   bool rolled_back_ = false;                    // the last command completed was a ROLLBACK
+  std::set<std::string> early_listens_;         // subscribed by a LISTEN whose transaction is open
+  int early_acks_pending_ = 0;                  // of those, not yet in force on the LISTEN connection
+  bool holding_ = false;                        // output kept in held_out_ until they are
+  std::vector<uint8_t> held_out_;
   uint64_t fingerprint_ = 0, fingerprint_generation_ = 0;
   std::map<std::string, Prepared, std::less<>> prepared_;
 

@@ -340,6 +340,9 @@ void ServerConn::inject(std::string sql, std::string restores) {
 
 void ServerConn::detach() {
   if (client_ != nullptr && backend_.index >= 0) --worker_.node_active[static_cast<size_t>(backend_.index)];
+  // Sent ahead of the next client's statements (or now, by close()'s flush).
+  if (listens) inject("UNLISTEN *");
+  listens = false;
   client_ = nullptr;
   state_ = State::kIdle;
   last_used_ = worker_.loop().now();
@@ -448,6 +451,7 @@ void ServerConn::handle_message(char type, std::span<const uint8_t> body, std::s
       --outstanding;
       ++syncs_done;
       while (!expected.empty() && expected.front().batch < syncs_done) expected.pop_front();
+      client_->ready_for_query_coming();
       client_->send(whole);
       client_->ready_for_query_seen(worker_.loop().now());
       return;

@@ -606,7 +606,7 @@ void Worker::send_listen(Listening& l, const std::string& sql, std::string chann
   l.sent.push_back({std::move(channel), std::move(waiting)});
 }
 
-bool Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channel) {
+bool Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channel, bool answer) {
   Listening& l = listening_[pool.database()];
   l.channels[channel].insert(client->pid());
   if (l.ready && l.in_force.contains(channel)) return true;
@@ -619,11 +619,21 @@ bool Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channe
     l.conn->start();
   }
   if (!l.ready) {
-    l.waiting_for_connection.push_back(client->pid());
+    if (answer) l.waiting_for_connection.push_back(client->pid());
     return false;
   }
   // LISTEN is idempotent: sending it again is the simplest way to learn when it is in force.
-  send_listen(l, "LISTEN " + quote_ident(channel), channel, {client->pid()});
+  std::vector<int32_t> waiting;
+  if (answer) waiting.push_back(client->pid());
+  send_listen(l, "LISTEN " + quote_ident(channel), channel, std::move(waiting));
+  return false;
+}
+
+bool Worker::subscribed(const ClientConn* client, const std::string& channel) const {
+  for (const auto& [db, l] : listening_) {
+    auto it = l.channels.find(channel);
+    if (it != l.channels.end() && it->second.contains(client->pid())) return true;
+  }
   return false;
 }
 

@@ -172,7 +172,9 @@ class Worker {
   // LISTEN in transaction and statement modes: one connection per database on this worker holds
   // the LISTENs of all its clients and fans notifications out to the subscribers.
   // True when the LISTEN is already in force; otherwise the client hears listen_acknowledged().
-  bool subscribe(ClientConn* client, Pool& pool, const std::string& channel);
+  // `answer` false: the client is not told when it is in force (a LISTEN a server answered).
+  bool subscribe(ClientConn* client, Pool& pool, const std::string& channel, bool answer = true);
+  [[nodiscard]] bool subscribed(const ClientConn* client, const std::string& channel) const;
   void listener_statement_done(ServerConn* server);  // a ReadyForQuery on a LISTEN connection
   void unsubscribe(ClientConn* client, const std::string& channel);  // "*" = every channel
   void deliver_notification(const std::string& database, std::span<const uint8_t> body,

@@ -15,6 +15,8 @@ struct SessionChange {
     kResetAll,       // RESET ALL
     kDiscardAll,     // DISCARD ALL: every setting and every prepared statement
     kDeallocateAll,  // DEALLOCATE [PREPARE] ALL: every prepared statement
+    kListen,         // LISTEN name / UNLISTEN name|* (the proxy's own parser: parse_session_change
+    kUnlisten,       // never yields these)
   };
   Kind kind = Kind::kSet;
   std::string name;   // lowercased; "role" for SET ROLE

@@ -421,6 +421,45 @@ TEST_F(ProxyPoolOfOneTest, FailedAndRolledBackSetsDoNotFollowTheClient) {
 
 // SET ROLE is session state like any SET: it stays with the client that ran it and never reaches
 // the next client of the server connection.
+// LISTEN inside a transaction or a multi-statement query runs on the pooled server connection:
+// once committed, the client still gets its notifications whichever connection it uses next; a
+// rolled-back LISTEN and a committed UNLISTEN stop them, as on PostgreSQL; and the server
+// connection does not go on listening for the next client.
+TEST_F(ProxyPoolOfOneTest, ListenInsideATransactionIsKeptAfterCommitAndUndoneByRollback) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  for (const char* q : {"BEGIN", "LISTEN tx_events", "COMMIT", "BEGIN", "LISTEN rolled_events", "ROLLBACK",
+                        "LISTEN multi_a; LISTEN multi_b"}) {
+    auto r = query_with_deadline(a, q);
+    ASSERT_TRUE(r.ok()) << q << ": " << r.error();
+  }
+  // The one server connection, now serving B, listens to nothing.
+  EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
+  auto received = [&](const std::vector<std::string>& notifies) {
+    for (const auto& n : notifies) EXPECT_TRUE(query_with_deadline(b, n).ok()) << n;
+    std::vector<std::string> got;
+    const auto until = std::chrono::steady_clock::now() + 1500ms;
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd pfd{PQsocket(a.raw()), POLLIN, 0};
+      ::poll(&pfd, 1, 100);
+      if (PQconsumeInput(a.raw()) != 1) break;
+      while (PGnotify* n = PQnotifies(a.raw())) {
+        got.push_back(std::string(n->relname) + ":" + n->extra);
+        PQfreemem(n);
+      }
+    }
+    return got;
+  };
+  EXPECT_EQ(received({"NOTIFY tx_events, 'one'", "NOTIFY rolled_events, 'none'", "NOTIFY multi_b, 'two'"}),
+            (std::vector<std::string>{"tx_events:one", "multi_b:two"}));
+  for (const char* q : {"BEGIN", "UNLISTEN tx_events", "ROLLBACK"}) ASSERT_TRUE(query_with_deadline(a, q).ok()) << q;
+  EXPECT_EQ(received({"NOTIFY tx_events, 'still'"}), std::vector<std::string>{"tx_events:still"})
+      << "a rolled-back UNLISTEN stopped the notifications";
+  for (const char* q : {"BEGIN", "UNLISTEN tx_events", "COMMIT"}) ASSERT_TRUE(query_with_deadline(a, q).ok()) << q;
+  EXPECT_EQ(received({"NOTIFY tx_events, 'gone'", "NOTIFY multi_a, 'three'"}), std::vector<std::string>{"multi_a:three"});
+  EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
+}
+
 TEST_F(ProxyPoolOfOneTest, SetRoleStaysWithItsClient) {
   sql(cluster().primary_uri(), "DROP ROLE IF EXISTS pool_role_a; CREATE ROLE pool_role_a; "
                                "DROP ROLE IF EXISTS pool_role_gone; CREATE ROLE pool_role_gone");
