@@ -102,6 +102,7 @@ class ServerConn final : public IoHandler, public BatchedSender {
   std::vector<std::string> prepared;              // server-side statement names, oldest first
   std::map<std::string, std::string> applied_sets;  // SET name -> value applied by clients
   bool listens = false;  // a client ran LISTEN here: UNLISTEN * before the next client
+  int cancels_in_flight = 0;  // cancel requests for its backend not yet taken by the server
   std::deque<std::string> injected_restores;        // per injected statement not yet answered
   std::string last_client;  // user@db of the last client (for SHOW SERVERS)
   bool listener = false;    // the worker's LISTEN connection for a database, never lent to clients

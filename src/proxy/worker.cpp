@@ -144,6 +144,7 @@ void Pool::release(ServerConn* server) {
     return;
   }
   if (server->swallow_ready > 0) return;  // resetting; released again when done
+  if (server->cancels_in_flight > 0) return;  // released again once the cancel request is taken
   if (!worker_.shared().is_paused(database_) && !waiting_.empty()) {
     ClientConn* client = waiting_.front();
     waiting_.pop_front();
@@ -358,6 +359,8 @@ Worker::Worker(int index, ProxyShared& shared) : index_(index), shared_(shared) 
 }
 
 Worker::~Worker() {
+  // Cancel threads post to this loop when done; each is bounded by its 2 s socket timeouts.
+  for (int i = 0; i < 500 && cancel_threads_ > 0; ++i) std::this_thread::sleep_for(10ms);
   for (auto* l : all_listeners()) {
     if (l->fd >= 0) ::close(l->fd);
   }
@@ -534,8 +537,13 @@ void Worker::cancel(int32_t pid, int32_t secret) {
   socklen_t length = 0;
   if (!c->server()->peer_address(address, length)) return;
   protocol::CancelKey key = c->server()->backend_key();
+  // Until the server has taken the request, this server connection serves no other client: a
+  // cancel that arrived late would stop that client's query (PgBouncer's sv_being_canceled).
+  ServerConn* server = c->server();
+  ++server->cancels_in_flight;
+  ++cancel_threads_;
   // Rare and short: a plain blocking connect on a helper thread keeps the loop free.
-  std::thread([address, length, key] {
+  std::thread([this, address, length, key, id = server->id()] {
     int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return;
     timeval tv{2, 0};
@@ -548,7 +556,16 @@ void Worker::cancel(int32_t pid, int32_t secret) {
       (void)!::recv(fd, buf, 1, 0);  // the server closes once it has read the request
     }
     ::close(fd);
+    loop_.post([this, id] { cancel_delivered(id); });
+    --cancel_threads_;
   }).detach();
+}
+
+void Worker::cancel_delivered(uint64_t server_id) {
+  auto it = servers_.find(server_id);
+  if (it == servers_.end()) return;  // closed meanwhile
+  ServerConn* server = it->second.get();
+  if (--server->cancels_in_flight == 0 && server->client() == nullptr) server->pool().release(server);
 }
 
 void Worker::begin_shutdown() {

@@ -146,6 +146,7 @@ class Worker {
   void retire_client(ClientConn* client);
   void adopt_client(std::unique_ptr<ClientConn> client);
   void cancel(int32_t pid, int32_t secret);  // runs on this worker's thread
+  void cancel_delivered(uint64_t server_id);  // the server took (or never got) a cancel request
   ClientConn* client(int32_t pid);
   // Graceful stop: close the listener, let clients finish their transactions.
   void begin_shutdown();
@@ -235,6 +236,7 @@ class Worker {
   std::map<std::string, Listening> listening_;  // by database
   void send_listen(Listening& l, const std::string& sql, std::string channel = {}, std::vector<int32_t> waiting = {});
   uint64_t next_server_id_ = 1;
+  std::atomic<int> cancel_threads_{0};  // cancel requests being sent by helper threads
   bool shutting_down_ = false;
   Clock::time_point shutdown_deadline_{};
   std::atomic<std::shared_ptr<const WorkerSnapshot>> snapshot_;

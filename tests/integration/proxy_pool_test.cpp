@@ -3,6 +3,7 @@
 // query_wait_timeout and max_client_conn.
 #include <libpq-fe.h>
 #include <poll.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -458,6 +459,34 @@ TEST_F(ProxyPoolOfOneTest, ListenInsideATransactionIsKeptAfterCommitAndUndoneByR
   for (const char* q : {"BEGIN", "UNLISTEN tx_events", "COMMIT"}) ASSERT_TRUE(query_with_deadline(a, q).ok()) << q;
   EXPECT_EQ(received({"NOTIFY tx_events, 'gone'", "NOTIFY multi_a, 'three'"}), std::vector<std::string>{"multi_a:three"});
   EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
+}
+
+// A cancel request the server has not taken yet keeps its server connection from the next client
+// (PgBouncer's sv_being_canceled): delivered late, it would stop that client's query instead. The
+// postmaster is stopped so the request waits; meanwhile the canceled query ends by itself.
+TEST_F(ProxyPoolOfOneTest, ALateCancelDoesNotHitTheNextClientsQuery) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const auto postmaster = static_cast<pid_t>(num(node_of(cluster().status_json(), "node1"), "pid"));
+  ASSERT_GT(postmaster, 0);
+  ASSERT_EQ(PQsendQuery(a.raw(), "SELECT pg_sleep(0.5)"), 1);
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(::kill(postmaster, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{postmaster};
+  PGcancel* cancel = PQgetCancel(a.raw());
+  char why[256] = "";
+  ASSERT_EQ(PQcancel(cancel, why, sizeof why), 1) << why;  // the proxy takes it; the server cannot yet
+  PQfreeCancel(cancel);
+  EXPECT_EQ(finish_query(a.raw(), 5s), "") << "A's query was canceled although the server never got the request";
+  // B asks for the one server connection while the cancel for A's backend is still on its way.
+  ASSERT_EQ(PQsendQuery(b.raw(), "SELECT pg_sleep(1)"), 1);
+  std::this_thread::sleep_for(300ms);
+  ::kill(postmaster, SIGCONT);  // the postmaster takes the request: A's backend is idle by now
+  EXPECT_EQ(finish_query(b.raw(), 10s), "") << "the late cancel for A stopped B's query";
+  EXPECT_EQ(value(a, "SELECT 'a again'"), "a again");
 }
 
 TEST_F(ProxyPoolOfOneTest, SetRoleStaysWithItsClient) {
