@@ -100,7 +100,11 @@ const json& as_object(const json& v, std::string_view what) {
 // paused VM) cannot hold up the others, as an flock-holder did. store.json is the format before
 // generations, read as generation 0.
 constexpr std::string_view kLegacyStore = "store.json";
-constexpr int64_t kKeepGenerations = 16;   // older ones are removed; readers retry if theirs goes
+// Older generations are removed; readers retry if theirs goes. A writer checks after its commit
+// that fewer than this many came after it (else its name may have been free because removed):
+// with 16, a busy host's other writers sometimes got there first, and a valid commit was
+// reported as of unknown outcome.
+constexpr int64_t kKeepGenerations = 64;
 constexpr auto kStaleTempAge = std::chrono::minutes(1);
 
 std::string generation_path(const std::string& dir, int64_t generation) {
