@@ -307,6 +307,7 @@ void read_proxy(const Item& item, ProxyConfig& p) {
                   {"tls_cert", into(p.tls_cert)},
                   {"tls_key", into(p.tls_key)},
                   {"server_sslmode", into(p.server_sslmode)},
+                  {"server_tls_ca", into(p.server_tls_ca)},
                   {"server_unix_socket", into(p.server_unix_socket)},
                   {"unix_socket_dir", into(p.unix_socket_dir)},
                   {"pools", [&](const Item& i) { read_pools(i, p.pools); }},
@@ -482,8 +483,10 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
                     "pg_catalog.pg_shadow WHERE usename = $1; got '{}'", p.auth_query);
   if (p.tls_mode != "disable" && p.tls_mode != "allow" && p.tls_mode != "require")
     invalid(source, "'proxy.tls_mode' must be disable, allow or require, got '{}'", p.tls_mode);
-  if (p.server_sslmode != "disable" && p.server_sslmode != "prefer" && p.server_sslmode != "require")
-    invalid(source, "'proxy.server_sslmode' must be disable, prefer or require, got '{}'", p.server_sslmode);
+  if (p.server_sslmode != "disable" && p.server_sslmode != "prefer" && p.server_sslmode != "require" &&
+      p.server_sslmode != "verify-ca" && p.server_sslmode != "verify-full")
+    invalid(source, "'proxy.server_sslmode' must be disable, prefer, require, verify-ca or verify-full, got '{}'",
+            p.server_sslmode);
   if (p.tls_cert.empty() != p.tls_key.empty())
     invalid(source, "'proxy.tls_cert' and 'proxy.tls_key' must be given together");
   if (!p.unix_socket_dir.empty() && p.unix_socket_dir != "off") {
@@ -675,6 +678,7 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "tls_cert", p.tls_cert);
     emit(out, "tls_key", p.tls_key);
     emit(out, "server_sslmode", p.server_sslmode);
+    if (!p.server_tls_ca.empty()) emit(out, "server_tls_ca", p.server_tls_ca);
     emit(out, "server_unix_socket", p.server_unix_socket);
     emit(out, "unix_socket_dir", p.unix_socket_dir);
     out << YAML::Key << "pools" << YAML::Value;

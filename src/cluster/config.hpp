@@ -88,7 +88,8 @@ struct ProxyConfig {
   std::string tls_mode = "allow";        // clients: disable | allow | require
   std::string tls_cert;                  // PEM files; "" = the cluster's generated pair
   std::string tls_key;
-  std::string server_sslmode = "prefer"; // to servers: disable | prefer | require
+  std::string server_sslmode = "prefer"; // to servers: disable | prefer | require | verify-ca | verify-full
+  std::string server_tls_ca;             // CA for verify-ca/-full; "" = the cluster's CA (or its self-signed pair)
   // Reach nodes of a local cluster through their Unix socket (less CPU than TCP loopback, but
   // inet_server_port() is then NULL for clients).
   bool server_unix_socket = false;

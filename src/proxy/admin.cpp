@@ -225,6 +225,7 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
         {"tls_mode", p.tls_mode},
         {"tls_cert", p.tls_cert.empty() ? "(the cluster's)" : p.tls_cert},
         {"server_sslmode", p.server_sslmode},
+        {"server_tls_ca", p.server_tls_ca.empty() ? "(the cluster's)" : p.server_tls_ca},
         {"auth_file", p.auth_file},
         {"auth_query", p.auth_query.empty() ? "(pg_authid)" : p.auth_query},
         {"unix_socket_dir", p.unix_socket_dir},

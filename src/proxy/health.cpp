@@ -107,9 +107,9 @@ void HealthPoller::run(size_t index) {
   std::string host = n.host.empty() ? cluster::connect_host(config_) : n.host;
   std::string conninfo = fmt::format(
       "host={} port={} user={} dbname={} connect_timeout=2 application_name=pgfleet-proxy-health "
-      "options='-c statement_timeout=1000' keepalives_idle=5 keepalives_interval=1 keepalives_count=3 sslmode={}",
+      "options='-c statement_timeout=1000' keepalives_idle=5 keepalives_interval=1 keepalives_count=3 {}",
       host, n.port, config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database,
-      libpq_sslmode(config_.proxy.server_sslmode, host));
+      libpq_tls_options(config_.proxy.server_sslmode, host, server_ca_file(config_, layout_)));
   if (layout_) conninfo += " passfile=" + layout_->passfile();
   // One query for both roles: the replay position of a standby, the insert position of a primary
   // (at least the end of every commit acknowledged before it ran).

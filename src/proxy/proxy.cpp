@@ -109,6 +109,18 @@ int run_proxy(const ProxyOptions& options) {
       SSL_CTX_set_min_proto_version(shared.server_tls.get(), TLS1_2_VERSION);
       SSL_CTX_set_mode(shared.server_tls.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
+    if (verifies_server(config->proxy.server_sslmode)) {
+      const std::string ca = server_ca_file(*config, layout);
+      if (ca.empty()) {
+        throw UserError("proxy.server_sslmode is " + config->proxy.server_sslmode + " but no CA is known to verify servers",
+                        "set proxy.server_tls_ca to the CA file that issued the servers' certificates");
+      }
+      if (!shared.server_tls || SSL_CTX_load_verify_locations(shared.server_tls.get(), ca.c_str(), nullptr) != 1) {
+        throw UserError("proxy.server_tls_ca: cannot load " + ca + ": " + tls::last_error(),
+                        "point proxy.server_tls_ca at a PEM file of CA certificates");
+      }
+      SSL_CTX_set_verify(shared.server_tls.get(), SSL_VERIFY_PEER, nullptr);
+    }
   }
 
   TopologyWatcher topology(*config, layout);
@@ -125,8 +137,9 @@ int run_proxy(const ProxyOptions& options) {
     std::string user = c->proxy.auth_user.empty() ? c->superuser : c->proxy.auth_user;
     auto info = [&](const Backend& b) {
       std::string s = fmt::format("host={} port={} user={} dbname={} connect_timeout=2 tcp_user_timeout=3000 "
-                                  "application_name=pgfleet-proxy sslmode={}",
-                                  b.host, b.port, user, c->database, libpq_sslmode(c->proxy.server_sslmode, b.host));
+                                  "application_name=pgfleet-proxy {}",
+                                  b.host, b.port, user, c->database,
+                                  libpq_tls_options(c->proxy.server_sslmode, b.host, server_ca_file(*c, layout)));
       if (layout) s += " passfile=" + layout->passfile();
       return s;
     };
@@ -233,6 +246,7 @@ int run_proxy(const ProxyOptions& options) {
       keep(fresh->proxy.tls_cert, current->proxy.tls_cert, "tls_cert");
       keep(fresh->proxy.tls_key, current->proxy.tls_key, "tls_key");
       keep(fresh->proxy.server_sslmode, current->proxy.server_sslmode, "server_sslmode");
+      keep(fresh->proxy.server_tls_ca, current->proxy.server_tls_ca, "server_tls_ca");
       keep(fresh->proxy.auth_file, current->proxy.auth_file, "auth_file");
       keep(fresh->proxy.unix_socket_dir, current->proxy.unix_socket_dir, "unix_socket_dir");
       shared.store_config(std::move(fresh));

@@ -25,7 +25,20 @@ namespace pgfleet::proxy {
 
 std::string libpq_sslmode(const std::string& server_sslmode, const std::string& host) {
   if (server_sslmode == "prefer" && ports::is_loopback_host(host)) return "disable";
-  return server_sslmode;  // disable | prefer | require: the same names in libpq
+  return server_sslmode;  // disable | prefer | require | verify-ca | verify-full: libpq's names
+}
+
+bool verifies_server(const std::string& server_sslmode) { return server_sslmode.starts_with("verify-"); }
+
+std::string server_ca_file(const cluster::ClusterConfig& config, const std::optional<cluster::Layout>& layout) {
+  if (!config.proxy.server_tls_ca.empty()) return config.proxy.server_tls_ca;
+  return layout ? layout->tls_trust() : std::string();
+}
+
+std::string libpq_tls_options(const std::string& server_sslmode, const std::string& host, const std::string& ca_file) {
+  std::string out = "sslmode=" + libpq_sslmode(server_sslmode, host);
+  if (verifies_server(server_sslmode)) out += " sslrootcert='" + ca_file + "'";
+  return out;
 }
 
 namespace {
@@ -46,7 +59,9 @@ ServerConn::~ServerConn() { worker_.send_batch().forget(this); }
 
 bool ServerConn::start() {
   const auto& proxy_settings = worker_.settings().proxy;
-  if (proxy_settings.server_unix_socket && !backend_.socket_path.empty() && proxy_settings.server_sslmode != "require") {
+  // No TLS on a Unix socket: a mode that requires it goes by TCP.
+  if (proxy_settings.server_unix_socket && !backend_.socket_path.empty() &&
+      (proxy_settings.server_sslmode == "disable" || proxy_settings.server_sslmode == "prefer")) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, backend_.socket_path.c_str(), backend_.socket_path.size() + 1);
@@ -169,7 +184,7 @@ void ServerConn::on_connected() {
   // only cost CPU.
   const std::string& mode = worker_.settings().proxy.server_sslmode;
   bool loopback = unix_socket_ || ports::is_loopback_host(backend_.host);
-  if (worker_.shared().server_tls && (mode == "require" || (mode == "prefer" && !loopback))) {
+  if (worker_.shared().server_tls && (mode != "prefer" || !loopback)) {
     phase_ = LoginPhase::kSslAnswer;
     protocol::Writer w;
     protocol::encode_ssl_request(w);
@@ -184,7 +199,10 @@ void ServerConn::on_connected() {
 void ServerConn::continue_tls_handshake() {
   int rc = io_.handshake();
   update_interest();
-  if (rc < 0) return fail_login(io_.error(), "08006", nullptr);
+  if (rc < 0) {
+    return fail_login(fmt::format("TLS to the server at {}:{} failed: {}", backend_.host, backend_.port, io_.error()),
+                      "08006", nullptr);
+  }
   if (rc == 1) {
     phase_ = LoginPhase::kStartup;
     send_startup();
@@ -224,11 +242,14 @@ void ServerConn::process_login() {
     if (answer == 'S') {
       phase_ = LoginPhase::kTlsHandshake;
       io_.start_tls(worker_.shared().server_tls.get(), false);
+      // verify-full: the certificate must name the host the proxy was told to reach.
+      if (worker_.settings().proxy.server_sslmode == "verify-full") io_.expect_host(backend_.host);
       return continue_tls_handshake();
     }
-    if (answer != 'N' || worker_.settings().proxy.server_sslmode == "require") {
+    const std::string& mode = worker_.settings().proxy.server_sslmode;
+    if (answer != 'N' || mode != "prefer") {
       return fail_login("the server at " + backend_.host + ":" + std::to_string(backend_.port) +
-                            " does not accept TLS (proxy.server_sslmode is require)",
+                            " does not accept TLS (proxy.server_sslmode is " + mode + ")",
                         "08001", nullptr);
     }
     phase_ = LoginPhase::kStartup;

@@ -30,6 +30,13 @@ inline constexpr std::string_view kDuplicateMarker = "pgfleet_duplicate_prepared
 // The libpq sslmode for the proxy's own connections to a server (health polls, auth queries),
 // following proxy.server_sslmode: "prefer" skips TLS on loopback, where it only costs CPU.
 std::string libpq_sslmode(const std::string& server_sslmode, const std::string& host);
+// verify-ca / verify-full: the server's certificate is checked (and its name, for verify-full).
+bool verifies_server(const std::string& server_sslmode);
+// The CA that verifies servers: proxy.server_tls_ca, else the cluster's ("" when neither).
+std::string server_ca_file(const cluster::ClusterConfig& config, const std::optional<cluster::Layout>& layout);
+// libpq's sslmode for a connection of the proxy's own to `host` (the health poller, the auth
+// query), with sslrootcert = `ca_file` when the mode verifies.
+std::string libpq_tls_options(const std::string& server_sslmode, const std::string& host, const std::string& ca_file);
 
 class ClientConn;
 class Pool;

@@ -15,6 +15,7 @@
 #include "dcs/local_dcs.hpp"
 #include "dcs/member.hpp"
 #include "postgres/pgconn.hpp"
+#include "proxy/server_conn.hpp"
 #include "util/log.hpp"
 
 namespace pgfleet::proxy {
@@ -126,9 +127,11 @@ Topology TopologyWatcher::observe() {
   }
   for (const auto& n : config_.nodes) {
     auto conn = postgres::PgConn::connect(
-        fmt::format("host={} port={} user={} dbname={} connect_timeout=2 application_name=pgfleet-proxy",
+        fmt::format("host={} port={} user={} dbname={} connect_timeout=2 application_name=pgfleet-proxy {}",
                     n.host.empty() ? host : n.host, n.port,
-                    config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database));
+                    config_.proxy.auth_user.empty() ? config_.superuser : config_.proxy.auth_user, config_.database,
+                    libpq_tls_options(config_.proxy.server_sslmode, n.host.empty() ? host : n.host,
+                                      server_ca_file(config_, layout_))));
     if (!conn) continue;
     auto standby = conn->scalar("SELECT pg_is_in_recovery()");
     if (standby && standby.value() == std::optional<std::string>("f") && !t.primary) t.primary = backend_of(n);

@@ -2,6 +2,7 @@
 #include "proxy/transport.hpp"
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +54,16 @@ void Transport::start_tls(SSL_CTX* ctx, bool server_side) {
   SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   server_side_ = server_side;
   handshake_done_ = false;
+}
+
+void Transport::expect_host(const std::string& host) {
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+  // An IP address is matched against the certificate's IP entries, a name against its DNS ones.
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1) {
+    SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_set1_host(ssl_, host.c_str());
+    SSL_set_tlsext_host_name(ssl_, host.c_str());
+  }
 }
 
 int Transport::handshake() {

@@ -28,6 +28,8 @@ class Transport {
   [[nodiscard]] bool tls() const { return ssl_ != nullptr; }
   // Starts TLS on the socket as server (accept) or client (connect); then call handshake().
   void start_tls(SSL_CTX* ctx, bool server_side);
+  // Client side, after start_tls: the peer's certificate must name `host` (a DNS name or an IP).
+  void expect_host(const std::string& host);
   // 1 = done, 0 = in progress (wait for wants_write() ? EPOLLOUT : EPOLLIN), -1 = failed (see error()).
   int handshake();
   // Reads until the socket would block or `limit` bytes are buffered; kClosed at end of stream.

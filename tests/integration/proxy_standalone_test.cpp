@@ -3,12 +3,14 @@
 // listed servers, pools, and follows a switchover.
 #include <libpq-fe.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -107,6 +109,92 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
   ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGTERM), 0);
   EXPECT_TRUE(eventually([&] { return !process_alive(pid); }, 10s)) << "the stand-alone proxy did not stop";
   EXPECT_FALSE(std::filesystem::exists(dir + "/.s.PGSQL." + std::to_string(port)));
+}
+
+// server_sslmode verify-full: the proxy checks each server's certificate against server_tls_ca
+// and the name it was told to reach (here `localhost`, in the cluster's certificate); with a CA
+// that did not issue it, a stand-alone proxy finds no server (its probes verify too).
+TEST_F(ProxyStandaloneTest, VerifyFullChecksTheServersCertificateAgainstTheGivenCa) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "0"}));
+  std::string primary_url = url({"--primary"});
+  auto colon = primary_url.find(':', std::string("postgresql://").size());
+  std::string password = primary_url.substr(colon + 1, primary_url.find('@') - colon - 1);
+  std::string dir = tmp_ + "/verify";
+  std::filesystem::create_directories(dir);
+  write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
+  std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::copy_file(dir_ + "/tls/server.crt", dir + "/cluster-ca.crt");
+  auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                           "-keyout", dir + "/other.key", "-out", dir + "/other-ca.crt", "-days", "1", "-subj", "/CN=other"},
+                          30s);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  auto start_proxy = [&](const std::string& name, int port, const std::string& ca) {
+    write_text(dir + "/" + name + ".yaml", "cluster: " + name + "\n"
+                                           "ports:\n"
+                                           "  proxy: " + std::to_string(port) + "\n"
+                                           "  proxy_primary: " + std::to_string(port + 1) + "\n"
+                                           "  proxy_replicas: " + std::to_string(port + 2) + "\n"
+                                           "  http: " + std::to_string(port + 3) + "\n"
+                                           "proxy:\n  unix_socket_dir: \"off\"\n  server_sslmode: verify-full\n"
+                                           "  server_tls_ca: " + ca + "\n  query_wait_timeout_ms: 2000\n"
+                                           "nodes:\n"
+                                           "  - name: a\n    host: localhost\n    port: " + std::to_string(node_port(1)) + "\n");
+    int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/" + name + ".yaml"}, dir + "/" + name + ".log",
+                                {{"PGPASSFILE", dir + "/passfile"}});
+    add_cleanup([pid] {
+      if (process_alive(pid)) ::kill(static_cast<pid_t>(pid), SIGKILL);
+      ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+    });
+    return pid;
+  };
+  const int good = base_port_ + 60, bad = base_port_ + 70;
+  const int64_t good_pid = start_proxy("good", good, dir + "/cluster-ca.crt");
+  const int64_t bad_pid = start_proxy("bad", bad, dir + "/other-ca.crt");
+  auto through = [&](int p) {
+    return "postgresql://postgres:" + password + "@127.0.0.1:" + std::to_string(p + 1) + "/postgres?connect_timeout=5";
+  };
+  ASSERT_TRUE(eventually([&] { return try_sql(through(good), "SELECT 1").ok(); }, 20s))
+      << read_text(dir + "/good.log");
+  // The server connection behind the query is TLS.
+  EXPECT_EQ(sql_value(through(good), "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "true");
+
+  EXPECT_TRUE(eventually([&] { return read_text(dir + "/bad.log").find("certificate verify failed") != std::string::npos; },
+                         20s))
+      << read_text(dir + "/bad.log");
+  EXPECT_FALSE(try_sql(through(bad), "SELECT 1").ok()) << "a server was used although its certificate did not verify";
+  for (int64_t pid : {good_pid, bad_pid}) {  // before the cluster's teardown, which counts leftovers
+    ::kill(static_cast<pid_t>(pid), SIGTERM);
+    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  }
+}
+
+// In a cluster the proxy learns the primary from the DCS, and with the user in auth_file it logs
+// clients in without a query: its own server connections are then what a foreign CA stops.
+// Clients get an error, and the log names the failed verification.
+TEST_F(ProxyStandaloneTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
+  auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                           "-keyout", tmp_ + "/other.key", "-out", tmp_ + "/other-ca.crt", "-days", "1", "-subj",
+                           "/CN=other"},
+                          30s);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  ::chmod((tmp_ + "/other-ca.crt").c_str(), 0644);  // the proxy runs as the cluster's OS user
+  const std::string users = tmp_ + "/users.txt";
+  write_text(users, "");
+  ::chmod(users.c_str(), 0644);
+  write_text(tmp_ + "/config.yaml", "proxy:\n  server_sslmode: verify-full\n  server_tls_ca: " + tmp_ +
+                                        "/other-ca.crt\n  query_wait_timeout_ms: 3000\n  auth_file: " + users + "\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "0"}));
+  const std::string verifier = sql_value(url({"--primary"}), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
+  std::this_thread::sleep_for(1100ms);  // a later modification time: the proxy reads the file again
+  write_text(users, "\"postgres\" \"" + verifier + "\"\n");
+  ::chmod(users.c_str(), 0644);
+  auto r = try_sql(with_param(url({"--proxy-primary"}), "connect_timeout=10"), "SELECT 1");
+  EXPECT_FALSE(r.ok()) << "a server was used although its certificate did not verify";
+  const std::string log = read_text(dir_ + "/proxy.log");
+  // The proxy's own server connection, not only its libpq probes, refused the certificate.
+  EXPECT_NE(log.find("server login failed: TLS to the server at 127.0.0.1"), std::string::npos) << log;
+  EXPECT_NE(log.find("certificate verify failed"), std::string::npos) << log;
 }
 
 }  // namespace

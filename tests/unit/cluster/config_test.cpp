@@ -456,6 +456,16 @@ TEST(ConfigTest, ProxyAuthQueryTakesTheUserAsDollarOne) {
   }
 }
 
+TEST(ConfigTest, ProxyServerSslModesIncludeVerification) {
+  for (const char* mode : {"disable", "prefer", "require", "verify-ca", "verify-full"}) {
+    ClusterConfig c = parse_config(std::string("proxy: {server_sslmode: ") + mode + ", server_tls_ca: /etc/ca.pem}", "t");
+    validate_config(c, "t");
+    EXPECT_EQ(c.proxy.server_sslmode, mode);
+    EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c) << render_config(c);
+  }
+  EXPECT_THROW(validate_config(parse_config("proxy: {server_sslmode: verify}", "t"), "t"), ConfigError);
+}
+
 TEST(ConfigTest, ProxyUnixSocketDirectory) {
   ClusterConfig c = parse_config("proxy: {unix_socket_dir: /var/run/pgfleet}", "t");
   EXPECT_EQ(c.proxy.unix_socket_dir, "/var/run/pgfleet");
