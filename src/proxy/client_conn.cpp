@@ -369,11 +369,12 @@ bool ClientConn::process_startup() {
   in_.consume(packet.consumed);
   switch (packet.kind) {
     case protocol::StartupKind::kSslRequest:
-      if (worker_.shared().tls && !io_.tls() && in_.empty() && !local_) {
+      if (auto context = worker_.shared().tls.load(); context && !io_.tls() && in_.empty() && !local_) {
         const uint8_t yes = 'S';
         send({&yes, 1});
         flush();
-        io_.start_tls(worker_.shared().tls->ctx.get(), true);
+        tls_context_ = std::move(context);  // a RELOAD may replace the shared one meanwhile
+        io_.start_tls(tls_context_->ctx.get(), true);
         state_ = State::kTlsHandshake;
         continue_handshake();
         return false;
@@ -450,7 +451,7 @@ void ClientConn::on_auth_result(std::shared_ptr<const UserSecret> secret) {
     const auto& mock = worker_.shared().mock_secret;
     // Over TLS, SCRAM-SHA-256-PLUS binds the login to this TLS channel (no man in the middle).
     std::optional<protocol::Bytes> binding;
-    if (io_.tls()) binding = worker_.shared().tls->end_point_hash;
+    if (io_.tls() && tls_context_) binding = tls_context_->end_point_hash;
     scram_.emplace(secret->exists && secret->scram
                        ? protocol::ServerSession(*secret->scram, protocol::random_nonce, binding)
                        : protocol::ServerSession::for_unknown_user(user_, mock, protocol::random_nonce, binding));

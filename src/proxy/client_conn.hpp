@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,6 +20,7 @@
 #include "proxy/routing.hpp"
 #include "proxy/transport.hpp"
 #include "sql/session_change.hpp"
+#include "util/tls.hpp"
 
 namespace pgfleet::proxy {
 
@@ -206,6 +208,7 @@ class ClientConn final : public IoHandler, public BatchedSender {
 
   Worker& worker_;
   Transport io_;
+  std::shared_ptr<const tls::ServerContext> tls_context_;  // the certificate this client's TLS uses
   int32_t pid_;
   int32_t secret_;
   std::string address_;

@@ -48,6 +48,34 @@ void raise_fd_limit() {
   }
 }
 
+// TLS for clients: the configured pair, else the cluster's generated one; null when disabled or
+// there is no certificate. UserError when the files do not load.
+std::shared_ptr<const tls::ServerContext> client_tls(const cluster::ClusterConfig& config,
+                                                     const std::optional<cluster::Layout>& layout) {
+  if (config.proxy.tls_mode == "disable") return nullptr;
+  std::string cert = config.proxy.tls_cert, key = config.proxy.tls_key;
+  if (cert.empty() && layout && fs::exists(layout->tls_cert())) {
+    cert = layout->tls_cert();
+    key = layout->tls_key();
+  }
+  if (cert.empty()) {
+    if (config.proxy.tls_mode == "require") {
+      throw UserError("proxy.tls_mode is require but no certificate is configured", "set proxy.tls_cert and proxy.tls_key");
+    }
+    return nullptr;
+  }
+  try {
+    auto context = std::make_shared<tls::ServerContext>(tls::load_server_context(cert, key));
+    // No session resumption, as PostgreSQL itself: libpq never resumes, so a session cache
+    // entry or a TLS 1.3 ticket per connection would only cost memory and CPU.
+    SSL_CTX_set_session_cache_mode(context->ctx.get(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(context->ctx.get(), 0);
+    return context;
+  } catch (const std::exception& e) {
+    throw UserError(std::string("TLS: ") + e.what(), "fix proxy.tls_cert / proxy.tls_key, or set proxy.tls_mode: disable");
+  }
+}
+
 }  // namespace
 
 int run_proxy(const ProxyOptions& options) {
@@ -79,29 +107,8 @@ int run_proxy(const ProxyOptions& options) {
   shared.config_path = options.config_path;
   shared.mock_secret = protocol::random_bytes(32).value_or(protocol::Bytes(32, 7));
 
-  // TLS for clients: the configured pair, else the cluster's generated one.
-  if (config->proxy.tls_mode != "disable") {
-    std::string cert = config->proxy.tls_cert, key = config->proxy.tls_key;
-    if (cert.empty() && layout && fs::exists(layout->tls_cert())) {
-      cert = layout->tls_cert();
-      key = layout->tls_key();
-    }
-    if (!cert.empty()) {
-      try {
-        shared.tls = tls::load_server_context(cert, key);
-        // No session resumption, as PostgreSQL itself: libpq never resumes, so a session cache
-        // entry or a TLS 1.3 ticket per connection would only cost memory and CPU.
-        SSL_CTX_set_session_cache_mode(shared.tls->ctx.get(), SSL_SESS_CACHE_OFF);
-        SSL_CTX_set_num_tickets(shared.tls->ctx.get(), 0);
-      } catch (const std::exception& e) {
-        throw UserError(std::string("TLS: ") + e.what(), "fix proxy.tls_cert / proxy.tls_key, or set proxy.tls_mode: disable");
-      }
-    } else if (config->proxy.tls_mode == "require") {
-      throw UserError("proxy.tls_mode is require but no certificate is configured",
-                      "set proxy.tls_cert and proxy.tls_key");
-    }
-    shared.tls_required = config->proxy.tls_mode == "require";
-  }
+  shared.tls = client_tls(*config, layout);
+  shared.tls_required = config->proxy.tls_mode == "require";
 
   if (config->proxy.server_sslmode != "disable") {
     shared.server_tls.reset(SSL_CTX_new(TLS_client_method()));
@@ -224,7 +231,7 @@ int run_proxy(const ProxyOptions& options) {
 
   pthread_t main_thread = ::pthread_self();
   shared.request_shutdown = [main_thread] { ::pthread_kill(main_thread, SIGTERM); };
-  shared.reload = [&shared]() -> ProxyShared::ReloadOutcome {
+  shared.reload = [&shared, layout]() -> ProxyShared::ReloadOutcome {
     try {
       auto fresh = std::make_shared<cluster::ClusterConfig>(cluster::load_config(shared.config_path));
       auto current = shared.settings();
@@ -242,13 +249,15 @@ int run_proxy(const ProxyOptions& options) {
         restart_only += std::string(restart_only.empty() ? "" : ", ") + "proxy." + name;
       };
       keep(fresh->proxy.threads, current->proxy.threads, "threads");
-      keep(fresh->proxy.tls_mode, current->proxy.tls_mode, "tls_mode");
-      keep(fresh->proxy.tls_cert, current->proxy.tls_cert, "tls_cert");
-      keep(fresh->proxy.tls_key, current->proxy.tls_key, "tls_key");
       keep(fresh->proxy.server_sslmode, current->proxy.server_sslmode, "server_sslmode");
       keep(fresh->proxy.server_tls_ca, current->proxy.server_tls_ca, "server_tls_ca");
       keep(fresh->proxy.auth_file, current->proxy.auth_file, "auth_file");
       keep(fresh->proxy.unix_socket_dir, current->proxy.unix_socket_dir, "unix_socket_dir");
+      // The certificate files are read again even when their paths did not change (a renewal);
+      // a pair that does not load refuses the whole RELOAD, and the one in force stays.
+      auto tls = client_tls(*fresh, layout);
+      shared.tls = tls;
+      shared.tls_required = fresh->proxy.tls_mode == "require";
       shared.store_config(std::move(fresh));
       log::info("configuration reloaded from {}", shared.config_path);
       std::string warning;
@@ -294,7 +303,7 @@ int run_proxy(const ProxyOptions& options) {
             listen_address, port, config->ports.proxy_primary, config->ports.proxy_replicas,
             socket_dir.empty() ? "" : ", and Unix sockets in " + socket_dir, threads,
             cluster::to_string(config->proxy.pool_mode),
-            shared.tls ? (shared.tls_required ? "required" : "available") : "off");
+            shared.tls.load() ? (shared.tls_required ? "required" : "available") : "off");
 
   while (true) {
     int sig = 0;

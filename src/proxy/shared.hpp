@@ -58,8 +58,10 @@ struct ProxyShared {
   AuthCache* auth = nullptr;
   CancelRegistry cancels;
   protocol::Bytes mock_secret;             // derives fake verifiers for unknown users
-  std::optional<tls::ServerContext> tls;   // client-side TLS; absent when disabled or no certificate
-  bool tls_required = false;               // proxy.tls_mode = require
+  // Client-side TLS (null when disabled or no certificate) and proxy.tls_mode = require: loaded
+  // again by every RELOAD (a renewed certificate at the same path), taken per new connection.
+  std::atomic<std::shared_ptr<const tls::ServerContext>> tls;
+  std::atomic<bool> tls_required{false};
   // TLS to servers (proxy.server_sslmode): encryption without certificate verification, as
   // libpq's sslmode=require.
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> server_tls{nullptr, &SSL_CTX_free};

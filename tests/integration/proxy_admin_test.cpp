@@ -1,6 +1,7 @@
 // The admin console (SHOW, PAUSE/RESUME, RELOAD, KILL, SHUTDOWN), cancel requests, a server that
 // dies mid-query, and stopping the proxy, as an operator sees them.
 #include <libpq-fe.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -276,12 +277,12 @@ TEST_F(ProxyAdminTest, ReloadAndSighupApplyAChangedConfiguration) {
   EXPECT_TRUE(eventually([&] { return config_value(cluster(), "default_pool_size") == "9"; }, 5s))
       << "SIGHUP did not apply default_pool_size 9: " << config_value(cluster(), "default_pool_size");
 
-  // Settings only a restart applies (TLS, threads, ...): the rest is applied, they keep their
+  // Settings only a restart applies (threads, ...): the rest is applied, they keep their
   // values in force (SHOW CONFIG says so), and the reply and the log name them.
   {
     std::string text = with_pool_size("11");
-    ASSERT_NE(text.find("  tls_mode: allow\n"), std::string::npos) << text;
-    text.replace(text.find("  tls_mode: allow\n"), std::string("  tls_mode: allow\n").size(), "  tls_mode: require\n");
+    ASSERT_NE(text.find("  threads: 2\n"), std::string::npos) << text;
+    text.replace(text.find("  threads: 2\n"), std::string("  threads: 2\n").size(), "  threads: 3\n");
     write_text(path, text);
     auto conn = connect_or_throw(cluster().admin_uri());
     std::string notices;
@@ -291,9 +292,9 @@ TEST_F(ProxyAdminTest, ReloadAndSighupApplyAChangedConfiguration) {
     EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
     PQclear(r);
     EXPECT_NE(notices.find("applied only by a restart"), std::string::npos) << notices;
-    EXPECT_NE(notices.find("proxy.tls_mode"), std::string::npos) << notices;
+    EXPECT_NE(notices.find("proxy.threads"), std::string::npos) << notices;
     EXPECT_EQ(config_value(cluster(), "default_pool_size"), "11");
-    EXPECT_EQ(config_value(cluster(), "tls_mode"), "allow") << "SHOW CONFIG must show the value in force";
+    EXPECT_EQ(config_value(cluster(), "threads"), "2") << "SHOW CONFIG must show the value in force";
     EXPECT_NE(read_text(cluster().proxy_log()).find("RELOAD: changed, but applied only by a restart"), std::string::npos);
   }
 
@@ -658,6 +659,70 @@ TEST_F(ProxyShutdownTest, ClientsOnTheHostConnectThroughTheUnixSocket) {
   running_proxy();
   auto back = try_sql(local, "SELECT 'again'");
   EXPECT_TRUE(back.ok()) << back.error();
+}
+
+// RELOAD reads the client-side TLS files again (a renewed certificate at the same or a new path)
+// and applies tls_mode; a pair that does not load is refused and the one in force stays.
+class ProxyTlsReloadTest : public ClusterSuite<ProxyTlsReloadTest> {
+ public:
+  static std::string cluster_config() { return ""; }
+  static int cluster_replicas() { return 0; }
+};
+
+TEST_F(ProxyTlsReloadTest, ARenewedCertificateAndTlsModeApplyOnReload) {
+  const std::string dir = cluster().dir();
+  // The subject of the certificate the proxy presents to a new connection.
+  auto presented = [&] {
+    auto r = run_program({"sh", "-c", "openssl s_client -starttls postgres -connect 127.0.0.1:" +
+                                          std::to_string(cluster().proxy_port()) + " </dev/null 2>&1"},
+                         30s);
+    auto at = r.output.find("subject=");
+    return at == std::string::npos ? r.output : r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  const std::string before = presented();
+  ASSERT_EQ(before.rfind("subject=", 0), 0u) << before;
+  auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                           "-keyout", dir + "/renewed.key", "-out", dir + "/renewed.crt", "-days", "1", "-subj",
+                           "/CN=renewed", "-addext", "subjectAltName=IP:127.0.0.1"},
+                          30s);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  for (const char* f : {"/renewed.key", "/renewed.crt"}) ::chmod((dir + f).c_str(), 0644);  // the proxy's OS user
+  const std::string original = read_text(cluster().config_path());
+  // pgfleet.yaml with proxy settings changed (each is already there, with its default).
+  auto with_proxy = [&](const std::vector<std::pair<std::string, std::string>>& settings) {
+    std::string text = original;
+    const size_t section = text.find("\nproxy:\n");
+    EXPECT_NE(section, std::string::npos) << text;
+    for (const auto& [key, value] : settings) {
+      const size_t at = text.find("\n  " + key + ":", section);
+      EXPECT_NE(at, std::string::npos) << key << " in\n" << text;
+      if (at == std::string::npos) continue;
+      text.replace(at + 1, text.find('\n', at + 1) - at - 1, "  " + key + ": " + value);
+    }
+    return text;
+  };
+  write_text(cluster().config_path(), with_proxy({{"tls_cert", dir + "/renewed.crt"}, {"tls_key", dir + "/renewed.key"}}));
+  EXPECT_EQ(admin(cluster(), "RELOAD"), "RELOAD");
+  EXPECT_EQ(presented(), "subject=CN = renewed");
+
+  // tls_mode: require refuses a client without TLS from now on.
+  write_text(cluster().config_path(), with_proxy({{"tls_cert", dir + "/renewed.crt"},
+                                                  {"tls_key", dir + "/renewed.key"},
+                                                  {"tls_mode", "require"}}));
+  EXPECT_EQ(admin(cluster(), "RELOAD"), "RELOAD");
+  EXPECT_FALSE(try_sql(with_param(cluster().proxy_uri(), "sslmode=disable"), "SELECT 1").ok());
+  EXPECT_TRUE(try_sql(with_param(cluster().proxy_uri(), "sslmode=require"), "SELECT 1").ok());
+
+  // A key that does not load: refused, and the renewed pair stays in force.
+  write_text(dir + "/broken.key", "not a key\n");
+  ::chmod((dir + "/broken.key").c_str(), 0644);
+  write_text(cluster().config_path(), with_proxy({{"tls_cert", dir + "/renewed.crt"}, {"tls_key", dir + "/broken.key"}}));
+  const std::string refused = admin(cluster(), "RELOAD");
+  EXPECT_EQ(refused.rfind("ERROR: ", 0), 0u) << refused;
+  EXPECT_EQ(presented(), "subject=CN = renewed");
+  write_text(cluster().config_path(), original);
+  EXPECT_EQ(admin(cluster(), "RELOAD"), "RELOAD");
+  EXPECT_EQ(presented(), before);
 }
 
 }  // namespace
