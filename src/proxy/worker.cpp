@@ -543,22 +543,27 @@ void Worker::cancel(int32_t pid, int32_t secret) {
   ++server->cancels_in_flight;
   ++cancel_threads_;
   // Rare and short: a plain blocking connect on a helper thread keeps the loop free.
-  std::thread([this, address, length, key, id = server->id()] {
-    int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0) {
-      auto bytes = protocol::encode(key);
-      (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      char buf[1];
-      (void)!::recv(fd, buf, 1, 0);  // the server closes once it has read the request
-    }
-    ::close(fd);
-    loop_.post([this, id] { cancel_delivered(id); });
+  try {
+    std::thread([this, address, length, key, id = server->id()] {
+      int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      timeval tv{2, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0) {
+        auto bytes = protocol::encode(key);
+        (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        char buf[1];
+        (void)!::recv(fd, buf, 1, 0);  // the server closes once it has read the request
+      }
+      if (fd >= 0) ::close(fd);
+      loop_.post([this, id] { cancel_delivered(id); });  // always: the server connection waits for it
+      --cancel_threads_;
+    }).detach();
+  } catch (const std::system_error& e) {  // no thread to be had: the request is dropped
+    log::warn("cancel request not sent: {}", e.what());
+    --server->cancels_in_flight;
     --cancel_threads_;
-  }).detach();
+  }
 }
 
 void Worker::cancel_delivered(uint64_t server_id) {
