@@ -662,7 +662,11 @@ void ClientConn::server_parameter(const std::string& name, const std::string& va
 // instead; SET LOCAL and transaction characteristics end with the transaction and need nothing.
 void ClientConn::track_set(std::string_view sql, uint64_t batch) {
   if (auto change = sql::parse_session_change(sql)) pending_changes_.push_back({batch, std::move(*change)});
-  if (auto l = parse_listen(sql)) track_listen(l->listen, l->channel, batch);
+  // `sql` is one statement: its verb first, so that other statements (every unnamed Parse of a
+  // JDBC client) are not split again.
+  if (const std::string verb = next_word(sql).first; verb == "listen" || verb == "unlisten") {
+    if (auto l = parse_listen(sql)) track_listen(l->listen, l->channel, batch);
+  }
 }
 
 // LISTEN/UNLISTEN inside a transaction (or a multi-statement query): the pooled server connection

@@ -652,11 +652,11 @@ bool Worker::subscribe(ClientConn* client, Pool& pool, const std::string& channe
 }
 
 bool Worker::subscribed(const ClientConn* client, const std::string& channel) const {
-  for (const auto& [db, l] : listening_) {
-    auto it = l.channels.find(channel);
-    if (it != l.channels.end() && it->second.contains(client->pid())) return true;
-  }
-  return false;
+  if (client->pool() == nullptr) return false;
+  auto l = listening_.find(client->pool()->database());
+  if (l == listening_.end()) return false;
+  auto it = l->second.channels.find(channel);
+  return it != l->second.channels.end() && it->second.contains(client->pid());
 }
 
 void Worker::listener_statement_done(ServerConn* server) {
