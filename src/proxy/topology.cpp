@@ -87,6 +87,9 @@ Topology TopologyWatcher::observe() {
       Backend b{m.name, m.host, m.port, "", -1};
       last_address_.insert_or_assign(m.name, b);
       if (m.state == "stopped") continue;
+      // The new leader still says it is a replica: it took the key and is being promoted (writes
+      // would fail as read-only); no primary until its agent says it is one, within a loop.
+      if (m.name == primary && m.role == "replica") continue;
       if (m.name == primary || m.name == confirmed) t.primary = b;
       else t.replicas.push_back(b);
     }
@@ -102,14 +105,29 @@ Topology TopologyWatcher::observe() {
     dcs::LocalDcs dcs(layout_->dcs_dir());
     auto leader = dcs.get(dcs::keys::kLeader);
     std::string primary = leader && leader.value() ? leader.value()->value : "";
+    auto members = dcs.list(dcs::keys::kMembersPrefix);
+    // The new leader still says it is a replica: it took the key and is being promoted. Writes
+    // sent now would fail as read-only, so there is no primary until its agent says it is one
+    // (within a loop); clients wait, as during the rest of a failover.
+    bool promoting = false;
+    if (members) {
+      for (const auto& kv : *members) {
+        try {
+          auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+          promoting = promoting || (m.name == primary && m.role == "replica");
+        } catch (const std::exception&) {
+        }
+      }
+    }
     for (const auto& n : config_.nodes) {
+      if (n.name == primary && promoting) continue;
       if (n.name == primary) t.primary = backend_of(n);
       else t.replicas.push_back(backend_of(n));
     }
     // What each agent says about its node: a replica that crashed, is stopping, or claims to be a
     // primary while another holds the leader key takes no reads.
     std::vector<bool> excluded(config_.nodes.size(), false);
-    if (auto members = dcs.list(dcs::keys::kMembersPrefix); members) {
+    if (members) {
       for (const auto& kv : *members) {
         try {
           auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
