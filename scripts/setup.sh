@@ -9,7 +9,7 @@ PACKAGES=(
   libpq-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev liburing-dev
   # tests
   libgtest-dev libgmock-dev
-  # fuzzing the protocol decoder (libFuzzer)
+  # fuzzing the protocol decoder and the SQL parsing (libFuzzer)
   clang libclang-rt-14-dev
   # the servers and clients pgfleet drives
   postgresql-15 postgresql-client-15 postgresql-contrib

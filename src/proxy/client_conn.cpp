@@ -17,6 +17,8 @@
 #include "proxy/health.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/worker.hpp"
+#include "sql/listen_statement.hpp"
+#include "sql/session_change.hpp"
 #include "util/tls.hpp"
 #include "util/log.hpp"
 
@@ -43,88 +45,13 @@ std::string quote_literal(std::string_view value) {
 }
 
 std::string lower(std::string_view s) { return sql::lower_ascii(s); }
+using sql::mentions_session_verb;
 using sql::next_word;
-std::string_view trim(std::string_view s) { return sql::trim_statement(s); }
-
-// The statements of a simple query, split at semicolons outside quotes, dollar quotes and comments.
-// Cheap test before split_statements/track_set: whether some statement of `sql` may start with
-// SET, RESET, DISCARD or DEALLOCATE (or a comment, then it is looked at properly). Runs on every query.
-bool mentions_session_verb(std::string_view sql) {
-  auto starts_with_word = [](std::string_view text, std::string_view word) {
-    if (text.size() < word.size()) return false;
-    for (size_t i = 0; i < word.size(); ++i) {
-      if ((text[i] | 0x20) != word[i]) return false;
-    }
-    return text.size() == word.size() || !(std::isalnum(static_cast<unsigned char>(text[word.size()])) ||
-                                           text[word.size()] == '_');
-  };
-  size_t pos = 0;
-  while (true) {
-    size_t at = sql.find_first_not_of(" \t\r\n", pos);
-    if (at == std::string_view::npos) return false;
-    auto rest = sql.substr(at);
-    if (rest[0] == '/' || rest[0] == '-' || starts_with_word(rest, "set") || starts_with_word(rest, "reset") ||
-        starts_with_word(rest, "discard") || starts_with_word(rest, "deallocate") || starts_with_word(rest, "listen") ||
-        starts_with_word(rest, "unlisten")) {
-      return true;
-    }
-    pos = sql.find(';', at);  // a ';' inside a literal only costs a closer look
-    if (pos == std::string_view::npos) return false;
-    ++pos;
-  }
-}
-
-std::vector<std::string_view> split_statements(std::string_view sql) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (size_t i = 0; i < sql.size(); ++i) {
-    char c = sql[i];
-    if (c == '\'' || c == '"') {
-      size_t end = sql.find(c, i + 1);
-      while (end != std::string_view::npos && end + 1 < sql.size() && sql[end + 1] == c) end = sql.find(c, end + 2);
-      if (end == std::string_view::npos) break;
-      i = end;
-    } else if (c == '$') {
-      size_t tag_end = sql.find('$', i + 1);
-      if (tag_end == std::string_view::npos) continue;
-      auto tag = sql.substr(i, tag_end - i + 1);
-      bool plain_tag = std::all_of(tag.begin() + 1, tag.end() - 1, [](char t) {
-        return std::isalnum(static_cast<unsigned char>(t)) || t == '_';
-      });
-      if (!plain_tag) continue;
-      size_t close = sql.find(tag, tag_end + 1);
-      if (close == std::string_view::npos) break;
-      i = close + tag.size() - 1;
-    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
-      size_t end = sql.find('\n', i);
-      if (end == std::string_view::npos) break;
-      i = end;
-    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
-      size_t end = sql.find("*/", i + 2);
-      if (end == std::string_view::npos) break;
-      i = end + 1;
-    } else if (c == ';') {
-      out.push_back(sql.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (start < sql.size()) out.push_back(sql.substr(start));
-  return out;
-}
+using sql::parse_listen;
+using sql::split_statements;
 
 // For Parse/Bind/Describe/Close: whether the message names a prepared statement (then the
 // proxy rewrites it and needs it whole). nullopt while too little of the body is buffered.
-// Whether an unnamed Parse may change session state (SET/RESET/DISCARD, as JDBC sends them), so
-// it is worth decoding; `query` may be cut short, `complete` says whether it is.
-std::optional<bool> may_set_session(std::string_view query, bool complete) {
-  size_t at = 0;
-  while (at < query.size() && std::isspace(static_cast<unsigned char>(query[at]))) ++at;
-  if (at + 8 > query.size() && !complete) return std::nullopt;
-  auto word = lower(query.substr(at, 8));
-  return word.starts_with("set") || word.starts_with("reset") || word.starts_with("discard") ||
-         word.starts_with("dealloca");
-}
-
 // Whether an extended-protocol message must be decoded: it names a statement, or (unnamed
 // Parse) its text may change session state. nullopt: not enough of the message yet.
 std::optional<bool> names_a_statement(char type, std::span<const uint8_t> body, size_t body_length) {
@@ -133,7 +60,7 @@ std::optional<bool> names_a_statement(char type, std::span<const uint8_t> body, 
       if (body.empty()) return std::nullopt;
       if (body[0] != 0) return true;
       auto query = std::string_view(reinterpret_cast<const char*>(body.data()) + 1, body.size() - 1);
-      return may_set_session(query.substr(0, query.find('\0')), body.size() >= body_length);
+      return sql::may_mention_session_verb(query.substr(0, query.find('\0')), body.size() >= body_length);
     }
     case 'B': {
       auto portal_end = std::find(body.begin(), body.end(), uint8_t{0});
@@ -157,43 +84,6 @@ std::string statement_hash_name(const protocol::Parse& parse) {
   for (uint32_t t : parse.param_types) key += "," + std::to_string(t);
   return fmt::format("pgfleet_{:016x}_{}", std::hash<std::string>{}(key), parse.query.size());
 }
-// LISTEN/UNLISTEN, served by the worker's LISTEN connection in transaction and statement modes.
-struct ListenRequest {
-  bool listen;  // else UNLISTEN
-  std::string channel;
-};
-
-// "LISTEN channel" / "UNLISTEN channel" (channel "*": every one) as a single statement, else nullopt.
-std::optional<ListenRequest> parse_listen(std::string_view sql) {
-  // Runs before many transactions: most queries are ruled out by their first character.
-  size_t at = sql.find_first_not_of(" \t\r\n");
-  if (at == std::string_view::npos) return std::nullopt;
-  char first = static_cast<char>(sql[at] | 0x20);
-  if (first != 'l' && first != 'u' && sql[at] != '/' && sql[at] != '-') return std::nullopt;
-  auto statements = split_statements(sql);
-  if (statements.size() != 1) return std::nullopt;
-  auto [verb, rest] = next_word(statements.front());
-  if (verb != "listen" && verb != "unlisten") return std::nullopt;
-  auto target = trim(rest);
-  std::string channel;
-  if (!target.empty() && target.front() == '"') {
-    for (size_t i = 1; i < target.size(); ++i) {
-      if (target[i] == '"' && i + 1 < target.size() && target[i + 1] == '"') {
-        channel += '"';
-        ++i;
-      } else if (target[i] == '"') {
-        break;
-      } else {
-        channel += target[i];
-      }
-    }
-  } else {
-    channel = lower(target);
-  }
-  if (channel.empty()) return std::nullopt;
-  return ListenRequest{verb == "listen", std::move(channel)};
-}
-
 }  // namespace
 
 ClientConn::ClientConn(Worker& worker, int fd, int32_t pid, std::string address, ListenerKind kind, bool local)
@@ -1561,7 +1451,7 @@ ClientConn::Served ClientConn::handle_extended_listen() {
       first != '-') {
     return Served::kNo;
   }
-  std::optional<ListenRequest> request;
+  std::optional<sql::ListenRequest> request;
   protocol::Bytes reply;
   bool executed = false;
   size_t at = 0;

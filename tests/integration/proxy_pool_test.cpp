@@ -461,6 +461,54 @@ TEST_F(ProxyPoolOfOneTest, ListenInsideATransactionIsKeptAfterCommitAndUndoneByR
   EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
 }
 
+// Statements as ORMs and people write them — comments around them, quoted and over-long channel
+// names, SET SCHEMA, LISTEN as an unnamed extended-protocol statement in a transaction — are
+// tracked as PostgreSQL reads them. Before, a trailing comment became part of the channel name, a
+// leading one hid a SET (so B saw A's search_path), and the extended LISTEN reached no one.
+TEST_F(ProxyPoolOfOneTest, CommentedAndQuotedSessionStatementsAreTrackedAsPostgresqlReadsThem) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  const std::string long_channel(70, 'c');  // PostgreSQL truncates names to 63 bytes
+  for (const std::string& q : {std::string("LISTEN commented_events -- wake the workers"),
+                               std::string("LISTEN \"Mixed_Case\" /* quoted */"), "LISTEN " + long_channel,
+                               std::string("BEGIN; /* orm */ LISTEN tx_commented; COMMIT"),
+                               std::string("/* app=web */ SET search_path = 'commented_schema'")}) {
+    auto r = query_with_deadline(a, q);
+    ASSERT_TRUE(r.ok()) << q << ": " << r.error();
+  }
+  // psycopg 3 outside autocommit: BEGIN, then LISTEN as an unnamed extended-protocol statement.
+  ASSERT_TRUE(query_with_deadline(a, "BEGIN").ok());
+  PGresult* extended = PQexecParams(a.raw(), "LISTEN extended_in_tx", 0, nullptr, nullptr, nullptr, nullptr, 0);
+  EXPECT_EQ(PQresultStatus(extended), PGRES_COMMAND_OK) << PQresultErrorMessage(extended);
+  PQclear(extended);
+  ASSERT_TRUE(query_with_deadline(a, "COMMIT").ok());
+  EXPECT_EQ(value(b, "SHOW search_path"), "\"$user\", public") << "B got the search_path A set";
+  EXPECT_EQ(value(a, "SHOW search_path"), "commented_schema");
+  ASSERT_TRUE(query_with_deadline(a, "SET SCHEMA 'schema_by_set_schema'").ok());
+  EXPECT_EQ(value(b, "SHOW search_path"), "\"$user\", public");
+  EXPECT_EQ(value(a, "SHOW search_path"), "schema_by_set_schema");
+
+  for (const std::string& n : {std::string("NOTIFY commented_events, 'one'"), std::string("NOTIFY \"Mixed_Case\", 'two'"),
+                               "NOTIFY " + long_channel + ", 'three'", std::string("NOTIFY tx_commented, 'four'"),
+                               std::string("NOTIFY extended_in_tx, 'five'")}) {
+    EXPECT_TRUE(query_with_deadline(b, n).ok()) << n;
+  }
+  std::vector<std::string> got;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (got.size() < 5 && std::chrono::steady_clock::now() < until) {
+    pollfd pfd{PQsocket(a.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 100);
+    if (PQconsumeInput(a.raw()) != 1) break;
+    while (PGnotify* n = PQnotifies(a.raw())) {
+      got.push_back(std::string(n->relname) + ":" + n->extra);
+      PQfreemem(n);
+    }
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"commented_events:one", "Mixed_Case:two",
+                                           std::string(63, 'c') + ":three", "tx_commented:four",
+                                           "extended_in_tx:five"}));
+}
+
 // A cancel request the server has not taken yet keeps its server connection from the next client
 // (PgBouncer's sv_being_canceled): delivered late, it would stop that client's query instead. The
 // postmaster is stopped so the request waits; meanwhile the canceled query ends by itself.
