@@ -4,7 +4,9 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
+#include <tuple>
 #include <fstream>
 
 #include "postgres/pgconn.hpp"
@@ -129,6 +131,27 @@ std::shared_ptr<const UserSecret> AuthCache::from_file(const std::string& user) 
   return it == file_users_.end() ? nullptr : it->second;
 }
 
+std::vector<std::string> auth_cache_evictions(const std::map<std::string, CachedSecret>& cache, size_t cap) {
+  if (cache.size() <= cap) return {};
+  struct Candidate {
+    bool role;
+    std::chrono::steady_clock::time_point fetched;
+    const std::string* name;
+  };
+  std::vector<Candidate> candidates;
+  candidates.reserve(cache.size());
+  for (const auto& [name, entry] : cache) {
+    candidates.push_back({entry.secret != nullptr && entry.secret->exists, entry.fetched, &name});
+  }
+  const auto drop = static_cast<std::ptrdiff_t>(cache.size() - cap * 9 / 10);
+  std::partial_sort(candidates.begin(), candidates.begin() + drop, candidates.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.role, a.fetched) < std::tie(b.role, b.fetched);
+  });
+  std::vector<std::string> out;
+  for (auto it = candidates.begin(); it != candidates.begin() + drop; ++it) out.push_back(*it->name);
+  return out;
+}
+
 AuthCache::~AuthCache() { stop(); }
 
 void AuthCache::stop() {
@@ -224,6 +247,7 @@ void AuthCache::run() {
     if (result) {
       std::lock_guard lock(mutex_);
       cache_[request.first] = Entry{result, std::chrono::steady_clock::now()};
+      for (const auto& name : auth_cache_evictions(cache_, kMaxCachedUsers)) cache_.erase(name);
     }
     request.second(result);
   }

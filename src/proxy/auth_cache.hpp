@@ -24,8 +24,21 @@ struct UserSecret {
   std::string md5;                             // "md5…" stored hash
 };
 
+struct CachedSecret {
+  std::shared_ptr<const UserSecret> secret;
+  std::chrono::steady_clock::time_point fetched;
+};
+
+// The names to drop from a cache holding more than `cap` users, leaving 90 % of `cap`: names
+// that are not roles first (what a client guessing user names fills it with), oldest first, then
+// the roles fetched longest ago. Verifiers of real roles otherwise stay, however old: logins use
+// them while no server can be asked (a failover).
+std::vector<std::string> auth_cache_evictions(const std::map<std::string, CachedSecret>& cache, size_t cap);
+
 class AuthCache {
  public:
+  static constexpr size_t kMaxCachedUsers = 10000;
+
   using Done = std::function<void(std::shared_ptr<const UserSecret>)>;
   // `conninfo` returns libpq conninfos as the auth user: the current primary's first (if known),
   // then the replicas', asked in order while one does not answer.
@@ -45,10 +58,7 @@ class AuthCache {
  private:
   void run();
 
-  struct Entry {
-    std::shared_ptr<const UserSecret> secret;
-    std::chrono::steady_clock::time_point fetched;
-  };
+  using Entry = CachedSecret;
   std::shared_ptr<const UserSecret> from_file(const std::string& user);
   std::function<std::vector<std::string>()> conninfo_;
   std::string auth_file_;
