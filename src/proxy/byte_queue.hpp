@@ -17,12 +17,15 @@ class ByteQueue {
   [[nodiscard]] size_t size() const { return tail_ - head_; }
   [[nodiscard]] bool empty() const { return head_ == tail_; }
   [[nodiscard]] size_t capacity() const { return capacity_; }
+  // Bytes consumed since the queue was made (a writer's progress).
+  [[nodiscard]] uint64_t consumed() const { return consumed_; }
 
   void append(std::span<const uint8_t> bytes) {
     std::memcpy(reserve(bytes.size()), bytes.data(), bytes.size());
     tail_ += bytes.size();
   }
   void consume(size_t n) {
+    consumed_ += n;
     head_ += n;
     if (head_ == tail_) head_ = tail_ = 0;
   }
@@ -63,6 +66,7 @@ class ByteQueue {
   size_t capacity_ = 0;
   size_t head_ = 0;
   size_t tail_ = 0;
+  uint64_t consumed_ = 0;
 };
 
 }  // namespace pgfleet::proxy

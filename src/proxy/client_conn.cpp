@@ -184,6 +184,10 @@ void ClientConn::flush_soon() { worker_.send_batch().add(this); }
 
 void ClientConn::after_write(Transport::Io result) {
   if (result == Transport::Io::kError) return close("write to client failed: " + io_.error());
+  if (out_.consumed() != consumed_at_last_write_) {
+    consumed_at_last_write_ = out_.consumed();
+    last_drained_ = worker_.loop().now();
+  }
   out_.shrink();
   update_interest();
   // Backpressure: a slow reader stops its server's replies instead of growing our buffers.

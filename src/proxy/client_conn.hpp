@@ -116,10 +116,14 @@ class ClientConn final : public IoHandler, public BatchedSender {
   [[nodiscard]] ListenerKind kind() const { return kind_; }
   // A notification for a channel this client listens on (delivered between messages).
   void notify(std::span<const uint8_t> notification);
-  // More unsent than the high-water mark: the worker then stops reading the LISTEN connection
-  // (the rest waits in PostgreSQL's queue) and sets `holds`, until subscriber_caught_up().
+  // More unsent than the high-water mark: while such a client still reads, the worker stops
+  // reading the LISTEN connection (the rest waits in PostgreSQL's queue) and sets `holds`, until
+  // subscriber_caught_up().
   [[nodiscard]] bool notifications_backed_up() const;
+  [[nodiscard]] size_t unsent_notifications() const;
   void set_holds_notifications(bool holds) { holds_notifications_ = holds; }
+  // When its socket last took bytes from us.
+  [[nodiscard]] Clock::time_point last_drained() const { return last_drained_; }
   [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
   [[nodiscard]] Clock::time_point waiting_since() const { return waiting_since_; }
   [[nodiscard]] Clock::time_point last_activity() const { return last_activity_; }
@@ -181,8 +185,9 @@ class ClientConn final : public IoHandler, public BatchedSender {
   protocol::Bytes listen_reply_;
   void deliver_pending_notifications();
   std::vector<uint8_t> pending_notifications_;
+  uint64_t consumed_at_last_write_ = 0;
+  Clock::time_point last_drained_{};  // when the socket last took bytes
   bool holds_notifications_ = false;  // the LISTEN connection waits for this client to read
-  [[nodiscard]] size_t unsent_notifications() const;
   bool listening_ = false;
   bool read_input();
   void update_interest();

@@ -23,7 +23,10 @@ using namespace std::chrono_literals;
 
 namespace {
 // How long a subscriber may leave more than the high-water mark of notifications unread.
-constexpr auto kSlowSubscriberTimeout = 30s;
+constexpr auto kSlowSubscriberTimeout = 30s;         // backed up this long: disconnected
+constexpr auto kStuckSubscriber = 500ms;              // read nothing this long: holds no one up
+constexpr size_t kMaxUnsentNotifications = 8 << 20;   // kept for one stuck subscriber
+constexpr size_t kMaxUnsentForStuck = 64 << 20;       // kept for all of a LISTEN connection's
 }  // namespace
 
 // ---- CancelRegistry ----
@@ -700,7 +703,7 @@ void Worker::listener_ready(ServerConn* server) {
     for (const auto& [channel, pids] : l.channels) send_listen(l, "LISTEN " + quote_ident(channel), channel);
     // Once every LISTEN above has run, the clients that asked meanwhile are answered.
     if (!waiting.empty()) send_listen(l, "SELECT 1", {}, std::move(waiting));
-    if (!l.backed_up.empty()) hold_notifications(l, true);
+    update_hold(l);
   }
 }
 
@@ -738,24 +741,51 @@ void Worker::deliver_notification(const std::string& database, std::span<const u
     if (c == nullptr) continue;
     c->notify(whole);
     if (c->state() == ClientConn::State::kClosed) continue;
+    if (c->unsent_notifications() > kMaxUnsentNotifications) {
+      // Stuck (else the hold below would have stopped the flow at the high-water mark).
+      cut_off_subscriber(c, fmt::format("{} MB of notifications wait for it unread", kMaxUnsentNotifications >> 20));
+      continue;
+    }
     if (c->notifications_backed_up() && l->second.backed_up.emplace(pid, loop_.now()).second) {
       c->set_holds_notifications(true);
     }
   }
-  if (!l->second.backed_up.empty()) hold_notifications(l->second, true);
+  update_hold(l->second);
 }
 
-// A subscriber that does not read: the LISTEN connection stops being read, so notifications wait
-// in PostgreSQL's queue (as for a direct client that does not read) instead of in our memory.
-void Worker::hold_notifications(Listening& l, bool hold) {
+// A backed-up subscriber that still reads holds the LISTEN connection: it stops being read, so
+// notifications wait in PostgreSQL's queue (as for a direct client that reads slowly) instead of
+// in our memory, and flow at that subscriber's pace. One that has read nothing for
+// kStuckSubscriber no longer holds the others up: what arrives for it is kept, up to
+// kMaxUnsentNotifications (then it is disconnected), unless the stuck ones of this connection
+// together hold more than kMaxUnsentForStuck.
+void Worker::update_hold(Listening& l) {
+  const auto now = loop_.now();
+  bool hold = false;
+  size_t stuck_unsent = 0;
+  for (const auto& [pid, since] : l.backed_up) {
+    ClientConn* c = client(pid);
+    if (c == nullptr) continue;
+    if (now - std::max(since, c->last_drained()) < kStuckSubscriber) hold = true;
+    else stuck_unsent += c->unsent_notifications();
+  }
+  if (stuck_unsent > kMaxUnsentForStuck) hold = true;
   if (l.conn != nullptr && l.ready) l.conn->pause_reading(hold);
 }
 
 void Worker::subscriber_caught_up(ClientConn* client) {
   client->set_holds_notifications(false);
   for (auto& [db, l] : listening_) {
-    if (l.backed_up.erase(client->pid()) > 0 && l.backed_up.empty()) hold_notifications(l, false);
+    if (l.backed_up.erase(client->pid()) > 0) update_hold(l);
   }
+}
+
+void Worker::cut_off_subscriber(ClientConn* c, const std::string& reason) {
+  const std::string why = fmt::format("terminating connection: it does not read its notifications ({})", reason);
+  log::warn("client {} ({}) listening on database {}: {}", c->pid(), c->address(), c->database(), why);
+  // The error goes after what is queued, unless that ends inside a message a server streams.
+  if (c->server() == nullptr) c->fail("54000", why);
+  else c->close(why);
 }
 
 void Worker::end_transactions_on_old_primary() {
@@ -803,23 +833,19 @@ void Worker::tick() {
       }
     }
   }
-  // A subscriber that has not read its notifications for this long holds up everyone else's.
+  // Subscribers that stay behind for this long are cut off; the others' hold is re-decided (a
+  // backed-up subscriber may have become stuck since the last notification).
   std::vector<ClientConn*> stalled;
   for (auto& [db, l] : listening_) {
     for (const auto& [pid, since] : l.backed_up) {
       if (now - since < kSlowSubscriberTimeout) continue;
       if (ClientConn* c = client(pid)) stalled.push_back(c);
     }
+    if (!l.backed_up.empty()) update_hold(l);
   }
   for (ClientConn* c : stalled) {
-    const std::string why = fmt::format(
-        "terminating connection: it has not read its notifications for {} s, which holds them up for the "
-        "other listeners of database {}",
-        std::chrono::duration_cast<std::chrono::seconds>(kSlowSubscriberTimeout).count(), c->database());
-    log::warn("client {} ({}): {}", c->pid(), c->address(), why);
-    // The error goes after what is queued, unless that ends inside a message a server streams.
-    if (c->server() == nullptr) c->fail("54000", why);
-    else c->close(why);
+    cut_off_subscriber(c, fmt::format("more than 1 MB of them waited for {} s",
+                                      std::chrono::duration_cast<std::chrono::seconds>(kSlowSubscriberTimeout).count()));
   }
   for (auto& [key, pool] : pools_) pool->tick(now);
   const auto* settings = &this->settings();

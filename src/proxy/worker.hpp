@@ -228,11 +228,13 @@ class Worker {
     };
     std::deque<Sent> sent;
     std::vector<int32_t> waiting_for_connection;  // LISTENs asked before `conn` logged in
-    // Subscribers with more than the high-water mark unsent, since when: while any is, `conn` is
-    // not read. One that stays so for kSlowSubscriberTimeout is disconnected (tick()).
+    // Subscribers with more than the high-water mark unsent, since when: while one of them still
+    // reads, `conn` is not read (update_hold). One that stays so for kSlowSubscriberTimeout is
+    // disconnected (tick()).
     std::map<int32_t, Clock::time_point> backed_up;
   };
-  void hold_notifications(Listening& l, bool hold);
+  void update_hold(Listening& l);
+  void cut_off_subscriber(ClientConn* c, const std::string& reason);
   std::map<std::string, Listening> listening_;  // by database
   void send_listen(Listening& l, const std::string& sql, std::string channel = {}, std::vector<int32_t> waiting = {});
   uint64_t next_server_id_ = 1;

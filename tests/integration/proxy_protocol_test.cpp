@@ -620,7 +620,9 @@ TEST_F(ProxyProtocolTest, ListenNotifyInTransactionMode) {
 // shares with the other clients of its thread, so a burst of 100 MB waits in PostgreSQL's queue,
 // not in the proxy's memory. After 30 s without reading, that client is disconnected (the log
 // says why), and everyone else gets every notification, in order.
-TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadHoldsNotificationsInPostgresNotInTheProxy) {
+// A subscriber that stops reading is cut off once 8 MB wait for it; until then the proxy keeps
+// them (nothing held in PostgreSQL for it), and the subscriber that reads gets everything.
+TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadIsCutOffAndTheProxyStaysBounded) {
   auto slow = connect_or_throw(proxy());
   auto fast = connect_or_throw(proxy());
   for (PGconn* c : {slow.raw(), fast.raw()}) {
@@ -655,10 +657,10 @@ TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadHoldsNotificationsInPostgres
   EXPECT_EQ(fast_got, kCount) << "the listener that reads got only part of the notifications";
   EXPECT_EQ(out_of_order, "");
   // Kernel socket buffers take some of what the slow client does not read; the proxy holds at
-  // most about 1 MB more for it (without the hold, it buffered the ~90 MB left).
+  // most 8 MB more for it (without a bound, it buffered the ~90 MB left).
   EXPECT_LT(rss_peak - rss_before, 32 * 1024) << "proxy RSS grew from " << rss_before << " kB to " << rss_peak << " kB";
 
-  // The slow client finds what was sent before it held things up, then that it was disconnected
+  // The slow client finds what was sent before it was cut off, then that it was disconnected
   // (the error message is queued behind what it did not read, so the log says why).
   int slow_got = 0;
   const auto slow_deadline = std::chrono::steady_clock::now() + 60s;
@@ -675,7 +677,8 @@ TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadHoldsNotificationsInPostgres
   EXPECT_EQ(PQstatus(slow.raw()), CONNECTION_BAD) << "the client that did not read is still connected";
   EXPECT_GT(slow_got, 0);
   EXPECT_LT(slow_got, kCount);
-  EXPECT_NE(read_text(cluster().proxy_log()).find("has not read its notifications for 30 s"), std::string::npos);
+  EXPECT_NE(read_text(cluster().proxy_log()).find("does not read its notifications (8 MB of notifications wait for it unread)"),
+            std::string::npos);
 
   // The proxy goes on: a new listener gets a new notification.
   auto again = connect_or_throw(proxy());
@@ -693,6 +696,58 @@ TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadHoldsNotificationsInPostgres
     return match;
   }, 10s, 50ms);
   EXPECT_TRUE(heard);
+}
+
+// A subscriber that reads nothing holds no one else up for long: other clients still LISTEN and
+// get their notifications at once (before, the LISTEN connection stayed paused for 30 s), and the
+// stuck one, once it reads, finds everything that waited for it (6 MB, under the 8 MB bound).
+TEST_F(ProxyProtocolTest, AStuckSubscriberHoldsUpNoOneElse) {
+  auto stuck = connect_or_throw(proxy());
+  {
+    PgResult r(PQexec(stuck.raw(), "LISTEN flood"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  constexpr int kCount = 750;  // ~8 kB each: 6 MB
+  sql(cluster().primary_uri(), "SELECT count(pg_notify('flood', lpad(i::text, 6, '0') || repeat('x', 7900))) "
+                               "FROM generate_series(1, " + std::to_string(kCount) + ") i");
+  std::this_thread::sleep_for(1500ms);  // the proxy sees that it reads nothing
+
+  auto other = connect_or_throw(proxy());
+  const auto asked = std::chrono::steady_clock::now();
+  {
+    PgResult r(PQexec(other.raw(), "LISTEN unrelated"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  const auto listen_took = std::chrono::steady_clock::now() - asked;
+  EXPECT_LT(listen_took, 3s) << "another client's LISTEN waited for the stuck subscriber";
+  sql(cluster().primary_uri(), "NOTIFY unrelated, 'hello'");
+  bool heard = eventually([&] {
+    PQconsumeInput(other.raw());
+    PGnotify* n = PQnotifies(other.raw());
+    if (n == nullptr) return false;
+    const bool match = std::string(n->extra) == "hello";
+    PQfreemem(n);
+    return match;
+  }, 3s, 20ms);
+  EXPECT_TRUE(heard) << "another client's notification waited for the stuck subscriber";
+
+  int got = 0;
+  std::string out_of_order;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (got < kCount && std::chrono::steady_clock::now() < deadline) {
+    pollfd pfd{PQsocket(stuck.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 200);
+    ASSERT_EQ(PQconsumeInput(stuck.raw()), 1) << PQerrorMessage(stuck.raw());
+    while (PGnotify* n = PQnotifies(stuck.raw())) {
+      if (out_of_order.empty() && std::string(n->extra).substr(0, 6) != fmt::format("{:06}", got + 1))
+        out_of_order = fmt::format("notification {} arrived as number {}", std::string(n->extra).substr(0, 6), got + 1);
+      ++got;
+      PQfreemem(n);
+    }
+  }
+  EXPECT_EQ(got, kCount) << "the subscriber that read late lost notifications";
+  EXPECT_EQ(out_of_order, "");
+  EXPECT_EQ(PQstatus(stuck.raw()), CONNECTION_OK);
 }
 
 TEST_F(ProxyProtocolTest, ExtendedProtocolWithUnnamedStatements) {
