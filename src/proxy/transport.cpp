@@ -1,6 +1,7 @@
 // Transport I/O: recv/send for plain sockets, SSL_read/SSL_write once TLS is on.
 #include "proxy/transport.hpp"
 
+#include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
@@ -83,6 +84,11 @@ int Transport::handshake() {
     return 0;
   }
   error_ = "TLS handshake failed: " + why;
+  // Which check the peer's certificate failed ("IP address mismatch", "self-signed certificate"...):
+  // what an operator needs to fix it.
+  if (long verify = SSL_get_verify_result(ssl_); !server_side_ && verify != X509_V_OK) {
+    error_ += fmt::format(" ({})", X509_verify_cert_error_string(verify));
+  }
   return -1;
 }
 

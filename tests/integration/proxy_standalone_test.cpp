@@ -19,6 +19,52 @@ namespace {
 
 using ProxyStandaloneTest = PgfleetTest;
 
+// For the TLS tests: a stand-alone proxy on `port` (and the three after it) in front of the
+// cluster's node1 reached as `host`, verifying it with `mode` against `ca`; the superuser's
+// password comes from dir/passfile. Logs to dir/<name>.log; killed at cleanup.
+class ProxyServerTlsTest : public PgfleetTest {
+ protected:
+  int64_t start_verifying_proxy(const std::string& dir, const std::string& name, int port, const std::string& mode,
+                                const std::string& ca, const std::string& host = "localhost") {
+    write_text(dir + "/" + name + ".yaml", "cluster: " + name + "\n"
+                                           "ports:\n"
+                                           "  proxy: " + std::to_string(port) + "\n"
+                                           "  proxy_primary: " + std::to_string(port + 1) + "\n"
+                                           "  proxy_replicas: " + std::to_string(port + 2) + "\n"
+                                           "  http: " + std::to_string(port + 3) + "\n"
+                                           "proxy:\n  unix_socket_dir: \"off\"\n  server_sslmode: " + mode + "\n"
+                                           "  server_tls_ca: " + ca + "\n  query_wait_timeout_ms: 2000\n"
+                                           "nodes:\n"
+                                           "  - name: a\n    host: " + host + "\n    port: " + std::to_string(node_port(1)) + "\n");
+    int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/" + name + ".yaml"}, dir + "/" + name + ".log",
+                                {{"PGPASSFILE", dir + "/passfile"}});
+    add_cleanup([pid] {
+      if (process_alive(pid)) ::kill(static_cast<pid_t>(pid), SIGKILL);
+      ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+    });
+    return pid;
+  }
+
+  // The superuser's password (from the primary's URL), written to dir/passfile for the proxies.
+  std::string write_passfile(const std::string& dir) {
+    std::string primary_url = url({"--primary"});
+    auto colon = primary_url.find(':', std::string("postgresql://").size());
+    std::string password = primary_url.substr(colon + 1, primary_url.find('@') - colon - 1);
+    std::filesystem::create_directories(dir);
+    write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
+    std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    return password;
+  }
+
+  // A throwaway self-signed certificate and its key (a CA for the tests), valid one day.
+  void make_self_signed(const std::string& key, const std::string& cert, const std::string& subject) {
+    auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                             "-keyout", key, "-out", cert, "-days", "1", "-subj", subject},
+                            30s);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
+};
+
 TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitchover) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
   // The superuser's password, from the URI `pgfleet url` prints.
@@ -114,43 +160,16 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
 // server_sslmode verify-full: the proxy checks each server's certificate against server_tls_ca
 // and the name it was told to reach (here `localhost`, in the cluster's certificate); with a CA
 // that did not issue it, a stand-alone proxy finds no server (its probes verify too).
-TEST_F(ProxyStandaloneTest, VerifyFullChecksTheServersCertificateAgainstTheGivenCa) {
+TEST_F(ProxyServerTlsTest, VerifyFullChecksTheServersCertificateAgainstTheGivenCa) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "0"}));
-  std::string primary_url = url({"--primary"});
-  auto colon = primary_url.find(':', std::string("postgresql://").size());
-  std::string password = primary_url.substr(colon + 1, primary_url.find('@') - colon - 1);
-  std::string dir = tmp_ + "/verify";
-  std::filesystem::create_directories(dir);
-  write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
-  std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const std::string dir = tmp_ + "/verify";
+  const std::string password = write_passfile(dir);
   std::filesystem::copy_file(dir_ + "/tls/server.crt", dir + "/cluster-ca.crt");
-  auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                           "-keyout", dir + "/other.key", "-out", dir + "/other-ca.crt", "-days", "1", "-subj", "/CN=other"},
-                          30s);
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+  ASSERT_NO_FATAL_FAILURE(make_self_signed(dir + "/other.key", dir + "/other-ca.crt", "/CN=other"));
 
-  auto start_proxy = [&](const std::string& name, int port, const std::string& ca) {
-    write_text(dir + "/" + name + ".yaml", "cluster: " + name + "\n"
-                                           "ports:\n"
-                                           "  proxy: " + std::to_string(port) + "\n"
-                                           "  proxy_primary: " + std::to_string(port + 1) + "\n"
-                                           "  proxy_replicas: " + std::to_string(port + 2) + "\n"
-                                           "  http: " + std::to_string(port + 3) + "\n"
-                                           "proxy:\n  unix_socket_dir: \"off\"\n  server_sslmode: verify-full\n"
-                                           "  server_tls_ca: " + ca + "\n  query_wait_timeout_ms: 2000\n"
-                                           "nodes:\n"
-                                           "  - name: a\n    host: localhost\n    port: " + std::to_string(node_port(1)) + "\n");
-    int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/" + name + ".yaml"}, dir + "/" + name + ".log",
-                                {{"PGPASSFILE", dir + "/passfile"}});
-    add_cleanup([pid] {
-      if (process_alive(pid)) ::kill(static_cast<pid_t>(pid), SIGKILL);
-      ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
-    });
-    return pid;
-  };
   const int good = base_port_ + 60, bad = base_port_ + 70;
-  const int64_t good_pid = start_proxy("good", good, dir + "/cluster-ca.crt");
-  const int64_t bad_pid = start_proxy("bad", bad, dir + "/other-ca.crt");
+  const int64_t good_pid = start_verifying_proxy(dir, "good", good, "verify-full", dir + "/cluster-ca.crt");
+  const int64_t bad_pid = start_verifying_proxy(dir, "bad", bad, "verify-full", dir + "/other-ca.crt");
   auto through = [&](int p) {
     return "postgresql://postgres:" + password + "@127.0.0.1:" + std::to_string(p + 1) + "/postgres?connect_timeout=5";
   };
@@ -169,15 +188,70 @@ TEST_F(ProxyStandaloneTest, VerifyFullChecksTheServersCertificateAgainstTheGiven
   }
 }
 
+// verify-full also checks the name: the node gets a certificate from a CA the proxies trust, made
+// out to another host only. The cluster's proxy (verify-full; clients in auth_file, so its own
+// server logins are what is checked) refuses it and logs why; a stand-alone proxy with verify-ca,
+// which checks the issuer only, takes it.
+TEST_F(ProxyServerTlsTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
+  const std::string dir = tmp_ + "/verify";
+  std::filesystem::create_directories(dir);
+  ASSERT_NO_FATAL_FAILURE(make_self_signed(dir + "/ca.key", dir + "/ca.crt", "/CN=pgfleet test CA"));
+  write_text(dir + "/san.cnf", "subjectAltName = DNS:elsewhere.invalid\n");
+  auto csr = run_program({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                          dir + "/server.key", "-out", dir + "/server.csr", "-subj", "/CN=elsewhere.invalid"},
+                         30s);
+  ASSERT_EQ(csr.exit_code, 0) << csr.output;
+  auto signed_cert = run_program({"openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.crt", "-CAkey",
+                                  dir + "/ca.key", "-CAcreateserial", "-out", dir + "/server.crt", "-days", "1",
+                                  "-extfile", dir + "/san.cnf"},
+                                 30s);
+  ASSERT_EQ(signed_cert.exit_code, 0) << signed_cert.output;
+  ::chmod((dir + "/ca.crt").c_str(), 0644);  // the proxy runs as the cluster's OS user
+  const std::string users = dir + "/users.txt";
+  write_text(users, "");
+  ::chmod(users.c_str(), 0644);
+  write_text(dir + "/config.yaml", "proxy:\n  server_sslmode: verify-full\n  server_tls_ca: " + dir +
+                                       "/ca.crt\n  query_wait_timeout_ms: 3000\n  auth_file: " + users + "\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", dir + "/config.yaml", "--replicas", "0"}));
+  const std::string password = write_passfile(dir);
+
+  // The node takes the certificate (read as the OS user owning its data directory, key private).
+  const std::string primary = url({"--primary"});
+  struct stat data{};
+  ASSERT_EQ(::stat(sql_value(primary, "SHOW data_directory").c_str(), &data), 0);
+  for (const char* f : {"/server.key", "/server.crt"}) {
+    ASSERT_EQ(::chown((dir + f).c_str(), data.st_uid, data.st_gid), 0) << f;
+    ::chmod((dir + f).c_str(), 0600);
+  }
+  sql(primary, "ALTER SYSTEM SET ssl_cert_file = '" + dir + "/server.crt'");
+  sql(primary, "ALTER SYSTEM SET ssl_key_file = '" + dir + "/server.key'");
+  sql(primary, "SELECT pg_reload_conf()");
+  ASSERT_TRUE(eventually([&] { return sql_value(primary, "SHOW ssl_cert_file") == dir + "/server.crt"; }, 10s));
+
+  const std::string verifier = sql_value(primary, "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
+  std::this_thread::sleep_for(1100ms);  // a later modification time: the proxy reads the file again
+  write_text(users, "\"postgres\" \"" + verifier + "\"\n");
+  ::chmod(users.c_str(), 0644);
+  auto r = try_sql(with_param(url({"--proxy-primary"}), "connect_timeout=10"), "SELECT 1");
+  EXPECT_FALSE(r.ok()) << "verify-full used a server whose certificate names another host";
+  const std::string log = read_text(dir_ + "/proxy.log");
+  EXPECT_NE(log.find("server login failed: TLS to the server at 127.0.0.1"), std::string::npos) << log;
+  EXPECT_NE(log.find("(IP address mismatch)"), std::string::npos) << log;
+
+  const int ca_only = base_port_ + 60;
+  const int64_t ca_pid = start_verifying_proxy(dir, "ca-only", ca_only, "verify-ca", dir + "/ca.crt");
+  const std::string through = "postgresql://postgres:" + password + "@127.0.0.1:" + std::to_string(ca_only + 1) +
+                              "/postgres?connect_timeout=5";
+  EXPECT_TRUE(eventually([&] { return try_sql(through, "SELECT 1").ok(); }, 20s)) << read_text(dir + "/ca-only.log");
+  ::kill(static_cast<pid_t>(ca_pid), SIGTERM);  // before the cluster's teardown, which counts leftovers
+  ::waitpid(static_cast<pid_t>(ca_pid), nullptr, 0);
+}
+
 // In a cluster the proxy learns the primary from the DCS, and with the user in auth_file it logs
 // clients in without a query: its own server connections are then what a foreign CA stops.
 // Clients get an error, and the log names the failed verification.
-TEST_F(ProxyStandaloneTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
-  auto made = run_program({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                           "-keyout", tmp_ + "/other.key", "-out", tmp_ + "/other-ca.crt", "-days", "1", "-subj",
-                           "/CN=other"},
-                          30s);
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+TEST_F(ProxyServerTlsTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
+  ASSERT_NO_FATAL_FAILURE(make_self_signed(tmp_ + "/other.key", tmp_ + "/other-ca.crt", "/CN=other"));
   ::chmod((tmp_ + "/other-ca.crt").c_str(), 0644);  // the proxy runs as the cluster's OS user
   const std::string users = tmp_ + "/users.txt";
   write_text(users, "");
@@ -194,7 +268,7 @@ TEST_F(ProxyStandaloneTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
   const std::string log = read_text(dir_ + "/proxy.log");
   // The proxy's own server connection, not only its libpq probes, refused the certificate.
   EXPECT_NE(log.find("server login failed: TLS to the server at 127.0.0.1"), std::string::npos) << log;
-  EXPECT_NE(log.find("certificate verify failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("certificate verify failed (self-signed certificate)"), std::string::npos) << log;
 }
 
 }  // namespace
