@@ -756,7 +756,8 @@ void Worker::deliver_notification(const std::string& database, std::span<const u
 // A backed-up subscriber that still reads holds the LISTEN connection: it stops being read, so
 // notifications wait in PostgreSQL's queue (as for a direct client that reads slowly) instead of
 // in our memory, and flow at that subscriber's pace. One that has read nothing for
-// kStuckSubscriber no longer holds the others up: what arrives for it is kept, up to
+// kStuckSubscriber, or is inside a transaction (its notifications wait for its end, as on
+// PostgreSQL), no longer holds the others up: what arrives for it is kept, up to
 // kMaxUnsentNotifications (then it is disconnected), unless the stuck ones of this connection
 // together hold more than kMaxUnsentForStuck.
 void Worker::update_hold(Listening& l) {
@@ -766,7 +767,7 @@ void Worker::update_hold(Listening& l) {
   for (const auto& [pid, since] : l.backed_up) {
     ClientConn* c = client(pid);
     if (c == nullptr) continue;
-    if (now - std::max(since, c->last_drained()) < kStuckSubscriber) hold = true;
+    if (c->server() == nullptr && now - std::max(since, c->last_drained()) < kStuckSubscriber) hold = true;
     else stuck_unsent += c->unsent_notifications();
   }
   if (stuck_unsent > kMaxUnsentForStuck) hold = true;

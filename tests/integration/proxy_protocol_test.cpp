@@ -750,6 +750,46 @@ TEST_F(ProxyProtocolTest, AStuckSubscriberHoldsUpNoOneElse) {
   EXPECT_EQ(PQstatus(stuck.raw()), CONNECTION_OK);
 }
 
+// A subscriber inside a long transaction gets its notifications when it ends (as on PostgreSQL);
+// meanwhile the proxy keeps them, and other clients' LISTENs and notifications do not wait for it.
+TEST_F(ProxyProtocolTest, ASubscriberInsideATransactionHoldsUpNoOneElse) {
+  auto busy = connect_or_throw(proxy());
+  {
+    PgResult r(PQexec(busy.raw(), "LISTEN busy_events"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  ASSERT_EQ(PQsendQuery(busy.raw(), "BEGIN; SELECT pg_sleep(4); COMMIT"), 1);
+  std::this_thread::sleep_for(300ms);
+  constexpr int kCount = 300;  // ~8 kB each: 2.4 MB, past the 1 MB mark
+  sql(cluster().primary_uri(), "SELECT count(pg_notify('busy_events', lpad(i::text, 6, '0') || repeat('x', 7900))) "
+                               "FROM generate_series(1, " + std::to_string(kCount) + ") i");
+  std::this_thread::sleep_for(300ms);
+
+  auto other = connect_or_throw(proxy());
+  const auto asked = std::chrono::steady_clock::now();
+  {
+    PgResult r(PQexec(other.raw(), "LISTEN other_events"));
+    ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 1500ms) << "another client's LISTEN waited for the transaction";
+
+  // The transaction ends; every notification arrives after it, in order.
+  while (PGresult* r = PQgetResult(busy.raw())) PQclear(r);
+  int got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (got < kCount && std::chrono::steady_clock::now() < deadline) {
+    pollfd pfd{PQsocket(busy.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 200);
+    ASSERT_EQ(PQconsumeInput(busy.raw()), 1) << PQerrorMessage(busy.raw());
+    while (PGnotify* n = PQnotifies(busy.raw())) {
+      EXPECT_EQ(std::string(n->extra).substr(0, 6), fmt::format("{:06}", got + 1));
+      ++got;
+      PQfreemem(n);
+    }
+  }
+  EXPECT_EQ(got, kCount);
+}
+
 TEST_F(ProxyProtocolTest, ExtendedProtocolWithUnnamedStatements) {
   auto conn = connect_or_throw(proxy());
   PGconn* c = conn.raw();
