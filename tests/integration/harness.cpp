@@ -133,6 +133,23 @@ std::string trimmed(const char* message) {
 }
 }  // namespace
 
+std::vector<std::string> receive_notifications(postgres::PgConn& conn, size_t at_most, std::chrono::milliseconds within,
+                                               const std::function<void()>& each_wait) {
+  std::vector<std::string> got;
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (got.size() < at_most && std::chrono::steady_clock::now() < until) {
+    pollfd pfd{PQsocket(conn.raw()), POLLIN, 0};
+    ::poll(&pfd, 1, 100);
+    if (PQconsumeInput(conn.raw()) != 1) break;
+    while (PGnotify* n = PQnotifies(conn.raw())) {
+      got.push_back(std::string(n->relname) + ":" + n->extra);
+      PQfreemem(n);
+    }
+    if (each_wait) each_wait();
+  }
+  return got;
+}
+
 Result<Rows> query_with_deadline(postgres::PgConn& conn, const std::string& query,
                                  std::chrono::milliseconds timeout) {
   PGconn* c = conn.raw();

@@ -73,6 +73,10 @@ Result<Rows> try_sql(const std::string& uri, const std::string& query, std::chro
 Rows sql(const std::string& uri, const std::string& query, std::chrono::milliseconds timeout = 15s);
 // First column of the first row ("" for NULL); throws when there is no row.
 std::string sql_value(const std::string& uri, const std::string& query);
+// The notifications `conn` receives, as "channel:payload", until `at_most` have come or `within`
+// has passed (or the connection fails). `each_wait` runs between waits (e.g. to sample memory).
+std::vector<std::string> receive_notifications(postgres::PgConn& conn, size_t at_most, std::chrono::milliseconds within,
+                                               const std::function<void()>& each_wait = {});
 
 // File mode bits (e.g. 0600), or -1 when the file cannot be stat'ed.
 int file_mode(const std::string& path);

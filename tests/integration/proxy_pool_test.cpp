@@ -438,18 +438,7 @@ TEST_F(ProxyPoolOfOneTest, ListenInsideATransactionIsKeptAfterCommitAndUndoneByR
   EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
   auto received = [&](const std::vector<std::string>& notifies) {
     for (const auto& n : notifies) EXPECT_TRUE(query_with_deadline(b, n).ok()) << n;
-    std::vector<std::string> got;
-    const auto until = std::chrono::steady_clock::now() + 1500ms;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd pfd{PQsocket(a.raw()), POLLIN, 0};
-      ::poll(&pfd, 1, 100);
-      if (PQconsumeInput(a.raw()) != 1) break;
-      while (PGnotify* n = PQnotifies(a.raw())) {
-        got.push_back(std::string(n->relname) + ":" + n->extra);
-        PQfreemem(n);
-      }
-    }
-    return got;
+    return receive_notifications(a, SIZE_MAX, 1500ms);  // the whole time: none may come that should not
   };
   EXPECT_EQ(received({"NOTIFY tx_events, 'one'", "NOTIFY rolled_events, 'none'", "NOTIFY multi_b, 'two'"}),
             (std::vector<std::string>{"tx_events:one", "multi_b:two"}));
@@ -493,18 +482,7 @@ TEST_F(ProxyPoolOfOneTest, CommentedAndQuotedSessionStatementsAreTrackedAsPostgr
                                std::string("NOTIFY extended_in_tx, 'five'")}) {
     EXPECT_TRUE(query_with_deadline(b, n).ok()) << n;
   }
-  std::vector<std::string> got;
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (got.size() < 5 && std::chrono::steady_clock::now() < until) {
-    pollfd pfd{PQsocket(a.raw()), POLLIN, 0};
-    ::poll(&pfd, 1, 100);
-    if (PQconsumeInput(a.raw()) != 1) break;
-    while (PGnotify* n = PQnotifies(a.raw())) {
-      got.push_back(std::string(n->relname) + ":" + n->extra);
-      PQfreemem(n);
-    }
-  }
-  EXPECT_EQ(got, (std::vector<std::string>{"commented_events:one", "Mixed_Case:two",
+  EXPECT_EQ(receive_notifications(a, 5, 5s), (std::vector<std::string>{"commented_events:one", "Mixed_Case:two",
                                            std::string(63, 'c') + ":three", "tx_commented:four",
                                            "extended_in_tx:five"}));
 }

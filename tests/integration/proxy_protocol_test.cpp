@@ -67,6 +67,16 @@ struct PgResult {
   PGresult* res;
 };
 
+// Notifications whose payloads start with their number, 000001 on ("channel:000001xxx..."): the
+// first one out of place, or "" if all are in order.
+std::string first_out_of_order(const std::vector<std::string>& got) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto number = got[i].substr(got[i].find(':') + 1, 6);
+    if (number != fmt::format("{:06}", i + 1)) return fmt::format("notification {} arrived as number {}", number, i + 1);
+  }
+  return "";
+}
+
 class ProxyProtocolTest : public ClusterSuite<ProxyProtocolTest> {
  public:
   static std::string cluster_config() { return ""; }
@@ -638,24 +648,10 @@ TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadIsCutOffAndTheProxyStaysBoun
       "SELECT count(pg_notify('bulk_events', lpad(i::text, 6, '0') || repeat('x', 7900))) "
       "FROM generate_series(1, " + std::to_string(kCount) + ") i");
 
-  int fast_got = 0;
   int64_t rss_peak = rss_before;
-  std::string out_of_order;
-  const auto deadline = std::chrono::steady_clock::now() + 90s;
-  while (fast_got < kCount && std::chrono::steady_clock::now() < deadline) {
-    pollfd pfd{PQsocket(fast.raw()), POLLIN, 0};
-    ::poll(&pfd, 1, 200);
-    ASSERT_EQ(PQconsumeInput(fast.raw()), 1) << PQerrorMessage(fast.raw());
-    while (PGnotify* n = PQnotifies(fast.raw())) {
-      if (out_of_order.empty() && std::string(n->extra).substr(0, 6) != fmt::format("{:06}", fast_got + 1))
-        out_of_order = fmt::format("notification {} arrived as number {}", std::string(n->extra).substr(0, 6), fast_got + 1);
-      ++fast_got;
-      PQfreemem(n);
-    }
-    rss_peak = std::max(rss_peak, rss_kb(proxy_pid));
-  }
-  EXPECT_EQ(fast_got, kCount) << "the listener that reads got only part of the notifications";
-  EXPECT_EQ(out_of_order, "");
+  const auto fast_got = receive_notifications(fast, kCount, 90s, [&] { rss_peak = std::max(rss_peak, rss_kb(proxy_pid)); });
+  EXPECT_EQ(fast_got.size(), size_t{kCount}) << "the listener that reads got only part of the notifications";
+  EXPECT_EQ(first_out_of_order(fast_got), "");
   // Kernel socket buffers take some of what the slow client does not read; the proxy holds at
   // most 8 MB more for it (without a bound, it buffered the ~90 MB left).
   EXPECT_LT(rss_peak - rss_before, 32 * 1024) << "proxy RSS grew from " << rss_before << " kB to " << rss_peak << " kB";
@@ -687,15 +683,7 @@ TEST_F(ProxyProtocolTest, ASubscriberThatDoesNotReadIsCutOffAndTheProxyStaysBoun
     ASSERT_EQ(r.status(), PGRES_COMMAND_OK) << r.error();
   }
   sql(proxy(), "NOTIFY bulk_events, 'after'");
-  bool heard = eventually([&] {
-    PQconsumeInput(again.raw());
-    PGnotify* n = PQnotifies(again.raw());
-    if (n == nullptr) return false;
-    const bool match = std::string(n->extra) == "after";
-    PQfreemem(n);
-    return match;
-  }, 10s, 50ms);
-  EXPECT_TRUE(heard);
+  EXPECT_EQ(receive_notifications(again, 1, 10s), std::vector<std::string>{"bulk_events:after"});
 }
 
 // A subscriber that reads nothing holds no one else up for long: other clients still LISTEN and
@@ -721,32 +709,12 @@ TEST_F(ProxyProtocolTest, AStuckSubscriberHoldsUpNoOneElse) {
   const auto listen_took = std::chrono::steady_clock::now() - asked;
   EXPECT_LT(listen_took, 3s) << "another client's LISTEN waited for the stuck subscriber";
   sql(cluster().primary_uri(), "NOTIFY unrelated, 'hello'");
-  bool heard = eventually([&] {
-    PQconsumeInput(other.raw());
-    PGnotify* n = PQnotifies(other.raw());
-    if (n == nullptr) return false;
-    const bool match = std::string(n->extra) == "hello";
-    PQfreemem(n);
-    return match;
-  }, 3s, 20ms);
-  EXPECT_TRUE(heard) << "another client's notification waited for the stuck subscriber";
+  EXPECT_EQ(receive_notifications(other, 1, 3s), std::vector<std::string>{"unrelated:hello"})
+      << "another client's notification waited for the stuck subscriber";
 
-  int got = 0;
-  std::string out_of_order;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (got < kCount && std::chrono::steady_clock::now() < deadline) {
-    pollfd pfd{PQsocket(stuck.raw()), POLLIN, 0};
-    ::poll(&pfd, 1, 200);
-    ASSERT_EQ(PQconsumeInput(stuck.raw()), 1) << PQerrorMessage(stuck.raw());
-    while (PGnotify* n = PQnotifies(stuck.raw())) {
-      if (out_of_order.empty() && std::string(n->extra).substr(0, 6) != fmt::format("{:06}", got + 1))
-        out_of_order = fmt::format("notification {} arrived as number {}", std::string(n->extra).substr(0, 6), got + 1);
-      ++got;
-      PQfreemem(n);
-    }
-  }
-  EXPECT_EQ(got, kCount) << "the subscriber that read late lost notifications";
-  EXPECT_EQ(out_of_order, "");
+  const auto got = receive_notifications(stuck, kCount, 30s);
+  EXPECT_EQ(got.size(), size_t{kCount}) << "the subscriber that read late lost notifications";
+  EXPECT_EQ(first_out_of_order(got), "");
   EXPECT_EQ(PQstatus(stuck.raw()), CONNECTION_OK);
 }
 
@@ -775,19 +743,9 @@ TEST_F(ProxyProtocolTest, ASubscriberInsideATransactionHoldsUpNoOneElse) {
 
   // The transaction ends; every notification arrives after it, in order.
   while (PGresult* r = PQgetResult(busy.raw())) PQclear(r);
-  int got = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (got < kCount && std::chrono::steady_clock::now() < deadline) {
-    pollfd pfd{PQsocket(busy.raw()), POLLIN, 0};
-    ::poll(&pfd, 1, 200);
-    ASSERT_EQ(PQconsumeInput(busy.raw()), 1) << PQerrorMessage(busy.raw());
-    while (PGnotify* n = PQnotifies(busy.raw())) {
-      EXPECT_EQ(std::string(n->extra).substr(0, 6), fmt::format("{:06}", got + 1));
-      ++got;
-      PQfreemem(n);
-    }
-  }
-  EXPECT_EQ(got, kCount);
+  const auto got = receive_notifications(busy, kCount, 20s);
+  EXPECT_EQ(got.size(), size_t{kCount});
+  EXPECT_EQ(first_out_of_order(got), "");
 }
 
 TEST_F(ProxyProtocolTest, ExtendedProtocolWithUnnamedStatements) {

@@ -17,12 +17,10 @@
 namespace pgfleet::itest {
 namespace {
 
-using ProxyStandaloneTest = PgfleetTest;
-
-// For the TLS tests: a stand-alone proxy on `port` (and the three after it) in front of the
+// Helpers; the TLS tests: a stand-alone proxy on `port` (and the three after it) in front of the
 // cluster's node1 reached as `host`, verifying it with `mode` against `ca`; the superuser's
 // password comes from dir/passfile. Logs to dir/<name>.log; killed at cleanup.
-class ProxyServerTlsTest : public PgfleetTest {
+class ProxyStandaloneTest : public PgfleetTest {
  protected:
   int64_t start_verifying_proxy(const std::string& dir, const std::string& name, int port, const std::string& mode,
                                 const std::string& ca, const std::string& host = "localhost") {
@@ -45,7 +43,8 @@ class ProxyServerTlsTest : public PgfleetTest {
     return pid;
   }
 
-  // The superuser's password (from the primary's URL), written to dir/passfile for the proxies.
+  // The superuser's password (from the URI `pgfleet url` prints), written to dir/passfile for the
+  // proxies.
   std::string write_passfile(const std::string& dir) {
     std::string primary_url = url({"--primary"});
     auto colon = primary_url.find(':', std::string("postgresql://").size());
@@ -54,6 +53,31 @@ class ProxyServerTlsTest : public PgfleetTest {
     write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
     std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return password;
+  }
+
+  // A cluster whose proxy verifies its servers (verify-full against `ca`) and logs clients in from
+  // `users`, an auth_file left empty until refused_login() fills it: with the user there, no
+  // auth query runs first, so the proxy's own server logins are what the verification stops.
+  void start_cluster_verifying(const std::string& ca, const std::string& users) {
+    ::chmod(ca.c_str(), 0644);  // the proxy runs as the cluster's OS user
+    write_text(users, "");
+    ::chmod(users.c_str(), 0644);
+    write_text(tmp_ + "/config.yaml", "proxy:\n  server_sslmode: verify-full\n  server_tls_ca: " + ca +
+                                          "\n  query_wait_timeout_ms: 3000\n  auth_file: " + users + "\n");
+    ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "0"}));
+  }
+
+  // Puts the superuser in `users` and runs a query through the cluster's proxy, which must fail;
+  // returns the proxy's log.
+  std::string refused_login(const std::string& users) {
+    const std::string verifier =
+        sql_value(url({"--primary"}), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
+    std::this_thread::sleep_for(1100ms);  // a later modification time: the proxy reads the file again
+    write_text(users, "\"postgres\" \"" + verifier + "\"\n");
+    ::chmod(users.c_str(), 0644);
+    auto r = try_sql(with_param(url({"--proxy-primary"}), "connect_timeout=10"), "SELECT 1");
+    EXPECT_FALSE(r.ok()) << "a server was used although its certificate did not verify";
+    return read_text(dir_ + "/proxy.log");
   }
 
   // A throwaway self-signed certificate and its key (a CA for the tests), valid one day.
@@ -67,17 +91,11 @@ class ProxyServerTlsTest : public PgfleetTest {
 
 TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitchover) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
-  // The superuser's password, from the URI `pgfleet url` prints.
-  std::string primary_url = url({"--primary"});
-  auto colon = primary_url.find(':', std::string("postgresql://").size());
-  std::string password = primary_url.substr(colon + 1, primary_url.find('@') - colon - 1);
-  ASSERT_FALSE(password.empty()) << primary_url;
+  std::string dir = tmp_ + "/standalone";
+  const std::string password = write_passfile(dir);
+  ASSERT_FALSE(password.empty());
 
   const int port = base_port_ + 60;  // the cluster uses base .. base+59
-  std::string dir = tmp_ + "/standalone";
-  std::filesystem::create_directories(dir);
-  write_text(dir + "/passfile", "*:*:*:postgres:" + password + "\n");
-  std::filesystem::permissions(dir + "/passfile", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   write_text(dir + "/proxy.yaml", "cluster: standalone\n"
                                   "ports:\n"
                                   "  proxy: " + std::to_string(port) + "\n"
@@ -160,7 +178,7 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
 // server_sslmode verify-full: the proxy checks each server's certificate against server_tls_ca
 // and the name it was told to reach (here `localhost`, in the cluster's certificate); with a CA
 // that did not issue it, a stand-alone proxy finds no server (its probes verify too).
-TEST_F(ProxyServerTlsTest, VerifyFullChecksTheServersCertificateAgainstTheGivenCa) {
+TEST_F(ProxyStandaloneTest, VerifyFullChecksTheServersCertificateAgainstTheGivenCa) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "0"}));
   const std::string dir = tmp_ + "/verify";
   const std::string password = write_passfile(dir);
@@ -192,7 +210,7 @@ TEST_F(ProxyServerTlsTest, VerifyFullChecksTheServersCertificateAgainstTheGivenC
 // out to another host only. The cluster's proxy (verify-full; clients in auth_file, so its own
 // server logins are what is checked) refuses it and logs why; a stand-alone proxy with verify-ca,
 // which checks the issuer only, takes it.
-TEST_F(ProxyServerTlsTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
+TEST_F(ProxyStandaloneTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
   const std::string dir = tmp_ + "/verify";
   std::filesystem::create_directories(dir);
   ASSERT_NO_FATAL_FAILURE(make_self_signed(dir + "/ca.key", dir + "/ca.crt", "/CN=pgfleet test CA"));
@@ -206,13 +224,8 @@ TEST_F(ProxyServerTlsTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
                                   "-extfile", dir + "/san.cnf"},
                                  30s);
   ASSERT_EQ(signed_cert.exit_code, 0) << signed_cert.output;
-  ::chmod((dir + "/ca.crt").c_str(), 0644);  // the proxy runs as the cluster's OS user
   const std::string users = dir + "/users.txt";
-  write_text(users, "");
-  ::chmod(users.c_str(), 0644);
-  write_text(dir + "/config.yaml", "proxy:\n  server_sslmode: verify-full\n  server_tls_ca: " + dir +
-                                       "/ca.crt\n  query_wait_timeout_ms: 3000\n  auth_file: " + users + "\n");
-  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", dir + "/config.yaml", "--replicas", "0"}));
+  ASSERT_NO_FATAL_FAILURE(start_cluster_verifying(dir + "/ca.crt", users));
   const std::string password = write_passfile(dir);
 
   // The node takes the certificate (read as the OS user owning its data directory, key private).
@@ -228,13 +241,7 @@ TEST_F(ProxyServerTlsTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
   sql(primary, "SELECT pg_reload_conf()");
   ASSERT_TRUE(eventually([&] { return sql_value(primary, "SHOW ssl_cert_file") == dir + "/server.crt"; }, 10s));
 
-  const std::string verifier = sql_value(primary, "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
-  std::this_thread::sleep_for(1100ms);  // a later modification time: the proxy reads the file again
-  write_text(users, "\"postgres\" \"" + verifier + "\"\n");
-  ::chmod(users.c_str(), 0644);
-  auto r = try_sql(with_param(url({"--proxy-primary"}), "connect_timeout=10"), "SELECT 1");
-  EXPECT_FALSE(r.ok()) << "verify-full used a server whose certificate names another host";
-  const std::string log = read_text(dir_ + "/proxy.log");
+  const std::string log = refused_login(users);
   EXPECT_NE(log.find("server login failed: TLS to the server at 127.0.0.1"), std::string::npos) << log;
   EXPECT_NE(log.find("(IP address mismatch)"), std::string::npos) << log;
 
@@ -250,22 +257,10 @@ TEST_F(ProxyServerTlsTest, VerifyFullRefusesACertificateMadeOutToAnotherHost) {
 // In a cluster the proxy learns the primary from the DCS, and with the user in auth_file it logs
 // clients in without a query: its own server connections are then what a foreign CA stops.
 // Clients get an error, and the log names the failed verification.
-TEST_F(ProxyServerTlsTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
+TEST_F(ProxyStandaloneTest, VerifyFullRefusesServersTheGivenCaDidNotIssue) {
   ASSERT_NO_FATAL_FAILURE(make_self_signed(tmp_ + "/other.key", tmp_ + "/other-ca.crt", "/CN=other"));
-  ::chmod((tmp_ + "/other-ca.crt").c_str(), 0644);  // the proxy runs as the cluster's OS user
-  const std::string users = tmp_ + "/users.txt";
-  write_text(users, "");
-  ::chmod(users.c_str(), 0644);
-  write_text(tmp_ + "/config.yaml", "proxy:\n  server_sslmode: verify-full\n  server_tls_ca: " + tmp_ +
-                                        "/other-ca.crt\n  query_wait_timeout_ms: 3000\n  auth_file: " + users + "\n");
-  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "0"}));
-  const std::string verifier = sql_value(url({"--primary"}), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
-  std::this_thread::sleep_for(1100ms);  // a later modification time: the proxy reads the file again
-  write_text(users, "\"postgres\" \"" + verifier + "\"\n");
-  ::chmod(users.c_str(), 0644);
-  auto r = try_sql(with_param(url({"--proxy-primary"}), "connect_timeout=10"), "SELECT 1");
-  EXPECT_FALSE(r.ok()) << "a server was used although its certificate did not verify";
-  const std::string log = read_text(dir_ + "/proxy.log");
+  ASSERT_NO_FATAL_FAILURE(start_cluster_verifying(tmp_ + "/other-ca.crt", tmp_ + "/users.txt"));
+  const std::string log = refused_login(tmp_ + "/users.txt");
   // The proxy's own server connection, not only its libpq probes, refused the certificate.
   EXPECT_NE(log.find("server login failed: TLS to the server at 127.0.0.1"), std::string::npos) << log;
   EXPECT_NE(log.find("certificate verify failed (self-signed certificate)"), std::string::npos) << log;
