@@ -17,23 +17,20 @@
 namespace pgfleet::itest {
 namespace {
 
-// Helpers; the TLS tests: a stand-alone proxy on `port` (and the three after it) in front of the
-// cluster's node1 reached as `host`, verifying it with `mode` against `ca`; the superuser's
-// password comes from dir/passfile. Logs to dir/<name>.log; killed at cleanup.
 class ProxyStandaloneTest : public PgfleetTest {
  protected:
-  int64_t start_verifying_proxy(const std::string& dir, const std::string& name, int port, const std::string& mode,
-                                const std::string& ca, const std::string& host = "localhost") {
+  // Starts `pgfleet proxy --config dir/<name>.yaml` (log: dir/<name>.log; the superuser's
+  // password from dir/passfile; killed at cleanup): listening on `port` and the three after it,
+  // with `proxy` (indented YAML lines) and `nodes` (list items) as its settings.
+  int64_t start_standalone_proxy(const std::string& dir, const std::string& name, int port, const std::string& proxy,
+                                 const std::string& nodes) {
     write_text(dir + "/" + name + ".yaml", "cluster: " + name + "\n"
                                            "ports:\n"
                                            "  proxy: " + std::to_string(port) + "\n"
                                            "  proxy_primary: " + std::to_string(port + 1) + "\n"
                                            "  proxy_replicas: " + std::to_string(port + 2) + "\n"
                                            "  http: " + std::to_string(port + 3) + "\n"
-                                           "proxy:\n  unix_socket_dir: \"off\"\n  server_sslmode: " + mode + "\n"
-                                           "  server_tls_ca: " + ca + "\n  query_wait_timeout_ms: 2000\n"
-                                           "nodes:\n"
-                                           "  - name: a\n    host: " + host + "\n    port: " + std::to_string(node_port(1)) + "\n");
+                                           "proxy:\n" + proxy + "nodes:\n" + nodes);
     int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/" + name + ".yaml"}, dir + "/" + name + ".log",
                                 {{"PGPASSFILE", dir + "/passfile"}});
     add_cleanup([pid] {
@@ -41,6 +38,16 @@ class ProxyStandaloneTest : public PgfleetTest {
       ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
     });
     return pid;
+  }
+
+  // For the TLS tests: a stand-alone proxy in front of node1 reached as `host`, verifying it with
+  // `mode` against `ca`.
+  int64_t start_verifying_proxy(const std::string& dir, const std::string& name, int port, const std::string& mode,
+                                const std::string& ca, const std::string& host = "localhost") {
+    return start_standalone_proxy(dir, name, port,
+                                  "  unix_socket_dir: \"off\"\n  server_sslmode: " + mode + "\n  server_tls_ca: " + ca +
+                                      "\n  query_wait_timeout_ms: 2000\n",
+                                  "  - name: a\n    host: " + host + "\n    port: " + std::to_string(node_port(1)) + "\n");
   }
 
   // The superuser's password (from the URI `pgfleet url` prints), written to dir/passfile for the
@@ -96,29 +103,17 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
   ASSERT_FALSE(password.empty());
 
   const int port = base_port_ + 60;  // the cluster uses base .. base+59
-  write_text(dir + "/proxy.yaml", "cluster: standalone\n"
-                                  "ports:\n"
-                                  "  proxy: " + std::to_string(port) + "\n"
-                                  "  proxy_primary: " + std::to_string(port + 1) + "\n"
-                                  "  proxy_replicas: " + std::to_string(port + 2) + "\n"
-                                  "  http: " + std::to_string(port + 3) + "\n"
-                                  "proxy:\n  unix_socket_dir: " + dir + "\n"
-                                  "nodes:\n"
-                                  "  - name: a\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(1)) + "\n"
-                                  // A host name: server connections and cancel requests resolve it.
-                                  "  - name: b\n    host: localhost\n    port: " + std::to_string(node_port(2)) + "\n");
-  int64_t pid = spawn_pgfleet({"proxy", "--config", dir + "/proxy.yaml"}, dir + "/proxy.log",
-                              {{"PGPASSFILE", dir + "/passfile"}});
-  add_cleanup([pid] {
-    if (process_alive(pid)) ::kill(static_cast<pid_t>(pid), SIGKILL);
-    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);  // our child: reap it
-  });
+  int64_t pid = start_standalone_proxy(
+      dir, "standalone", port, "  unix_socket_dir: " + dir + "\n",
+      "  - name: a\n    host: 127.0.0.1\n    port: " + std::to_string(node_port(1)) + "\n"
+      // A host name: server connections and cancel requests resolve it.
+      "  - name: b\n    host: localhost\n    port: " + std::to_string(node_port(2)) + "\n");
   auto through = [&](int p) {
     return "postgresql://postgres:" + password + "@127.0.0.1:" + std::to_string(p) + "/postgres";
   };
   auto served_by = [&](int p, const std::string& query) { return sql_value(through(p), query); };
   ASSERT_TRUE(eventually([&] { return try_sql(through(port + 1), "SELECT 1").ok(); }, 20s))
-      << "the stand-alone proxy does not answer:\n" << read_text(dir + "/proxy.log");
+      << "the stand-alone proxy does not answer:\n" << read_text(dir + "/standalone.log");
 
   // Writes reach the primary (node1), reads on the replicas port the replica (node2).
   sql(through(port), "CREATE TABLE standalone (id int)");
@@ -136,7 +131,7 @@ TEST_F(ProxyStandaloneTest, FindsThePrimaryAmongTheListedServersAndFollowsASwitc
                std::to_string(node_port(2));
       },
       15s, 250ms))
-      << read_text(dir + "/proxy.log");
+      << read_text(dir + "/standalone.log");
   EXPECT_EQ(sql_value(url({"--primary"}), "SELECT count(*) FROM standalone"), "2");
 
   // A cancel reaches the query on b (named `localhost` in the proxy's configuration).
