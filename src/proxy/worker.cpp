@@ -899,8 +899,12 @@ const char* client_state_name(ClientConn::State state) {
   return "?";
 }
 
-const char* server_state_name(ServerConn::State state) {
-  switch (state) {
+const char* server_state_name(const ServerConn& server) {
+  // Between clients: the LISTEN connection, and one kept from everyone until the server has
+  // taken a cancel request for its backend (PgBouncer's sv_being_canceled).
+  if (server.listener) return "listen";
+  if (server.cancels_in_flight > 0 && server.client() == nullptr) return "canceling";
+  switch (server.state()) {
     case ServerConn::State::kConnecting: return "connecting";
     case ServerConn::State::kLogin: return "login";
     case ServerConn::State::kIdle: return "idle";
@@ -950,7 +954,7 @@ void Worker::publish_snapshot() {
     if (snap->servers.size() >= WorkerSnapshot::kSnapshotRows) break;
     // The pool's user and database: also for a connection no client has used yet (min_pool_size).
     snap->servers.push_back(ServerRow{
-        id, s->pool().user(), s->pool().database(), server_state_name(s->state()),
+        id, s->pool().user(), s->pool().database(), server_state_name(*s),
         fmt::format("{} {}:{}", s->backend().name, s->backend().host, s->backend().port), s->backend_key().pid,
         std::chrono::duration_cast<std::chrono::seconds>(now - s->created()).count(),
         static_cast<int>(s->prepared.size())});

@@ -507,6 +507,15 @@ TEST_F(ProxyPoolOfOneTest, ALateCancelDoesNotHitTheNextClientsQuery) {
   ASSERT_EQ(PQcancel(cancel, why, sizeof why), 1) << why;  // the proxy takes it; the server cannot yet
   PQfreeCancel(cancel);
   EXPECT_EQ(finish_query(a.raw(), 5s), "") << "A's query was canceled although the server never got the request";
+  // The admin console shows why the connection serves no one.
+  bool canceling = eventually([&] {
+    auto t = query_table(cluster().admin_uri(), "SHOW SERVERS");
+    for (size_t i = 0; i < t.rows.size(); ++i) {
+      if (t.at(i, "state") == "canceling") return true;
+    }
+    return false;
+  }, 3s, 100ms);
+  EXPECT_TRUE(canceling) << query_table(cluster().admin_uri(), "SHOW SERVERS").dump();
   // B asks for the one server connection while the cancel for A's backend is still on its way.
   ASSERT_EQ(PQsendQuery(b.raw(), "SELECT pg_sleep(1)"), 1);
   std::this_thread::sleep_for(300ms);
