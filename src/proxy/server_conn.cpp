@@ -375,6 +375,15 @@ bool ServerConn::reusable() const {
 }
 
 void ServerConn::process_forwarding() {
+  // Not again from inside itself: handling a message can resume this connection's reading (a
+  // notification's delivery lets the LISTEN connection go on), and a nested pass would handle the
+  // message being handled a second time. The running pass goes on instead.
+  if (forwarding_) return;
+  forwarding_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{forwarding_};
   while (!in_.empty() && state_ != State::kClosed && !read_paused_) {
     bool dropping = (client_ == nullptr || swallow_ready > 0) && !listener;
     if (stream_remaining_ > 0) {

@@ -145,6 +145,7 @@ class ServerConn final : public IoHandler, public BatchedSender {
   ByteQueue in_, out_;
   size_t stream_remaining_ = 0;  // body bytes of a message being passed through unparsed
   bool read_paused_ = false;
+  bool forwarding_ = false;  // inside process_forwarding()
   bool unix_socket_ = false;
   uint32_t interest_ = 0;
   std::optional<protocol::ClientSession> scram_;
