@@ -107,7 +107,7 @@ std::string proxy_metrics_text(ProxyShared& shared) {
   }
   out.family("pgfleet_proxy_client_errors_total", "counter",
              "Errors the proxy itself sent clients, by kind (auth, wait_timeout, too_many_clients, protocol, "
-             "server_lost, no_replica, terminated, other).");
+             "server_lost, no_replica, terminated, slow_subscriber, other).");
   for (size_t i = 0; i < kErrorKinds; ++i) {
     out.add("pgfleet_proxy_client_errors_total", {{"kind", to_string(static_cast<ErrorKind>(i))}},
             static_cast<double>(errors[i]));

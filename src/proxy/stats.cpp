@@ -12,6 +12,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::kServerLost: return "server_lost";
     case ErrorKind::kNoReplica: return "no_replica";
     case ErrorKind::kTerminated: return "terminated";
+    case ErrorKind::kSlowSubscriber: return "slow_subscriber";
     case ErrorKind::kOther:
     case ErrorKind::kCount: break;
   }
@@ -23,6 +24,9 @@ ErrorKind classify_error(std::string_view sqlstate, std::string_view message) {
   if (sqlstate == "53300") return ErrorKind::kTooManyClients;
   if (sqlstate == "57P03") return ErrorKind::kNoReplica;
   if (sqlstate == "57P01" || sqlstate == "57P05") return ErrorKind::kTerminated;
+  if (sqlstate == "54000" && message.find("does not read its notifications") != std::string_view::npos) {
+    return ErrorKind::kSlowSubscriber;
+  }
   if (sqlstate == "08P01") {
     // The wait timeout shares 08P01 with PgBouncer's wording; the rest are protocol violations.
     return message.starts_with("no server connection available") ? ErrorKind::kWaitTimeout : ErrorKind::kProtocol;

@@ -29,6 +29,7 @@ enum class ErrorKind : uint8_t {
   kServerLost,      // the server connection died (failover, crash, network)
   kNoReplica,       // the replicas port had no replica to offer
   kTerminated,      // shutdown, KILL, idle timeout
+  kSlowSubscriber,  // a LISTEN client cut off for not reading its notifications
   kOther,
   kCount,
 };

@@ -785,8 +785,12 @@ void Worker::cut_off_subscriber(ClientConn* c, const std::string& reason) {
   const std::string why = fmt::format("terminating connection: it does not read its notifications ({})", reason);
   log::warn("client {} ({}) listening on database {}: {}", c->pid(), c->address(), c->database(), why);
   // The error goes after what is queued, unless that ends inside a message a server streams.
-  if (c->server() == nullptr) c->fail("54000", why);
-  else c->close(why);
+  if (c->server() == nullptr) {
+    c->fail("54000", why);
+  } else {
+    ++error_counts[static_cast<size_t>(ErrorKind::kSlowSubscriber)];  // no error message: counted here
+    c->close(why);
+  }
 }
 
 void Worker::end_transactions_on_old_primary() {

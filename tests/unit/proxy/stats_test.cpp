@@ -55,6 +55,9 @@ TEST(ClassifyError, TheProxysOwnErrorsByKind) {
   EXPECT_EQ(classify_error("57P01", "terminating connection because the pgfleet proxy is shutting down"),
             ErrorKind::kTerminated);
   EXPECT_EQ(classify_error("57P05", "idle timeout"), ErrorKind::kTerminated);
+  EXPECT_EQ(classify_error("54000", "terminating connection: it does not read its notifications (8 MB of notifications "
+                                    "wait for it unread)"),
+            ErrorKind::kSlowSubscriber);
   EXPECT_EQ(classify_error("25001", "transaction blocks are refused in statement mode"), ErrorKind::kOther);
   for (size_t i = 0; i < kErrorKinds; ++i) EXPECT_STRNE(to_string(static_cast<ErrorKind>(i)), "");
 }
