@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
       ->required();
   restart_cmd->add_option("--timeout", timeout, "seconds to wait for it to be back");
 
+  auto* reload_cmd = app.add_subcommand(
+      "reload", "apply an edited pgfleet.yaml: agents and proxy read it again; names what needs a restart");
+  reload_cmd->add_option("--timeout", timeout, "seconds to wait for the servers to reload (default 180)");
+
   auto* reinit_cmd = app.add_subcommand("reinit", "rebuild a broken or diverged replica from the primary");
   reinit_cmd->add_option("node", node, "replica name")->required();
   reinit_cmd->add_option("--timeout", timeout, "seconds to wait for it to stream");
@@ -152,6 +156,7 @@ int main(int argc, char** argv) {
       return cli::run_url(url);
     }
     if (restart_cmd->parsed()) return cli::run_restart(dir, node, timeout);
+    if (reload_cmd->parsed()) return cli::run_reload(dir, timeout);
     if (reinit_cmd->parsed()) return cli::run_reinit(dir, node, timeout);
     if (logs_cmd->parsed()) {
       logs.dir = dir;

@@ -51,6 +51,8 @@ struct UrlOptions {
 int run_url(const UrlOptions& options);
 
 int run_restart(const std::string& dir, const std::string& node, int timeout_seconds);
+// `pgfleet reload`: this host's agents and proxy read pgfleet.yaml again; reports per node.
+int run_reload(const std::string& dir, int timeout_seconds);
 int run_reinit(const std::string& dir, const std::string& node, int timeout_seconds);
 
 struct LogsOptions {

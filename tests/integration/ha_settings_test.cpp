@@ -1,5 +1,6 @@
 // HA settings through the real binary: callbacks on role changes and failovers (run in the
-// background with a timeout), and the --ttl/--loop-wait checks of `up`.
+// background with a timeout), the --ttl/--loop-wait checks of `up`, and `pgfleet reload` of an
+// edited pgfleet.yaml.
 #include <sys/stat.h>
 
 #include <thread>
@@ -70,6 +71,55 @@ TEST_F(HaSettingsTest, UpRejectsUnsafeTtlAndLoopWait) {
   const std::string yaml = read_text(dir_ + "/pgfleet.yaml");
   EXPECT_NE(yaml.find("ttl: 10"), std::string::npos) << yaml;
   EXPECT_NE(yaml.find("loop_wait: 2"), std::string::npos) << yaml;
+}
+
+// An edited pgfleet.yaml reaches every server with `pgfleet reload` (as Patroni's edit-config and
+// reload): a reloadable parameter takes effect on the primary and the replica, one that needs a
+// restart is named, a value the server refuses is reported, and a file that does not load
+// changes nothing.
+TEST_F(HaSettingsTest, ReloadAppliesAnEditedConfigurationAndNamesWhatNeedsARestart) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  const std::string file = dir_ + "/pgfleet.yaml";
+  const std::string original = read_text(file);
+  auto with_parameters = [&](const std::string& lines) {  // into the cluster-wide postgresql: map
+    std::string edited = original;
+    if (auto empty = edited.find("\npostgresql: {}\n"); empty != std::string::npos) {
+      edited.replace(empty, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n" + lines);
+    } else {
+      const auto at = edited.find("\npostgresql:\n");
+      ASSERT_NE(at, std::string::npos) << original;
+      edited.insert(at + std::string("\npostgresql:\n").size(), lines);
+    }
+    write_text(file, edited);
+  };
+  const std::vector<std::string> node_url{url({"--node", "node1"}), url({"--node", "node2"})};
+  auto show = [&](int node, const std::string& name) { return sql_value(node_url[node - 1], "SHOW " + name); };
+
+  with_parameters("  work_mem: 7MB\n  shared_buffers: 64MB\n");
+  auto r = pgfleet({"reload"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* node : {"node1", "node2"}) {
+    EXPECT_NE(r.output.find(std::string(node) + ": reloaded; pending restart (`pgfleet restart " + node +
+                            "`): shared_buffers"),
+              std::string::npos)
+        << r.output;
+  }
+  EXPECT_EQ(show(1, "work_mem"), "7MB");
+  EXPECT_EQ(show(2, "work_mem"), "7MB");
+
+  with_parameters("  work_mem: banana\n");
+  r = pgfleet({"reload"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("node1: rejected work_mem"), std::string::npos) << r.output;
+  EXPECT_EQ(show(1, "work_mem"), "7MB") << "a refused value replaced the one in force";
+
+  write_text(file, original + "postgresql: [\n");
+  r = pgfleet({"reload"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("pgfleet.yaml"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("nothing was changed"), std::string::npos) << r.output;
+  EXPECT_EQ(show(2, "work_mem"), "7MB");
+  write_text(file, original);  // for the teardown's `pgfleet down`
 }
 
 }  // namespace
