@@ -118,6 +118,11 @@ int run_reload(const std::string& dir, int timeout_seconds) {
         }
         break;
       }
+      if (!now_loaded && Clock::now() > settle) {  // stopped, or starting: the file is read at start
+        std::cout << name << ": its server does not answer (" << now_loaded.error()
+                  << "); it reads the new settings when it starts\n";
+        break;
+      }
       if (!conf_changed && Clock::now() > settle) {
         std::cout << name << ": unchanged";
         if (now_loaded && !now_loaded->pending_restart.empty()) {
