@@ -3,7 +3,6 @@
 // command waits for that and names what PostgreSQL did not take: parameters that need a restart
 // (pending_restart) and values it rejected (pg_file_settings errors).
 #include <signal.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <iostream>

@@ -232,7 +232,10 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
     };
     return table({"key", "value"}, rows, "SHOW");
   }
-  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, ROUTING, CONFIG or HELP");
+  if (what == "VERSION") {  // as PgBouncer's, which monitoring tools ask first
+    return table({"version"}, {{std::string("pgfleet ") + PGFLEET_VERSION}}, "SHOW");
+  }
+  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, ROUTING, CONFIG, VERSION or HELP");
 }
 
 }  // namespace
@@ -243,7 +246,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
   if (w.empty()) return protocol::encode(protocol::EmptyQueryResponse{});
   const std::string& verb = w[0];
   if (verb == "SHOW" && w.size() == 2 && w[1] == "HELP") {
-    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|ROUTING|CONFIG"}, {"PAUSE [db]"}, {"RESUME [db]"},
+    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|ROUTING|CONFIG|VERSION"}, {"PAUSE [db]"}, {"RESUME [db]"},
                                {"RELOAD"}, {"KILL db"}, {"SHUTDOWN"}},
                  "SHOW");
   }

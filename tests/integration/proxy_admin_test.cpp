@@ -125,6 +125,7 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
       {"ROUTING", "reason|target|statements"},
       {"CONFIG", "key|value"},
       {"HELP", "command"},
+      {"VERSION", "version"},
   };
   for (const auto& [what, header] : headers) {
     auto p = psql(cluster().admin_uri(), {"-A", "-c", "SHOW " + what});
@@ -204,6 +205,7 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
   EXPECT_EQ(config_value(cluster(), "port"), std::to_string(cluster().proxy_port()));
   EXPECT_EQ(config_value(cluster(), "max_client_conn"), "10000");
 
+  EXPECT_EQ(query_table(cluster().admin_uri(), "SHOW VERSION").at(0, "version"), std::string("pgfleet ") + PGFLEET_VERSION);
   auto help = query_table(cluster().admin_uri(), "SHOW HELP");
   std::string commands;
   for (const auto& r : help.rows) commands += r[0].value_or("") + "\n";
