@@ -2,6 +2,8 @@
 // `reload` after `edit-config`. The agents rewrite pgfleet.conf and reload their servers; the
 // command waits for that and names what PostgreSQL did not take: parameters that need a restart
 // (pending_restart) and values it rejected (pg_file_settings errors).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 
 #include <chrono>
@@ -51,10 +53,10 @@ Result<Loaded> loaded(const std::string& conninfo) {
   return out;
 }
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
+// "; pending restart (`pgfleet restart node1`): shared_buffers", or "" when none waits.
+std::string pending_restart(const std::string& node, const Loaded& l) {
+  if (l.pending_restart.empty()) return "";
+  return fmt::format("; pending restart (`pgfleet restart {}`): {}", node, fmt::join(l.pending_restart, ", "));
 }
 
 }  // namespace
@@ -105,11 +107,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
       const bool conf_changed = fs::read_file(w.conf_file).value_or("") != w.conf_before;
       auto now_loaded = loaded(w.conninfo);
       if (now_loaded && conf_changed && now_loaded->load_time != w.load_before) {
-        std::cout << name << ": reloaded";
-        if (!now_loaded->pending_restart.empty()) {
-          std::cout << "; pending restart (`pgfleet restart " << name << "`): " << joined(now_loaded->pending_restart);
-        }
-        std::cout << "\n";
+        std::cout << name << ": reloaded" << pending_restart(name, *now_loaded) << "\n";
         for (const auto& e : now_loaded->errors) std::cout << name << ": rejected " << e << "\n";
         if (!now_loaded->errors.empty()) {
           std::cout << name << ": the server log says why (`pgfleet logs " << name << "`); it keeps the values it had\n";
@@ -123,11 +121,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
         break;
       }
       if (!conf_changed && Clock::now() > settle) {
-        std::cout << name << ": unchanged";
-        if (now_loaded && !now_loaded->pending_restart.empty()) {
-          std::cout << "; pending restart (`pgfleet restart " << name << "`): " << joined(now_loaded->pending_restart);
-        }
-        std::cout << "\n";
+        std::cout << name << ": unchanged" << (now_loaded ? pending_restart(name, *now_loaded) : "") << "\n";
         break;
       }
       if (Clock::now() > deadline) {
