@@ -380,6 +380,7 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                 [&](const Item& i) {
                   read_map(i, {{"ttl", into(c.dcs_ttl_seconds)},
                                {"loop_wait", into(c.loop_wait_seconds)},
+                               {"primary_start_timeout", into(c.primary_start_timeout_seconds)},
                                {"failsafe_mode", into(c.failsafe_mode)},
                                {"etcd", [&](const Item& e) {
                                   read_map(e, {{"endpoints", into(c.etcd.endpoints)},
@@ -448,6 +449,8 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
   if (2LL * c.loop_wait_seconds >= c.dcs_ttl_seconds)
     invalid(source, "'dcs.loop_wait' ({}) must be less than half of 'dcs.ttl' ({})", c.loop_wait_seconds,
             c.dcs_ttl_seconds);
+  if (c.primary_start_timeout_seconds < 0 || c.primary_start_timeout_seconds > 86400)
+    invalid(source, "'dcs.primary_start_timeout' must be 0 to 86400 seconds, got {}", c.primary_start_timeout_seconds);
   for (const auto& e : c.etcd.endpoints) {
     if (!e.starts_with("http://") && !e.starts_with("https://"))
       invalid(source, "'dcs.etcd.endpoints' entries must be http://host:port or https://host:port, got '{}'", e);
@@ -633,6 +636,7 @@ std::string render_config(const ClusterConfig& c) {
   section("dcs", [&](YAML::Emitter& out) {
     emit(out, "ttl", c.dcs_ttl_seconds);
     emit(out, "loop_wait", c.loop_wait_seconds);
+    emit(out, "primary_start_timeout", c.primary_start_timeout_seconds);
     emit(out, "failsafe_mode", c.failsafe_mode);
     if (!c.etcd.endpoints.empty()) {
       out << YAML::Key << "etcd" << YAML::Value << YAML::BeginMap;

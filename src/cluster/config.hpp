@@ -149,6 +149,7 @@ struct ClusterConfig {
 
   int dcs_ttl_seconds = 30;              // leader lease / member key TTL
   int loop_wait_seconds = 1;             // agent loop period
+  int primary_start_timeout_seconds = 300;  // leader not running as primary this long: it steps down
   // Written to the DCS when the cluster is created (`pgfleet failsafe on|off` changes it later):
   // a primary cut off from the DCS keeps writing while every member confirms it (docs/multihost.md).
   bool failsafe_mode = false;

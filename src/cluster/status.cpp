@@ -112,6 +112,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.restarts = m.restarts;
       s.rebuilt_at_ms = m.rebuilt_at_ms;
       s.last_error = m.last_error;
+      s.stepped_down = m.stepped_down;
       s.stats = m.stats;
       if (m.role == "primary") {
         s.lsn = m.current_lsn;
@@ -230,6 +231,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"restarts", n.restarts},
                      {"rebuilt_at_ms", n.rebuilt_at_ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.rebuilt_at_ms)},
                      {"last_error", opt_text(n.last_error)},
+                     {"stepped_down", n.stepped_down},
                      {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }
   nlohmann::json history = nlohmann::json::array();

@@ -87,6 +87,7 @@ struct Member {
   int64_t updated_mono_ms = 0;   // CLOCK_MONOTONIC ms of publication (comparable on one host)
   std::string sync_standby_names;  // primary: synchronous_standby_names in force
   std::string failsafe_for;      // failsafe mode: the primary this node confirmed to within a TTL
+  bool stepped_down = false;     // it gave the leadership up recently (primary_start_timeout): elections take it last
   std::vector<ReplicationPeer> replication;  // who streams from this node
   NodeStats stats;
 };

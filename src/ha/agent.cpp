@@ -179,7 +179,10 @@ class Agent {
       }
       failsafe_.observed(view.failsafe, view.dcs_reachable, view.leader ? view.leader->holder : "",
                          postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_), failsafe_peers_);
-      auto actions = decide(view, node_view(view), settings(), mono_ms());
+      NodeView self = node_view(view);
+      leading_clock_ = next_leading_clock(leading_clock_, view, self, mono_ms());
+      self.leading_down_since = leading_clock_.down_since;
+      auto actions = decide(view, self, settings(), mono_ms());
       for (const auto& action : actions) {
         const bool ok = execute(action, view);
         step_done(to_string(action.kind));
@@ -252,6 +255,7 @@ class Agent {
     s.maximum_lag_on_failover = static_cast<uint64_t>(config_.maximum_lag_on_failover);
     s.ttl = static_cast<TimeMs>(config_.dcs_ttl_seconds) * 1000;
     s.loop_wait = static_cast<TimeMs>(config_.loop_wait_seconds) * 1000;
+    s.primary_start_timeout = static_cast<TimeMs>(config_.primary_start_timeout_seconds) * 1000;
     return s;
   }
 
@@ -343,6 +347,7 @@ class Agent {
     v.failsafe_confirmed_at = failsafe_.confirmed_at();
     v.failsafe_leader = failsafe_.promised_to(mono_ms(), settings().ttl, &v.failsafe_heard_at, true);
     v.timeline_diverged = diverged_from_leader(view);
+    v.stepped_down_at = stepped_down_at_;
     if (accepting_ && member_.role == "primary") {
       v.sync_in_force = parse_sync_names(member_.sync_standby_names);
       v.sync_in_force_lsn = sync_in_force_lsn_;
@@ -434,6 +439,7 @@ class Agent {
         if (mv.received_lsn == 0) mv.received_lsn = lsn_of(m.replayed_lsn);
         mv.replayed_lsn = lsn_of(m.replayed_lsn);
         mv.failsafe_for = m.failsafe_for;
+        mv.stepped_down = m.stepped_down;
         mv.updated_at = member_updated_at({m.updated_mono_ms, m.updated_at_ms}, !multi_host() || m.name == name_,
                                           now, unix_now);
         // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
@@ -661,6 +667,12 @@ class Agent {
                  entry["from"].get<std::string>(), a.target, a.reason);
         break;
       }
+      case ActionKind::StepDown:
+        // decide() stops promoting and starting a primary here; elections take this node last.
+        member_.last_error = "stepped down: " + a.reason;  // for `pgfleet status`; log_once logged it
+        stepped_down_at_ = mono_ms();
+        leading_clock_ = {};
+        break;
       case ActionKind::Wait: break;
     }
     return true;
@@ -925,6 +937,7 @@ class Agent {
     member_.updated_at_ms = sampled_unix_ms_ != 0 ? sampled_unix_ms_ : unix_ms();
     member_.updated_mono_ms = sampled_mono_ms_ != 0 ? sampled_mono_ms_ : mono_ms();
     member_.failsafe_for = failsafe_.promised_to(mono_ms(), settings().ttl);
+    member_.stepped_down = sits_out(stepped_down_at_, settings(), mono_ms());
     if (!ttl && member_.state != "stopped") ttl = std::chrono::seconds(config_.dcs_ttl_seconds);
     auto r = dcs_->put(dcs::keys::member(name_), dcs::to_json(member_).dump(), ttl);
     if (!r) note_error("dcs: cannot publish member state: " + r.error());
@@ -1132,6 +1145,8 @@ class Agent {
   std::string following_;
   std::string desired_sync_names_;
   TimeMs lease_renewed_at_ = 0;
+  LeadingClock leading_clock_;   // primary_start_timeout: since when leading without running as primary
+  TimeMs stepped_down_at_ = 0;   // when this agent last gave the leadership up (0 = never)
   TimeMs leader_expired_at_ = 0;
   TimeMs last_leader_expiry_ = 0;
   std::string last_sync_names_;

@@ -60,6 +60,7 @@ std::string to_string(ActionKind kind) {
     case ActionKind::SetSyncStandbys: return "SetSyncStandbys";
     case ActionKind::ClearSwitchover: return "ClearSwitchover";
     case ActionKind::RecordHistory: return "RecordHistory";
+    case ActionKind::StepDown: return "StepDown";
     case ActionKind::Wait: return "Wait";
   }
   return "Unknown";
@@ -182,6 +183,10 @@ struct Inputs {
            ms_text(failsafe_deadline());
   }
 
+  // Rule 9: a node that stepped down recently is the last choice of elections.
+  bool sits_out() const { return ha::sits_out(self.stepped_down_at, settings, now); }
+  bool last_choice(const MemberView& m) const { return m.stepped_down || (m.name == self.name && sits_out()); }
+
   // Rule 3: LSNs published after the leader key vanished are final (the old primary had fenced).
   bool fresh(const MemberView& m) const { return m.updated_at >= cluster.leader_expired_at; }
   bool stale_grace_over() const { return now >= cluster.leader_expired_at + settings.ttl; }
@@ -296,9 +301,24 @@ std::string expiry_text(const Inputs& in) {
   return out;
 }
 
+// Async mode: why `candidate` is too far behind the position the old primary last published to
+// take over ("" if it is not).
+std::string too_far_behind(const Inputs& in, const MemberView& candidate) {
+  if (in.sync_mode() || candidate.role != "replica") return "";
+  const MemberView* old = last_primary(in, candidate.name);
+  if (old == nullptr || old->timeline != candidate.timeline ||
+      old->received_lsn <= candidate.received_lsn + in.settings.maximum_lag_on_failover)
+    return "";
+  return "the best candidate " + candidate.name + " at " + lsn_text(candidate.received_lsn) + " is " +
+         std::to_string(old->received_lsn - candidate.received_lsn) + " bytes behind the last position of " +
+         old->name + " " + lsn_text(old->received_lsn) + " (maximum_lag_on_failover " +
+         std::to_string(in.settings.maximum_lag_on_failover) +
+         "); waiting for it to return or for its member key to expire";
+}
+
 // Automatic failover (rule 3): the most advanced eligible member, ties to the node already
-// primary (no promotion needed), then to the lowest name. `excluded` may not win (the leader of a
-// switchover in progress).
+// primary (no promotion needed), then to the lowest name; members that stepped down (rule 9)
+// come last. `excluded` may not win (the leader of a switchover in progress).
 Election elect_automatically(const Inputs& in, const std::string& excluded, const std::string& context) {
   std::vector<std::string> stale;
   for (const auto& m : in.cluster.members)
@@ -322,34 +342,36 @@ Election elect_automatically(const Inputs& in, const std::string& excluded, cons
     return nobody(context + expiry_text(in) + "; no member may take it: " +
                   (problems.empty() ? "no member published fresh status" : join(problems, "; ")));
 
-  std::sort(eligible.begin(), eligible.end(), [](const MemberView* a, const MemberView* b) {
-    return std::make_tuple(position(*b), b->role == "primary", a->name) <
-           std::make_tuple(position(*a), a->role == "primary", b->name);
+  // Members that stepped down recently (rule 9) come last, whatever their position.
+  std::sort(eligible.begin(), eligible.end(), [&](const MemberView* a, const MemberView* b) {
+    return std::make_tuple(in.last_choice(*a), position(*b), b->role == "primary", a->name) <
+           std::make_tuple(in.last_choice(*b), position(*a), a->role == "primary", b->name);
   });
-  const MemberView& best = *eligible.front();
-  std::vector<std::string> names;
-  for (const MemberView* m : eligible) names.push_back(m->name);
+  std::vector<std::string> names, stepped_down;
+  for (const MemberView* m : eligible) {
+    names.push_back(m->name);
+    if (in.last_choice(*m)) stepped_down.push_back(m->name);
+  }
 
   // Async: the best candidate must not be too far behind what the old primary last published;
-  // it waits until that primary comes back (and wins) or its member key expires.
-  if (!in.sync_mode() && best.role == "replica") {
-    const MemberView* old = last_primary(in, best.name);
-    if (old != nullptr && old->timeline == best.timeline &&
-        old->received_lsn > best.received_lsn + in.settings.maximum_lag_on_failover)
-      return nobody(context + expiry_text(in) + "; the best candidate " + best.name + " at " +
-                    lsn_text(best.received_lsn) + " is " +
-                    std::to_string(old->received_lsn - best.received_lsn) +
-                    " bytes behind the last position of " + old->name + " " +
-                    lsn_text(old->received_lsn) + " (maximum_lag_on_failover " +
-                    std::to_string(in.settings.maximum_lag_on_failover) +
-                    "); waiting for it to return or for its member key to expire");
-  }
-  std::string reason = context + expiry_text(in) + "; " + best.name + " has the highest received LSN " +
-                       position_text(position(best)) + " among " + names_text(names);
+  // it waits until that primary comes back (and wins) or its member key expires. A member that
+  // stepped down may then still be close enough: it is the last choice, not excluded.
+  const MemberView* best = eligible.front();
+  std::string lag = too_far_behind(in, *best);
+  for (const MemberView* m : eligible)
+    if (!lag.empty() && in.last_choice(*m) && too_far_behind(in, *m).empty()) {
+      best = m;
+      lag.clear();
+    }
+  if (!lag.empty()) return nobody(context + expiry_text(in) + "; " + lag);
+  std::string reason = context + expiry_text(in) + "; " + best->name + " has the highest received LSN " +
+                       position_text(position(*best)) + " among " + names_text(names);
+  if (!stepped_down.empty() && !in.last_choice(*best))
+    reason += " (" + names_text(stepped_down) + " stepped down recently: the last choice)";
   if (in.sync_mode())
     reason += " and satisfies the sync constraints " + constraints_text(sync_to_satisfy(in.cluster, in.settings)) +
               (in.cluster.sync.empty() ? " (none published: any node may hold acknowledged commits)" : "");
-  return Election{best.name, reason, ElectionKind::Failover};
+  return Election{best->name, reason, ElectionKind::Failover};
 }
 
 // Rule 6, target side: the leader fenced, waited for the target to have everything, and released.
@@ -906,11 +928,58 @@ void as_replica(const Inputs& in, Actions& out) {
   claim_if_elected(in, elect(in), out);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Rule 9: a leader whose PostgreSQL does not run as primary within primary_start_timeout (a
+// promotion that fails or never finishes, a primary that crashes on every start) gives the
+// leadership up. Without it the key holder renews its lease forever and nobody else is elected.
+// It sits out (is the last choice) for a while, so the next election picks another member if
+// one may take over, and itself again if none may.
+
+bool step_down_if_stuck(const Inputs& in, Actions& out) {
+  const NodeView& self = in.self;
+  const ClusterView& c = in.cluster;
+  if (self.leading_down_since == 0 || c.paused || !c.dcs_reachable || in.other_holds_key() ||
+      in.now < self.leading_down_since + in.settings.primary_start_timeout)
+    return false;
+  const TimeMs sit_out = std::max(in.settings.primary_start_timeout, in.settings.ttl);
+  out.push_back(make(ActionKind::StepDown,
+                     self.name + " has led since " + ms_text(self.leading_down_since) +
+                         " without PostgreSQL running as primary (" +
+                         (self.in_recovery ? "its promotion did not finish" : "it did not start") +
+                         " within primary_start_timeout " + ms_text(in.settings.primary_start_timeout) +
+                         "): giving the leadership up; elections take it last until " + ms_text(in.now + sit_out)));
+  // Primary data whose postmaster runs (crash recovery that never ends) stops before the key goes.
+  if (!self.in_recovery && in.writable()) out.push_back(make(ActionKind::Fence, "stop " + self.name + ": it steps down"));
+  if (in.holds_key())
+    out.push_back(make_lease(ActionKind::ReleaseLease, c.leader->revision, self.name + " steps down: releasing the leader key"));
+  return true;
+}
+
 }  // namespace
+
+LeadingClock next_leading_clock(const LeadingClock& previous, const ClusterView& cluster, const NodeView& self,
+                                TimeMs now) {
+  const bool serving = self.data_exists && !self.in_recovery && self.postmaster_running && self.accepting && !self.fenced;
+  const bool other_leads = cluster.leader && cluster.leader->holder != self.name;
+  if (serving || other_leads || !self.data_exists) return {};
+  if (previous.down_since == 0) {
+    const bool holds = cluster.dcs_reachable && cluster.leader && cluster.leader->holder == self.name;
+    return holds ? LeadingClock{now, self.replayed_lsn} : LeadingClock{};
+  }
+  // A promotion still replaying WAL is slow, not stuck.
+  if (self.in_recovery && self.accepting && self.replayed_lsn > previous.replayed_lsn) return {now, self.replayed_lsn};
+  return previous;
+}
+
+bool sits_out(TimeMs stepped_down_at, const Settings& settings, TimeMs now) {
+  return stepped_down_at != 0 && now >= stepped_down_at &&
+         now < stepped_down_at + std::max(settings.primary_start_timeout, settings.ttl);
+}
 
 std::vector<Action> decide(const ClusterView& cluster, const NodeView& self, const Settings& settings, TimeMs now) {
   const Inputs in{cluster, self, settings, now};
   Actions out;
+  if (self.data_exists && step_down_if_stuck(in, out)) return out;
   if (!self.data_exists)
     without_data(in, out);
   else if (!self.in_recovery)

@@ -41,6 +41,9 @@ struct MemberView {
   // Failsafe mode: the leader this member confirmed, over the agents' API, within the last TTL that
   // it still follows ("" = none). While one does, nobody takes the leader key (see NodeView).
   std::string failsafe_for;
+  // It gave the leadership up recently because its PostgreSQL did not run as primary within
+  // primary_start_timeout (see NodeView::stepped_down_at): elections prefer every other member.
+  bool stepped_down = false;
   bool operator==(const MemberView&) const = default;
 };
 
@@ -106,6 +109,14 @@ struct NodeView {
   // Failsafe mode, other nodes: the leader this node last confirmed to, and when (its clock).
   std::string failsafe_leader;
   TimeMs failsafe_heard_at = 0;
+  // Since when this node leads (holds the leader key, or claimed it and still tries) without its
+  // PostgreSQL running as an accepting primary: a promotion that does not finish, a primary that
+  // does not start. 0 = it runs as primary, or another node leads. The agent keeps it between
+  // loops with next_leading_clock(). Past primary_start_timeout the node steps down.
+  TimeMs leading_down_since = 0;
+  // When this agent last stepped down (0 = never). For a while after it, the node is the last
+  // choice of every election (sits_out()).
+  TimeMs stepped_down_at = 0;
 };
 
 struct Settings {
@@ -116,6 +127,9 @@ struct Settings {
   TimeMs ttl = 30000;                     // leader key TTL
   TimeMs loop_wait = 1000;
   uint64_t maximum_lag_on_failover = 1 << 20;  // async: skip candidates further behind than this
+  // How long the leader may go without its PostgreSQL running as primary before it gives the
+  // leadership up to another member (Patroni's primary_start_timeout).
+  TimeMs primary_start_timeout = 300000;
 };
 
 enum class ActionKind {
@@ -136,6 +150,8 @@ enum class ActionKind {
   SetSyncStandbys,  // set synchronous_standby_names to `sync.back()` on this primary and reload
   ClearSwitchover,  // remove the switchover request and the manual failover request (done or impossible)
   RecordHistory,    // append `reason` (from → to) to the failover history
+  StepDown,         // give the leadership up: remember the time (stepped_down_at), stop promoting;
+                    // ReleaseLease follows in the same list when this node holds the key
   Wait,             // nothing to do yet; `reason` says what it waits for
 };
 
@@ -150,6 +166,23 @@ struct Action {
 };
 
 std::string to_string(ActionKind kind);
+
+// The clock behind primary_start_timeout, which the agent carries from loop to loop.
+struct LeadingClock {
+  TimeMs down_since = 0;      // NodeView::leading_down_since
+  uint64_t replayed_lsn = 0;  // replay position when it last moved (a promotion still replaying is not stuck)
+  bool operator==(const LeadingClock&) const = default;
+};
+
+// The clock after this loop's observation (`self.leading_down_since` is ignored). It starts when
+// this node holds the leader key without running as an accepting primary, keeps running while
+// the key is lost or absent (a promotion that blocked the loop past the TTL), restarts when a
+// replica's replay advances, and stops when the node runs as primary or another node leads.
+LeadingClock next_leading_clock(const LeadingClock& previous, const ClusterView& cluster, const NodeView& self,
+                                TimeMs now);
+
+// After stepping down, a node is the last choice of elections for max(primary_start_timeout, ttl).
+bool sits_out(TimeMs stepped_down_at, const Settings& settings, TimeMs now);
 
 // The decision for one loop of `self`'s agent. Deterministic: the same inputs give the same actions.
 // The agent executes the actions in order and stops at the first one that fails (a lost

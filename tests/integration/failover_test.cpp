@@ -185,6 +185,44 @@ TEST_F(FailoverTest, PostmasterCrashOfThePrimaryIsRestartedInPlaceWithoutFailove
   EXPECT_TRUE(status_json()["history"].empty());
 }
 
+// A primary whose PostgreSQL fails every start (here a value it refuses, as after a bad ALTER
+// SYSTEM) held the leader key for good: its agent renewed it while restarting the server with
+// back-off, and nobody else was elected. After dcs.primary_start_timeout it steps down and a
+// replica takes over; once the setting is mended the old primary rejoins as a replica.
+TEST_F(FailoverTest, APrimaryThatCannotStartStepsDownAndAReplicaTakesOver) {
+  write_text(tmp_ + "/config.yaml", "dcs:\n  ttl: 10\n  primary_start_timeout: 8\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml"}));
+  sql(proxy(), "CREATE TABLE ha_log (id int)", 10s);
+  sql(proxy(), "INSERT INTO ha_log SELECT generate_series(1, 100)", 10s);
+  ASSERT_EQ(leader(), "node1");
+
+  const std::string auto_conf = node_dir("node1") + "/data/postgresql.auto.conf";
+  const std::string good = read_text(auto_conf);
+  write_text(auto_conf, good + "shared_buffers = 'plenty'\n");
+  ::kill(static_cast<pid_t>(pid_of("node1", "pid")), SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  const std::string agent_log = node_dir("node1") + "/log/agent.log";
+  ASSERT_TRUE(eventually([&] { return try_sql(proxy(), "INSERT INTO ha_log VALUES (1000)", 3s).ok(); }, 120s, 200ms))
+      << status_json().dump(2) << read_text(agent_log);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::cout << "writes acknowledged again through the proxy after " << seconds << " s\n";
+  EXPECT_GE(seconds, 8) << "stepped down before primary_start_timeout";
+  const std::string fresh = leader();
+  EXPECT_NE(fresh, "node1");
+  EXPECT_EQ(sql_value(proxy_primary(), "SELECT count(*) FROM ha_log"), "101");
+  const std::string log = read_text(agent_log);
+  EXPECT_NE(log.find("without PostgreSQL running as primary (it did not start within primary_start_timeout"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(read_text(node_dir("node1") + "/log/postgresql.log").find("plenty"), std::string::npos);
+
+  write_text(auto_conf, good);
+  ASSERT_TRUE(wait_all_streaming(120s)) << status_json().dump(2) << read_text(agent_log);
+  EXPECT_EQ(node_status("node1")["role"], "replica");
+  EXPECT_EQ(node_status("node1")["upstream"], fresh);
+  EXPECT_TRUE(eventually([&] { return sql_value(node_url("node1"), "SELECT count(*) FROM ha_log") == "101"; }, 10s));
+}
+
 TEST_F(FailoverTest, UpRightAfterKill9WaitsForTheNodesToComeBack) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   // A replica's "host" crashes and `up` runs at once: its postmaster may still exist (a zombie

@@ -25,6 +25,7 @@ replication:
 dcs:
   ttl: 30
   loop_wait: 1
+  primary_start_timeout: 120
 ports:
   proxy: 6432
   proxy_primary: 6433
@@ -106,6 +107,7 @@ TEST(ConfigTest, ParsesFullExample) {
   EXPECT_FALSE(c.cascade);
   EXPECT_EQ(c.dcs_ttl_seconds, 30);
   EXPECT_EQ(c.loop_wait_seconds, 1);
+  EXPECT_EQ(c.primary_start_timeout_seconds, 120);
   EXPECT_EQ(c.ports, (Ports{6432, 6433, 6434, 8008, 5433, 8009}));
   EXPECT_EQ(c.postgresql, (PgParameters{{"shared_buffers", "128MB"}, {"max_connections", "200"}}));
   ASSERT_EQ(c.nodes.size(), 2u);
@@ -349,6 +351,8 @@ TEST(ConfigTest, RangeAndNameChecks) {
             "test.yaml: 'dcs.loop_wait' must be at least 1 second, got 0");
   EXPECT_EQ(with([](ClusterConfig& c) { c.loop_wait_seconds = 15; }),
             "test.yaml: 'dcs.loop_wait' (15) must be less than half of 'dcs.ttl' (30)");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.primary_start_timeout_seconds = -1; }),
+            "test.yaml: 'dcs.primary_start_timeout' must be 0 to 86400 seconds, got -1");
   EXPECT_EQ(with([](ClusterConfig& c) { c.ports.http = 70000; }),
             "test.yaml: 'ports.http' must be between 1 and 65535, got 70000");
   EXPECT_EQ(with([](ClusterConfig& c) { c.nodes[1].port = 0; }),

@@ -1143,6 +1143,161 @@ TEST(Decide, test_nobody_elected_while_a_member_reports_a_failsafe_confirmation)
 }
 
 // =============================================================================================
+// Rule 9: a leader that does not run as primary within primary_start_timeout steps down.
+
+constexpr TimeMs kStart = 300000;  // primary_start_timeout (the default)
+
+TEST(Decide, test_step_down_because_the_promotion_did_not_finish_in_time) {
+  // node2 won the key at 10000 and has tried to promote since (pg_promote fails every time).
+  const auto cluster = led_by("node2", {replica_member("node2", 0x900, 9900), replica_member("node3", 0x900, 9900)}, 12);
+  NodeView node2 = replica_node("node2", 0x900, "");
+  node2.lease_renewed_at = 10000 + kStart - 1000;
+  node2.leading_down_since = 10000;
+  auto a = decide(cluster, node2, config(), 10000 + kStart - 1);
+  EXPECT_EQ(kinds(a), "RenewLease Promote") << describe(a);
+
+  a = decide(cluster, node2, config(), 10000 + kStart);
+  ASSERT_EQ(kinds(a), "StepDown ReleaseLease") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "its promotion did not finish")) << a[0].reason;
+  EXPECT_TRUE(mentions(a[0].reason, "primary_start_timeout 300000 ms")) << a[0].reason;
+  EXPECT_EQ(a[1].revision, 12);
+}
+
+TEST(Decide, test_step_down_because_the_primary_does_not_start) {
+  // node1 holds the key; its PostgreSQL crashes on every start (a full disk, a broken setting).
+  const auto cluster = led_by("node1", {primary_member("node1", 0x900, 9900), replica_member("node2", 0x900, 9900)}, 5);
+  NodeView node1 = primary_node("node1", 0x900, 10000 + kStart - 500);
+  node1.postmaster_running = false;
+  node1.accepting = false;
+  node1.leading_down_since = 10000;
+  EXPECT_EQ(kinds(decide(cluster, node1, config(), 10000 + kStart - 1)), "RenewLease StartPostgres");
+  auto a = decide(cluster, node1, config(), 10000 + kStart);
+  ASSERT_EQ(kinds(a), "StepDown ReleaseLease") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "it did not start")) << a[0].reason;
+
+  // Its postmaster runs but never accepts connections (crash recovery that does not end): it is
+  // stopped before the key goes, so it cannot start taking writes without the key.
+  node1.postmaster_running = true;
+  a = decide(cluster, node1, config(), 10000 + kStart);
+  EXPECT_EQ(kinds(a), "StepDown Fence ReleaseLease") << describe(a);
+}
+
+TEST(Decide, test_no_step_down_while_paused_or_without_the_dcs) {
+  auto cluster = led_by("node2", {replica_member("node2", 0x900, 9900), replica_member("node3", 0x900, 9900)});
+  NodeView node2 = replica_node("node2", 0x900, "");
+  node2.lease_renewed_at = 10000 + kStart - 1000;
+  node2.leading_down_since = 10000;
+  cluster.paused = true;  // maintenance: the operator restarts things on purpose
+  EXPECT_FALSE(mentions(kinds(decide(cluster, node2, config(), 10000 + kStart)), "StepDown"));
+  cluster.paused = false;
+  cluster.dcs_reachable = false;  // nobody could be elected meanwhile anyway
+  EXPECT_FALSE(mentions(kinds(decide(cluster, node2, config(), 10000 + kStart)), "StepDown"));
+}
+
+TEST(Decide, test_step_down_when_the_key_expired_during_a_blocked_promotion) {
+  // pg_promote blocked the loop past the TTL: the key is gone, the clock still runs.
+  const auto cluster = leaderless(20000, {replica_member("node2", 0x900, 21000), replica_member("node3", 0x900, 21000)});
+  NodeView node2 = replica_node("node2", 0x900, "");
+  node2.leading_down_since = 10000;
+  EXPECT_EQ(kinds(decide(cluster, node2, config(), 10000 + kStart)), "StepDown");
+}
+
+TEST(Decide, test_election_takes_a_member_that_stepped_down_last) {
+  // node2 is ahead but stepped down (it published so); node3 takes over.
+  auto cluster = leaderless(39500, {replica_member("node2", 0x900, 40000), replica_member("node3", 0x800, 40000)});
+  cluster.members[0].stepped_down = true;
+  EXPECT_EQ(kinds(decide(cluster, replica_node("node2", 0x900, "node1"), config(), 40100)), "Wait");
+  auto a = decide(cluster, replica_node("node3", 0x800, "node1"), config(), 40100);
+  ASSERT_EQ(kinds(a), "AcquireLease Promote RecordHistory") << describe(a);
+  EXPECT_TRUE(mentions(a[1].reason, "node2 stepped down recently: the last choice")) << a[1].reason;
+
+  // node2's own status in the DCS does not say so yet (it stepped down this loop): it knows.
+  cluster.members[0].stepped_down = false;
+  NodeView node2 = replica_node("node2", 0x900, "node1");
+  node2.stepped_down_at = 39000;
+  EXPECT_EQ(kinds(decide(cluster, node2, config(), 40100)), "Wait");
+  // ...for max(primary_start_timeout, ttl); then it is a candidate like any other again.
+  EXPECT_TRUE(promotes(decide(cluster, node2, config(), 39000 + kStart)));
+}
+
+TEST(Decide, test_a_member_that_stepped_down_is_elected_when_nobody_else_may_take_over) {
+  // node3 is not running; node2, which stepped down, is the only candidate: retrying beats no primary.
+  auto cluster = leaderless(39500, {replica_member("node2", 0x900, 40000), replica_member("node3", 0x800, 40000)});
+  cluster.members[0].stepped_down = true;
+  cluster.members[1].running = false;
+  EXPECT_TRUE(promotes(decide(cluster, replica_node("node2", 0x900, "node1"), config(), 40100)));
+
+  // Async: node3 runs but is too far behind what the old primary wrote; node2 is close enough.
+  cluster = leaderless(39500, {primary_member("node1", 0x10000000, 9800), replica_member("node2", 0x10000000, 40000),
+                               replica_member("node3", 0x800, 40000)});
+  cluster.members[1].stepped_down = true;
+  auto a = decide(cluster, replica_node("node2", 0x10000000, "node1"), config(), 40100);
+  EXPECT_TRUE(promotes(a)) << describe(a);
+  EXPECT_FALSE(promotes(decide(cluster, replica_node("node3", 0x800, "node1"), config(), 40100)));
+}
+
+TEST(Decide, test_manual_failover_may_name_a_member_that_stepped_down) {
+  auto cluster = leaderless(39500, {replica_member("node2", 0x900, 40000), replica_member("node3", 0x900, 40000)});
+  cluster.members[0].stepped_down = true;
+  cluster.failover_to = "node2";
+  EXPECT_TRUE(promotes(decide(cluster, replica_node("node2", 0x900, "node1"), config(), 40100)));
+}
+
+TEST(LeadingClock, starts_when_holding_the_key_without_running_as_primary) {
+  const auto mine = led_by("node2", {});
+  NodeView promoting = replica_node("node2", 0x900, "");
+  EXPECT_EQ(next_leading_clock({}, mine, promoting, 5000), (LeadingClock{5000, 0x900}));
+  NodeView serving = primary_node("node2", 0x900, 4000);
+  EXPECT_EQ(next_leading_clock({}, mine, serving, 5000), LeadingClock{});
+  // Not holding the key and not leading before: no clock.
+  EXPECT_EQ(next_leading_clock({}, leaderless(1000, {}), promoting, 5000), LeadingClock{});
+  // The last known key while the DCS is unreachable does not start it.
+  auto unreachable = mine;
+  unreachable.dcs_reachable = false;
+  EXPECT_EQ(next_leading_clock({}, unreachable, promoting, 5000), LeadingClock{});
+}
+
+TEST(LeadingClock, keeps_running_until_the_node_serves_or_another_leads) {
+  const LeadingClock running{5000, 0x900};
+  NodeView stuck = replica_node("node2", 0x900, "");
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), stuck, 9000), running);
+  EXPECT_EQ(next_leading_clock(running, leaderless(6000, {}), stuck, 9000), running);  // key lost meanwhile
+  NodeView down = stuck;
+  down.postmaster_running = false;
+  down.accepting = false;
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), down, 9000), running);  // crashed while promoting
+  EXPECT_EQ(next_leading_clock(running, led_by("node3", {}), stuck, 9000), LeadingClock{});
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), primary_node("node2", 0x900, 8000), 9000), LeadingClock{});
+  NodeView fenced = primary_node("node2", 0x900, 8000);
+  fenced.fenced = true;  // a fenced primary holding the key: it lifts the fence next loop
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), fenced, 9000), running);
+  NodeView no_data = stuck;
+  no_data.data_exists = false;
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), no_data, 9000), LeadingClock{});
+}
+
+TEST(LeadingClock, restarts_while_a_promotion_still_replays) {
+  const LeadingClock running{5000, 0x900};
+  NodeView replaying = replica_node("node2", 0x900, "");
+  replaying.replayed_lsn = 0x1900;
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), replaying, 9000), (LeadingClock{9000, 0x1900}));
+  replaying.accepting = false;  // a position read while not accepting is the last one published, not progress
+  EXPECT_EQ(next_leading_clock(running, led_by("node2", {}), replaying, 9000), running);
+}
+
+TEST(SitsOut, for_the_longer_of_primary_start_timeout_and_ttl) {
+  Settings s = config();
+  EXPECT_FALSE(sits_out(0, s, 1000));
+  EXPECT_TRUE(sits_out(1000, s, 1000));
+  EXPECT_TRUE(sits_out(1000, s, 1000 + kStart - 1));
+  EXPECT_FALSE(sits_out(1000, s, 1000 + kStart));
+  EXPECT_FALSE(sits_out(1000, s, 999));  // a clock that went backwards: no judgement
+  s.primary_start_timeout = 0;
+  EXPECT_TRUE(sits_out(1000, s, 1000 + kTtl - 1));
+  EXPECT_FALSE(sits_out(1000, s, 1000 + kTtl));
+}
+
+// =============================================================================================
 // Properties.
 
 TEST(Decide, test_same_inputs_same_actions) {

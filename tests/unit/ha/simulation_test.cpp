@@ -5,7 +5,8 @@
 // leader key (or, in failsafe mode, every member's confirmation), and (sync modes) no acknowledged
 // commit is missing from a writable primary. Failsafe runs add its rounds over the agents' API
 // (members answering as FailsafeState does) and hosts cut off from everyone.
-// After the faults stop: every node follows the single leader.
+// After the faults stop: every node follows the single leader. Scenario runs check that a leader
+// whose PostgreSQL cannot run as primary hands over within primary_start_timeout (rule 9).
 #include "ha/decide.hpp"
 
 #include <gtest/gtest.h>
@@ -26,6 +27,7 @@ using namespace pgfleet::ha;
 constexpr TimeMs kStep = 100;
 constexpr TimeMs kTtl = 10000;
 constexpr TimeMs kLoop = 1000;
+constexpr TimeMs kPrimaryStart = 15000;
 
 // splitmix64: tiny, deterministic on every platform.
 class Rng {
@@ -99,6 +101,7 @@ struct Node {
   TimeMs partitioned_until = 0;
   TimeMs isolated_until = 0;  // cut off from the DCS and from every other host
   TimeMs slow_until = 0;  // replication to this node crawls
+  TimeMs broken_until = 0;  // its PostgreSQL cannot run as primary: a promotion crashes it, a primary does not start
   // Failsafe state of the agent (lost when it restarts; a new agent assumes a promise at its start).
   TimeMs failsafe_confirmed_at = 0;
   std::string failsafe_leader;
@@ -109,6 +112,8 @@ struct Node {
   TimeMs next_round = 0;
   // Agent state (lost when the agent restarts, except what it reads back from PostgreSQL).
   TimeMs lease_renewed_at = 0;
+  LeadingClock leading_clock;
+  TimeMs stepped_down_at = 0;
   TimeMs watchdog_deadline = INT64_MAX;
   std::optional<ClusterView> last_view;
   // leader_expired_at as the agent contract defines it: no earlier than the old lease's end.
@@ -156,7 +161,15 @@ struct Dcs {
   std::deque<DelayedWrite> in_flight;
 };
 
+// Random faults, or one story told step by step.
+enum class Scenario {
+  Random,
+  BrokenCandidate,  // node1's host dies; node2, the best candidate, crashes on every promotion
+  BrokenPrimary,    // node1's PostgreSQL crashes and fails every start from then on
+};
+
 struct SimConfig {
+  Scenario scenario = Scenario::Random;
   SyncMode mode = SyncMode::Off;
   bool strict = false;
   int sync_count = 1;
@@ -168,7 +181,7 @@ struct SimConfig {
 
 struct Stats {
   int promotions = 0, reacquisitions = 0, switchovers = 0, fences = 0, rewinds = 0, reinits = 0;
-  int watchdog_fences = 0, acknowledged = 0, faults = 0;
+  int watchdog_fences = 0, acknowledged = 0, faults = 0, step_downs = 0;
   int failsafe_rounds = 0, failsafe_confirmed = 0;
 };
 
@@ -184,6 +197,7 @@ class Simulation {
     settings_.ttl = kTtl;
     settings_.loop_wait = kLoop;
     settings_.maximum_lag_on_failover = 4096;
+    settings_.primary_start_timeout = kPrimaryStart;
     for (int i = 0; i < config.nodes; ++i) {
       Node n;
       n.name = settings_.nodes[i];
@@ -207,7 +221,8 @@ class Simulation {
       if (step_ == fault_steps) heal();
       expire_keys();
       deliver_member_writes();
-      if (step_ < fault_steps) inject_faults();
+      if (config_.scenario != Scenario::Random) play_scenario();
+      else if (step_ < fault_steps) inject_faults();
       restart_hosts_and_agents();
       run_postgres();
       run_agents();
@@ -216,6 +231,7 @@ class Simulation {
       check_safety();
     }
     if (failure_.empty()) check_liveness();
+    if (failure_.empty() && config_.scenario != Scenario::Random) check_handover();
     return failure_;
   }
 
@@ -285,6 +301,7 @@ class Simulation {
     m.replayed_lsn = n.lsn;
     m.updated_at = now_;
     m.nofailover = n.nofailover;
+    m.stepped_down = sits_out(n.stepped_down_at, settings_, now_);
     if (!n.failsafe_leader.empty() && now_ < n.failsafe_heard_at + kTtl && n.failsafe_leader != "?")
       m.failsafe_for = n.failsafe_leader;
     return m;
@@ -352,6 +369,7 @@ class Simulation {
     v.failsafe_confirmed_at = n.failsafe_confirmed_at;
     v.failsafe_leader = n.failsafe_leader;
     v.failsafe_heard_at = n.failsafe_heard_at;
+    v.stepped_down_at = n.stepped_down_at;
     // The agent compares its position with the leader's timeline history.
     if (view.leader && view.leader->holder != n.name && n.in_recovery)
       for (const auto& l : nodes_)
@@ -420,6 +438,9 @@ class Simulation {
     } else if (rng_.chance(config_.failsafe ? 0.001 : 0.0005)) {
       dcs_.outage_until = now_ + rng_.range(1, 25) * 1000;
       fault("DCS outage until " + std::to_string(dcs_.outage_until));
+    } else if (rng_.chance(0.0005)) {
+      n.broken_until = now_ + rng_.range(5, 60) * 1000;
+      fault("PostgreSQL of " + n.name + " cannot run as primary until " + std::to_string(n.broken_until));
     } else if (rng_.chance(0.0015)) {
       n.slow_until = now_ + rng_.range(5, 40) * 1000;
       fault("replication to " + n.name + " slow until " + std::to_string(n.slow_until));
@@ -447,7 +468,33 @@ class Simulation {
       n.partitioned_until = 0;
       n.isolated_until = 0;
       n.slow_until = 0;
+      n.broken_until = 0;
     }
+  }
+
+  // The scenarios' faults, at fixed times (the agents' races stay random).
+  void play_scenario() {
+    if (now_ != kFaultAt) return;
+    Node& primary = nodes_[0];
+    if (config_.scenario == Scenario::BrokenCandidate) {
+      log("FAULT host node1 crashes; node2 crashes on every promotion");
+      primary.host_up = false;
+      primary.host_down_until = kFaultAt + kPrimaryStart + 10 * kTtl;
+      crash_postmaster(primary);
+      nodes_[1].broken_until = INT64_MAX;
+    } else {
+      log("FAULT PostgreSQL of node1 crashes and fails every start from now on");
+      crash_postmaster(primary);
+      primary.broken_until = INT64_MAX;
+    }
+  }
+
+  // Within TTL + primary_start_timeout + a few TTLs of the fault, another node runs as primary.
+  void check_handover() {
+    const TimeMs bound = kFaultAt + kPrimaryStart + 4 * kTtl;
+    if (handed_over_at_ == 0 || handed_over_at_ > bound)
+      fail("no writable primary other than " + std::string(config_.scenario == Scenario::BrokenCandidate ? "node2" : "node1") +
+           " by " + std::to_string(bound) + " ms (handed over at " + std::to_string(handed_over_at_) + ")");
   }
 
   void restart_hosts_and_agents() {
@@ -462,6 +509,8 @@ class Simulation {
       if (n.host_up && !n.agent_up && now_ >= n.agent_down_until) {
         n.agent_up = true;
         n.lease_renewed_at = 0;  // a new agent process knows no lease
+        n.leading_clock = {};
+        n.stepped_down_at = 0;
         n.last_view.reset();
         n.seen_holder.clear();
         n.seen_lease_end = 0;
@@ -550,7 +599,10 @@ class Simulation {
     for (size_t i = 0; i < due.size(); ++i) {
       Node& n = *due[i];
       observe_sync(n);
-      const auto actions = decide(views[i], node_view(n, views[i]), settings_, now_);
+      NodeView self = node_view(n, views[i]);
+      n.leading_clock = next_leading_clock(n.leading_clock, views[i], self, now_);
+      self.leading_down_since = n.leading_clock.down_since;
+      const auto actions = decide(views[i], self, settings_, now_);
       n.last_decision.clear();
       for (const auto& a : actions) n.last_decision += to_string(a.kind) + ": " + a.reason + " / ";
       for (const auto& a : actions) {
@@ -600,6 +652,10 @@ class Simulation {
         return true;
       case ActionKind::Promote:
         if (!n.running || !n.data) return false;
+        if (n.in_recovery && now_ < n.broken_until) {
+          crash_postmaster(n);  // the end of recovery fails (a full or read-only pg_wal)
+          return false;
+        }
         if (n.in_recovery) {
           n.timeline = timelines_.branch(n.timeline, n.lsn);
           n.in_recovery = false;
@@ -650,6 +706,7 @@ class Simulation {
       }
       case ActionKind::StartPostgres:
         if (!n.data || n.running) return false;
+        if (!n.in_recovery && now_ < n.broken_until) return false;
         n.running = true;
         if (!n.in_recovery) n.fenced = false;
         return true;
@@ -668,6 +725,11 @@ class Simulation {
         return true;
       case ActionKind::RecordHistory:
         if (a.reason.starts_with("switchover")) ++stats_.switchovers;
+        return true;
+      case ActionKind::StepDown:
+        n.stepped_down_at = now_;
+        n.leading_clock = {};
+        ++stats_.step_downs;
         return true;
       case ActionKind::Wait:
         return true;
@@ -762,6 +824,9 @@ class Simulation {
         fail(n.name + " accepts writes but lacks the acknowledged commit at LSN " + std::to_string(last_ack_->lsn) +
              " (timeline " + std::to_string(last_ack_->timeline) + ")");
     }
+    if (config_.scenario != Scenario::Random && handed_over_at_ == 0 && now_ > kFaultAt && writers.size() == 1 &&
+        writers[0] != (config_.scenario == Scenario::BrokenCandidate ? "node2" : "node1"))
+      handed_over_at_ = now_;
     if (writers.size() > 1) fail("two primaries accept writes: " + writers[0] + " and " + writers[1]);
     if (leased.size() > 1) fail("two unfenced primaries with a valid lease: " + leased[0] + " and " + leased[1]);
   }
@@ -789,6 +854,8 @@ class Simulation {
   bool healed_ = false;
   std::optional<Commit> last_ack_;
   TimeMs key_deleted_at_ = -kTtl;
+  TimeMs handed_over_at_ = 0;  // scenarios: when a node other than the broken one first took writes
+  static constexpr TimeMs kFaultAt = 20000;
   std::deque<std::string> log_;
   std::string failure_;
   Stats stats_;
@@ -828,15 +895,16 @@ void run_seeds(SyncMode mode, bool strict, int sync_count, bool failsafe = false
     total.watchdog_fences += s.watchdog_fences;
     total.acknowledged += s.acknowledged;
     total.faults += s.faults;
+    total.step_downs += s.step_downs;
     total.failsafe_rounds += s.failsafe_rounds;
     total.failsafe_confirmed += s.failsafe_confirmed;
     ++runs;
   }
   std::printf("[ sim %-6s%s%s k=%d ] %d runs: %d faults, %d promotions, %d re-acquisitions, %d switchovers, %d fences "
-              "(%d by watchdog), %d rewinds, %d reinits, %d commits acknowledged, %d failsafe rounds (%d confirmed)\n",
+              "(%d by watchdog), %d rewinds, %d reinits, %d step-downs, %d commits acknowledged, %d failsafe rounds (%d confirmed)\n",
               mode_name(mode), strict ? " strict" : "", failsafe ? " failsafe" : "", sync_count, runs, total.faults,
               total.promotions, total.reacquisitions, total.switchovers, total.fences, total.watchdog_fences, total.rewinds,
-              total.reinits, total.acknowledged, total.failsafe_rounds, total.failsafe_confirmed);
+              total.reinits, total.step_downs, total.acknowledged, total.failsafe_rounds, total.failsafe_confirmed);
   EXPECT_EQ(failures, 0) << "failing seeds are listed above (replay one: PGFLEET_SIM_SEED=S PGFLEET_SIM_SEEDS=1)";
   // The faults must actually have exercised the rules (not meaningful when replaying one seed).
   if (runs >= 10) {
@@ -848,6 +916,22 @@ void run_seeds(SyncMode mode, bool strict, int sync_count, bool failsafe = false
     }
   }
 }
+
+// Rule 9, told as stories: the agents' timing differs per seed, the faults do not.
+void run_scenario(Scenario scenario) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SimConfig config;
+    config.scenario = scenario;
+    config.seed = seed;
+    Simulation sim(config);
+    const std::string failure = sim.run();
+    ASSERT_TRUE(failure.empty()) << sim.report();
+    EXPECT_GE(sim.stats().step_downs, 1) << "seed " << seed;
+  }
+}
+
+TEST(Simulation, a_candidate_that_cannot_promote_steps_down_for_the_next) { run_scenario(Scenario::BrokenCandidate); }
+TEST(Simulation, a_primary_that_cannot_start_steps_down_for_a_replica) { run_scenario(Scenario::BrokenPrimary); }
 
 TEST(Simulation, async_mode_never_two_writers_and_converges) { run_seeds(SyncMode::Off, false, 1); }
 TEST(Simulation, sync_on_never_loses_an_acknowledged_commit) { run_seeds(SyncMode::On, false, 1); }
