@@ -120,6 +120,36 @@ int main(int argc, char** argv) {
   auto* history_cmd = app.add_subcommand("history", "failovers and switchovers, oldest first");
   history_cmd->add_flag("--json", history_json, "as JSON");
 
+  std::string backup_node;
+  int backup_keep = 0;
+  bool backup_list = false, backup_json = false;
+  auto* backup_cmd = app.add_subcommand("backup", "take a verified base backup for point-in-time recovery (or --list them)");
+  backup_cmd->add_option("--node", backup_node, "copy this node (default: the primary)");
+  backup_cmd->add_option("--keep", backup_keep, "afterwards keep only the newest K backups and the WAL they need (default: all)");
+  backup_cmd->add_flag("--list", backup_list, "show the backups and how far the WAL archive reaches");
+  backup_cmd->add_flag("--json", backup_json, "with --list: as JSON");
+
+  cli::RestoreOptions restore;
+  auto* restore_cmd = app.add_subcommand(
+      "restore", "point-in-time recovery: replace the stopped cluster's data with a backup replayed up to --time");
+  auto* restore_target = restore_cmd->add_option_group("target")->require_option(1);
+  restore_target->add_option("--time", restore.time,
+                             "stop replaying here: 'YYYY-MM-DD HH:MM:SS[.fff][+HH:MM|Z]' (no zone: local time)");
+  restore_target->add_flag("--latest", restore.latest, "replay all the archived WAL");
+  restore_cmd->add_option("--backup", restore.backup_id, "start from this backup (default: the newest before --time)");
+  restore_cmd->add_option("--timeout", restore.timeout_seconds, "seconds the replay may take (default 3600)");
+
+  // Run by PostgreSQL (archive_command, restore_command); not for people, so not in --help.
+  std::string wal_path, wal_name;
+  std::vector<std::string> wal_from;
+  auto* archive_wal_cmd = app.add_subcommand("archive-wal", "PostgreSQL's archive_command")->group("");
+  archive_wal_cmd->add_option("path", wal_path, "%p")->required();
+  archive_wal_cmd->add_option("name", wal_name, "%f")->required();
+  auto* restore_wal_cmd = app.add_subcommand("restore-wal", "PostgreSQL's restore_command")->group("");
+  restore_wal_cmd->add_option("name", wal_name, "%f")->required();
+  restore_wal_cmd->add_option("path", wal_path, "%p")->required();
+  restore_wal_cmd->add_option("--from", wal_from, "data directories whose pg_wal to search after the archive");
+
   cli::TopOptions top;
   auto* top_cmd = app.add_subcommand("top", "live terminal dashboard: nodes, proxy pools, events (q quits)");
   top_cmd->add_option("--interval", top.interval_seconds, "seconds between refreshes (default 1)");
@@ -168,6 +198,16 @@ int main(int argc, char** argv) {
     if (resume_cmd->parsed()) return cli::run_pause(dir, false);
     if (failsafe_cmd->parsed()) return cli::run_failsafe(dir, failsafe_setting);
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
+    if (backup_cmd->parsed()) {
+      if (backup_list) return cli::run_backup_list(dir, backup_json);
+      return cli::run_backup(dir, backup_node, backup_keep);
+    }
+    if (restore_cmd->parsed()) {
+      restore.dir = dir;
+      return cli::run_restore(restore);
+    }
+    if (archive_wal_cmd->parsed()) return cli::run_archive_wal(dir, wal_path, wal_name);
+    if (restore_wal_cmd->parsed()) return cli::run_restore_wal(dir, wal_name, wal_path, wal_from);
     if (remove_node_cmd->parsed()) return cli::run_remove_node(dir, node);
     if (top_cmd->parsed()) {
       top.dir = dir;

@@ -88,6 +88,24 @@ int64_t parse_time(const std::string& text);
 // written stays the owner's and PostgreSQL never runs as root.
 void become_cluster_owner(const std::string& dir);
 
+// Point-in-time recovery (docs/backup.md). `pgfleet backup [--node N] [--keep K]` takes a verified
+// base backup; `--list` shows them and the WAL archive's reach.
+int run_backup(const std::string& dir, const std::string& node, int keep);
+int run_backup_list(const std::string& dir, bool json);
+struct RestoreOptions {
+  std::string dir;
+  std::string time;       // recovery target (parsed by backup::parse_timestamp)
+  bool latest = false;    // replay all the WAL there is instead
+  std::string backup_id;  // "" = the newest backup finished before the target
+  int timeout_seconds = 3600;
+};
+// `pgfleet restore`: the stopped cluster's data replaced by a backup replayed to the target.
+int run_restore(const RestoreOptions& options);
+// What PostgreSQL runs: archive_command and restore_command (backup/wal_archive.hpp).
+int run_archive_wal(const std::string& dir, const std::string& path, const std::string& name);
+int run_restore_wal(const std::string& dir, const std::string& name, const std::string& path,
+                    const std::vector<std::string>& fallbacks);
+
 // `pgfleet agent --config node.yaml`: one host of a multi-host (etcd) cluster.
 int run_node_agent(const std::string& node_file);
 

@@ -28,6 +28,9 @@ class Layout {
     return run_dir() + "/agent-" + node + ".pid";
   }
   [[nodiscard]] std::string proxy_log() const { return root_ + "/proxy.log"; }
+  // Point-in-time recovery: archived WAL (archive_command) and base backups (`pgfleet backup`).
+  [[nodiscard]] std::string archive_dir() const { return root_ + "/archive"; }
+  [[nodiscard]] std::string backups_dir() const { return root_ + "/backups"; }
   // The cluster's generated TLS certificate and key (proxy and PostgreSQL listeners).
   [[nodiscard]] std::string tls_dir() const { return root_ + "/tls"; }
   [[nodiscard]] std::string tls_cert() const { return tls_dir() + "/server.crt"; }

@@ -19,7 +19,7 @@ std::string quote(const std::string& value) {
 
 std::string render_node_conf(const cluster::ClusterConfig& config, const cluster::NodeConfig& node,
                              const cluster::Layout& layout, const UpstreamInfo* upstream,
-                             const std::string& sync_names, bool ssl) {
+                             const std::string& sync_names, bool ssl, const std::string& archive_command) {
   // Room for every node to stream and for pg_basebackup/pg_rewind to connect while they do.
   int senders = std::max(10, static_cast<int>(config.nodes.size()) * 2 + 4);
   std::string out;
@@ -53,6 +53,12 @@ std::string render_node_conf(const cluster::ClusterConfig& config, const cluster
   // A standby whose upstream went away (crash restart, failover) tries again after this instead of
   // PostgreSQL's 5 s: in sync modes commits wait for it to stream again.
   out += "wal_retrieve_retry_interval = '500ms'\n";
+  if (!archive_command.empty()) {
+    // Replicas archive too: the archive then has every segment some node received, even what a
+    // primary wrote just before it died (docs/backup.md).
+    out += "archive_mode = always\n";
+    out += fmt::format("archive_command = {}\n", quote(archive_command));
+  }
   out += "logging_collector = off\n";  // the agent captures stderr into the node's log directory
   out += "log_line_prefix = '%m [%p] %q%u@%d '\n";
   out += fmt::format("synchronous_standby_names = {}\n", quote(sync_names));

@@ -58,12 +58,16 @@ Status basebackup(const cluster::PgBinaries& bins, const cluster::Layout& layout
   return {};
 }
 
+std::string archive_command(const cluster::Layout& layout) {
+  return fmt::format("\"{}\" archive-wal --dir \"{}\" %p %f", process::self_exe(), layout.root());
+}
+
 bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterConfig& config,
                          const cluster::NodeConfig& node, const UpstreamInfo* upstream,
                          const std::string& sync_names) {
   std::string data = layout.data_dir(node.name);
   bool ssl = fs::exists(layout.tls_cert()) && fs::exists(layout.tls_key());
-  std::string conf = render_node_conf(config, node, layout, upstream, sync_names, ssl);
+  std::string conf = render_node_conf(config, node, layout, upstream, sync_names, ssl, archive_command(layout));
   bool changed = fs::read_file(data + "/pgfleet.conf").value_or("") != conf;
   if (changed) fs::write_file_atomic(data + "/pgfleet.conf", conf, 0600);
   std::string hba = render_hba(config);

@@ -24,6 +24,9 @@ Status basebackup(const cluster::PgBinaries& bins, const cluster::Layout& layout
                   const cluster::ClusterConfig& config, const std::string& node, const std::string& host, int port,
                   const std::string& slot);
 
+// PostgreSQL's archive_command for the cluster's WAL archive: this binary's `archive-wal`.
+std::string archive_command(const cluster::Layout& layout);
+
 // Writes pgfleet.conf and pg_hba.conf into the node's data directory and makes sure
 // postgresql.conf includes pgfleet.conf. Returns whether pgfleet.conf changed.
 bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterConfig& config,

@@ -60,6 +60,17 @@ TEST_F(ConfTest, UserParametersComeLastAndNodeOverridesWin) {
   EXPECT_GT(text.find("work_mem = '16MB'"), text.find("work_mem = '8MB'"));
 }
 
+TEST_F(ConfTest, EveryNodeArchivesWalWhenGivenAnArchiveCommand) {
+  const std::string command = R"("/usr/bin/pgfleet" archive-wal --dir "/srv/it's" %p %f)";
+  const UpstreamInfo up{"node1", "127.0.0.1", 5433};
+  for (const auto* upstream : {static_cast<const UpstreamInfo*>(nullptr), &up}) {
+    auto text = render_node_conf(config, config.nodes[1], layout, upstream, "", false, command);
+    EXPECT_TRUE(has_line(text, "archive_mode = always")) << text;  // replicas too
+    EXPECT_TRUE(has_line(text, R"(archive_command = '"/usr/bin/pgfleet" archive-wal --dir "/srv/it''s" %p %f')")) << text;
+  }
+  EXPECT_EQ(render_node_conf(config, config.nodes[0], layout, nullptr, "").find("archive_"), std::string::npos);
+}
+
 TEST_F(ConfTest, ValuesWithQuotesAreEscaped) {
   EXPECT_EQ(quote("it's"), "'it''s'");
   EXPECT_EQ(quote(R"(a\b)"), R"('a\\b')");

@@ -1,0 +1,398 @@
+// `pgfleet backup` (take, list, prune base backups), `pgfleet restore` (point-in-time recovery of
+// the whole cluster from a backup and the WAL archive), and the two commands PostgreSQL runs:
+// `archive-wal` (archive_command) and `restore-wal` (restore_command). docs/backup.md.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <iostream>
+#include <thread>
+
+#include "backup/catalog.hpp"
+#include "backup/wal_archive.hpp"
+#include "cli/commands.hpp"
+#include "cluster/binaries.hpp"
+#include "cluster/control.hpp"
+#include "cluster/discovery.hpp"
+#include "dcs/member.hpp"
+#include "postgres/instance.hpp"
+#include "postgres/pgconn.hpp"
+#include "util/errors.hpp"
+#include "util/fs.hpp"
+#include "util/process.hpp"
+
+namespace pgfleet::cli {
+namespace {
+
+using backup::BackupInfo;
+
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// 20261207T021530Z
+std::string compact_utc(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  return fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+std::string size_text(uint64_t bytes) {
+  if (bytes >= (1ull << 30)) return fmt::format("{:.1f} GB", static_cast<double>(bytes) / (1ull << 30));
+  return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1ull << 20));
+}
+
+uint64_t bytes_under(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  return total;
+}
+
+// The WAL archive and the backups live in the cluster directory of one host.
+cluster::Cluster open_local_cluster(const std::string& dir, const char* command) {
+  auto c = cluster::Cluster::open(dir);
+  if (!c.config.etcd.endpoints.empty())
+    throw UserError(fmt::format("`pgfleet {}` works on one-host clusters (the local DCS) for now", command),
+                    "on several hosts, take backups with pg_basebackup from any node");
+  return c;
+}
+
+// What pg_basebackup wrote into backup_label: where replay starts and on which timeline.
+void read_backup_label(const std::string& data_dir, BackupInfo& b) {
+  auto label = fs::read_file(data_dir + "/backup_label");
+  if (!label) throw UserError("the backup has no backup_label: " + data_dir);
+  std::istringstream in(*label);
+  std::string line;
+  while (std::getline(in, line)) {
+    char lsn[64] = {}, file[64] = {};
+    int timeline = 0;
+    if (std::sscanf(line.c_str(), "START WAL LOCATION: %63s (file %63[0-9A-F])", lsn, file) == 2) {
+      b.start_lsn = lsn;
+      b.start_wal = file;
+    } else if (std::sscanf(line.c_str(), "START TIMELINE: %d", &timeline) == 1) {
+      b.timeline = timeline;
+    }
+  }
+  if (b.start_lsn.empty() || b.timeline == 0) throw UserError("cannot read " + data_dir + "/backup_label:\n" + *label);
+}
+
+// The end of the WAL the backup needs (backup_manifest's last WAL range).
+std::string read_stop_lsn(const std::string& data_dir) {
+  auto manifest = fs::read_file(data_dir + "/backup_manifest");
+  if (!manifest) return "";
+  try {
+    auto ranges = nlohmann::json::parse(*manifest).at("WAL-Ranges");
+    return ranges.empty() ? "" : ranges.back().at("End-LSN").get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    return "";
+  }
+}
+
+// Removes archived WAL no kept backup needs (pg_archivecleanup: segments before the oldest
+// backup's first one, on every timeline; history files stay).
+void clean_archive(const cluster::PgBinaries& bins, const cluster::Layout& layout, const BackupInfo& oldest) {
+  if (!fs::is_directory(layout.archive_dir())) return;
+  auto r = process::run({bins.path("pg_archivecleanup"), layout.archive_dir(), oldest.start_wal});
+  if (r.exit_code != 0) std::cerr << "warning: pg_archivecleanup failed: " << r.output << "\n";
+}
+
+// Nodes that do not archive yet: their servers run since before archiving was configured (an
+// upgraded cluster); archive_mode takes effect at a restart.
+std::vector<std::string> nodes_not_archiving(const cluster::Cluster& c) {
+  std::vector<std::string> out;
+  for (const auto& n : c.config.nodes) {
+    if (postgres::running_postmaster(c.layout, n.name) == 0) continue;
+    auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, n));
+    if (!conn) continue;
+    auto mode = conn->scalar("SELECT setting FROM pg_settings WHERE name = 'archive_mode'");
+    if (mode && *mode == std::optional<std::string>("off")) out.push_back(n.name);
+  }
+  return out;
+}
+
+void prune(const cluster::Cluster& c, const cluster::PgBinaries& bins, int keep) {
+  const auto all = backup::list_backups(c.layout);
+  for (const auto& b : backup::backups_to_remove(all, keep)) {
+    fs::remove_all(backup::backup_dir(c.layout, b.id));
+    std::cout << "removed backup " << b.id << " (--keep " << keep << ")\n";
+  }
+  const auto kept = backup::list_backups(c.layout);
+  if (!kept.empty()) clean_archive(bins, c.layout, kept.front());
+}
+
+}  // namespace
+
+int run_backup(const std::string& dir, const std::string& node, int keep) {
+  if (keep < 0) throw UserError("--keep must be 1 or more (0: keep every backup), got " + std::to_string(keep));
+  become_cluster_owner(dir);
+  auto c = open_local_cluster(dir, "backup");
+  cluster::CommandLock lock(c.layout);
+  const std::string source = node.empty() ? cluster::discover_primary(c.config, c.layout, *c.dcs) : node;
+  const cluster::NodeConfig* n = c.config.find_node(source);
+  if (n == nullptr) throw UserError("no node named '" + node + "' in " + c.layout.root());
+  if (postgres::running_postmaster(c.layout, source) == 0)
+    throw UserError(source + " is not running, so there is nothing to copy", "start the cluster with `pgfleet up`");
+  auto bins = cluster::find_binaries(c.config.bindir);
+
+  BackupInfo b;
+  b.node = source;
+  b.started_ms = unix_ms_now();
+  b.id = compact_utc(b.started_ms);
+  for (int i = 2; fs::exists(backup::backup_dir(c.layout, b.id)) || fs::exists(backup::backup_dir(c.layout, b.id) + ".partial"); ++i)
+    b.id = compact_utc(b.started_ms) + "-" + std::to_string(i);
+  // While it exists the nodes archive WAL (backup/wal_archive.hpp): from before the copy starts.
+  const std::string partial = backup::backup_dir(c.layout, b.id) + ".partial";
+  fs::make_directories(partial, 0700);
+  fs::make_directories(c.layout.archive_dir(), 0700);
+  const std::string data = partial + "/data";
+  std::cout << "copying " << source << " into " << backup::backup_dir(c.layout, b.id) << " ..." << std::endl;
+  process::RunOptions options;
+  options.env["PGPASSFILE"] = c.layout.passfile();
+  options.env["PGAPPNAME"] = "pgfleet-backup";
+  options.timeout = std::chrono::hours(24);
+  auto copied = process::run({bins.path("pg_basebackup"), "--pgdata", data, "--host",
+                              n->host.empty() ? cluster::connect_host(c.config) : n->host, "--port",
+                              std::to_string(n->port), "--username", c.config.replication_user, "--no-password",
+                              "--wal-method=stream", "--checkpoint=fast", "--label", "pgfleet backup " + b.id},
+                             options);
+  if (copied.exit_code != 0) {
+    fs::remove_all(partial);
+    throw UserError("pg_basebackup of " + source + " failed:\n" + copied.output);
+  }
+  auto verified = process::run({bins.path("pg_verifybackup"), data}, options);
+  if (verified.exit_code != 0) {
+    fs::remove_all(partial);
+    throw UserError("pg_verifybackup rejected the backup of " + source + ":\n" + verified.output);
+  }
+  read_backup_label(data, b);
+  b.stop_lsn = read_stop_lsn(data);
+  b.finished_ms = unix_ms_now();
+  b.bytes = bytes_under(data);
+  // Its own settings would come back with a restore; the node's are written at every start.
+  ::unlink((data + "/standby.signal").c_str());
+  fs::write_file_atomic(partial + "/backup.json", backup::to_json(b).dump(2) + "\n", 0600);
+  std::filesystem::rename(partial, backup::backup_dir(c.layout, b.id));
+  std::cout << fmt::format("backup {} of {}: timeline {}, WAL {} to {}, {}, verified (pg_verifybackup)\n", b.id,
+                           b.node, b.timeline, b.start_lsn, b.stop_lsn, size_text(b.bytes));
+  std::cout << "restorable to any time from " << backup::format_utc(b.finished_ms)
+            << " on, as far as the WAL archive reaches (`pgfleet backup --list`)\n";
+  if (auto idle = nodes_not_archiving(c); !idle.empty())
+    std::cout << fmt::format("warning: {} not archiving WAL yet (archive_mode takes effect at a restart): until "
+                             "`pgfleet restart <node>` for each, a restore reaches only the end of a backup\n",
+                             fmt::join(idle, ", "));
+  if (keep > 0) prune(c, bins, keep);
+  return 0;
+}
+
+int run_backup_list(const std::string& dir, bool json) {
+  become_cluster_owner(dir);
+  auto c = open_local_cluster(dir, "backup --list");
+  const auto backups = backup::list_backups(c.layout);
+  // The archive's reach: its newest segment (by modification time) bounds a restore's target.
+  std::string newest_wal;
+  int64_t newest_ms = 0;
+  int segments = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(c.layout.archive_dir(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (!backup::is_wal_file_name(name)) continue;
+    ++segments;
+    auto t = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::file_clock::to_sys(e.last_write_time(ec)).time_since_epoch())
+                 .count();
+    if (t > newest_ms) {
+      newest_ms = t;
+      newest_wal = name;
+    }
+  }
+  if (json) {
+    nlohmann::json out = {{"backups", nlohmann::json::array()},
+                          {"archive", {{"files", segments},
+                                       {"newest", newest_wal.empty() ? nlohmann::json(nullptr) : nlohmann::json(newest_wal)},
+                                       {"newest_ms", newest_ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(newest_ms)}}}};
+    for (const auto& b : backups) out["backups"].push_back(backup::to_json(b));
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (backups.empty()) {
+    std::cout << "no backups in " << c.layout.backups_dir() << "; take one with `pgfleet backup`\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9}\n", "ID", "NODE", "FINISHED (UTC)", "TL",
+                           "WAL", "SIZE");
+  for (const auto& b : backups)
+    std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9}\n", b.id, b.node, backup::format_utc(b.finished_ms),
+                             b.timeline, b.start_lsn + ".." + b.stop_lsn, size_text(b.bytes));
+  std::cout << fmt::format("WAL archive: {} file(s) in {}", segments, c.layout.archive_dir());
+  if (!newest_wal.empty()) std::cout << fmt::format(", newest {} written {}", newest_wal, backup::format_utc(newest_ms));
+  std::cout << "\npoint-in-time restore: from " << backup::format_utc(backups.front().finished_ms)
+            << " to the newest archived WAL (or the WAL still in the nodes' pg_wal)\n";
+  return 0;
+}
+
+int run_restore(const RestoreOptions& o) {
+  if (o.time.empty() == !o.latest)
+    throw UserError("say where to stop: --time 'YYYY-MM-DD HH:MM:SS[+TZ]' or --latest");
+  std::optional<int64_t> target;
+  if (!o.time.empty()) {
+    target = backup::parse_timestamp(o.time);
+    if (!target)
+      throw UserError("--time: cannot read '" + o.time + "'",
+                      "write YYYY-MM-DD HH:MM:SS[.fff][+HH:MM|Z] (no zone: local time) or unix seconds");
+  }
+  become_cluster_owner(o.dir);
+  auto c = open_local_cluster(o.dir, "restore");
+  cluster::CommandLock lock(c.layout);
+  for (const auto& n : c.config.nodes)
+    if (cluster::agent_pid(c.layout, n.name) != 0 || postgres::running_postmaster(c.layout, n.name) != 0)
+      throw UserError("the cluster is running (" + n.name + ")",
+                      "stop it first with `pgfleet down`: a restore replaces the data of every node "
+                      "(the current data is kept aside, nothing is deleted)");
+  const auto backups = backup::list_backups(c.layout);
+  if (backups.empty())
+    throw UserError("no backup in " + c.layout.backups_dir(), "take one with `pgfleet backup` while the cluster runs");
+  std::optional<BackupInfo> chosen;
+  if (!o.backup_id.empty()) {
+    for (const auto& b : backups)
+      if (b.id == o.backup_id) chosen = b;
+    if (!chosen) throw UserError("no backup " + o.backup_id, "`pgfleet backup --list` shows them");
+    if (target && chosen->finished_ms > *target)
+      throw UserError("backup " + chosen->id + " finished at " + backup::format_utc(chosen->finished_ms) +
+                      ", after " + backup::format_utc(*target) + ": a restore cannot stop before its backup's end");
+  } else {
+    chosen = backup::backup_for(backups, target);
+    if (!chosen)
+      throw UserError("no backup finished before " + backup::format_utc(*target),
+                      "the oldest finished at " + backup::format_utc(backups.front().finished_ms));
+  }
+  auto bins = cluster::find_binaries(c.config.bindir);
+  const std::string node = c.config.find_node(chosen->node) ? chosen->node : c.config.nodes.front().name;
+  const cluster::NodeConfig& config_node = *c.config.find_node(node);
+
+  // Nothing is deleted: every node's data goes aside, and a failed restore can be undone by hand.
+  const std::string aside_suffix = "/data.before-restore-" + compact_utc(unix_ms_now());
+  std::vector<std::string> aside;
+  for (const auto& n : c.config.nodes) {
+    if (!fs::exists(c.layout.data_dir(n.name))) continue;
+    const std::string to = c.layout.node_dir(n.name) + aside_suffix;
+    std::filesystem::rename(c.layout.data_dir(n.name), to);
+    aside.push_back(to);
+  }
+  if (!aside.empty()) std::cout << "the current data of every node is now in nodes/<node>" << aside_suffix << "\n";
+  const std::string data = c.layout.data_dir(node);
+  std::cout << "copying backup " << chosen->id << " into " << data << " ..." << std::endl;
+  fs::make_directories(c.layout.node_dir(node), 0700);
+  fs::make_directories(c.layout.log_dir(node), 0700);
+  std::filesystem::copy(backup::backup_dir(c.layout, chosen->id) + "/data", data,
+                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks);
+  ::chmod(data.c_str(), 0700);
+  for (const char* stale : {"/standby.signal", "/postmaster.pid", "/recovery.signal"}) ::unlink((data + stale).c_str());
+
+  // Recovery settings for this one run, after the node's usual ones (rewritten afterwards).
+  postgres::write_managed_files(c.layout, c.config, config_node, nullptr, "");
+  std::string restore_command =
+      fmt::format("\"{}\" restore-wal --dir \"{}\" %f \"%p\"", process::self_exe(), c.layout.root());
+  for (const auto& d : aside) restore_command += fmt::format(" --from \"{}\"", d);
+  std::string recovery = "\n# pgfleet restore: removed when the restore is done\n";
+  recovery += "restore_command = " + postgres::quote(restore_command) + "\n";
+  recovery += "recovery_target_timeline = 'latest'\n";
+  recovery += "recovery_target_action = 'promote'\n";
+  if (target) recovery += "recovery_target_time = " + postgres::quote(backup::format_utc(*target)) + "\n";
+  fs::append_file(data + "/pgfleet.conf", recovery);
+  fs::write_file_atomic(data + "/recovery.signal", "", 0600);
+  fs::make_directories(c.layout.socket_dir(), 0700);
+
+  std::cout << "replaying WAL " << (target ? "up to " + backup::format_utc(*target) : std::string("to its end"))
+            << " ..." << std::endl;
+  const std::string log = c.layout.postgres_log(node);
+  auto undo_hint = [&] {
+    return "the data from before the restore is in nodes/<node>" + aside_suffix +
+           " (rename it back to data to undo); the server log is " + log;
+  };
+  auto started = process::run({bins.path("pg_ctl"), "start", "-D", data, "-l", log, "-w", "-t", "60"});
+  if (started.exit_code != 0 && postgres::running_postmaster(c.layout, node) == 0)
+    throw UserError("recovery failed to start:\n" + fs::tail(log, 15), undo_hint());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
+  const std::string conninfo = postgres::local_conninfo(c.layout, c.config, config_node);
+  std::string stopped_at, wal_file, lsn;
+  while (true) {
+    if (postgres::running_postmaster(c.layout, node) == 0)
+      throw UserError("recovery stopped before it was done:\n" + fs::tail(log, 15),
+                      (target ? "the archive may not reach " + backup::format_utc(*target) + "; " : std::string()) +
+                          undo_hint());
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)process::run({bins.path("pg_ctl"), "stop", "-D", data, "-m", "fast", "-w"});
+      throw UserError("recovery did not finish within " + std::to_string(o.timeout_seconds) + " s", undo_hint());
+    }
+    if (auto conn = postgres::PgConn::connect(conninfo)) {
+      auto r = conn->query(
+          "SELECT pg_is_in_recovery(), coalesce(pg_last_xact_replay_timestamp()::text, ''), "
+          "CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END, "
+          "CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END");
+      if (r && !r->empty() && r->front()[0] == std::optional<std::string>("f")) {
+        stopped_at = r->front()[1].value_or("");
+        wal_file = r->front()[2].value_or("");
+        lsn = r->front()[3].value_or("");
+        (void)conn->exec("CHECKPOINT");
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  auto stopped = process::run({bins.path("pg_ctl"), "stop", "-D", data, "-m", "fast", "-w", "-t", "120"});
+  if (stopped.exit_code != 0) throw UserError("cannot stop the restored server:\n" + stopped.output);
+  postgres::write_managed_files(c.layout, c.config, config_node, nullptr, "");  // without the recovery settings
+  const int timeline = wal_file.size() >= 8 ? std::stoi(wal_file.substr(0, 8), nullptr, 16) : 0;
+
+  // The cluster starts afresh from this node: forget the old leader, members and sync state.
+  for (const char* key : {dcs::keys::kLeader, dcs::keys::kSync, dcs::keys::kSwitchover, dcs::keys::kFailover})
+    (void)c.dcs->remove(key);
+  if (auto members = c.dcs->list(dcs::keys::kMembersPrefix))
+    for (const auto& kv : *members) (void)c.dcs->remove(kv.key);
+  const std::string reason = "restore from backup " + chosen->id + " to " +
+                             (target ? backup::format_utc(*target) : std::string("the end of the archived WAL")) +
+                             " (last transaction replayed: " + (stopped_at.empty() ? "none" : stopped_at) + ")";
+  const int64_t now = unix_ms_now();
+  nlohmann::json entry = {{"time_ms", now}, {"from", ""}, {"to", node}, {"reason", reason}, {"lsn", lsn},
+                          {"started_ms", now}};
+  (void)c.dcs->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(now), entry.dump());
+
+  std::cout << fmt::format("restored {} from backup {}: last transaction replayed at {}, now on timeline {}\n", node,
+                           chosen->id, stopped_at.empty() ? std::string("(none after the backup)") : stopped_at,
+                           timeline);
+  std::cout << "start the cluster with `pgfleet up`: the other nodes are copied from " << node << " again\n";
+  if (!aside.empty())
+    std::cout << "the data from before the restore stays in nodes/<node>" << aside_suffix
+              << " until you remove it\n";
+  return 0;
+}
+
+int run_archive_wal(const std::string& dir, const std::string& path, const std::string& name) {
+  auto r = backup::archive_wal(cluster::Layout(dir), path, name);
+  if (!r) {
+    std::cerr << "pgfleet archive-wal: " << r.error() << "\n";
+    return 1;
+  }
+  if (*r == backup::Archived::KeptAside)
+    std::cerr << "pgfleet archive-wal: " << name << " was already archived with other contents; this copy is kept beside it\n";
+  return 0;
+}
+
+int run_restore_wal(const std::string& dir, const std::string& name, const std::string& path,
+                    const std::vector<std::string>& fallbacks) {
+  auto r = backup::restore_wal(cluster::Layout(dir), name, path, fallbacks);
+  return r ? 0 : 1;  // a missing file is normal (PostgreSQL asks for the next one until it ends)
+}
+
+}  // namespace pgfleet::cli

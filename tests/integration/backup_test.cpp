@@ -1,0 +1,161 @@
+// Point-in-time recovery through the real binary, as an operator uses it: `pgfleet backup`, the
+// WAL archive every node feeds, `pgfleet restore --time`, then `pgfleet up`.
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "harness.hpp"
+
+namespace pgfleet::itest {
+namespace {
+
+class BackupTest : public PgfleetTest {
+ protected:
+  std::string primary() { return with_param(url({"--primary"}), "connect_timeout=3"); }
+  std::string ids() { return sql_value(primary(), "SELECT string_agg(id::text, ',' ORDER BY id) FROM events"); }
+  // Now, as an operator would copy it from a clock: UTC, to the millisecond.
+  static std::string utc_now() {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                       tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+  }
+  // nodes/<node>/data.before-restore-* directories.
+  int set_aside(const std::string& node) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(node_dir(node)))
+      n += e.path().filename().string().starts_with("data.before-restore-");
+    return n;
+  }
+};
+
+TEST_F(BackupTest, RestoreToATimeBringsTheClusterBackAsItWasThenEvenAcrossASwitchover) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  sql(primary(), "CREATE TABLE events (id int PRIMARY KEY)", 10s);
+  sql(primary(), "INSERT INTO events VALUES (1)", 10s);
+  auto r = pgfleet({"backup"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find("verified (pg_verifybackup)"), std::string::npos) << r.output;
+
+  // A switchover after the backup: the replay has to follow the archive onto the next timeline.
+  r = pgfleet({"switchover", "--to", "node2", "--timeout", "60"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  sql(primary(), "INSERT INTO events VALUES (2)", 10s);
+  std::this_thread::sleep_for(1200ms);
+  const std::string target = utc_now();
+  std::this_thread::sleep_for(1200ms);
+  sql(primary(), "INSERT INTO events VALUES (3)", 10s);  // the mistake to undo
+  ASSERT_EQ(ids(), "1,2,3");
+
+  // While the cluster runs a restore refuses and touches nothing.
+  r = pgfleet({"restore", "--time", target});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pgfleet down"), std::string::npos) << r.output;
+  EXPECT_EQ(set_aside("node1"), 0);
+  EXPECT_EQ(ids(), "1,2,3");
+
+  ASSERT_TRUE(pgfleet({"down"}).ok());
+  r = pgfleet({"restore", "--time", target});
+  ASSERT_TRUE(r.ok()) << r.output << read_text(node_dir("node1") + "/log/postgresql.log");
+  EXPECT_NE(r.output.find("pgfleet up"), std::string::npos) << r.output;
+  r = up();
+  ASSERT_TRUE(r.ok()) << r.output;
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_EQ(ids(), "1,2");
+
+  // A cluster again: writable, every replica copied from the restored node, the restore recorded.
+  sql(primary(), "INSERT INTO events VALUES (4)", 10s);
+  for (const char* node : {"node1", "node2", "node3"})
+    EXPECT_TRUE(eventually([&] { return sql_value(node_url(node), "SELECT count(*) FROM events") == "3"; }, 10s))
+        << node;
+  const auto history = status_json()["history"];
+  ASSERT_FALSE(history.empty());
+  EXPECT_NE(history.back()["reason"].get<std::string>().find("restore from backup"), std::string::npos)
+      << history.dump(2);
+  // Nothing was deleted: the data from before the restore is still there, for every node.
+  for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(set_aside(node), 1) << node;
+}
+
+// The disks of every node are lost: the backup and the archive are all there is.
+TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhenEveryNodeIsLost) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  sql(primary(), "CREATE TABLE events (id int PRIMARY KEY)", 10s);
+  auto r = pgfleet({"backup"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  sql(primary(), "INSERT INTO events VALUES (1); SELECT pg_switch_wal()", 10s);
+  r = pgfleet({"backup", "--keep", "1"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find("removed backup"), std::string::npos) << r.output;
+  r = pgfleet({"backup", "--list", "--json"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  const auto list = nlohmann::json::parse(r.output);
+  ASSERT_EQ(list["backups"].size(), 1u) << r.output;
+  const std::string first_needed = list["backups"][0]["start_wal"];
+  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/archive")) {
+    const std::string name = e.path().filename().string();
+    if (name.size() != 24) continue;  // history and backup files stay
+    EXPECT_GE(name.substr(8), first_needed.substr(8)) << name << " is older than every kept backup";
+  }
+
+  // Written after the backup, in segments of their own; 4 shares its segment with nothing yet.
+  std::string last_archived;
+  for (int id : {2, 3})
+    last_archived = sql_value(primary(), fmt::format("INSERT INTO events VALUES ({}); SELECT pg_walfile_name(pg_switch_wal())", id));
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir_ + "/archive/" + last_archived); }, 30s))
+      << last_archived << " was not archived";
+  sql(primary(), "INSERT INTO events VALUES (4)", 10s);
+
+  // A clean stop switches to a new segment while archiving is on: the archive gets 4 as well.
+  ASSERT_TRUE(pgfleet({"down"}).ok());
+  for (const char* node : {"node1", "node2"}) std::filesystem::remove_all(node_dir(node) + "/data");
+  r = pgfleet({"restore", "--latest"});
+  ASSERT_TRUE(r.ok()) << r.output << read_text(node_dir("node1") + "/log/postgresql.log");
+  ASSERT_TRUE(up().ok());
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_EQ(ids(), "1,2,3,4");
+}
+
+TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  auto r = pgfleet({"restore", "--time", "last tuesday"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("cannot read 'last tuesday'"), std::string::npos) << r.output;
+  r = pgfleet({"restore"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--time"), std::string::npos) << r.output;
+  r = pgfleet({"backup", "--node", "node9"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("no node named 'node9'"), std::string::npos) << r.output;
+  r = pgfleet({"backup", "--list"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find("no backups"), std::string::npos) << r.output;
+
+  ASSERT_TRUE(pgfleet({"down"}).ok());
+  r = pgfleet({"restore", "--latest"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("take one with `pgfleet backup`"), std::string::npos) << r.output;
+  ASSERT_TRUE(up().ok());
+  ASSERT_TRUE(pgfleet({"backup"}).ok());
+  ASSERT_TRUE(pgfleet({"down"}).ok());
+  r = pgfleet({"restore", "--time", "2000-01-01 00:00:00Z"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("no backup finished before 2000-01-01 00:00:00.000+00"), std::string::npos) << r.output;
+  r = pgfleet({"restore", "--latest", "--backup", "20000101T000000Z"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("no backup 20000101T000000Z"), std::string::npos) << r.output;
+  EXPECT_EQ(set_aside("node1"), 0);
+  EXPECT_EQ(set_aside("node2"), 0);
+  ASSERT_TRUE(up().ok());  // the cluster is as it was
+  EXPECT_TRUE(wait_all_streaming(60s));
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
