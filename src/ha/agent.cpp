@@ -314,6 +314,7 @@ class Agent {
     member_.postmaster_pid = postmaster_;
     member_.last_error.clear();
     if (member_.role == "primary") report_lost_slots();
+    report_archive_failure();
     if (Clock::now() - started_at_ > 10s) backoff_ = 0s;  // healthy for a while: crash restarts are immediate again
     set_state(member_.role == "replica" && member_.wal_receiver_streaming ? "streaming" : "running");
   }
@@ -327,6 +328,16 @@ class Agent {
     for (const auto& row : *r) names += (names.empty() ? "" : ", ") + row[0].value_or("?");
     note_error("replication slot " + names + " lost the WAL its replica needs (it fell more than "
                "max_slot_wal_keep_size behind): rebuild that replica with `pgfleet reinit <node>`");
+  }
+
+  // A failing archive_command makes PostgreSQL keep every WAL file from then on (docs/backup.md).
+  void report_archive_failure() {
+    auto r = conn_->query(
+        "SELECT last_failed_wal FROM pg_stat_archiver WHERE last_failed_time > "
+        "coalesce(last_archived_time, '-infinity') AND last_failed_time > now() - interval '10 minutes'");
+    if (!r || r->empty()) return;
+    note_error("archiving WAL fails (" + r->front()[0].value_or("?") +
+               "; archive_command's error is in postgresql.log): PostgreSQL keeps every WAL file until it works");
   }
 
   NodeView node_view(const ClusterView& view) const {

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "backup/catalog.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/lsn.hpp"
 #include "http/host_stats.hpp"
@@ -72,6 +73,7 @@ void NodeMetrics::write(MetricsWriter& out, const NodeFacts& f) {
     }
   }
   if (running) write_postgres(out);
+  write_backups(out);
   write_host(out);
 }
 
@@ -168,6 +170,23 @@ void NodeMetrics::write_postgres(MetricsWriter& out) {
     out.add("pgfleet_pg_replication_slot_retained_bytes", l, num(r[2]));
     out.add("pgfleet_pg_replication_slot_active", l, num(r[1]));
   }
+
+  auto archiver = conn_->query(
+      "SELECT archived_count, failed_count, coalesce(extract(epoch FROM last_archived_time), 0) FROM pg_stat_archiver");
+  if (!archiver) return fail();
+  const auto& a = archiver->at(0);
+  out.counter("pgfleet_pg_wal_archived_total", "WAL files this node archived (pg_stat_archiver; docs/backup.md).", num(a[0]));
+  out.counter("pgfleet_pg_wal_archive_failures_total",
+              "Failed attempts to archive a WAL file (PostgreSQL keeps the file and retries).", num(a[1]));
+  if (num(a[2]) > 0) out.gauge("pgfleet_pg_wal_last_archived_time_seconds", "Unix time this node last archived a WAL file.", num(a[2]));
+}
+
+void NodeMetrics::write_backups(MetricsWriter& out) {
+  const auto backups = backup::list_backups(layout_);
+  out.gauge("pgfleet_backups", "Base backups in the cluster directory (pgfleet backup).", static_cast<double>(backups.size()));
+  if (!backups.empty())
+    out.gauge("pgfleet_backup_last_finished_time_seconds", "Unix time the newest base backup finished.",
+              static_cast<double>(backups.back().finished_ms) / 1000.0);
 }
 
 void NodeMetrics::write_host(MetricsWriter& out) {

@@ -26,6 +26,7 @@ class NodeMetrics {
   bool connect();
   void write_postgres(MetricsWriter& out);
   void write_host(MetricsWriter& out);
+  void write_backups(MetricsWriter& out);
 
   cluster::Layout layout_;
   cluster::ClusterConfig config_;

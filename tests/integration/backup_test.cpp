@@ -1,5 +1,7 @@
 // Point-in-time recovery through the real binary, as an operator uses it: `pgfleet backup`, the
 // WAL archive every node feeds, `pgfleet restore --time`, then `pgfleet up`.
+#include <sys/stat.h>
+
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "harness.hpp"
+#include "http/client.hpp"
 
 namespace pgfleet::itest {
 namespace {
@@ -121,6 +124,36 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   ASSERT_TRUE(up().ok());
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
   EXPECT_EQ(ids(), "1,2,3,4");
+}
+
+// A failing archive_command fills the disk with WAL: status, metrics and the alert rule say so.
+TEST_F(BackupTest, AFailingArchiveIsReportedUntilItWorksAgain) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  ASSERT_TRUE(pgfleet({"backup"}).ok());
+  const std::string archive = dir_ + "/archive";
+  ASSERT_EQ(::chmod(archive.c_str(), 0500), 0);  // the servers' OS user can no longer write it
+  sql(primary(), "CREATE TABLE filler (id int)", 10s);  // a switch needs WAL in the segment
+  const std::string segment = sql_value(primary(), "SELECT pg_walfile_name(pg_switch_wal())");
+  // node1's value of a metric from its agent's /metrics ("" when absent).
+  auto metric = [&](const char* name) {
+    auto r = http::request("127.0.0.1", base_port_ + 50, "GET", "/metrics");
+    if (!r) return std::string();
+    auto at = r->body.find(std::string("\n") + name + "{");
+    if (at == std::string::npos) return std::string();
+    const std::string line = r->body.substr(at + 1, r->body.find('\n', at + 1) - at - 1);
+    return line.substr(line.rfind(' ') + 1);
+  };
+  ASSERT_TRUE(eventually([&] {
+    auto e = node_status("node1")["last_error"];
+    return e.is_string() && e.get<std::string>().find("archiving WAL fails (" + segment) != std::string::npos;
+  }, 30s)) << status_json().dump(2);
+  const std::string failures = metric("pgfleet_pg_wal_archive_failures_total");
+  EXPECT_FALSE(failures.empty() || failures == "0") << failures;
+  EXPECT_EQ(metric("pgfleet_backups"), "1");
+
+  ASSERT_EQ(::chmod(archive.c_str(), 0700), 0);
+  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(archive + "/" + segment); }, 90s));
+  EXPECT_TRUE(eventually([&] { return node_status("node1")["last_error"].is_null(); }, 30s)) << status_json().dump(2);
 }
 
 TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
