@@ -179,6 +179,8 @@ class Agent {
       }
       failsafe_.observed(view.failsafe, view.dcs_reachable, view.leader ? view.leader->holder : "",
                          postmaster_ != 0 && !fenced_ && !postgres::is_standby(layout_, name_), failsafe_peers_);
+      if (view.leader && view.leader->holder != name_) promotion_requested_ = false;  // someone else leads
+      if (promotion_requested_ && accepting_ && member_.role == "primary") finish_promotion();
       NodeView self = node_view(view);
       leading_clock_ = next_leading_clock(leading_clock_, view, self, mono_ms());
       self.leading_down_since = leading_clock_.down_since;
@@ -683,6 +685,7 @@ class Agent {
         member_.last_error = "stepped down: " + a.reason;  // for `pgfleet status`; log_once logged it
         stepped_down_at_ = mono_ms();
         leading_clock_ = {};
+        promotion_requested_ = false;
         break;
       case ActionKind::Wait: break;
     }
@@ -737,9 +740,19 @@ class Agent {
     }
     auto r = conn_->query("SELECT pg_promote(true, 60)");
     if (!r || r->empty() || r->front()[0] != std::optional<std::string>("t")) {
-      note_error("pg_promote failed: " + (r ? std::string("it returned false") : r.error()));
+      // "false" is a promotion still replaying after 60 s: it may yet finish, and then the rest
+      // of this must run (without the slots the replicas could not stream from it).
+      promotion_requested_ = true;
+      note_error("pg_promote failed: " + (r ? std::string("not promoted within 60 s") : r.error()));
       return false;
     }
+    finish_promotion();
+    return true;
+  }
+
+  // After pg_promote: at once, or once a promotion that outlasted pg_promote's wait is done.
+  void finish_promotion() {
+    promotion_requested_ = false;
     log::info("promoted to primary");
     // The end-of-recovery checkpoint puts the new timeline in pg_control at once: pg_rewind on
     // the old primary reads it from there ("no rewind required" otherwise).
@@ -750,7 +763,6 @@ class Agent {
     ensure_slots();
     (void)dcs_->remove(dcs::keys::kFailover);
     mark_history_promoted();
-    return true;
   }
 
   // Every other member needs its slot here before it follows.
@@ -1158,6 +1170,7 @@ class Agent {
   TimeMs lease_renewed_at_ = 0;
   LeadingClock leading_clock_;   // primary_start_timeout: since when leading without running as primary
   TimeMs stepped_down_at_ = 0;   // when this agent last gave the leadership up (0 = never)
+  bool promotion_requested_ = false;  // pg_promote ran out of time; finish_promotion() once it is a primary
   TimeMs leader_expired_at_ = 0;
   TimeMs last_leader_expiry_ = 0;
   std::string last_sync_names_;
