@@ -8,6 +8,7 @@
 #include <cctype>
 #include <ctime>
 
+#include "backup/catalog.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
 #include "postgres/instance.hpp"
@@ -152,6 +153,12 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     if (s.name != status.leader) replicas.emplace_back(s.host, s.port);
     status.connection.nodes[s.name] = connection_uri(config, secrets, {{s.host, s.port}}, "");
   }
+  const auto backups = backup::list_backups(layout);
+  status.backups = static_cast<int>(backups.size());
+  if (!backups.empty()) {
+    status.newest_backup = backups.back().id;
+    status.newest_backup_ms = backups.back().finished_ms;
+  }
   if (auto p = dcs.get(dcs::keys::kPause); p && p.value()) status.paused = true;
   if (auto f = dcs.get(dcs::keys::kFailsafe); f && f.value()) status.failsafe_mode = true;
   if (auto s = dcs.get(dcs::keys::kSync); s && s.value()) status.synchronous = s.value()->value;
@@ -265,6 +272,10 @@ nlohmann::json to_json(const ClusterStatus& status) {
           {"nodes", nodes},                {"proxy", proxy},
           {"paused", status.paused},       {"failsafe_mode", status.failsafe_mode},
           {"history", history},
+          {"backups", {{"count", status.backups},
+                       {"newest", opt_text(status.newest_backup)},
+                       {"newest_finished_ms", status.newest_backup_ms == 0 ? nlohmann::json(nullptr)
+                                                                          : nlohmann::json(status.newest_backup_ms)}}},
           {"synchronous", synchronous},
           {"connection", connection},    {"dashboard_url", status.dashboard_url},
           {"metrics_url", status.metrics_url}};
@@ -306,6 +317,9 @@ std::string render_table(const ClusterStatus& status) {
     out += fmt::format("last change: {} {} -> {} ({} in all; `pgfleet history`)\n", h.time, h.from.empty() ? "-" : h.from,
                        h.to, status.history.size());
   }
+  if (status.backups > 0)
+    out += fmt::format("backups: {}, newest {} (finished {}; `pgfleet backup --list`)\n", status.backups,
+                       status.newest_backup, backup::format_utc(status.newest_backup_ms));
   if (status.proxy.enabled) {
     out += fmt::format("proxy    {}:{} {}{}\n", status.proxy.host, status.proxy.port, status.proxy.state,
                        status.proxy.pid ? fmt::format(" (pid {})", status.proxy.pid) : "");

@@ -84,6 +84,9 @@ struct ClusterStatus {
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
   std::string dashboard_url;           // the proxy's HTTP port, or the first node's API without a proxy
   std::string metrics_url;             // cluster-level Prometheus metrics (plus the proxy's)
+  int backups = 0;                     // base backups in backups/ (`pgfleet backup`)
+  std::string newest_backup;           // its id, "" = none
+  int64_t newest_backup_ms = 0;        // when it finished (unix ms)
 
   [[nodiscard]] const NodeStatus* find(const std::string& name) const;
 };

@@ -46,6 +46,11 @@ TEST_F(BackupTest, RestoreToATimeBringsTheClusterBackAsItWasThenEvenAcrossASwitc
   auto r = pgfleet({"backup"});
   ASSERT_TRUE(r.ok()) << r.output;
   EXPECT_NE(r.output.find("verified (pg_verifybackup)"), std::string::npos) << r.output;
+  const auto backups = status_json()["backups"];
+  EXPECT_EQ(backups["count"], 1) << backups.dump();
+  EXPECT_NE(r.output.find("backup " + backups["newest"].get<std::string>() + " of node1"), std::string::npos) << r.output;
+  EXPECT_NE(pgfleet({"status"}).output.find("backups: 1, newest " + backups["newest"].get<std::string>()),
+            std::string::npos);
 
   // A switchover after the backup: the replay has to follow the archive onto the next timeline.
   r = pgfleet({"switchover", "--to", "node2", "--timeout", "60"});
