@@ -137,7 +137,7 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
   if (keep < 0) throw UserError("--keep must be 1 or more (0: keep every backup), got " + std::to_string(keep));
   become_cluster_owner(dir);
   auto c = open_local_cluster(dir, "backup");
-  cluster::CommandLock lock(c.layout);
+  // No command lock: a backup changes nothing in the cluster, and a switchover may run meanwhile.
   const std::string source = node.empty() ? cluster::discover_primary(c.config, c.layout, *c.dcs) : node;
   const cluster::NodeConfig* n = c.config.find_node(source);
   if (n == nullptr) throw UserError("no node named '" + node + "' in " + c.layout.root());

@@ -99,8 +99,10 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   auto r = pgfleet({"backup"});
   ASSERT_TRUE(r.ok()) << r.output;
   sql(primary(), "INSERT INTO events VALUES (1); SELECT pg_switch_wal()", 10s);
-  r = pgfleet({"backup", "--keep", "1"});
+  // The second one from the replica (it spares the primary the copy's reads).
+  r = pgfleet({"backup", "--node", "node2", "--keep", "1"});
   ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find(" of node2: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("removed backup"), std::string::npos) << r.output;
   r = pgfleet({"backup", "--list", "--json"});
   ASSERT_TRUE(r.ok()) << r.output;
@@ -128,6 +130,7 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   ASSERT_TRUE(r.ok()) << r.output << read_text(node_dir("node1") + "/log/postgresql.log");
   ASSERT_TRUE(up().ok());
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+  EXPECT_EQ(status_json()["leader"], "node2");  // restored where the backup came from
   EXPECT_EQ(ids(), "1,2,3,4");
 }
 
