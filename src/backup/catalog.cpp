@@ -69,6 +69,22 @@ std::vector<BackupInfo> backups_to_remove(const std::vector<BackupInfo>& oldest_
   return {oldest_first.begin(), oldest_first.end() - static_cast<std::ptrdiff_t>(kept)};
 }
 
+bool backup_due(int64_t now_ms, std::optional<int64_t> newest_finished_ms, int64_t last_started_ms,
+                int interval_seconds, bool one_running) {
+  if (interval_seconds <= 0 || one_running) return false;
+  const int64_t interval_ms = static_cast<int64_t>(interval_seconds) * 1000;
+  if (last_started_ms != 0 && now_ms - last_started_ms < std::min<int64_t>(interval_ms, 600000)) return false;
+  return !newest_finished_ms || now_ms - *newest_finished_ms >= interval_ms;
+}
+
+bool backup_running(const cluster::Layout& layout) {
+  std::error_code ec;
+  const auto hour_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const auto& entry : std::filesystem::directory_iterator(layout.backups_dir(), ec))
+    if (entry.path().extension() == ".partial" && entry.last_write_time(ec) > hour_ago) return true;
+  return false;
+}
+
 std::optional<int64_t> parse_timestamp(std::string_view text) {
   const std::string s(text);
   if (!s.empty() && s.size() <= 12 && s.find_first_not_of("0123456789") == std::string::npos)

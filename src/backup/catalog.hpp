@@ -41,6 +41,16 @@ std::optional<BackupInfo> backup_for(const std::vector<BackupInfo>& oldest_first
 // The backups `--keep keep` removes: all but the `keep` newest (keep >= 1).
 std::vector<BackupInfo> backups_to_remove(const std::vector<BackupInfo>& oldest_first, int keep);
 
+// backup.interval: whether the primary's agent starts a backup now. `newest_finished_ms` is the
+// newest backup's end (nullopt: none), `last_started_ms` this agent's last start (0: none), and
+// `one_running` whether a backup is being taken. After a start it waits at least 10 minutes (or
+// the interval, if shorter) before the next attempt, so a failing backup is not retried each loop.
+bool backup_due(int64_t now_ms, std::optional<int64_t> newest_finished_ms, int64_t last_started_ms,
+                int interval_seconds, bool one_running);
+// A backup is being taken: a backups/<id>.partial directory changed within the last hour (an
+// older one was abandoned).
+bool backup_running(const cluster::Layout& layout);
+
 // "2026-12-07 02:15:30", "2026-12-07T02:15:30.250Z", "2026-12-07 02:15:30+01:00" or unix seconds:
 // unix ms. A time without a zone is local time, as in the other commands. nullopt when unreadable.
 std::optional<int64_t> parse_timestamp(std::string_view text);

@@ -391,6 +391,10 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                                                {"password", into(c.etcd.password)}});
                                 }}});
                 }},
+               {"backup",
+                [&](const Item& i) {
+                  read_map(i, {{"interval", into(c.backup.interval_seconds)}, {"keep", into(c.backup.keep)}});
+                }},
                {"callbacks",
                 [&](const Item& i) {
                   read_map(i, {{"on_role_change", into(c.callbacks.on_role_change)},
@@ -457,6 +461,9 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
   }
   if (c.maximum_lag_on_failover < 0)
     invalid(source, "'replication.maximum_lag_on_failover' must be 0 or more bytes, got {}", c.maximum_lag_on_failover);
+  if (c.backup.interval_seconds != 0 && (c.backup.interval_seconds < 60 || c.backup.interval_seconds > 31 * 86400))
+    invalid(source, "'backup.interval' must be 0 (off) or 60 to 2678400 seconds, got {}", c.backup.interval_seconds);
+  if (c.backup.keep < 0) invalid(source, "'backup.keep' must be 0 (all) or more, got {}", c.backup.keep);
   if (c.callbacks.timeout_seconds < 1 || c.callbacks.timeout_seconds > 3600)
     invalid(source, "'callbacks.timeout' must be between 1 and 3600 seconds, got {}", c.callbacks.timeout_seconds);
   if (c.nodes.size() > 64)
@@ -627,6 +634,10 @@ std::string render_config(const ClusterConfig& c) {
     emit(out, "strict", c.sync_strict);
     emit(out, "maximum_lag_on_failover", c.maximum_lag_on_failover);
     emit(out, "cascade", c.cascade);
+  });
+  section("backup", [&](YAML::Emitter& out) {
+    emit(out, "interval", c.backup.interval_seconds);
+    emit(out, "keep", c.backup.keep);
   });
   section("callbacks", [&](YAML::Emitter& out) {
     emit(out, "on_role_change", c.callbacks.on_role_change);

@@ -132,6 +132,13 @@ struct Callbacks {
   bool operator==(const Callbacks&) const = default;
 };
 
+// Automatic base backups by the primary's agent (docs/backup.md); off by default.
+struct BackupSchedule {
+  int interval_seconds = 0;              // a backup when the newest is this old; 0 = only `pgfleet backup`
+  int keep = 0;                          // then keep the newest K (0 = all)
+  bool operator==(const BackupSchedule&) const = default;
+};
+
 struct ClusterConfig {
   std::string cluster = "pgfleet";       // cluster name (cluster_name in PostgreSQL, DCS namespace)
   std::string listen_address = "127.0.0.1";
@@ -156,6 +163,7 @@ struct ClusterConfig {
   EtcdConfig etcd;                       // dcs.etcd; no endpoints = the local file DCS (one host)
 
   Callbacks callbacks;
+  BackupSchedule backup;
   Ports ports;
   bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backup/catalog.hpp"
 #include "cluster/binaries.hpp"
 #include "cluster/config.hpp"
 #include "cluster/control.hpp"
@@ -191,6 +192,7 @@ class Agent {
         if (!ok) break;  // decide() planned the rest assuming this one worked
       }
       apply_config();
+      schedule_backup(view);
       notice_role_change(view, actions);
       arm_watchdog();
       step_done("apply the configuration");
@@ -330,6 +332,29 @@ class Agent {
     for (const auto& row : *r) names += (names.empty() ? "" : ", ") + row[0].value_or("?");
     note_error("replication slot " + names + " lost the WAL its replica needs (it fell more than "
                "max_slot_wal_keep_size behind): rebuild that replica with `pgfleet reinit <node>`");
+  }
+
+  // backup.interval: the primary's agent starts `pgfleet backup --keep K` in the background.
+  void schedule_backup(const ClusterView& view) {
+    if (config_.backup.interval_seconds <= 0 || multi_host() || !view.leader || view.leader->holder != name_ ||
+        !accepting_ || !conn_ || member_.role != "primary" || fenced_)
+      return;
+    const auto backups = backup::list_backups(layout_);
+    const int64_t now = unix_ms();
+    std::optional<int64_t> newest;
+    if (!backups.empty()) newest = backups.back().finished_ms;
+    if (!backup::backup_due(now, newest, backup_started_ms_, config_.backup.interval_seconds,
+                            backup::backup_running(layout_)))
+      return;
+    // A new cluster: `up` creates the role pg_basebackup logs in as once the primary runs.
+    auto role = conn_->query("SELECT 1 FROM pg_roles WHERE rolname = $1 AND rolcanlogin", {config_.replication_user});
+    if (!role || role->empty()) return;
+    backup_started_ms_ = now;
+    log::info("starting a backup (backup.interval {} s; newest backup {})", config_.backup.interval_seconds,
+              newest ? backups.back().id : std::string("none"));
+    process::spawn_daemon({process::self_exe(), "backup", "--dir", layout_.root(), "--keep",
+                           std::to_string(config_.backup.keep)},
+                          layout_.agent_log(name_));
   }
 
   // A failing archive_command makes PostgreSQL keep every WAL file from then on (docs/backup.md).
@@ -1170,7 +1195,8 @@ class Agent {
   TimeMs lease_renewed_at_ = 0;
   LeadingClock leading_clock_;   // primary_start_timeout: since when leading without running as primary
   TimeMs stepped_down_at_ = 0;   // when this agent last gave the leadership up (0 = never)
-  bool promotion_requested_ = false;  // pg_promote ran out of time; finish_promotion() once it is a primary
+  bool promotion_requested_ = false;
+  int64_t backup_started_ms_ = 0;  // unix ms of this agent's last automatic backup (backup.interval)  // pg_promote ran out of time; finish_promotion() once it is a primary
   TimeMs leader_expired_at_ = 0;
   TimeMs last_leader_expiry_ = 0;
   std::string last_sync_names_;

@@ -164,6 +164,21 @@ TEST_F(BackupTest, AFailingArchiveIsReportedUntilItWorksAgain) {
   EXPECT_TRUE(eventually([&] { return node_status("node1")["last_error"].is_null(); }, 30s)) << status_json().dump(2);
 }
 
+// backup.interval: the primary's agent takes them; not again before the interval has passed.
+TEST_F(BackupTest, ThePrimarysAgentTakesBackupsOnSchedule) {
+  write_text(tmp_ + "/config.yaml", "backup:\n  interval: 3600\n  keep: 2\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml", "--replicas", "1"}));
+  ASSERT_TRUE(eventually([&] { return status_json()["backups"]["count"] == 1; }, 60s, 500ms))
+      << status_json().dump(2) << read_text(node_dir("node1") + "/log/agent.log");
+  EXPECT_NE(read_text(node_dir("node1") + "/log/agent.log").find("starting a backup (backup.interval 3600 s; newest backup none)"),
+            std::string::npos);
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(status_json()["backups"]["count"], 1);
+  auto r = pgfleet({"backup", "--list", "--json"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output)["backups"][0]["node"], "node1");
+}
+
 TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
   auto r = pgfleet({"restore", "--time", "last tuesday"});

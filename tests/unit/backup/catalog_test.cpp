@@ -42,6 +42,24 @@ TEST(BackupCatalog, describes_a_backup_in_json_and_back) {
   EXPECT_THROW(backup_from_json(nlohmann::json{{"id", "x"}}), nlohmann::json::exception);
 }
 
+TEST(BackupSchedule, due_when_the_newest_backup_is_as_old_as_the_interval) {
+  const int day = 86400;
+  const int64_t now = 100LL * day * 1000;
+  EXPECT_FALSE(backup_due(now, std::nullopt, 0, 0, false));  // off
+  EXPECT_TRUE(backup_due(now, std::nullopt, 0, day, false));  // none yet: at once
+  EXPECT_FALSE(backup_due(now, now - day * 1000LL + 1, 0, day, false));
+  EXPECT_TRUE(backup_due(now, now - day * 1000LL, 0, day, false));
+  EXPECT_FALSE(backup_due(now, std::nullopt, 0, day, true));  // one is being taken
+}
+
+TEST(BackupSchedule, a_failed_start_is_retried_after_ten_minutes_or_the_interval) {
+  const int64_t now = 1'000'000'000;
+  EXPECT_FALSE(backup_due(now, std::nullopt, now - 599'999, 86400, false));
+  EXPECT_TRUE(backup_due(now, std::nullopt, now - 600'000, 86400, false));
+  EXPECT_FALSE(backup_due(now, std::nullopt, now - 119'999, 120, false));  // a shorter interval is the wait
+  EXPECT_TRUE(backup_due(now, std::nullopt, now - 120'000, 120, false));
+}
+
 TEST(BackupTimestamp, reads_what_users_type_with_a_zone) {
   EXPECT_EQ(parse_timestamp("2026-12-07 02:15:30Z"), 1796609730000);
   EXPECT_EQ(parse_timestamp("2026-12-07T02:15:30.25Z"), 1796609730250);

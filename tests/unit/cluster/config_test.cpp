@@ -353,6 +353,9 @@ TEST(ConfigTest, RangeAndNameChecks) {
             "test.yaml: 'dcs.loop_wait' (15) must be less than half of 'dcs.ttl' (30)");
   EXPECT_EQ(with([](ClusterConfig& c) { c.primary_start_timeout_seconds = -1; }),
             "test.yaml: 'dcs.primary_start_timeout' must be 0 to 86400 seconds, got -1");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.backup.interval_seconds = 59; }),
+            "test.yaml: 'backup.interval' must be 0 (off) or 60 to 2678400 seconds, got 59");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.backup.keep = -1; }), "test.yaml: 'backup.keep' must be 0 (all) or more, got -1");
   EXPECT_EQ(with([](ClusterConfig& c) { c.ports.http = 70000; }),
             "test.yaml: 'ports.http' must be between 1 and 65535, got 70000");
   EXPECT_EQ(with([](ClusterConfig& c) { c.nodes[1].port = 0; }),
