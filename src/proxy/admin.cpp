@@ -71,6 +71,8 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
       m.servers_active += p.servers_active;
       m.servers_idle += p.servers_idle;
       m.servers_connecting += p.servers_connecting;
+      m.cancels_in_flight += p.cancels_in_flight;
+      m.servers_being_canceled += p.servers_being_canceled;
       m.max_wait_us = std::max(m.max_wait_us, p.max_wait_us);
       auto& s = m.stats;
       s.transactions += p.stats.transactions;
@@ -97,14 +99,18 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
   if (what == "POOLS") {
     std::vector<Row> rows;
     for (const auto& [key, p] : merged_pools(shared)) {
-      // As PgBouncer: cl_active counts clients linked to a server or idle between transactions;
-      // maxwait is in seconds and maxwait_us its microseconds part.
+      // PgBouncer 1.18's columns, so its exporters and dashboards read ours: cl_active counts
+      // clients linked to a server or idle between transactions; a cancel request is forwarded
+      // at once over a connection of its own (none waits, no pool connection carries one), and
+      // servers do no checks (sv_used, sv_tested); maxwait is in seconds, maxwait_us its rest.
       rows.push_back({p.database, p.user, n(p.clients_active + p.clients_idle), n(p.clients_waiting),
-                      n(p.servers_active), n(p.servers_idle), n(p.servers_connecting), n(p.max_wait_us / 1000000),
+                      n(p.cancels_in_flight), "0", n(p.servers_active), "0", n(p.servers_being_canceled),
+                      n(p.servers_idle), "0", "0", n(p.servers_connecting), n(p.max_wait_us / 1000000),
                       n(p.max_wait_us % 1000000), p.mode});
     }
-    return table({"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait",
-                  "maxwait_us", "pool_mode"},
+    return table({"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
+                  "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested",
+                  "sv_login", "maxwait", "maxwait_us", "pool_mode"},
                  rows, "SHOW");
   }
   if (what == "STATS") {

@@ -67,6 +67,7 @@ std::string proxy_metrics_text(ProxyShared& shared) {
     out.add("pgfleet_proxy_servers", with("state", "active"), p.servers_active);
     out.add("pgfleet_proxy_servers", with("state", "idle"), p.servers_idle);
     out.add("pgfleet_proxy_servers", with("state", "connecting"), p.servers_connecting);
+    out.add("pgfleet_proxy_servers", with("state", "canceling"), p.servers_being_canceled);
     out.add("pgfleet_proxy_max_wait_seconds", pool, static_cast<double>(p.max_wait_us) / 1e6);
     const auto& s = p.stats;
     out.add("pgfleet_proxy_transactions_total", pool, static_cast<double>(s.transactions));

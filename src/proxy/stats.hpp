@@ -79,6 +79,9 @@ struct PoolRow {
   // Clients linked to a server connection, queued for one, and logged in without one.
   int clients_active = 0, clients_waiting = 0, clients_idle = 0;
   int servers_active = 0, servers_idle = 0, servers_connecting = 0;
+  // Cancel requests forwarded and not yet taken by the server, and the server connections kept
+  // from every client until then (PgBouncer's cl_active_cancel_req and sv_being_canceled).
+  int cancels_in_flight = 0, servers_being_canceled = 0;
   int64_t max_wait_us = 0;
   PoolStats stats;
 };

@@ -332,6 +332,11 @@ void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
   row.mode = cluster::to_string(mode_);
   row.clients_waiting = static_cast<int>(waiting_.size() + welcome_waiters_.size());
   for (ServerConn* s : servers_) {
+    row.cancels_in_flight += s->cancels_in_flight;
+    if (s->cancels_in_flight > 0 && s->client() == nullptr && !s->listener) {
+      ++row.servers_being_canceled;
+      continue;  // not idle: it serves nobody until the server has taken the request
+    }
     switch (s->state()) {
       case ServerConn::State::kActive: ++row.servers_active; break;
       case ServerConn::State::kIdle: ++row.servers_idle; break;

@@ -115,7 +115,9 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
 
   // psql -c prints each command's header line.
   const std::vector<std::pair<std::string, std::string>> headers = {
-      {"POOLS", "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_login|maxwait|maxwait_us|pool_mode"},
+      {"POOLS",
+       "database|user|cl_active|cl_waiting|cl_active_cancel_req|cl_waiting_cancel_req|sv_active|sv_active_cancel|"
+       "sv_being_canceled|sv_idle|sv_used|sv_tested|sv_login|maxwait|maxwait_us|pool_mode"},
       {"STATS",
        "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|p99_wait_us|"
        "avg_xact_us|p99_xact_us|total_errors"},

@@ -516,6 +516,13 @@ TEST_F(ProxyPoolOfOneTest, ALateCancelDoesNotHitTheNextClientsQuery) {
     return false;
   }, 3s, 100ms);
   EXPECT_TRUE(canceling) << query_table(cluster().admin_uri(), "SHOW SERVERS").dump();
+  // ...and SHOW POOLS counts it as PgBouncer does.
+  auto pools = query_table(cluster().admin_uri(), "SHOW POOLS");
+  bool counted = false;
+  for (size_t i = 0; i < pools.rows.size(); ++i)
+    counted = counted || (pools.at(i, "cl_active_cancel_req") == "1" && pools.at(i, "sv_being_canceled") == "1" &&
+                          pools.at(i, "sv_idle") == "0");
+  EXPECT_TRUE(counted) << pools.dump();
   // B asks for the one server connection while the cancel for A's backend is still on its way.
   ASSERT_EQ(PQsendQuery(b.raw(), "SELECT pg_sleep(1)"), 1);
   std::this_thread::sleep_for(300ms);
