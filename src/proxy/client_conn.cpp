@@ -625,7 +625,7 @@ void ClientConn::apply_change(const sql::SessionChange& change) {
   }
   if (change.kind == Kind::kUnlisten) {
     worker_.unsubscribe(this, name);
-    if (name == "*") early_listens_.clear();
+    if (name == sql::kAllChannels) early_listens_.clear();
     return;
   }
   ++session_generation_;
@@ -1422,7 +1422,7 @@ void ClientConn::close(const std::string& reason) {
   }
   if (pool_ != nullptr) pool_->forget_client(this);
   if (cur_pool_ != nullptr && cur_pool_ != pool_) cur_pool_->forget_client(this);
-  if (listening_) worker_.unsubscribe(this, "*");
+  if (listening_) worker_.unsubscribe(this, sql::kAllChannels);
   worker_.shared().cancels.remove(pid_);
   worker_.retire_client(this);
 }

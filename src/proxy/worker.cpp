@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "protocol/messages.hpp"
+#include "sql/listen_statement.hpp"
 #include "util/log.hpp"
 
 namespace pgfleet::proxy {
@@ -680,10 +681,10 @@ void Worker::listener_statement_done(ServerConn* server) {
 }
 
 void Worker::unsubscribe(ClientConn* client, const std::string& channel) {
-  if (channel == "*") subscriber_caught_up(client);  // gone or listening to nothing: holds nothing up
+  if (channel == sql::kAllChannels) subscriber_caught_up(client);  // gone or listening to nothing: holds nothing up
   for (auto& [db, l] : listening_) {
     for (auto it = l.channels.begin(); it != l.channels.end();) {
-      if (channel == "*" || it->first == channel) {
+      if (channel == sql::kAllChannels || it->first == channel) {
         it->second.erase(client->pid());
         if (it->second.empty()) {
           send_listen(l, "UNLISTEN " + quote_ident(it->first));

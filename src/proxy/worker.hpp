@@ -177,7 +177,7 @@ class Worker {
   bool subscribe(ClientConn* client, Pool& pool, const std::string& channel, bool answer = true);
   [[nodiscard]] bool subscribed(const ClientConn* client, const std::string& channel) const;
   void listener_statement_done(ServerConn* server);  // a ReadyForQuery on a LISTEN connection
-  void unsubscribe(ClientConn* client, const std::string& channel);  // "*" = every channel
+  void unsubscribe(ClientConn* client, const std::string& channel);  // sql::kAllChannels = every channel
   void deliver_notification(const std::string& database, std::span<const uint8_t> body,
                             std::span<const uint8_t> whole);
   void listener_ready(ServerConn* server);

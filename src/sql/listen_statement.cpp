@@ -33,7 +33,7 @@ std::optional<ListenRequest> parse_listen(std::string_view sql) {
   }
   if (JsonTree::Value unlisten = stmt["UnlistenStmt"]; unlisten.is_object()) {
     auto channel = unlisten["conditionname"].str();  // left out for UNLISTEN *
-    return ListenRequest{false, channel.empty() ? std::string("*") : std::string(channel)};
+    return ListenRequest{false, channel.empty() ? kAllChannels : std::string(channel)};
   }
   return std::nullopt;
 }

@@ -8,9 +8,12 @@
 
 namespace pgfleet::sql {
 
+// UNLISTEN *'s channel: a NUL, which no identifier holds (`UNLISTEN "*"` names a channel `*`).
+inline const std::string kAllChannels(1, '\0');
+
 struct ListenRequest {
   bool listen = true;   // else UNLISTEN
-  std::string channel;  // "*" for UNLISTEN *
+  std::string channel;  // kAllChannels for UNLISTEN *
 
   bool operator==(const ListenRequest&) const = default;
 };

@@ -19,7 +19,7 @@ struct SessionChange {
     kResetAll,       // RESET ALL
     kDiscardAll,     // DISCARD ALL: every setting and every prepared statement
     kDeallocateAll,  // DEALLOCATE [PREPARE] ALL: every prepared statement
-    kListen,         // LISTEN name / UNLISTEN name|* (the proxy's own parser: parse_session_change
+    kListen,         // LISTEN name / UNLISTEN name|kAllChannels (the proxy's own parser: parse_session_change
     kUnlisten,       // never yields these)
   };
   Kind kind = Kind::kSet;

@@ -450,6 +450,24 @@ TEST_F(ProxyPoolOfOneTest, ListenInsideATransactionIsKeptAfterCommitAndUndoneByR
   EXPECT_EQ(value(b, "SELECT count(*) FROM pg_listening_channels()"), "0");
 }
 
+// `UNLISTEN "*"` names a channel called *, while `UNLISTEN *` ends every subscription; before,
+// the proxy read both as the latter (it used * itself to mean "every channel").
+TEST_F(ProxyPoolOfOneTest, UnlistenOfAChannelNamedStarEndsOnlyThatOne) {
+  auto a = connect_or_throw(proxy());
+  auto b = connect_or_throw(proxy());
+  for (const char* q : {"LISTEN \"*\"", "LISTEN star_jobs", "UNLISTEN \"*\""}) {
+    auto r = query_with_deadline(a, q);
+    ASSERT_TRUE(r.ok()) << q << ": " << r.error();
+  }
+  auto received = [&](const std::vector<std::string>& notifies) {
+    for (const auto& n : notifies) EXPECT_TRUE(query_with_deadline(b, n).ok()) << n;
+    return receive_notifications(a, SIZE_MAX, 1500ms);
+  };
+  EXPECT_EQ(received({"NOTIFY \"*\", 'gone'", "NOTIFY star_jobs, 'kept'"}), std::vector<std::string>{"star_jobs:kept"});
+  ASSERT_TRUE(query_with_deadline(a, "UNLISTEN *").ok());
+  EXPECT_TRUE(received({"NOTIFY star_jobs, 'none'"}).empty());
+}
+
 // Statements as ORMs and people write them — comments around them, quoted and over-long channel
 // names, SET SCHEMA, LISTEN as an unnamed extended-protocol statement in a transaction — are
 // tracked as PostgreSQL reads them. Before, a trailing comment became part of the channel name, a

@@ -98,7 +98,8 @@ TEST(ParseListen, ReadsTheChannelAsTheServerNamesIt) {
   EXPECT_EQ(parse_listen("LISTEN \"Jobs\"\"x\""), (ListenRequest{true, "Jobs\"x"}));
   EXPECT_EQ(parse_listen("/* worker */ LISTEN jobs -- the queue"), (ListenRequest{true, "jobs"}));
   EXPECT_EQ(parse_listen("UNLISTEN jobs"), (ListenRequest{false, "jobs"}));
-  EXPECT_EQ(parse_listen("UNLISTEN *"), (ListenRequest{false, "*"}));
+  EXPECT_EQ(parse_listen("UNLISTEN *"), (ListenRequest{false, kAllChannels}));
+  EXPECT_EQ(parse_listen("UNLISTEN \"*\""), (ListenRequest{false, "*"}));  // a channel named *
   EXPECT_EQ(parse_listen("LISTEN U&\"d\\0061t\""), (ListenRequest{true, "dat"}));
   // Identifiers are truncated to 63 bytes, and notifications carry the truncated name.
   EXPECT_EQ(parse_listen("LISTEN " + std::string(70, 'c')), (ListenRequest{true, std::string(63, 'c')}));
