@@ -23,6 +23,11 @@ const pg = {
   num(v, digits) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits); },
   pct(v) { return v === null || v === undefined ? "–" : Math.round(v) + "%"; },
   clock(ms) { const d = new Date(ms); return d.toTimeString().slice(0, 8); },
+  ago(ms) {
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    return s < 120 ? s + " s ago" : s < 7200 ? Math.round(s / 60) + " min ago"
+         : s < 172800 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " days ago";
+  },
   el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {

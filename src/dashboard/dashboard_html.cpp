@@ -57,6 +57,7 @@ canvas { width:100%; height:150px; display:block; }
   <h1>pgfleet <span id="cluster" class="tag"></span></h1>
   <div class="tag">PRIMARY</div><div id="primary-badge" class="none">–</div>
   <div class="tag">sync <b id="sync">–</b></div>
+  <div class="tag" id="backup" hidden>last backup <b id="backup-age">–</b></div>
   <div class="tag" id="paused" hidden><b style="color:var(--warn)">PAUSED</b> no automatic failover</div>
   <div id="conn">connecting…</div>
 </header>
@@ -224,6 +225,9 @@ function render(c, ok, why) {
   badge.id = "primary-badge"; badge.textContent = c.leader || "NONE"; badge.className = c.leader ? "" : "none";
   document.getElementById("sync").textContent = c.sync_mode;
   document.getElementById("paused").hidden = !c.paused;
+  const backups = c.backups || { count: 0 };  // pgfleet backup (docs/backup.md)
+  document.getElementById("backup").hidden = !backups.count;
+  if (backups.count) document.getElementById("backup-age").textContent = pg.ago(backups.newest_finished_ms);
   document.body.dataset.leader = c.leader || "";
   drawTopology(c); drawCards(c); drawSplit(c); drawEvents(c);
   drawChart("tps-chart", "tps-legend", "tps", v => v.toFixed(v < 10 ? 1 : 0));

@@ -197,6 +197,7 @@ constexpr const char* kReadDashboard = R"js(
     edges: [...document.querySelectorAll("#topo line")].map(l => l.dataset.edge),
     events: [...document.querySelectorAll("#event-list li")].map(li => li.dataset.kind + " " + li.textContent),
     connection: document.getElementById("conn").textContent,
+    backup: document.getElementById("backup").hidden ? null : document.getElementById("backup").textContent,
   };)js";
 
 constexpr const char* kReadDisplay = R"js(
@@ -290,6 +291,16 @@ TEST_F(DashboardTest, ChromiumShowsTheClusterAsTheApiDoesAndSwitchoverAndFailove
     page = browser.script(big, kReadDashboard);
     return page["nodes"][0]["tps"] != "–" && std::stod(page["nodes"][0]["tps"].get<std::string>()) > 0;
   }, 15s, 250ms)) << page.dump(2);
+
+  // A backup shows in the header with its age.
+  EXPECT_TRUE(page["backup"].is_null()) << page.dump(2);
+  auto backup = pgfleet({"backup"});
+  ASSERT_TRUE(backup.ok()) << backup.output;
+  ASSERT_TRUE(eventually([&] {
+    page = browser.script(big, kReadDashboard);
+    return page["backup"].is_string() && page["backup"].get<std::string>().find(" s ago") != std::string::npos;
+  }, 10s, 250ms)) << page.dump(2);
+  EXPECT_TRUE(page["backup"].get<std::string>().starts_with("last backup ")) << page.dump(2);
 
   auto shot = browser.screenshot(big);
   EXPECT_EQ(png_size(shot), std::make_pair(1280, 800));
