@@ -317,20 +317,28 @@ int run_restore(const RestoreOptions& o) {
             << " ..." << std::endl;
   const std::string log = c.layout.postgres_log(node);
   auto undo_hint = [&] {
-    return "the data from before the restore is in nodes/<node>" + aside_suffix +
-           " (rename it back to data to undo); the server log is " + log;
+    return (aside.empty() ? node + "'s data directory holds the unfinished restore (run the restore again)"
+                          : "the data from before the restore is in nodes/<node>" + aside_suffix +
+                                " (rename it back to data to undo)") +
+           "; the server log is " + log;
+  };
+  // The server stopped on its own: say why in the user's terms when PostgreSQL's reason is known.
+  auto recovery_failed = [&] {
+    const std::string tail = fs::tail(log, 15);
+    if (target && tail.find("recovery ended before configured recovery target was reached") != std::string::npos)
+      throw UserError("the WAL ends before " + backup::format_utc(*target) +
+                          ": neither the archive nor the nodes' pg_wal reach it\n" + tail,
+                      "restore to an earlier --time (`pgfleet backup --list` shows the archive's newest file) or "
+                      "use --latest; " + undo_hint());
+    throw UserError("recovery stopped before it was done:\n" + tail, undo_hint());
   };
   auto started = process::run({bins.path("pg_ctl"), "start", "-D", data, "-l", log, "-w", "-t", "60"});
-  if (started.exit_code != 0 && postgres::running_postmaster(c.layout, node) == 0)
-    throw UserError("recovery failed to start:\n" + fs::tail(log, 15), undo_hint());
+  if (started.exit_code != 0 && postgres::running_postmaster(c.layout, node) == 0) recovery_failed();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
   const std::string conninfo = postgres::local_conninfo(c.layout, c.config, config_node);
   std::string stopped_at, wal_file, lsn;
   while (true) {
-    if (postgres::running_postmaster(c.layout, node) == 0)
-      throw UserError("recovery stopped before it was done:\n" + fs::tail(log, 15),
-                      (target ? "the archive may not reach " + backup::format_utc(*target) + "; " : std::string()) +
-                          undo_hint());
+    if (postgres::running_postmaster(c.layout, node) == 0) recovery_failed();
     if (std::chrono::steady_clock::now() > deadline) {
       (void)process::run({bins.path("pg_ctl"), "stop", "-D", data, "-m", "fast", "-w"});
       throw UserError("recovery did not finish within " + std::to_string(o.timeout_seconds) + " s", undo_hint());

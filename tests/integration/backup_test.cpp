@@ -132,6 +132,13 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
   EXPECT_EQ(status_json()["leader"], "node2");  // restored where the backup came from
   EXPECT_EQ(ids(), "1,2,3,4");
+
+  // A time the WAL does not reach yet: PostgreSQL's reason, in words that say what to do.
+  ASSERT_TRUE(pgfleet({"down"}).ok());
+  r = pgfleet({"restore", "--time", utc_now()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("neither the archive nor the nodes' pg_wal reach it"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rename it back to data to undo"), std::string::npos) << r.output;
 }
 
 // A failing archive_command fills the disk with WAL: status, metrics and the alert rule say so.
