@@ -139,6 +139,7 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
   auto c = open_local_cluster(dir, "backup");
   // No command lock: a backup changes nothing in the cluster, and a switchover may run meanwhile.
   const std::string source = node.empty() ? cluster::discover_primary(c.config, c.layout, *c.dcs) : node;
+  if (source.empty()) throw UserError("no primary to copy", "start the cluster with `pgfleet up`, or name a node with --node");
   const cluster::NodeConfig* n = c.config.find_node(source);
   if (n == nullptr) throw UserError("no node named '" + node + "' in " + c.layout.root());
   if (postgres::running_postmaster(c.layout, source) == 0)

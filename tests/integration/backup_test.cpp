@@ -202,6 +202,9 @@ TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
   EXPECT_NE(r.output.find("no backups"), std::string::npos) << r.output;
 
   ASSERT_TRUE(pgfleet({"down"}).ok());
+  r = pgfleet({"backup"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("is not running, so there is nothing to copy"), std::string::npos) << r.output;
   r = pgfleet({"restore", "--latest"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("take one with `pgfleet backup`"), std::string::npos) << r.output;
