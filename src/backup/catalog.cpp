@@ -129,12 +129,25 @@ std::optional<int64_t> parse_timestamp(std::string_view text) {
   return seconds * 1000 + millis;
 }
 
-std::string format_utc(int64_t unix_ms) {
+namespace {
+std::tm utc_fields(int64_t unix_ms) {
   const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
+  return tm;
+}
+}  // namespace
+
+std::string format_utc(int64_t unix_ms) {
+  const std::tm tm = utc_fields(unix_ms);
   return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                      tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms % 1000);
+}
+
+std::string compact_utc(int64_t unix_ms) {
+  const std::tm tm = utc_fields(unix_ms);
+  return fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
 }
 
 }  // namespace pgfleet::backup

@@ -56,5 +56,7 @@ bool backup_running(const cluster::Layout& layout);
 std::optional<int64_t> parse_timestamp(std::string_view text);
 // "2026-12-07 02:15:30.250+00": what recovery_target_time gets (explicit UTC, no zone guessing).
 std::string format_utc(int64_t unix_ms);
+// "20261207T021530Z": the id of a backup started then, also a file-name-safe time stamp.
+std::string compact_utc(int64_t unix_ms);
 
 }  // namespace pgfleet::backup

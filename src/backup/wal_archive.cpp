@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "util/clock.hpp"
 #include "util/fs.hpp"
 
 namespace pgfleet::backup {
@@ -16,11 +17,6 @@ bool has_base_backup(const cluster::Layout& layout) {
   for (const auto& entry : std::filesystem::directory_iterator(layout.backups_dir(), ec))
     if (entry.is_directory()) return true;  // a finished backup, or one being taken
   return false;
-}
-
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -43,7 +39,7 @@ Result<Archived> archive_wal(const cluster::Layout& layout, const std::string& s
       if (*there == *content) return Archived::AlreadyThere;
       // Not expected (one name is one piece of WAL); keep both rather than fail: a failing
       // archive_command makes PostgreSQL keep every later segment until its disk is full.
-      fs::write_file_atomic(target + ".conflict-" + std::to_string(unix_ms_now()), *content, 0600);
+      fs::write_file_atomic(target + ".conflict-" + std::to_string(unix_ms()), *content, 0600);
       return Archived::KeptAside;
     }
     fs::write_file_atomic(target, *content, 0600);

@@ -23,6 +23,7 @@
 #include "dcs/member.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
+#include "util/clock.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
 #include "util/process.hpp"
@@ -31,20 +32,6 @@ namespace pgfleet::cli {
 namespace {
 
 using backup::BackupInfo;
-
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// 20261207T021530Z
-std::string compact_utc(int64_t unix_ms) {
-  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  return fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec);
-}
 
 std::string size_text(uint64_t bytes) {
   if (bytes >= (1ull << 30)) return fmt::format("{:.1f} GB", static_cast<double>(bytes) / (1ull << 30));
@@ -148,10 +135,10 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
 
   BackupInfo b;
   b.node = source;
-  b.started_ms = unix_ms_now();
-  b.id = compact_utc(b.started_ms);
+  b.started_ms = unix_ms();
+  b.id = backup::compact_utc(b.started_ms);
   for (int i = 2; fs::exists(backup::backup_dir(c.layout, b.id)) || fs::exists(backup::backup_dir(c.layout, b.id) + ".partial"); ++i)
-    b.id = compact_utc(b.started_ms) + "-" + std::to_string(i);
+    b.id = backup::compact_utc(b.started_ms) + "-" + std::to_string(i);
   // While it exists the nodes archive WAL (backup/wal_archive.hpp): from before the copy starts.
   const std::string partial = backup::backup_dir(c.layout, b.id) + ".partial";
   fs::make_directories(partial, 0700);
@@ -178,7 +165,7 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
   }
   read_backup_label(data, b);
   b.stop_lsn = read_stop_lsn(data);
-  b.finished_ms = unix_ms_now();
+  b.finished_ms = unix_ms();
   b.bytes = bytes_under(data);
   // Its own settings would come back with a restore; the node's are written at every start.
   ::unlink((data + "/standby.signal").c_str());
@@ -282,7 +269,7 @@ int run_restore(const RestoreOptions& o) {
   const cluster::NodeConfig& config_node = *c.config.find_node(node);
 
   // Nothing is deleted: every node's data goes aside, and a failed restore can be undone by hand.
-  const std::string aside_suffix = "/data.before-restore-" + compact_utc(unix_ms_now());
+  const std::string aside_suffix = "/data.before-restore-" + backup::compact_utc(unix_ms());
   std::vector<std::string> aside;
   for (const auto& n : c.config.nodes) {
     if (!fs::exists(c.layout.data_dir(n.name))) continue;
@@ -372,7 +359,7 @@ int run_restore(const RestoreOptions& o) {
   const std::string reason = "restore from backup " + chosen->id + " to " +
                              (target ? backup::format_utc(*target) : std::string("the end of the archived WAL")) +
                              " (last transaction replayed: " + (stopped_at.empty() ? "none" : stopped_at) + ")";
-  const int64_t now = unix_ms_now();
+  const int64_t now = unix_ms();
   nlohmann::json entry = {{"time_ms", now}, {"from", ""}, {"to", node}, {"reason", reason}, {"lsn", lsn},
                           {"started_ms", now}};
   (void)c.dcs->put(std::string(dcs::keys::kHistoryPrefix) + std::to_string(now), entry.dump());

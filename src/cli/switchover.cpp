@@ -17,6 +17,7 @@
 #include "http/client.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
+#include "util/clock.hpp"
 #include "util/errors.hpp"
 #include "util/log.hpp"
 
@@ -24,11 +25,6 @@ namespace pgfleet::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string current_leader(const cluster::Cluster& c) {
   auto leader = c.dcs->get(dcs::keys::kLeader);

@@ -43,6 +43,7 @@
 #include "postgres/pgconn.hpp"
 #include "postgres/probe.hpp"
 #include "postgres/timeline_history.hpp"
+#include "util/clock.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
@@ -67,11 +68,6 @@ void on_signal(int sig) {
 
 int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

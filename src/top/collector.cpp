@@ -7,14 +7,10 @@
 #include <algorithm>
 
 #include "cluster/discovery.hpp"
+#include "util/clock.hpp"
 
 namespace pgfleet::top {
 namespace {
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t to_int(const std::optional<std::string>& v) {
   if (!v) return 0;
