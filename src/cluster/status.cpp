@@ -69,17 +69,19 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   status.directory = layout.root();
   status.sync = config.sync;
 
+  // One read of the whole cluster: a consistent view, and one request (or file) instead of six.
+  auto stored = dcs.list("");
+  const std::vector<dcs::KeyValue> none;
+  const dcs::ClusterKeys keys(stored ? *stored : none);
   std::map<std::string, dcs::Member> members;
-  if (auto listed = dcs.list(dcs::keys::kMembersPrefix); listed) {
-    for (const auto& kv : *listed) {
-      try {
-        auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
-        members[m.name] = m;
-      } catch (const nlohmann::json::exception&) {
-      }
+  for (const auto& kv : keys.members) {
+    try {
+      auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+      members[m.name] = m;
+    } catch (const nlohmann::json::exception&) {
     }
   }
-  if (auto leader = dcs.get(dcs::keys::kLeader); leader && leader.value()) status.leader = leader.value()->value;
+  if (keys.leader != nullptr) status.leader = keys.leader->value;
   if (status.leader.empty()) status.leader = primary_from_data(config, layout);
 
   std::string primary_lsn;
@@ -159,33 +161,31 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     status.newest_backup = backups.back().id;
     status.newest_backup_ms = backups.back().finished_ms;
   }
-  if (auto p = dcs.get(dcs::keys::kPause); p && p.value()) status.paused = true;
-  if (auto f = dcs.get(dcs::keys::kFailsafe); f && f.value()) status.failsafe_mode = true;
-  if (auto s = dcs.get(dcs::keys::kSync); s && s.value()) status.synchronous = s.value()->value;
-  if (auto h = dcs.list(dcs::keys::kHistoryPrefix); h) {
-    for (const auto& kv : *h) {
-      try {
-        auto j = nlohmann::json::parse(kv.value);
-        HistoryEntry e;
-        e.time_ms = j.value("time_ms", int64_t{0});
-        std::time_t secs = static_cast<std::time_t>(e.time_ms / 1000);
-        char buf[32];
-        std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
-        e.time = buf;
-        e.from = j.value("from", "");
-        e.to = j.value("to", "");
-        e.reason = j.value("reason", "");
-        e.lsn = j.value("lsn", "");
-        // started_ms by the agent recording the change, promoted_ms by the new primary.
-        int64_t started = j.value("started_ms", int64_t{0}), promoted = j.value("promoted_ms", int64_t{0});
-        if (started > 0 && promoted >= started) e.duration_ms = promoted - started;
-        status.history.push_back(e);
-      } catch (const nlohmann::json::exception&) {
-      }
+  status.paused = keys.pause != nullptr;
+  status.failsafe_mode = keys.failsafe != nullptr;
+  if (keys.sync != nullptr) status.synchronous = keys.sync->value;
+  for (const auto& kv : keys.history) {
+    try {
+      auto j = nlohmann::json::parse(kv.value);
+      HistoryEntry e;
+      e.time_ms = j.value("time_ms", int64_t{0});
+      std::time_t secs = static_cast<std::time_t>(e.time_ms / 1000);
+      char buf[32];
+      std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+      e.time = buf;
+      e.from = j.value("from", "");
+      e.to = j.value("to", "");
+      e.reason = j.value("reason", "");
+      e.lsn = j.value("lsn", "");
+      // started_ms by the agent recording the change, promoted_ms by the new primary.
+      int64_t started = j.value("started_ms", int64_t{0}), promoted = j.value("promoted_ms", int64_t{0});
+      if (started > 0 && promoted >= started) e.duration_ms = promoted - started;
+      status.history.push_back(e);
+    } catch (const nlohmann::json::exception&) {
     }
-    std::sort(status.history.begin(), status.history.end(),
-              [](const HistoryEntry& a, const HistoryEntry& b) { return a.time_ms < b.time_ms; });
   }
+  std::sort(status.history.begin(), status.history.end(),
+            [](const HistoryEntry& a, const HistoryEntry& b) { return a.time_ms < b.time_ms; });
   status.proxy.enabled = config.proxy.enabled;
   status.proxy.host = host;
   status.proxy.port = config.ports.proxy;

@@ -2,6 +2,8 @@
 #include "dcs/local_dcs.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,7 +13,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -28,7 +32,10 @@ using nlohmann::json;
 // Deletions are remembered for this many revisions so watchers see them; a watcher further
 // behind than that is simply woken up (like etcd's compaction).
 constexpr int64_t kDeleteHistory = 1000;
+// How often a waiter without an inotify watch reads the store, and how long one with a watch
+// trusts the store it read last (a safety net: the watch itself misses no commit).
 constexpr Millis kPollInterval{25};
+constexpr Millis kWatchRecheck{1000};
 
 struct Entry {
   std::string value;
@@ -381,6 +388,14 @@ bool changed_since(const Store& s, std::string_view prefix, int64_t after) {
          any_under(s.deleted, prefix, [&](int64_t rev) { return rev > after; });
 }
 
+// The next TTL deadline of the store (INT64_MAX if no key has one).
+int64_t earliest_expiry(const Store& s) {
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (const auto& [key, e] : s.keys)
+    if (e.expires_ns) earliest = std::min(earliest, *e.expires_ns);
+  return earliest;
+}
+
 Status check_ttl(std::optional<Millis> ttl) {
   if (ttl && ttl->count() <= 0) return make_error("dcs ttl must be positive");
   return {};
@@ -391,7 +406,8 @@ Status check_ttl(std::optional<Millis> ttl) {
 LocalDcs::LocalDcs(std::string directory, MonotonicClock clock)
     : directory_(std::move(directory)),
       clock_(clock ? std::move(clock) : MonotonicClock(monotonic_now_ns)),
-      boot_id_(read_boot_id()) {}
+      boot_id_(read_boot_id()),
+      watch_(std::make_unique<Watch>()) {}
 
 Result<std::optional<KeyValue>> LocalDcs::get(std::string_view key) {
   std::optional<KeyValue> out;
@@ -463,22 +479,97 @@ Result<bool> LocalDcs::remove(std::string_view key) {
   return finish(st, deleted);
 }
 
+// Waiting without reading the store every 25 ms: link(2) queues an inotify event for the new
+// generation's name before it returns, so while none is pending the store read last is still
+// the newest. Only TTLs change it without a write, so the wait also ends at the next deadline,
+// where reading the store commits the expiry. An idle agent or proxy reads it about once a
+// second instead of 20 to 40 times.
+struct LocalDcs::Watch {
+  std::mutex mutex;  // one waiter uses the watch at a time; a second one polls as before
+  int fd = -1;
+  std::optional<Store> last;  // the store as read after the watch began, valid while no event is pending
+
+  Watch() = default;
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  ~Watch() { close(); }
+
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    last.reset();
+  }
+
+  // False when the directory cannot be watched (not created yet, or no inotify): poll then.
+  bool open(const std::string& dir) {
+    if (fd >= 0) return true;
+    fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return false;
+    if (::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0)
+      close();
+    return fd >= 0;
+  }
+
+  // Reads the pending events; forgets the store read last if one of them was a commit (or the
+  // watch itself ended: the directory went, or the event queue overflowed).
+  void drain() {
+    alignas(inotify_event) char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) return;  // EAGAIN: nothing more pending
+      for (ssize_t at = 0; at < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
+        at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        if ((ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
+          close();
+          return;
+        }
+        const std::string_view name = ev->len > 0 ? std::string_view(ev->name) : std::string_view();
+        if (generation_of(name) || name == kLegacyStore) last.reset();
+      }
+    }
+  }
+};
+
+LocalDcs::LocalDcs(LocalDcs&&) noexcept = default;
+LocalDcs& LocalDcs::operator=(LocalDcs&&) noexcept = default;
+LocalDcs::~LocalDcs() = default;
+
 Result<int64_t> LocalDcs::wait_for_change(std::string_view prefix, int64_t after_revision,
                                           Millis timeout) {
   // Real time, not clock_: the injected clock only decides TTLs.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock<std::mutex> lock;
+  if (watch_) lock = std::unique_lock(watch_->mutex, std::try_to_lock);
   for (;;) {
-    int64_t revision = 0;
-    bool changed = false;
-    const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
-      revision = s.revision;
-      changed = changed_since(s, prefix, after_revision);
-      return false;
-    });
-    if (!st) return make_error(st.error());
+    Watch* watch = lock.owns_lock() && watch_->open(directory_) ? watch_.get() : nullptr;
+    std::optional<Store> read;
+    if (watch != nullptr) {
+      watch->drain();
+      if (watch->fd < 0) continue;  // the watch ended: begin a new one before reading
+      if (watch->last && earliest_expiry(*watch->last) <= clock_()) watch->last.reset();
+    }
+    if (watch == nullptr || !watch->last) {
+      const Status st = transact(directory_, boot_id_, clock_, [&](Store& s) {
+        read = s;
+        return false;
+      });
+      if (!st) return make_error(st.error());
+      if (watch != nullptr) watch->last = std::move(read);
+    }
+    const Store& store = watch != nullptr ? *watch->last : *read;
     const auto left = deadline - std::chrono::steady_clock::now();
-    if (changed || left <= left.zero()) return revision;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, kPollInterval));
+    if (changed_since(store, prefix, after_revision) || left <= left.zero()) return store.revision;
+    if (watch == nullptr) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, kPollInterval));
+      continue;
+    }
+    auto nap = std::min<std::chrono::steady_clock::duration>(left, kWatchRecheck);
+    const int64_t until_expiry = earliest_expiry(store) - clock_();
+    nap = std::min<std::chrono::steady_clock::duration>(nap, std::chrono::nanoseconds(std::max<int64_t>(until_expiry, 0)));
+    pollfd p{watch->fd, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::chrono::ceil<Millis>(nap).count()));
+    if (p.revents == 0 && nap >= kWatchRecheck) watch->last.reset();  // the safety net's re-read
   }
 }
 

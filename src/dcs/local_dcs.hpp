@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "dcs/dcs.hpp"
@@ -30,10 +31,17 @@ class LocalDcs final : public Dcs {
   Result<int64_t> wait_for_change(std::string_view prefix, int64_t after_revision,
                                   Millis timeout) override;
 
+  LocalDcs(LocalDcs&&) noexcept;
+  LocalDcs& operator=(LocalDcs&&) noexcept;
+  ~LocalDcs() override;
+
  private:
+  struct Watch;  // inotify on the directory and the store last read (local_dcs.cpp)
+
   std::string directory_;
   MonotonicClock clock_;
   std::string boot_id_;  // this boot's id: stored TTL deadlines from another boot are void
+  std::unique_ptr<Watch> watch_;
 };
 
 }  // namespace pgfleet::dcs

@@ -30,6 +30,7 @@ inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: for
 struct ClusterKeys {
   explicit ClusterKeys(const std::vector<KeyValue>& all);
   std::vector<KeyValue> members;     // members/*
+  std::vector<KeyValue> history;     // history/*, oldest first
   std::vector<std::string> removed;  // node names under removed/
   const KeyValue* leader = nullptr;
   const KeyValue* sync = nullptr;

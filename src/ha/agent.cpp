@@ -1122,12 +1122,12 @@ class Agent {
       if (holder_now != (last_leader_ ? last_leader_->holder : "")) return;
     }
     auto signature = control_signature();
+    // after_revision beyond the store's: returns the current revision at once.
+    auto head = dcs_->wait_for_change("", std::numeric_limits<int64_t>::max(), std::chrono::milliseconds(0));
+    if (!head) return;
+    int64_t revision = *head;
     if (multi_host()) {
       // A watch instead of polling etcd: wakes on any change, and sleeps on unless a control key moved.
-      // after_revision beyond the store's: returns the current revision at once.
-      auto head = dcs_->wait_for_change("", std::numeric_limits<int64_t>::max(), std::chrono::milliseconds(0));
-      if (!head) return;
-      int64_t revision = *head;
       while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
         // Rounded up: truncated, less than 1 ms left became a timeout of 0.
         auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
@@ -1145,15 +1145,20 @@ class Agent {
       }
       return;
     }
+    // One host: the local DCS's wait reads the store only after a commit or at a TTL deadline, so
+    // looking every 50 ms whether the postmaster died costs a few syscalls, not a read of the store.
     while (!g_stop && !g_reload && !g_restart && Clock::now() < until) {
-      std::this_thread::sleep_for(50ms);
-      if (control_signature() != signature) break;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+      auto woke = dcs_->wait_for_change("", revision, std::min<std::chrono::milliseconds>(left, 50ms));
+      if (!woke) return;  // the next loop reports the DCS's error
+      if (*woke != revision && control_signature() != signature) break;
+      revision = *woke;
       if (postmaster_ != 0 && !process::alive(postmaster_)) break;  // crashed: restart it now, not next loop
     }
   }
 
   std::string control_signature() {
-    // One read of the cluster (polled every 50 ms on one host): a failed read counts as no keys.
+    // One read of the cluster (after each change of the store): a failed read counts as no keys.
     auto all = dcs_->list("");
     const std::vector<dcs::KeyValue> none;
     const dcs::ClusterKeys keys(all ? *all : none);
@@ -1191,8 +1196,8 @@ class Agent {
   TimeMs lease_renewed_at_ = 0;
   LeadingClock leading_clock_;   // primary_start_timeout: since when leading without running as primary
   TimeMs stepped_down_at_ = 0;   // when this agent last gave the leadership up (0 = never)
-  bool promotion_requested_ = false;
-  int64_t backup_started_ms_ = 0;  // unix ms of this agent's last automatic backup (backup.interval)  // pg_promote ran out of time; finish_promotion() once it is a primary
+  bool promotion_requested_ = false;  // pg_promote ran out of time; finish_promotion() once it is a primary
+  int64_t backup_started_ms_ = 0;     // unix ms of this agent's last automatic backup (backup.interval)
   TimeMs leader_expired_at_ = 0;
   TimeMs last_leader_expiry_ = 0;
   std::string last_sync_names_;

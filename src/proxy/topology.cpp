@@ -1,10 +1,8 @@
-// Topology from the DCS leader key (every 250 ms, or as soon as the store changes) or from probes.
+// Topology from the DCS leader key (as soon as the store changes) or from probes.
 #include "proxy/topology.hpp"
 
 #include <fmt/format.h>
 #include <sys/un.h>
-
-#include <nlohmann/json.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +29,7 @@ TopologyWatcher::~TopologyWatcher() { stop(); }
 
 void TopologyWatcher::start() {
   if (!config_.etcd.endpoints.empty()) remote_ = cluster::open_dcs(cluster::Layout("/nonexistent"), config_);
+  else if (layout_) local_ = std::make_unique<dcs::LocalDcs>(layout_->dcs_dir());
   try {
     publish(observe());
   } catch (const std::exception& e) {
@@ -101,11 +100,10 @@ Topology TopologyWatcher::observe() {
     }
     return t;
   }
-  if (layout_) {
-    dcs::LocalDcs dcs(layout_->dcs_dir());
-    auto leader = dcs.get(dcs::keys::kLeader);
+  if (local_) {
+    auto leader = local_->get(dcs::keys::kLeader);
     std::string primary = leader && leader.value() ? leader.value()->value : "";
-    auto members = dcs.list(dcs::keys::kMembersPrefix);
+    auto members = local_->list(dcs::keys::kMembersPrefix);
     // The new leader still says it is a replica: it took the key and is being promoted. Writes
     // sent now would fail as read-only, so there is no primary until its agent says it is one
     // (within a loop); clients wait, as during the rest of a failover.
@@ -178,11 +176,14 @@ void TopologyWatcher::publish(Topology next) {
 }
 
 void TopologyWatcher::run() {
+  // A watch on the DCS: woken by any change of the cluster's keys (etcd: at most a second late
+  // for stop(), the local DCS: a quarter of one). Without a DCS the nodes are probed every second.
+  dcs::Dcs* watched = remote_ ? remote_.get() : local_.get();
+  const auto watch_timeout = remote_ ? 1000ms : 250ms;
   int64_t revision = 0;
   while (true) {
-    if (remote_) {
-      // An etcd watch: woken by any change of the cluster's keys, at most a second late for stop().
-      auto woke = remote_->wait_for_change("", revision, 1000ms);
+    if (watched != nullptr) {
+      auto woke = watched->wait_for_change("", revision, watch_timeout);
       {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
@@ -197,7 +198,7 @@ void TopologyWatcher::run() {
       revision = *woke;
     } else {
       std::unique_lock lock(mutex_);
-      if (changed_.wait_for(lock, layout_ ? 250ms : 1000ms, [&] { return stopping_; })) return;
+      if (changed_.wait_for(lock, 1000ms, [&] { return stopping_; })) return;
     }
     try {
       publish(observe());

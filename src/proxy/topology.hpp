@@ -70,6 +70,7 @@ class TopologyWatcher {
   cluster::ClusterConfig config_;
   std::optional<cluster::Layout> layout_;
   std::unique_ptr<dcs::Dcs> remote_;  // etcd (dcs.etcd in the config): watched, used by the thread only
+  std::unique_ptr<dcs::Dcs> local_;   // or the cluster directory's local DCS, likewise
   // etcd: the address each member last published (observe() only), for a failsafe primary whose
   // own member key expired.
   std::map<std::string, Backend> last_address_;

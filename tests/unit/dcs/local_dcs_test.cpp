@@ -445,5 +445,61 @@ TEST_F(LocalDcsTest, WaitForChangeSeesDeletes) {
   EXPECT_GE(Clock::now() - quiet_start, 100ms);
 }
 
+// A waiter that read the store keeps its copy while nothing is committed (it does not read
+// every 25 ms any more); a commit from another process must still end the next wait at once,
+// not at the once-a-second re-read.
+TEST_F(LocalDcsTest, WaitForChangeAfterAQuietWaitWakesOnTheNextCommit) {
+  auto dcs = open();
+  const int64_t rev = must(dcs->put("members/a", "1"));
+  EXPECT_EQ(must(dcs->wait_for_change("members/", rev, Millis(150))), rev);  // quiet: times out
+  const auto start = Clock::now();
+  const pid_t child = spawn([this] {
+    std::this_thread::sleep_for(100ms);
+    return LocalDcs(dir_).put("members/b", "2", std::nullopt).ok() ? 0 : 2;
+  });
+  const int64_t got = must(dcs->wait_for_change("members/", rev, Millis(5000)));
+  const auto elapsed = Clock::now() - start;
+  EXPECT_EQ(wait_exit(child), 0);
+  EXPECT_EQ(got, rev + 1);
+  EXPECT_GE(elapsed, 90ms);
+  EXPECT_LT(elapsed, 700ms);
+}
+
+// A TTL ends without any write: the wait ends at the deadline (reading the store then commits
+// the expiry), so an agent waiting for the leader key to go sees it within moments.
+TEST_F(LocalDcsTest, WaitForChangeWakesWhenAKeyExpires) {
+  LocalDcs dcs(dir_);  // the real monotonic clock
+  const int64_t rev = must(dcs.put("leader", "node1", Millis(300)));
+  const auto start = Clock::now();
+  const int64_t got = must(dcs.wait_for_change("leader", rev, Millis(5000)));
+  const auto elapsed = Clock::now() - start;
+  EXPECT_EQ(got, rev + 1);
+  EXPECT_FALSE(must(dcs.get("leader")).has_value());
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 800ms);
+}
+
+// Two threads may wait on one instance: the second polls as before and sees the same commit.
+TEST_F(LocalDcsTest, TwoWaitersOnOneInstanceBothWake) {
+  LocalDcs dcs(dir_);
+  const int64_t rev = must(dcs.put("members/a", "1", std::nullopt));
+  int64_t first = 0;
+  int64_t second = 0;
+  auto wait = [&](int64_t& out) {
+    auto woke = dcs.wait_for_change("members/", rev, Millis(5000));
+    out = woke ? *woke : -1;
+  };
+  std::thread a([&] { wait(first); });
+  std::thread b([&] { wait(second); });
+  std::this_thread::sleep_for(100ms);
+  const auto start = Clock::now();
+  ASSERT_TRUE(LocalDcs(dir_).put("members/b", "2", std::nullopt).ok());
+  a.join();
+  b.join();
+  EXPECT_EQ(first, rev + 1);
+  EXPECT_EQ(second, rev + 1);
+  EXPECT_LT(Clock::now() - start, 700ms);
+}
+
 }  // namespace
 }  // namespace pgfleet::dcs
