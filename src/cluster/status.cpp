@@ -13,6 +13,7 @@
 #include "dcs/member.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/lsn.hpp"
+#include "util/clock.hpp"
 
 namespace pgfleet::cluster {
 
@@ -282,13 +283,6 @@ nlohmann::json to_json(const ClusterStatus& status) {
 }
 
 namespace {
-std::string human_duration(int64_t seconds) {
-  if (seconds <= 0) return "-";
-  if (seconds < 120) return fmt::format("{}s", seconds);
-  if (seconds < 7200) return fmt::format("{}m", seconds / 60);
-  if (seconds < 172800) return fmt::format("{}h", seconds / 3600);
-  return fmt::format("{}d", seconds / 86400);
-}
 std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
 }  // namespace
 

@@ -49,6 +49,8 @@ std::vector<Event> diff_events(const Snapshot& before, const Snapshot& after) {
       add("role", n.name + " " + it->role + " -> " + n.role);
     }
   }
+  if (after.newest_backup_ms > before.newest_backup_ms && !after.newest_backup.empty())
+    add("backup", "backup " + after.newest_backup + " finished");
   for (const auto& b : before.nodes) {
     bool kept = std::any_of(after.nodes.begin(), after.nodes.end(), [&](const NodeRow& n) { return n.name == b.name; });
     if (!kept) add("scale", b.name + " removed");
@@ -151,6 +153,9 @@ Snapshot Collector::collect() {
   snap.cluster = status.cluster;
   snap.leader = status.leader;
   snap.paused = status.paused;
+  snap.backups = status.backups;
+  snap.newest_backup = status.newest_backup;
+  snap.newest_backup_ms = status.newest_backup_ms;
   for (const auto& n : status.nodes) {
     NodeRow row;
     row.name = n.name;

@@ -33,7 +33,7 @@ struct PoolRow {
 
 struct Event {
   int64_t time_ms = 0;  // unix ms
-  std::string kind;     // failover | switchover | down | up | role | leader | scale
+  std::string kind;     // failover | switchover | down | up | role | leader | scale | backup
   std::string text;
 };
 
@@ -41,6 +41,9 @@ struct Snapshot {
   std::string cluster;
   std::string leader;
   bool paused = false;
+  int backups = 0;               // pgfleet backup (docs/backup.md)
+  std::string newest_backup;     // its id
+  int64_t newest_backup_ms = 0;  // when it finished, unix ms
   std::vector<NodeRow> nodes;
   bool proxy_enabled = false;
   std::string proxy_state;   // running | stopped | unreachable: <why>

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "top/model.hpp"
+#include "util/clock.hpp"
 
 namespace pgfleet::top {
 
@@ -140,7 +141,7 @@ std::string clock_time(int64_t unix_ms) {
 const char* event_color(const std::string& kind) {
   if (kind == "failover" || kind == "down") return "1;31";
   if (kind == "switchover" || kind == "leader") return "1;33";
-  if (kind == "up") return "32";
+  if (kind == "up" || kind == "backup") return "32";
   return nullptr;
 }
 
@@ -204,9 +205,12 @@ void event_list(const Snapshot& s, bool color, std::vector<std::string>& out, si
 
 std::vector<std::string> render(const Snapshot& s, const ViewState& st, int width, int height, bool color) {
   std::vector<std::string> out;
-  std::string title = fmt::format("pgfleet top  cluster {}  primary {}  {}{}", s.cluster,
+  std::string title = fmt::format("pgfleet top  cluster {}  primary {}  {}{}{}", s.cluster,
                                   s.leader.empty() ? "NONE" : s.leader, clock_time(s.taken_ms),
-                                  s.paused ? "  PAUSED (no automatic failover)" : "");
+                                  s.paused ? "  PAUSED (no automatic failover)" : "",
+                                  s.backups > 0 && s.newest_backup_ms > 0
+                                      ? "  last backup " + human_duration((s.taken_ms - s.newest_backup_ms) / 1000) + " ago"
+                                      : "");
   out.push_back(paint(fmt::format("{:<{}}", title, std::max(0, width)), s.leader.empty() ? "1;97;41" : "1;97;44", color));
   out.emplace_back();
   int body = std::max(3, height - 2);  // title and footer

@@ -51,6 +51,8 @@ TEST_F(BackupTest, RestoreToATimeBringsTheClusterBackAsItWasThenEvenAcrossASwitc
   EXPECT_NE(r.output.find("backup " + backups["newest"].get<std::string>() + " of node1"), std::string::npos) << r.output;
   EXPECT_NE(pgfleet({"status"}).output.find("backups: 1, newest " + backups["newest"].get<std::string>()),
             std::string::npos);
+  const auto top = pgfleet({"top", "--once"});
+  EXPECT_NE(top.output.find("last backup "), std::string::npos) << top.output;
 
   // A switchover after the backup: the replay has to follow the archive onto the next timeline.
   r = pgfleet({"switchover", "--to", "node2", "--timeout", "60"});

@@ -111,6 +111,31 @@ TEST(TopRender, NoPrimaryIsSaidInTheTitle) {
   EXPECT_NE(render(s, {}, 100, 10, false).front().find("primary NONE"), std::string::npos);
 }
 
+TEST(TopRender, TheTitleSaysHowOldTheLastBackupIsWhenThereIsOne) {
+  auto s = three_nodes();
+  EXPECT_EQ(render(s, {}, 160, 10, false).front().find("backup"), std::string::npos);  // none taken
+  s.backups = 2;
+  s.newest_backup = "20231114T195320Z";
+  s.newest_backup_ms = s.taken_ms - 3 * 3600 * 1000 - 5000;
+  EXPECT_NE(render(s, {}, 160, 10, false).front().find("last backup 3h ago"), std::string::npos)
+      << render(s, {}, 160, 10, false).front();
+}
+
+TEST(TopEvents, ANewBackupIsAnEvent) {
+  auto before = three_nodes();
+  auto after = before;
+  after.taken_ms += 1000;
+  EXPECT_TRUE(diff_events(before, after).empty());
+  after.backups = 1;
+  after.newest_backup = "20231114T221320Z";
+  after.newest_backup_ms = after.taken_ms - 200;
+  auto events = diff_events(before, after);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "backup");
+  EXPECT_EQ(events[0].text, "backup 20231114T221320Z finished");
+  EXPECT_TRUE(diff_events(after, after).empty());  // once, not on every refresh
+}
+
 TEST(TopEvents, LeaderChangeNodeDownAndUpRolesAndScaleAreDerived) {
   auto before = three_nodes();
   auto after = before;
