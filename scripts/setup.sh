@@ -6,7 +6,7 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libpq-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev liburing-dev
+  libpq-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpg-query-dev liburing-dev libzstd-dev
   # tests
   libgtest-dev libgmock-dev
   # fuzzing the protocol decoder and the SQL parsing (libFuzzer)

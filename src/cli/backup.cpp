@@ -90,7 +90,8 @@ std::string read_stop_lsn(const std::string& data_dir) {
 // backup's first one, on every timeline; history files stay).
 void clean_archive(const cluster::PgBinaries& bins, const cluster::Layout& layout, const BackupInfo& oldest) {
   if (!fs::is_directory(layout.archive_dir())) return;
-  auto r = process::run({bins.path("pg_archivecleanup"), layout.archive_dir(), oldest.start_wal});
+  // -x: the compressed segments (<name>.zst) count as the segments they hold; plain files still do.
+  auto r = process::run({bins.path("pg_archivecleanup"), "-x", ".zst", layout.archive_dir(), oldest.start_wal});
   if (r.exit_code != 0) std::cerr << "warning: pg_archivecleanup failed: " << r.output << "\n";
 }
 
@@ -193,8 +194,9 @@ int run_backup_list(const std::string& dir, bool json) {
   int segments = 0;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(c.layout.archive_dir(), ec)) {
-    const std::string name = e.path().filename().string();
-    if (!backup::is_wal_file_name(name)) continue;
+    const auto wal = backup::wal_name_in_archive(e.path().filename().string());
+    if (!wal) continue;
+    const std::string& name = *wal;
     ++segments;
     auto t = std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::file_clock::to_sys(e.last_write_time(ec)).time_since_epoch())

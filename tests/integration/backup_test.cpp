@@ -111,17 +111,21 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   const auto list = nlohmann::json::parse(r.output);
   ASSERT_EQ(list["backups"].size(), 1u) << r.output;
   const std::string first_needed = list["backups"][0]["start_wal"];
+  int segments = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir_ + "/archive")) {
-    const std::string name = e.path().filename().string();
-    if (name.size() != 24) continue;  // history and backup files stay
+    std::string name = e.path().filename().string();
+    if (name.ends_with(".zst")) name.resize(name.size() - 4);  // segments are kept compressed
+    if (name.size() != 24) continue;                           // history and backup files stay
+    ++segments;
     EXPECT_GE(name.substr(8), first_needed.substr(8)) << name << " is older than every kept backup";
   }
+  EXPECT_GT(segments, 0);
 
   // Written after the backup, in segments of their own; 4 shares its segment with nothing yet.
   std::string last_archived;
   for (int id : {2, 3})
     last_archived = sql_value(primary(), fmt::format("INSERT INTO events VALUES ({}); SELECT pg_walfile_name(pg_switch_wal())", id));
-  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir_ + "/archive/" + last_archived); }, 30s))
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(dir_ + "/archive/" + last_archived + ".zst"); }, 30s))
       << last_archived << " was not archived";
   sql(primary(), "INSERT INTO events VALUES (4)", 10s);
 
@@ -169,7 +173,7 @@ TEST_F(BackupTest, AFailingArchiveIsReportedUntilItWorksAgain) {
   EXPECT_EQ(metric("pgfleet_backups"), "1");
 
   ASSERT_EQ(::chmod(archive.c_str(), 0700), 0);
-  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(archive + "/" + segment); }, 90s));
+  EXPECT_TRUE(eventually([&] { return std::filesystem::exists(archive + "/" + segment + ".zst"); }, 90s));
   EXPECT_TRUE(eventually([&] { return node_status("node1")["last_error"].is_null(); }, 30s)) << status_json().dump(2);
 }
 
