@@ -73,15 +73,18 @@ int run_reload(const std::string& dir, int timeout_seconds) {
   int failed = 0;
   struct Waiting {
     const cluster::NodeConfig* node;
-    std::string conninfo, conf_file, conf_before, load_before;
+    std::string conninfo, data_dir, conf_before, load_before;
+    // What the agent writes for the server: its settings, and its pg_hba.conf.
+    std::string managed() const {
+      return fs::read_file(data_dir + "/pgfleet.conf").value_or("") + fs::read_file(data_dir + "/pg_hba.conf").value_or("");
+    }
   };
   std::vector<Waiting> waiting;
   for (const auto& node : c.config.nodes) {
     pid_t agent = cluster::agent_pid(c.layout, node.name);
     if (agent <= 1) continue;  // another host's node, or not running: it reads the file when it starts
-    Waiting w{&node, postgres::local_conninfo(c.layout, c.config, node), c.layout.data_dir(node.name) + "/pgfleet.conf",
-              "", ""};
-    w.conf_before = fs::read_file(w.conf_file).value_or("");
+    Waiting w{&node, postgres::local_conninfo(c.layout, c.config, node), c.layout.data_dir(node.name), "", ""};
+    w.conf_before = w.managed();
     if (auto l = loaded(w.conninfo); l) w.load_before = l->load_time;
     if (::kill(agent, SIGHUP) != 0) {
       std::cout << node.name << ": cannot signal its agent (pid " << agent << ")\n";
@@ -104,7 +107,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
   for (auto& w : waiting) {
     const std::string& name = w.node->name;
     while (true) {
-      const bool conf_changed = fs::read_file(w.conf_file).value_or("") != w.conf_before;
+      const bool conf_changed = w.managed() != w.conf_before;
       auto now_loaded = loaded(w.conninfo);
       if (now_loaded && conf_changed && now_loaded->load_time != w.load_before) {
         std::cout << name << ": reloaded" << pending_restart(name, *now_loaded) << "\n";

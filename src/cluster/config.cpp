@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <regex>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -227,6 +229,52 @@ void read_value(const Item& item, std::vector<std::string>& out) {
   }
 }
 
+// One pg_hba.conf line: what is wrong with it, if anything. PostgreSQL does not start with a
+// pg_hba.conf it cannot parse, so a bad line must stop at pgfleet.yaml.
+std::optional<std::string> hba_line_problem(const std::string& line) {
+  if (line.find_first_of("\n\r") != std::string::npos) return "one line per entry";
+  std::vector<std::string> f;
+  for (size_t at = line.find_first_not_of(" \t"); at != std::string::npos; at = line.find_first_not_of(" \t", at)) {
+    const size_t end = line.find_first_of(" \t", at);
+    f.push_back(line.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    at = end;
+  }
+  if (f.empty() || f[0].starts_with("#")) return "empty (write only entries, no comments)";
+  static const std::set<std::string, std::less<>> types = {"local", "host", "hostssl", "hostnossl", "hostgssenc",
+                                                           "hostnogssenc"};
+  static const std::set<std::string, std::less<>> methods = {"trust", "reject", "scram-sha-256", "md5", "password",
+                                                             "gss", "sspi", "ident", "peer", "ldap", "radius",
+                                                             "cert", "pam", "bsd"};
+  if (!types.contains(f[0]))
+    return fmt::format("'{}' is not a connection type (local, host, hostssl, hostnossl, hostgssenc, hostnogssenc)", f[0]);
+  const bool local = f[0] == "local";
+  // TYPE DATABASE USER [ADDRESS [MASK]] METHOD [OPTIONS]: an IPv4 mask follows the address.
+  size_t method_at = local ? 3 : 4;
+  if (!local && f.size() > 5 && f[4].find_first_not_of("0123456789.") == std::string::npos) method_at = 5;
+  if (f.size() <= method_at)
+    return local ? "expected: local DATABASE USER METHOD [OPTIONS]" : "expected: " + f[0] + " DATABASE USER ADDRESS METHOD [OPTIONS]";
+  const std::string& method = f[method_at];
+  if (!methods.contains(method)) return fmt::format("'{}' is not an authentication method", method);
+  // pgfleet's own rule: no trust beyond the Unix socket, no clear-text password on the wire.
+  if (!local && method == "trust")
+    return "trust over TCP lets in anyone who reaches the port; use scram-sha-256 (trust is for local only)";
+  if (!local && method == "password" && f[0] != "hostssl")
+    return "password sends it in clear text; use scram-sha-256, or password on hostssl only";
+  return std::nullopt;
+}
+
+void read_hba(const Item& item, std::vector<std::string>& out) {
+  out.clear();
+  if (item.value.IsNull()) return;
+  if (!item.value.IsSequence()) fail_type(item, "a sequence of pg_hba.conf lines");
+  for (const auto& element : item.value) {
+    const Item entry{element, item.path, line_of(element, item.line), item.source};
+    const std::string& line = scalar(entry, "a pg_hba.conf line (a string)");
+    if (auto problem = hba_line_problem(line)) fail(entry, fmt::format("pg_hba entry '{}': {}", line, *problem));
+    out.push_back(line);
+  }
+}
+
 template <typename T>
 Reader into(T& target) {
   return [&target](const Item& item) { read_value(item, target); };
@@ -413,6 +461,7 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                {"http", [&](const Item& i) { read_map(i, {{"tls", into(c.http_tls)}}); }},
                {"proxy", [&](const Item& i) { read_proxy(i, c.proxy); }},
                {"postgresql", into(c.postgresql)},
+               {"pg_hba", [&](const Item& i) { read_hba(i, c.pg_hba); }},
                {"nodes", [&](const Item& i) { read_nodes(i, c.nodes); }},
            });
   // Ports left out of a node entry follow its position: node_base + i, api_base + i.
@@ -733,6 +782,7 @@ std::string render_config(const ClusterConfig& c) {
     out << YAML::EndSeq;
   });
   block([&](YAML::Emitter& out) { emit(out, "postgresql", c.postgresql); });
+  if (!c.pg_hba.empty()) block([&](YAML::Emitter& out) { emit(out, "pg_hba", c.pg_hba); });
   block([&](YAML::Emitter& out) {
     out << YAML::Key << "nodes" << YAML::Value;
     if (c.nodes.empty()) out << YAML::Flow;

@@ -168,6 +168,7 @@ struct ClusterConfig {
   bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;
   PgParameters postgresql;               // cluster-wide pass-through parameters
+  std::vector<std::string> pg_hba;       // pg_hba.conf lines put before pgfleet's own (checked on load)
   std::vector<NodeConfig> nodes;
 
   [[nodiscard]] const NodeConfig* find_node(const std::string& name) const;

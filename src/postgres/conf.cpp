@@ -84,6 +84,12 @@ std::string render_hba(const cluster::ClusterConfig& config) {
   std::string out;
   out += "# Managed by pgfleet. TYPE DATABASE USER ADDRESS METHOD\n";
   out += "# The socket directory is 0700: only the cluster's OS user can use local trust.\n";
+  if (!config.pg_hba.empty()) {
+    // First match wins: the user's entries can grant access pgfleet's do not, or refuse some.
+    out += "# pg_hba: from pgfleet.yaml\n";
+    for (const auto& line : config.pg_hba) out += line + "\n";
+    out += "# pgfleet's own\n";
+  }
   out += "local   all          all                     trust\n";
   for (const char* net : {"127.0.0.1/32", "::1/128"}) {
     out += fmt::format("host    replication  {:<12} {:<18} scram-sha-256\n", config.replication_user, net);

@@ -71,7 +71,10 @@ bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterCo
   bool changed = fs::read_file(data + "/pgfleet.conf").value_or("") != conf;
   if (changed) fs::write_file_atomic(data + "/pgfleet.conf", conf, 0600);
   std::string hba = render_hba(config);
-  if (fs::read_file(data + "/pg_hba.conf").value_or("") != hba) fs::write_file_atomic(data + "/pg_hba.conf", hba, 0600);
+  if (fs::read_file(data + "/pg_hba.conf").value_or("") != hba) {
+    fs::write_file_atomic(data + "/pg_hba.conf", hba, 0600);
+    changed = true;  // the server reads pg_hba.conf again on the same reload
+  }
   auto main_conf = fs::read_file(data + "/postgresql.conf").value_or("");
   if (main_conf.find(kIncludeLine) == std::string::npos) fs::append_file(data + "/postgresql.conf", kIncludeLine);
   return changed;

@@ -3,6 +3,8 @@
 // edited pgfleet.yaml.
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
 #include <thread>
 
 #include "harness.hpp"
@@ -120,6 +122,43 @@ TEST_F(HaSettingsTest, ReloadAppliesAnEditedConfigurationAndNamesWhatNeedsAResta
   EXPECT_NE(r.output.find("nothing was changed"), std::string::npos) << r.output;
   EXPECT_EQ(show(2, "work_mem"), "7MB");
   write_text(file, original);  // for the teardown's `pgfleet down`
+}
+
+// pg_hba entries in pgfleet.yaml: written before pgfleet's own on every node, applied by
+// `pgfleet reload`; a dangerous or broken one is refused before any server sees it.
+TEST_F(HaSettingsTest, PgHbaEntriesFromTheConfigApplyOnReload) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  sql(node_url("node1"), "CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+  auto as_app = [&](int k) {
+    return fmt::format("postgresql://app:app-secret@127.0.0.1:{}/postgres", node_port(k));
+  };
+  ASSERT_TRUE(eventually([&] { return connect_error(as_app(2)).empty(); }, 30s)) << connect_error(as_app(2));
+  const std::string file = dir_ + "/pgfleet.yaml";
+  const std::string original = read_text(file);
+
+  write_text(file, original + "pg_hba:\n  - host all app 127.0.0.1/32 reject\n");
+  auto r = pgfleet({"reload"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("node1: reloaded"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("node2: reloaded"), std::string::npos) << r.output;
+  for (int k : {1, 2}) {
+    EXPECT_NE(connect_error(as_app(k)).find("pg_hba.conf rejects connection"), std::string::npos)
+        << "node" << k << ": " << connect_error(as_app(k));
+  }
+  EXPECT_EQ(sql_value(node_url("node2"), "SELECT 1"), "1");  // pgfleet's own rules still apply
+
+  // Refused before it reaches a server: nothing changes.
+  write_text(file, original + "pg_hba:\n  - host all app 127.0.0.1/32 trust\n");
+  r = pgfleet({"reload"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("trust over TCP"), std::string::npos) << r.output;
+  EXPECT_NE(connect_error(as_app(1)).find("pg_hba.conf rejects connection"), std::string::npos);
+
+  write_text(file, original);
+  r = pgfleet({"reload"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(connect_error(as_app(1)).empty()) << connect_error(as_app(1));
+  EXPECT_TRUE(connect_error(as_app(2)).empty()) << connect_error(as_app(2));
 }
 
 }  // namespace

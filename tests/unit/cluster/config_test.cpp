@@ -153,6 +153,37 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   EXPECT_EQ(parse_config(render_config(defaults), "rendered.yaml"), defaults) << render_config(defaults);
 }
 
+TEST(ConfigTest, PgHbaEntriesAreCheckedWhenTheFileIsRead) {
+  const auto c = parse_config(
+      "pg_hba:\n"
+      "  - hostssl all app 10.20.0.0/16 scram-sha-256\n"
+      "  - host    all all 192.168.1.0 255.255.255.0 md5\n"
+      "  - local   sales all peer map=sales\n"
+      "  - host all intruder ::/0 reject\n",
+      "t.yaml");
+  ASSERT_EQ(c.pg_hba.size(), 4u);
+  EXPECT_EQ(c.pg_hba[1], "host    all all 192.168.1.0 255.255.255.0 md5");
+  EXPECT_EQ(parse_config(render_config(c), "rendered.yaml"), c) << render_config(c);
+  // PostgreSQL would not start with these: the mistake is named with its line.
+  EXPECT_NE(error_of("cluster: x\npg_hba:\n  - hots all all 10.0.0.0/8 scram-sha-256\n")
+                .find("test.yaml:3: pg_hba entry 'hots all all 10.0.0.0/8 scram-sha-256': 'hots' is not a connection type"),
+            std::string::npos)
+      << error_of("cluster: x\npg_hba:\n  - hots all all 10.0.0.0/8 scram-sha-256\n");
+  EXPECT_NE(error_of("pg_hba:\n  - host all all 10.0.0.0/8 scram\n").find("'scram' is not an authentication method"),
+            std::string::npos);
+  EXPECT_NE(error_of("pg_hba:\n  - host all all scram-sha-256\n").find("expected: host DATABASE USER ADDRESS METHOD"),
+            std::string::npos);
+  EXPECT_NE(error_of("pg_hba:\n  - '# a comment'\n").find("no comments"), std::string::npos);
+  EXPECT_NE(error_of("pg_hba: host all all 10.0.0.0/8 md5\n").find("a sequence of pg_hba.conf lines"),
+            std::string::npos);
+  // Security by default: no trust over TCP, no clear-text password outside TLS.
+  EXPECT_NE(error_of("pg_hba:\n  - host all all 10.0.0.0/8 trust\n").find("trust over TCP"), std::string::npos);
+  EXPECT_NE(error_of("pg_hba:\n  - host all all 10.0.0.0/8 password\n").find("clear text"), std::string::npos);
+  EXPECT_EQ(parse_config("pg_hba:\n  - hostssl all all 10.0.0.0/8 password\n  - local all all trust\n", "t.yaml")
+                .pg_hba.size(),
+            2u);
+}
+
 TEST(ConfigTest, HttpTlsIsReadFromTheHttpSection) {
   EXPECT_FALSE(parse_config("cluster: x\n", "t.yaml").http_tls);
   EXPECT_TRUE(parse_config("cluster: x\nhttp:\n  tls: true\n", "t.yaml").http_tls);

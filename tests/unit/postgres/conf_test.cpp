@@ -97,6 +97,19 @@ TEST_F(ConfTest, HbaHasNoTrustBeyondTheLocalSocket) {
   EXPECT_NE(render_hba(config).find("samenet"), std::string::npos);
 }
 
+// pg_hba from pgfleet.yaml comes first (first match wins), pgfleet's own rules after it.
+TEST_F(ConfTest, HbaEntriesFromTheConfigComeBeforePgfleetsOwn) {
+  config.pg_hba = {"hostssl all app 10.20.0.0/16 scram-sha-256", "host all intruder 0.0.0.0/0 reject"};
+  const auto hba = render_hba(config);
+  const auto app = hba.find("hostssl all app 10.20.0.0/16 scram-sha-256\n");
+  const auto reject = hba.find("host all intruder 0.0.0.0/0 reject\n");
+  const auto own = hba.find("local   all          all                     trust");
+  ASSERT_NE(app, std::string::npos) << hba;
+  ASSERT_NE(reject, std::string::npos) << hba;
+  EXPECT_LT(app, reject);
+  EXPECT_LT(reject, own);
+}
+
 TEST(Layout, LongDirectoriesGetAShortSocketDirectory) {
   cluster::Layout shallow("/srv/pg");
   EXPECT_EQ(shallow.socket_dir(), "/srv/pg/run");
