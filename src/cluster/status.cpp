@@ -117,6 +117,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.rebuilt_at_ms = m.rebuilt_at_ms;
       s.last_error = m.last_error;
       s.stepped_down = m.stepped_down;
+      if (s.state == "running" || s.state == "streaming") s.pending_restart = m.pending_restart;
       s.stats = m.stats;
       if (m.role == "primary") {
         s.lsn = m.current_lsn;
@@ -240,6 +241,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"rebuilt_at_ms", n.rebuilt_at_ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.rebuilt_at_ms)},
                      {"last_error", opt_text(n.last_error)},
                      {"stepped_down", n.stepped_down},
+                     {"pending_restart", n.pending_restart},
                      {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }
   nlohmann::json history = nlohmann::json::array();
@@ -304,6 +306,10 @@ std::string render_table(const ClusterStatus& status) {
     // A healthy agent clears its error every loop: one still there is current (e.g. a lost slot).
     if (!n.last_error.empty()) {
       out += fmt::format("         last error: {}\n", n.last_error);
+    }
+    if (!n.pending_restart.empty()) {
+      out += fmt::format("         pending restart: {} (`pgfleet restart {}`)\n", fmt::join(n.pending_restart, ", "),
+                         n.name);
     }
   }
   if (!status.history.empty()) {

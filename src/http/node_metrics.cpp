@@ -141,8 +141,14 @@ void NodeMetrics::write_postgres(MetricsWriter& out) {
   if (!conns) return fail();
   out.family("pgfleet_pg_connections", "gauge", "Client connections by state.");
   for (const auto& r : *conns) out.add("pgfleet_pg_connections", {{"state", r[0].value_or("")}}, num(r[1]));
-  auto limits = conn_->query("SELECT current_setting('max_connections')::int");
-  if (limits) out.gauge("pgfleet_pg_max_connections", "max_connections of the server.", num(limits->at(0)[0]));
+  auto limits = conn_->query(
+      "SELECT current_setting('max_connections')::int, (SELECT count(*) FROM pg_settings WHERE pending_restart)");
+  if (limits) {
+    out.gauge("pgfleet_pg_max_connections", "max_connections of the server.", num(limits->at(0)[0]));
+    out.gauge("pgfleet_pg_pending_restart",
+              "Parameters changed in the configuration that take effect only after a restart (pgfleet restart).",
+              num(limits->at(0)[1]));
+  }
 
   auto wal = conn_->query(
       "SELECT w.wal_bytes, w.wal_records, b.checkpoints_timed, b.checkpoints_req, b.checkpoint_write_time, "

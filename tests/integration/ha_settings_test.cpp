@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "http/client.hpp"
 
 namespace pgfleet::itest {
 namespace {
@@ -108,6 +109,27 @@ TEST_F(HaSettingsTest, ReloadAppliesAnEditedConfigurationAndNamesWhatNeedsAResta
   }
   EXPECT_EQ(show(1, "work_mem"), "7MB");
   EXPECT_EQ(show(2, "work_mem"), "7MB");
+  // The agents publish what waits for a restart (Patroni's "pending restart"): status, --json, metrics.
+  auto pending = [&](const std::string& node) { return node_status(node)["pending_restart"].dump(); };
+  EXPECT_TRUE(eventually([&] { return pending("node1") == R"(["shared_buffers"])"; }, 10s)) << pending("node1");
+  EXPECT_TRUE(eventually([&] { return pending("node2") == R"(["shared_buffers"])"; }, 10s)) << pending("node2");
+  EXPECT_NE(pgfleet({"status"}).output.find("pending restart: shared_buffers (`pgfleet restart node2`)"),
+            std::string::npos);
+  auto pending_metric = [&](int k) {  // node k's agent API
+    auto m = http::request("127.0.0.1", base_port_ + 50 + k - 1, "GET", "/metrics");
+    if (!m) return std::string();
+    const auto at = m->body.find("\npgfleet_pg_pending_restart{");
+    if (at == std::string::npos) return std::string();
+    const std::string line = m->body.substr(at + 1, m->body.find('\n', at + 1) - at - 1);
+    return line.substr(line.rfind(' ') + 1);
+  };
+  EXPECT_EQ(pending_metric(2), "1");
+  ASSERT_TRUE(pgfleet({"restart", "node2"}).ok());
+  EXPECT_TRUE(eventually([&] { return pending("node2") == "[]"; }, 30s)) << pending("node2");
+  EXPECT_EQ(show(2, "shared_buffers"), "64MB");
+  // (the first scrape after the restart may find the agent's old connection broken)
+  EXPECT_TRUE(eventually([&] { return pending_metric(2) == "0"; }, 10s)) << pending_metric(2);
+  EXPECT_EQ(pending("node1"), R"(["shared_buffers"])");
 
   with_parameters("  work_mem: banana\n");
   r = pgfleet({"reload"});
