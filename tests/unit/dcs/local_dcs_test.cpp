@@ -95,6 +95,22 @@ class LocalDcsTest : public ::testing::Test {
     return newest;
   }
 
+  // Another process writes under members/ 100 ms from now: `dcs` waiting since `rev` must wake
+  // then, with the new revision, within `within`.
+  void expect_woken_by_a_write_from_another_process(Dcs& dcs, int64_t rev, Clock::duration within) {
+    const auto start = Clock::now();
+    const pid_t child = spawn([this] {
+      std::this_thread::sleep_for(100ms);
+      return LocalDcs(dir_).put("members/b", "2", std::nullopt).ok() ? 0 : 2;
+    });
+    const int64_t got = must(dcs.wait_for_change("members/", rev, Millis(5000)));
+    const auto elapsed = Clock::now() - start;
+    EXPECT_EQ(wait_exit(child), 0);
+    EXPECT_EQ(got, rev + 1);
+    EXPECT_GE(elapsed, 90ms);
+    EXPECT_LT(elapsed, within);
+  }
+
   std::string dir_;
   int64_t now_ns_ = 5'000'000'000;
 };
@@ -401,17 +417,7 @@ TEST_F(LocalDcsTest, LeaderRaceHasExactlyOneWinner) {
 TEST_F(LocalDcsTest, WaitForChangeWakesOnWriteFromAnotherProcess) {
   auto dcs = open();
   const int64_t rev = must(dcs->put("members/a", "1"));
-  const auto start = Clock::now();
-  const pid_t child = spawn([this] {
-    std::this_thread::sleep_for(100ms);
-    return LocalDcs(dir_).put("members/b", "2", std::nullopt).ok() ? 0 : 2;
-  });
-  const int64_t got = must(dcs->wait_for_change("members/", rev, Millis(5000)));
-  const auto elapsed = Clock::now() - start;
-  EXPECT_EQ(wait_exit(child), 0);
-  EXPECT_EQ(got, rev + 1);
-  EXPECT_GE(elapsed, 90ms);
-  EXPECT_LT(elapsed, 2s);
+  expect_woken_by_a_write_from_another_process(*dcs, rev, 2s);
 }
 
 TEST_F(LocalDcsTest, WaitForChangeTimesOutWhenPrefixIsQuiet) {
@@ -452,17 +458,7 @@ TEST_F(LocalDcsTest, WaitForChangeAfterAQuietWaitWakesOnTheNextCommit) {
   auto dcs = open();
   const int64_t rev = must(dcs->put("members/a", "1"));
   EXPECT_EQ(must(dcs->wait_for_change("members/", rev, Millis(150))), rev);  // quiet: times out
-  const auto start = Clock::now();
-  const pid_t child = spawn([this] {
-    std::this_thread::sleep_for(100ms);
-    return LocalDcs(dir_).put("members/b", "2", std::nullopt).ok() ? 0 : 2;
-  });
-  const int64_t got = must(dcs->wait_for_change("members/", rev, Millis(5000)));
-  const auto elapsed = Clock::now() - start;
-  EXPECT_EQ(wait_exit(child), 0);
-  EXPECT_EQ(got, rev + 1);
-  EXPECT_GE(elapsed, 90ms);
-  EXPECT_LT(elapsed, 700ms);
+  expect_woken_by_a_write_from_another_process(*dcs, rev, 700ms);
 }
 
 // A TTL ends without any write: the wait ends at the deadline (reading the store then commits
