@@ -312,6 +312,11 @@ class Agent {
       member_.timeline = known_timeline;
     }
     member_.postmaster_pid = postmaster_;
+    if (postmaster_ != pending_checked_for_ || Clock::now() >= pending_check_due_) {
+      if (auto pending = postgres::pending_restart(*conn_)) member_.pending_restart = *pending;
+      pending_checked_for_ = postmaster_;
+      pending_check_due_ = Clock::now() + 30s;
+    }
     member_.last_error.clear();
     if (member_.role == "primary") report_lost_slots();
     report_archive_failure();
@@ -899,6 +904,7 @@ class Agent {
         log::info("configuration changed (upstream '{}', synchronous_standby_names '{}'): reloading",
                   member_.upstream, standby ? "" : desired_sync_names_);
         ::kill(postmaster_, SIGHUP);
+        pending_check_due_ = Clock::now() + 200ms;  // what the reload left waiting for a restart
       }
     } catch (const std::exception& e) {
       note_error(std::string("cannot write configuration: ") + e.what());
@@ -1220,6 +1226,8 @@ class Agent {
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
   Clock::time_point behind_since_{};
+  pid_t pending_checked_for_ = 0;           // the postmaster whose pending restarts member_ holds
+  Clock::time_point pending_check_due_{};
   int64_t rebuilt_ms_ = 0;  // steady ms when the last rebuild finished  // replica behind without a replayed commit to date it from
   std::chrono::seconds backoff_{0};
   std::string lingering_;  // why the last start waited for the previous server to go (logged once)

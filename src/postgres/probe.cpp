@@ -1,7 +1,6 @@
 // The status queries, kept to two round trips so a loaded server still answers within the loop.
 #include "postgres/probe.hpp"
 
-#include <algorithm>
 #include <cstdlib>
 
 namespace pgfleet::postgres {
@@ -19,8 +18,7 @@ SELECT pg_is_in_recovery(),
        CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), -1) END,
        extract(epoch FROM pg_postmaster_start_time())::bigint,
-       current_setting('synchronous_standby_names'),
-       (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_settings WHERE pending_restart))";
+       current_setting('synchronous_standby_names'))";
 
 constexpr const char* kPeersQuery = R"(
 SELECT application_name, state, sync_state, coalesce(replay_lsn::text, ''),
@@ -44,12 +42,6 @@ Status probe(PgConn& conn, dcs::Member& member) {
   member.replay_delay_seconds = std::atof(text(r[6]).c_str());
   member.postmaster_start = std::atoll(text(r[7]).c_str());
   member.sync_standby_names = text(r[8]);
-  member.pending_restart.clear();
-  const std::string pending = text(r[9]);  // parameter names: no commas in them
-  for (size_t at = 0, end = 0; at < pending.size(); at = end + 1) {
-    end = std::min(pending.find(',', at), pending.size());
-    member.pending_restart.push_back(pending.substr(at, end - at));
-  }
 
   auto peers = conn.query(kPeersQuery);
   if (!peers) return Error{peers.error()};
@@ -59,6 +51,14 @@ Status probe(PgConn& conn, dcs::Member& member) {
         dcs::ReplicationPeer{text(p[0]), text(p[1]), text(p[2]), text(p[3]), std::atof(text(p[4]).c_str())});
   }
   return {};
+}
+
+Result<std::vector<std::string>> pending_restart(PgConn& conn) {
+  auto rows = conn.query("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name");
+  if (!rows) return Error{rows.error()};
+  std::vector<std::string> names;
+  for (const auto& r : *rows) names.push_back(text(r[0]));
+  return names;
 }
 
 }  // namespace pgfleet::postgres
