@@ -327,7 +327,7 @@ class Agent {
   // A slot that fell further behind than max_slot_wal_keep_size lost its WAL: its replica cannot
   // stream again until it is rebuilt. Say so where the operator looks (status, the agent's log).
   void report_lost_slots() {
-    auto r = conn_->query("SELECT slot_name FROM pg_replication_slots WHERE wal_status = 'lost' ORDER BY 1");
+    auto r = conn_->query_prepared("SELECT slot_name FROM pg_replication_slots WHERE wal_status = 'lost' ORDER BY 1");
     if (!r || r->empty()) return;
     std::string names;
     for (const auto& row : *r) names += (names.empty() ? "" : ", ") + row[0].value_or("?");
@@ -360,7 +360,7 @@ class Agent {
 
   // A failing archive_command makes PostgreSQL keep every WAL file from then on (docs/backup.md).
   void report_archive_failure() {
-    auto r = conn_->query(
+    auto r = conn_->query_prepared(
         "SELECT last_failed_wal FROM pg_stat_archiver WHERE last_failed_time > "
         "coalesce(last_archived_time, '-infinity') AND last_failed_time > now() - interval '10 minutes'");
     if (!r || r->empty()) return;

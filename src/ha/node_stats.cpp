@@ -30,7 +30,7 @@ dcs::NodeStats NodeStatsSampler::sample(postgres::PgConn* conn) {
     last_xacts_.reset();
     return s;
   }
-  auto rows = conn->query(
+  auto rows = conn->query_prepared(  // every loop: planned once per connection
       "SELECT (SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database)::bigint, "
       "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')");
   if (!rows || rows->empty() || rows->front().size() < 2 || !rows->front()[0] || !rows->front()[1]) {

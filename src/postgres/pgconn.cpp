@@ -32,6 +32,23 @@ Result<std::vector<Row>> PgConn::query(const std::string& sql, const std::vector
   PGresult* res = params.empty() ? PQexec(conn_.get(), sql.c_str())
                                  : PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
                                                 values.data(), nullptr, nullptr, 0);
+  return rows_of(res);
+}
+
+Result<std::vector<Row>> PgConn::query_prepared(const std::string& sql) {
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    const std::string name = "pgfleet_" + std::to_string(prepared_.size() + 1);
+    std::unique_ptr<PGresult, decltype(&PQclear)> prepared(PQprepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr),
+                                                           &PQclear);
+    if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK)
+      return Error{trimmed(prepared ? PQresultErrorMessage(prepared.get()) : PQerrorMessage(conn_.get()))};
+    it = prepared_.emplace(sql, name).first;
+  }
+  return rows_of(PQexecPrepared(conn_.get(), it->second.c_str(), 0, nullptr, nullptr, nullptr, 0));
+}
+
+Result<std::vector<Row>> PgConn::rows_of(PGresult* res) {
   std::unique_ptr<PGresult, decltype(&PQclear)> guard(res, &PQclear);
   auto status = PQresultStatus(res);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {

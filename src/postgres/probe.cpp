@@ -29,7 +29,7 @@ std::string text(const std::optional<std::string>& v) { return v.value_or(""); }
 }  // namespace
 
 Status probe(PgConn& conn, dcs::Member& member) {
-  auto rows = conn.query(kNodeQuery);
+  auto rows = conn.query_prepared(kNodeQuery);  // every loop: planned once per connection
   if (!rows) return Error{rows.error()};
   const auto& r = rows->at(0);
   bool in_recovery = text(r[0]) == "t";
@@ -43,7 +43,7 @@ Status probe(PgConn& conn, dcs::Member& member) {
   member.postmaster_start = std::atoll(text(r[7]).c_str());
   member.sync_standby_names = text(r[8]);
 
-  auto peers = conn.query(kPeersQuery);
+  auto peers = conn.query_prepared(kPeersQuery);
   if (!peers) return Error{peers.error()};
   member.replication.clear();
   for (const auto& p : *peers) {

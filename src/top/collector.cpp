@@ -74,7 +74,7 @@ void Collector::node_stats(NodeRow& row, const cluster::NodeStatus& status) {
     if (!c) return;
     conn.emplace(std::move(c.value()));
   }
-  auto rows = conn->query(
+  auto rows = conn->query_prepared(  // every refresh: planned once per connection
       "SELECT (SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database)::bigint, "
       "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')");
   if (!rows || rows->empty() || rows->front().size() < 2) {

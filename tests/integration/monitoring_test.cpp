@@ -208,6 +208,11 @@ TEST_F(MonitoringTest, HealthEndpointsFollowRoleChangesAndPostEndpointsAct) {
   // Mutating endpoints need the cluster's token.
   ASSERT_TRUE(wait_all_streaming());
   ASSERT_TRUE(wait_status(3, "/replica", 200));
+  // A switchover to node3 is refused (not delayed) while node3 still reports the old timeline,
+  // which it may for up to a loop after it began following node2.
+  ASSERT_TRUE(eventually([&] { return num(node_status("node3"), "timeline") == num(node_status("node2"), "timeline"); },
+                         30s))
+      << status_json().dump(2);
   std::string body = R"({"leader": "node2", "candidate": "node3"})";
   auto no_token = http(api_port(1), "POST", "/switchover", "", body);
   EXPECT_EQ(no_token.status, 401) << no_token.body;
