@@ -19,15 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_base() {
-  while true; do
-    local p=$(( (RANDOM % 300) * 100 + 20000 )) ok=1
-    for i in 0 1 2 3 10 11 12 50 51 52; do
-      if (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null; then ok=0; break; fi
-    done
-    [ $ok -eq 1 ] && { echo $p; return; }
-  done
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base
 
 "$bin" up --dir "$dir" --replicas 2 --base-port "$(free_base)" >/dev/null
 sleep 5  # past start-up work (checkpoints, first samples)

@@ -11,15 +11,7 @@ work=$(mktemp -d /tmp/pgfleet-bench-XXXXXX)
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 
-free_base() {
-  while true; do
-    local p=$(( (RANDOM % 300) * 100 + 20000 )) ok=1
-    for i in 0 1 2 3 10 11 12; do
-      if (exec 3<>/dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null; then ok=0; break; fi
-    done
-    [ $ok -eq 1 ] && { echo $p; return; }
-  done
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base
 
 results=()
 for i in $(seq 1 "$runs"); do

@@ -1225,10 +1225,10 @@ class Agent {
   std::atomic<TimeMs> loop_wait_ms_{1000};
   Clock::time_point restart_at_{};
   Clock::time_point started_at_{};
-  Clock::time_point behind_since_{};
+  Clock::time_point behind_since_{};  // replica behind without a replayed commit to date it from
   pid_t pending_checked_for_ = 0;           // the postmaster whose pending restarts member_ holds
   Clock::time_point pending_check_due_{};
-  int64_t rebuilt_ms_ = 0;  // steady ms when the last rebuild finished  // replica behind without a replayed commit to date it from
+  int64_t rebuilt_ms_ = 0;  // steady ms when the last rebuild finished
   std::chrono::seconds backoff_{0};
   std::string lingering_;  // why the last start waited for the previous server to go (logged once)
 };
