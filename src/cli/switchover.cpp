@@ -167,6 +167,9 @@ bool switchover_over_http(const cluster::Cluster& c, const std::string& leader, 
 
 }  // namespace
 
+// How long `switchover --to` waits for a running replica to stream before refusing.
+constexpr std::chrono::seconds kTargetWait{15};
+
 int run_switchover(const std::string& dir, const std::string& to, int64_t at_unix_ms, int timeout_seconds) {
   become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);
@@ -179,11 +182,24 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     const auto* target = status.find(to);
     if (target == nullptr) throw UserError("no node named '" + to + "'");
     if (to == leader) throw UserError(to + " is already the primary");
+    if (target->state != "streaming" && target->agent_pid != 0) {
+      // A node whose agent runs (a replica that restarted, or an old primary rejoining right after
+      // another switchover) streams again within a few loops: wait for it rather than refuse.
+      std::cerr << to << " is " << target->state << ", not streaming yet: waiting up to " << kTargetWait.count()
+                << " s\n";
+      auto deadline = Clock::now() + kTargetWait;
+      while (Clock::now() < deadline && (target == nullptr || target->state != "streaming")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        status = c.status();
+        target = status.find(to);
+      }
+      if (target == nullptr) throw UserError("no node named '" + to + "'");
+    }
     if (target->state != "streaming") {
       throw UserError(to + " is not streaming (state " + target->state + ")", "wait for it, or choose another node");
     }
   }
-  nlohmann::json request = {{"from", leader}, {"to", to}, {"not_before_ms", at_unix_ms}};
+  nlohmann::json request = {{"from", leader}, {"to", to}, {"not_before_ms", at_unix_ms}, {"requested_ms", unix_ms()}};
   if (at_unix_ms > unix_ms()) {
     if (auto r = c.dcs->put(dcs::keys::kSwitchover, request.dump()); !r) throw UserError(r.error());
     std::cout << "switchover from " << leader << " scheduled\n";

@@ -19,7 +19,7 @@ inline std::string member(const std::string& name) { return std::string(kMembers
 inline constexpr const char* kSync = "sync";              // the leader's synchronous-commit constraints (JSON)
 inline constexpr const char* kPause = "pause";            // present: maintenance mode, no automatic failover
 inline constexpr const char* kFailsafe = "failsafe";      // present: failsafe mode (primary survives a DCS outage)
-inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not_before_ms"}: a planned switchover
+inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not_before_ms", "requested_ms"}: a planned switchover
 inline constexpr const char* kFailover = "failover";      // {"to"}: a manual failover
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
 inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)

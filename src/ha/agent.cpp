@@ -517,9 +517,11 @@ class Agent {
     if (keys.switchover != nullptr) {
       try {
         auto j = nlohmann::json::parse(keys.switchover->value);
-        int64_t not_before_unix = j.value("not_before_ms", int64_t{0});
+        // Wall-clock times from the writer, possibly another host, on this agent's monotonic clock.
+        auto local = [&](int64_t unix) { return unix == 0 ? TimeMs{0} : now + (unix - unix_ms()); };
         v.switchover = SwitchoverRequest{j.value("from", ""), j.value("to", ""),
-                                         not_before_unix == 0 ? 0 : now + (not_before_unix - unix_ms())};
+                                         local(j.value("not_before_ms", int64_t{0})),
+                                         std::min(now, local(j.value("requested_ms", int64_t{0})))};
       } catch (const nlohmann::json::exception&) {
       }
     }

@@ -612,6 +612,26 @@ std::string switchover_target_problem(const Inputs& in, const MemberView& m) {
   return "";
 }
 
+// A replica that runs but does not yet stream on the leader's timeline (it restarted, or began
+// following this leader a loop ago, and `pgfleet switchover` or the API saw it streaming) is
+// likely ready in a moment. Until the leader fences, a request that such a member blocks waits for
+// it up to a TTL from when the request was made or became due, and is dropped after that.
+bool may_become_target(const Inputs& in, const MemberView& m) {
+  return m.role == "replica" && m.running && !m.nofailover && m.timeline <= in.self.timeline &&
+         (!in.sync_mode() || listed(sync_to_satisfy(in.cluster, in.settings), m.name));
+}
+
+bool switchover_target_grace(const Inputs& in, const SwitchoverRequest& sw) {
+  const TimeMs due = std::max(sw.requested_at, sw.not_before);
+  if (due == 0 || in.self.fenced || in.now >= due + in.settings.ttl) return false;
+  if (!sw.to.empty()) {
+    const MemberView* m = in.member(sw.to);
+    return m != nullptr && m->name != in.self.name && may_become_target(in, *m);
+  }
+  return std::any_of(in.cluster.members.begin(), in.cluster.members.end(),
+                     [&](const MemberView& m) { return m.name != in.self.name && may_become_target(in, m); });
+}
+
 const MemberView* switchover_target(const Inputs& in, const SwitchoverRequest& sw, std::string& problem) {
   if (!sw.to.empty()) {
     const MemberView* m = in.member(sw.to);
@@ -651,6 +671,12 @@ SwitchoverPlan plan_switchover(const Inputs& in, const SwitchoverRequest& sw) {
   }
   std::string problem;
   const MemberView* target = switchover_target(in, sw, problem);
+  if (target == nullptr && switchover_target_grace(in, sw)) {
+    const TimeMs due = std::max(sw.requested_at, sw.not_before);
+    plan.actions.push_back(make(ActionKind::Wait, "switchover from " + sw.from + " waits until " +
+                                                      ms_text(due + in.settings.ttl) + " for its target: " + problem));
+    return plan;
+  }
   if (target == nullptr) {
     plan.actions.push_back(
         make(ActionKind::ClearSwitchover, "switchover from " + sw.from + " impossible: " + problem));

@@ -58,6 +58,7 @@ struct SwitchoverRequest {
   std::string from;           // the current leader
   std::string to;             // "" = the best candidate
   TimeMs not_before = 0;      // --at
+  TimeMs requested_at = 0;    // when it was written (0 = unknown)
 };
 
 struct ClusterView {

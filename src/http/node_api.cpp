@@ -15,6 +15,7 @@
 #include "http/health.hpp"
 #include "http/node_metrics.hpp"
 #include "postgres/lsn.hpp"
+#include "util/clock.hpp"
 #include "util/log.hpp"
 #include "util/tls.hpp"
 
@@ -135,7 +136,7 @@ struct NodeApi::State {
         return error_json(412, fmt::format("{} is not streaming (state {})", candidate, m.state.empty() ? "unknown" : m.state));
       }
     }
-    nlohmann::json request = {{"from", leader}, {"to", candidate}, {"not_before_ms", 0}};
+    nlohmann::json request = {{"from", leader}, {"to", candidate}, {"not_before_ms", 0}, {"requested_ms", unix_ms()}};
     if (auto put = dcs->put(dcs::keys::kSwitchover, request.dump()); !put) return error_json(503, put.error());
     log::info("http: switchover from {} to {} requested", leader, candidate.empty() ? "(best replica)" : candidate);
     return Response::json(202, nlohmann::json{{"switchover", "requested"}, {"from", leader},

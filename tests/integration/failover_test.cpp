@@ -345,6 +345,20 @@ TEST_F(FailoverTest, SwitchoverWithoutTargetIsRecordedOnceInTheHistory) {
   EXPECT_NE(text.output.find("node1 -> " + fresh), std::string::npos) << text.output;
 }
 
+TEST_F(FailoverTest, BackToBackSwitchoversWaitForTheTargetToStream) {
+  // Right after a switchover the old primary is stopped and then rejoins, and the other replica
+  // moves to the new timeline: an operator switching straight back (or on to the third node) is
+  // waited for, not refused with "not streaming".
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  for (const char* to : {"node2", "node1", "node3", "node1"}) {
+    auto r = pgfleet({"switchover", "--to", to, "--timeout", "60"});
+    ASSERT_TRUE(r.ok()) << "switchover to " << to << ": " << r.output << status_json().dump(2);
+    EXPECT_NE(r.output.find(std::string("to ") + to), std::string::npos) << r.output;
+    EXPECT_EQ(leader(), to);
+  }
+  ASSERT_TRUE(eventually([&] { return status_json()["history"].size() == 4u; }, 10s)) << status_json().dump(2);
+}
+
 TEST_F(FailoverTest, PauseStopsAutomaticFailover) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
   ASSERT_TRUE(pgfleet({"pause"}).ok());

@@ -833,6 +833,12 @@ struct Switchover {
   NodeView leader = primary_node("node1", 0x5000, 9500);
   Switchover() { cluster.switchover = SwitchoverRequest{"node1", "node2", 9000}; }
   std::vector<Action> run(const Settings& s = config()) { return decide(cluster, leader, s, 10000); }
+  // Later, with the lease renewed half a second before (as a running leader's is).
+  std::vector<Action> run_at(TimeMs now) {
+    NodeView renewed = leader;
+    renewed.lease_renewed_at = now - 500;
+    return decide(cluster, renewed, config(), now);
+  }
 };
 
 TEST(Decide, test_switchover_waits_until_not_before) {
@@ -916,11 +922,85 @@ TEST(Decide, test_switchover_cleared_because_target_unknown_or_unhealthy) {
   ASSERT_EQ(kinds(a), "RenewLease ClearSwitchover") << describe(a);
   EXPECT_TRUE(mentions(a[1].reason, "node9 is not a member")) << a[1].reason;
 
+  // Down, or tagged nofailover: nothing to wait for.
   t.cluster.switchover->to = "node2";
+  t.cluster.members[1].running = false;
   t.cluster.members[1].streaming = false;
   a = t.run();
   ASSERT_EQ(kinds(a), "RenewLease ClearSwitchover") << describe(a);
   EXPECT_TRUE(mentions(a[1].reason, "streaming")) << a[1].reason;
+  t.cluster.members[1].running = true;
+  t.cluster.members[1].streaming = true;
+  t.cluster.members[1].nofailover = true;
+  a = t.run();
+  ASSERT_EQ(kinds(a), "RenewLease ClearSwitchover") << describe(a);
+  EXPECT_TRUE(mentions(a[1].reason, "nofailover")) << a[1].reason;
+}
+
+TEST(Decide, test_switchover_waits_a_ttl_for_a_target_that_is_about_to_stream) {
+  // node2 runs but its WAL receiver is reconnecting (or it streams on an older timeline: it began
+  // following this leader a loop ago). The request was due at 9000: it waits until 9000 + TTL.
+  for (bool older_timeline : {false, true}) {
+    Switchover t;
+    if (older_timeline) {
+      t.leader.timeline = 2;
+      for (auto& m : t.cluster.members) m.timeline = m.name == "node2" ? 1 : 2;
+    } else {
+      t.cluster.members[1].streaming = false;
+    }
+    auto a = t.run();
+    ASSERT_EQ(kinds(a), "RenewLease Wait") << describe(a);
+    EXPECT_TRUE(mentions(a[1].reason, older_timeline ? "timeline 1" : "streaming")) << a[1].reason;
+    EXPECT_TRUE(mentions(a[1].reason, std::to_string(9000 + kTtl) + " ms")) << a[1].reason;
+    a = t.run_at(9000 + kTtl - 1);
+    EXPECT_EQ(kinds(a), "RenewLease Wait") << describe(a);
+    a = t.run_at(9000 + kTtl);
+    EXPECT_EQ(kinds(a), "RenewLease ClearSwitchover") << describe(a);
+
+    // Once it streams on the leader's timeline, the switchover goes on.
+    t.cluster.members[1].streaming = true;
+    t.cluster.members[1].timeline = t.leader.timeline;
+    EXPECT_EQ(kinds(t.run()), "RenewLease Fence");
+  }
+}
+
+TEST(Decide, test_switchover_target_grace_counts_from_the_request_or_its_due_time) {
+  Switchover t;
+  t.cluster.members[1].streaming = false;
+  // Requested at 12000 for "now" (not_before in the past: the later of the two counts).
+  t.cluster.switchover->requested_at = 12000;
+  EXPECT_EQ(kinds(t.run_at(12000 + kTtl - 1)), "RenewLease Wait");
+  EXPECT_EQ(kinds(t.run_at(12000 + kTtl)), "RenewLease ClearSwitchover");
+  // A request whose time is unknown (written by an older pgfleet, without --at) gets no grace.
+  t.cluster.switchover->requested_at = 0;
+  t.cluster.switchover->not_before = 0;
+  EXPECT_EQ(kinds(t.run()), "RenewLease ClearSwitchover");
+}
+
+TEST(Decide, test_switchover_does_not_wait_for_a_target_once_writes_are_fenced) {
+  // The leader fenced for the handover and then found the target unfit: waiting would keep
+  // writes stopped. Dropping the request lifts the fence.
+  Switchover t;
+  t.leader.fenced = true;
+  t.leader.timeline = 2;
+  for (auto& m : t.cluster.members) m.timeline = m.name == "node2" ? 1 : 2;
+  const auto a = t.run();
+  ASSERT_EQ(kinds(a), "RenewLease ClearSwitchover Promote") << describe(a);
+  EXPECT_TRUE(mentions(a[1].reason, "timeline 1")) << a[1].reason;
+  EXPECT_TRUE(mentions(a[2].reason, "lift the fence")) << a[2].reason;
+}
+
+TEST(Decide, test_switchover_without_target_waits_for_a_replica_about_to_stream) {
+  Switchover t;
+  t.cluster.switchover->to = "";
+  for (auto i : {1, 2}) t.cluster.members[i].streaming = false;
+  auto a = t.run();
+  ASSERT_EQ(kinds(a), "RenewLease Wait") << describe(a);
+  EXPECT_TRUE(mentions(a[1].reason, "no healthy streaming replica")) << a[1].reason;
+  EXPECT_EQ(kinds(t.run_at(9000 + kTtl)), "RenewLease ClearSwitchover");
+  // Replicas that are down are not waited for.
+  for (auto i : {1, 2}) t.cluster.members[i].running = false;
+  EXPECT_EQ(kinds(t.run()), "RenewLease ClearSwitchover");
 }
 
 TEST(Decide, test_switchover_to_best_candidate_when_no_target_named) {
