@@ -121,6 +121,15 @@ std::string make_temp_dir(const std::string& prefix) {
 
 int pick_base_port() { return pgfleet::testing::reserve_port_block(); }
 
+namespace {
+// The reserved block was free when picked, but `up` binds the proxy seconds later, after initdb:
+// on a shared machine something outside the tests can take a port in between. Both of `up`'s
+// messages for that ("port N for X is already in use", "cannot listen on H:N: Address already in
+// use") end so.
+bool port_was_taken(const std::string& up_output) { return up_output.find("already in use") != std::string::npos; }
+constexpr int kPortRetries = 2;
+}  // namespace
+
 std::string with_param(const std::string& uri, const std::string& param) {
   return uri + (uri.find('?') == std::string::npos ? "?" : "&") + param;
 }
@@ -301,6 +310,15 @@ CmdResult PgfleetTest::up(const std::vector<std::string>& extra, std::chrono::se
 
 void PgfleetTest::start_cluster(const std::vector<std::string>& extra) {
   auto r = up(extra);
+  for (int retry = 0; retry < kPortRetries && !r.ok() && port_was_taken(r.output); ++retry) {
+    std::cerr << "pgfleet up lost a port of block " << base_port_ << " to another process; starting over on a new block:\n"
+              << r.output;
+    (void)pgfleet({"down", "--purge"}, 180s);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);  // what `up` left before it had a pgfleet.yaml
+    base_port_ = pick_base_port();
+    r = up(extra);
+  }
   ASSERT_EQ(r.exit_code, 0) << "pgfleet up failed:\n" << r.output;
 }
 
@@ -606,6 +624,16 @@ std::string SharedCluster::start(const std::string& config_yaml, int replicas) {
       args.insert(args.end(), {"--config", file});
     }
     auto r = pgfleet(args, 180s);
+    for (int retry = 0; retry < kPortRetries && !r.ok() && port_was_taken(r.output); ++retry) {
+      std::cerr << "pgfleet up lost a port of block " << base_port_ << " to another process; starting over on a new block:\n"
+                << r.output;
+      (void)pgfleet({"down", "--purge"}, 180s);
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+      base_port_ = pick_base_port();
+      args[2] = std::to_string(base_port_);
+      r = pgfleet(args, 180s);
+    }
     if (!r.ok()) {
       return "pgfleet up failed (exit " + std::to_string(r.exit_code) + "):\n" + r.output + "\n---- proxy.log\n" +
              tail_lines(read_text(proxy_log()), 40);
