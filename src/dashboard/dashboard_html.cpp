@@ -31,9 +31,10 @@ section h2 { margin:0 0 6px; font-size:15px; text-transform:uppercase; letter-sp
 .card .name { font-size:28px; font-weight:800; }
 .card .role { font-size:16px; font-weight:800; text-transform:uppercase; padding:2px 10px; border-radius:6px; color:#fff; }
 .card .state { font-size:16px; color:var(--dim); margin:2px 0 6px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
-.card .kv { display:grid; grid-template-columns:repeat(3, 1fr); gap:4px; }
+.card .kv { display:grid; grid-template-columns:repeat(3, 1fr); gap:4px 10px; }
 .card .kv div { font-size:13px; color:var(--dim); text-transform:uppercase; }
-.card .kv b { display:block; font-size:23px; white-space:nowrap; color:var(--text); text-transform:none; }
+.card .kv b { display:block; font-size:23px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; color:var(--text); text-transform:none; }
+.card .pending { color:var(--warn); white-space:normal; font-size:14px; margin:6px 0 0; }
 .bars { margin-top:6px; display:grid; grid-template-columns:52px 1fr 56px; gap:3px 8px; font-size:14px; align-items:center; }
 .bar { height:12px; background:#21262d; border-radius:6px; overflow:hidden; }
 .bar i { display:block; height:100%; background:var(--replica); }
@@ -148,6 +149,10 @@ function drawCards(c) {
                 bar("DISK", s.disk_used_percent, pg.pct(s.disk_used_percent)),
                 bar("TEMP", s.temperature_celsius, s.temperature_celsius == null ? "–" : Math.round(s.temperature_celsius) + "°C"));
     card.append(bars);
+    // Parameters reloaded that wait for a restart (Patroni's "pending restart").
+    if (n.pending_restart && n.pending_restart.length)
+      card.append(pg.el("div", { class: "state pending", title: "pgfleet restart " + n.name },
+                        "pending restart: " + n.pending_restart.join(", ")));
     if (n.last_error && !pg.healthy(n)) card.append(pg.el("div", { class: "state", style: "color:var(--down)" }, n.last_error));
     cards.append(card);
   }

@@ -193,7 +193,8 @@ constexpr const char* kReadDashboard = R"js(
     badge: document.getElementById("primary-badge").textContent,
     nodes: [...document.querySelectorAll("#cards .card")].map(c => ({
       name: c.dataset.node, role: c.dataset.role, state: c.querySelector(".st").textContent,
-      roleText: c.querySelector(".role").textContent, tps: c.querySelector(".tps").textContent })),
+      roleText: c.querySelector(".role").textContent, tps: c.querySelector(".tps").textContent,
+      pending: c.querySelector(".pending")?.textContent ?? null })),
     edges: [...document.querySelectorAll("#topo line")].map(l => l.dataset.edge),
     events: [...document.querySelectorAll("#event-list li")].map(li => li.dataset.kind + " " + li.textContent),
     connection: document.getElementById("conn").textContent,
@@ -301,6 +302,25 @@ TEST_F(DashboardTest, ChromiumShowsTheClusterAsTheApiDoesAndSwitchoverAndFailove
     return page["backup"].is_string() && page["backup"].get<std::string>().find(" s ago") != std::string::npos;
   }, 10s, 250ms)) << page.dump(2);
   EXPECT_TRUE(page["backup"].get<std::string>().starts_with("last backup ")) << page.dump(2);
+
+  // A parameter reloaded that waits for a restart shows on every node's card.
+  EXPECT_TRUE(page["nodes"][0]["pending"].is_null()) << page.dump(2);
+  {
+    const std::string file = dir_ + "/pgfleet.yaml";
+    std::string yaml = read_text(file);
+    const auto at = yaml.find("\npostgresql: {}\n");
+    ASSERT_NE(at, std::string::npos) << yaml;
+    yaml.replace(at, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n  shared_buffers: 64MB\n");
+    write_text(file, yaml);
+    auto reload = pgfleet({"reload"});
+    ASSERT_TRUE(reload.ok()) << reload.output;
+  }
+  ASSERT_TRUE(eventually([&] {
+    page = browser.script(big, kReadDashboard);
+    for (const auto& n : page["nodes"])
+      if (n["pending"] != "pending restart: shared_buffers") return false;
+    return true;
+  }, 15s, 250ms)) << page.dump(2);
 
   auto shot = browser.screenshot(big);
   EXPECT_EQ(png_size(shot), std::make_pair(1280, 800));
