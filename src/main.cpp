@@ -72,10 +72,14 @@ int main(int argc, char** argv) {
   url_group->add_flag("--proxy-socket", url.proxy_socket, "the pgfleet proxy's rw-split port through its Unix socket (same host)");
 
   std::string node;
-  auto* restart_cmd = app.add_subcommand("restart", "restart one node's PostgreSQL server, or the proxy");
-  restart_cmd->add_option("node", node, "node name, or `proxy` (a new proxy takes over without refusing connections)")
-      ->required();
-  restart_cmd->add_option("--timeout", timeout, "seconds to wait for it to be back");
+  cli::RestartOptions restart;
+  auto* restart_cmd = app.add_subcommand(
+      "restart", "restart nodes' PostgreSQL servers (replicas first, one at a time, the primary last), or the proxy");
+  restart_cmd->add_option("nodes", restart.nodes,
+                          "node names, or `proxy` (a new proxy takes over without refusing connections)");
+  restart_cmd->add_flag("--pending", restart.pending, "only the nodes with parameters waiting for a restart");
+  restart_cmd->add_flag("--all", restart.all, "every node");
+  restart_cmd->add_option("--timeout", timeout, "seconds to wait for each node to be back");
 
   auto* reload_cmd = app.add_subcommand(
       "reload", "apply an edited pgfleet.yaml: agents and proxy read it again; names what needs a restart");
@@ -185,7 +189,11 @@ int main(int argc, char** argv) {
       url.dir = dir;
       return cli::run_url(url);
     }
-    if (restart_cmd->parsed()) return cli::run_restart(dir, node, timeout);
+    if (restart_cmd->parsed()) {
+      restart.dir = dir;
+      restart.timeout_seconds = timeout;
+      return cli::run_restart(restart);
+    }
     if (reload_cmd->parsed()) return cli::run_reload(dir, timeout);
     if (reinit_cmd->parsed()) return cli::run_reinit(dir, node, timeout);
     if (logs_cmd->parsed()) {

@@ -50,7 +50,14 @@ struct UrlOptions {
 };
 int run_url(const UrlOptions& options);
 
-int run_restart(const std::string& dir, const std::string& node, int timeout_seconds);
+struct RestartOptions {
+  std::string dir;
+  std::vector<std::string> nodes;  // or {"proxy"}
+  bool pending = false;            // only the nodes whose pending_restart is not empty
+  bool all = false;                // every node
+  int timeout_seconds = 180;       // per node
+};
+int run_restart(const RestartOptions& options);
 // `pgfleet reload`: this host's agents and proxy read pgfleet.yaml again; reports per node.
 int run_reload(const std::string& dir, int timeout_seconds);
 int run_reinit(const std::string& dir, const std::string& node, int timeout_seconds);

@@ -1,9 +1,16 @@
-// `pgfleet restart <node>`: the node's agent restarts its postmaster (or is started if absent).
+// `pgfleet restart NODE... | --pending | --all | proxy`: each node's agent restarts its postmaster (or
+// the agent is started if absent), replicas first and one at a time, the primary last.
 #include <signal.h>
 
+#include <algorithm>
 #include <iostream>
+#include <optional>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.hpp"
+#include "cli/planned_pause.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "http/client.hpp"
@@ -50,26 +57,90 @@ int restart_proxy(const cluster::Cluster& c, int timeout_seconds) {
 }
 }  // namespace
 
-int run_restart(const std::string& dir, const std::string& node, int timeout_seconds) {
-  become_cluster_owner(dir);
-  auto c = cluster::Cluster::open(dir);
-  if (node == "proxy" && !c.config.find_node(node)) return restart_proxy(c, timeout_seconds);
-  if (!c.config.find_node(node)) throw UserError("no node named '" + node + "' in " + c.layout.root());
+namespace {
+
+// Restarts one node through its agent and waits until it is back: a replica streaming again (a
+// rolling restart takes the next one down only then), the primary accepting writes, with the
+// proxy paused meanwhile so that clients in transaction mode see a pause rather than an error.
+void restart_node(const cluster::Cluster& c, const std::string& node, bool is_leader, int timeout_seconds) {
   auto before = c.status();
-  int64_t old_pid = before.find(node)->pid;
-  if (pid_t agent = cluster::agent_pid(c.layout, node); agent > 1) {
-    if (!restart_over_http(c, *c.config.find_node(node))) ::kill(agent, SIGUSR1);
+  const int64_t old_pid = before.find(node)->pid;
+  const bool was_streaming = before.find(node)->state == "streaming";
+  auto trigger = [&] {
+    if (pid_t agent = cluster::agent_pid(c.layout, node); agent > 1) {
+      if (!restart_over_http(c, *c.config.find_node(node))) ::kill(agent, SIGUSR1);
+    } else {
+      cluster::start_agent(c.layout, node);
+    }
+  };
+  auto back = [&](const cluster::ClusterStatus& s) {
+    const auto* n = s.find(node);
+    if (!n || n->pid == 0 || n->pid == old_pid) return false;
+    if (was_streaming) return n->state == "streaming";
+    return n->state == "running" || n->state == "streaming";
+  };
+  const auto wait = std::chrono::seconds(timeout_seconds);
+  std::optional<cluster::ClusterStatus> status;
+  if (is_leader && old_pid != 0) {
+    checkpoint_before_pause(c, node);
+    ProxyPause pause(c, "restarting " + node);
+    pause.drain(c, node, std::chrono::milliseconds(5000));
+    trigger();
+    status = cluster::wait_until(c, [&](const cluster::ClusterStatus& s) { return back(s) && accepts_writes(c, node); },
+                                 wait, node + " to come back");
   } else {
-    cluster::start_agent(c.layout, node);
+    trigger();
+    status = cluster::wait_until(c, back, wait, node + " to come back" + (was_streaming ? " and stream" : ""));
   }
-  auto status = cluster::wait_until(
-      c,
-      [&](const cluster::ClusterStatus& s) {
-        const auto* n = s.find(node);
-        return n && n->pid != 0 && n->pid != old_pid && (n->state == "running" || n->state == "streaming");
-      },
-      std::chrono::seconds(timeout_seconds), node + " to come back");
-  std::cout << node << " restarted (pid " << status.find(node)->pid << ", " << status.find(node)->state << ")\n";
+  std::cout << node << " restarted (pid " << status->find(node)->pid << ", " << status->find(node)->state << ")\n";
+}
+
+}  // namespace
+
+int run_restart(const RestartOptions& o) {
+  become_cluster_owner(o.dir);
+  auto c = cluster::Cluster::open(o.dir);
+  if (o.nodes.size() == 1 && o.nodes[0] == "proxy" && !c.config.find_node("proxy")) {
+    if (o.all || o.pending) throw UserError("`pgfleet restart proxy` takes neither --all nor --pending");
+    return restart_proxy(c, o.timeout_seconds);
+  }
+  if (o.nodes.empty() && !o.all && !o.pending) {
+    throw UserError("name the nodes to restart", "or use --pending (those waiting for a restart) or --all");
+  }
+  if (o.all && !o.nodes.empty()) throw UserError("--all restarts every node: name none with it");
+  for (const auto& n : o.nodes) {
+    if (n == "proxy") throw UserError("restart the proxy on its own: `pgfleet restart proxy`");
+    if (!c.config.find_node(n)) throw UserError("no node named '" + n + "' in " + c.layout.root());
+  }
+  auto status = c.status();
+  // Which nodes, in the order given (config order for --all and --pending alone).
+  std::vector<std::string> chosen;
+  for (const auto& n : o.nodes.empty() ? std::vector<std::string>{} : o.nodes)
+    if (std::find(chosen.begin(), chosen.end(), n) == chosen.end()) chosen.push_back(n);
+  if (o.nodes.empty())
+    for (const auto& n : c.config.nodes) chosen.push_back(n.name);
+  if (o.pending) {
+    std::erase_if(chosen, [&](const std::string& n) {
+      const auto* s = status.find(n);
+      return s == nullptr || s->pending_restart.empty();
+    });
+    if (chosen.empty()) {
+      std::cout << "no node waits for a restart\n";
+      return 0;
+    }
+  }
+  // Replicas first, the primary last: the cluster keeps every other node while one restarts, and
+  // the primary goes once its replicas already run with the new settings.
+  std::stable_partition(chosen.begin(), chosen.end(), [&](const std::string& n) { return n != status.leader; });
+  for (const auto& n : chosen) {
+    const auto* s = status.find(n);
+    if (s != nullptr && !s->pending_restart.empty())
+      std::cout << "restarting " << n << " (pending: " << fmt::format("{}", fmt::join(s->pending_restart, ", ")) << ")\n";
+    else
+      std::cout << "restarting " << n << "\n";
+    std::cout.flush();
+    restart_node(c, n, n == status.leader, o.timeout_seconds);
+  }
   return 0;
 }
 

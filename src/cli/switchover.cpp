@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/planned_pause.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
@@ -30,93 +31,6 @@ std::string current_leader(const cluster::Cluster& c) {
   auto leader = c.dcs->get(dcs::keys::kLeader);
   if (!leader) throw UserError("the DCS cannot be read: " + leader.error());
   return leader.value() ? leader.value()->value : "";
-}
-
-// The proxy's admin console, to hold new transactions while the primary moves.
-class ProxyPause {
- public:
-  // Sends PAUSE without waiting for its answer: the proxy answers once its running transactions
-  // have ended (up to its shutdown_timeout), but a switchover waits at most drain()'s limit.
-  explicit ProxyPause(const cluster::Cluster& c) : conninfo_(admin_conninfo(c)) {
-    if (!c.config.proxy.enabled || cluster::agent_pid(c.layout, "proxy") == 0) return;
-    auto conn = postgres::PgConn::connect(conninfo_);
-    if (!conn) {
-      std::cerr << "note: cannot reach the proxy's admin console (" << conn.error()
-                << "); switching over without pausing it\n";
-      return;
-    }
-    if (PQsendQuery(conn.value().raw(), "PAUSE") != 1) {
-      std::cerr << "note: PAUSE failed: " << PQerrorMessage(conn.value().raw()) << "\n";
-      return;
-    }
-    conn_.emplace(std::move(conn.value()));
-  }
-  ProxyPause(const ProxyPause&) = delete;
-  ProxyPause& operator=(const ProxyPause&) = delete;
-  ~ProxyPause() {
-    if (!conn_) return;
-    if (answered()) {
-      (void)conn_->exec("RESUME");
-      return;
-    }
-    // PAUSE is still waiting for a transaction: RESUME from a second session, which ends that wait.
-    if (auto other = postgres::PgConn::connect(conninfo_); other) (void)other->exec("RESUME");
-    while (PGresult* r = PQgetResult(conn_->raw())) PQclear(r);
-  }
-  // Waits until no transaction runs through the proxy (its PAUSE answered) or on the primary
-  // (asked there, seen twice 20 ms apart: clients may bypass the proxy), up to `limit`.
-  void drain(const cluster::Cluster& c, const std::string& primary, std::chrono::milliseconds limit) {
-    if (!conn_) return;
-    const auto* n = c.config.find_node(primary);
-    if (n == nullptr) return;
-    auto db = postgres::PgConn::connect(
-        postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=3");
-    if (!db) return;
-    auto deadline = Clock::now() + limit;
-    int quiet = 0;
-    while (Clock::now() < deadline) {
-      auto busy = db->scalar(
-          "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
-          "AND state IS DISTINCT FROM 'idle' AND application_name NOT LIKE 'pgfleet%'");
-      if (!busy) return;
-      quiet = busy.value() == std::optional<std::string>("0") ? quiet + 1 : 0;
-      if (quiet >= 2 && answered()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::cerr << "note: transactions still running after " << limit.count() << " ms; switching over anyway\n";
-  }
-
- private:
-  static std::string admin_conninfo(const cluster::Cluster& c) {
-    return fmt::format("host={} port={} dbname=pgfleet user={} passfile={} connect_timeout=3 application_name=pgfleet-switchover",
-                       cluster::connect_host(c.config), c.config.ports.proxy, c.config.superuser, c.layout.passfile());
-  }
-  // True once PAUSE's answer has come (consumed here); a failed PAUSE counts as answered.
-  bool answered() {
-    if (answered_) return true;
-    if (PQconsumeInput(conn_->raw()) == 0) return answered_ = true;
-    while (!PQisBusy(conn_->raw())) {
-      PGresult* r = PQgetResult(conn_->raw());
-      if (r == nullptr) return answered_ = true;
-      PQclear(r);
-    }
-    return false;
-  }
-
-  std::string conninfo_;
-  std::optional<postgres::PgConn> conn_;
-  bool answered_ = false;
-};
-
-// True when `node` answers as a primary (pg_is_in_recovery() false), asked directly.
-bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
-  const auto* n = c.config.find_node(node);
-  if (n == nullptr) return false;
-  auto conn = postgres::PgConn::connect(
-      postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser, c.config.database) + " connect_timeout=2");
-  if (!conn) return false;
-  auto r = conn->scalar("SELECT pg_is_in_recovery()");
-  return r && r.value() == std::optional<std::string>("f");
 }
 
 // The proxy stays paused until this returns: poll every 20 ms, and ask the new leader itself
@@ -205,18 +119,12 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     std::cout << "switchover from " << leader << " scheduled\n";
     return 0;
   }
-  // A checkpoint now, while clients still run, leaves little for the shutdown checkpoint to write
-  // while they are paused.
-  if (auto conn = postgres::PgConn::connect(postgres::tcp_conninfo(c.layout, c.config, *c.config.find_node(leader),
-                                                                   c.config.superuser, c.config.database));
-      conn) {
-    (void)conn->exec("CHECKPOINT");
-  }
+  checkpoint_before_pause(c, leader);
   auto started = Clock::now();
   auto drained = started;
   std::optional<cluster::ClusterStatus> after;
   {
-    ProxyPause pause(c);
+    ProxyPause pause(c, "switching over");
     pause.drain(c, leader, std::chrono::milliseconds(5000));
     drained = Clock::now();
     if (!switchover_over_http(c, leader, to)) {

@@ -2,7 +2,9 @@
 // postmaster, and `pgfleet restart` restarts one node.
 #include <signal.h>
 
+#include <map>
 #include <string>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -108,6 +110,81 @@ TEST_F(RestartTest, RestartCommandGivesANewPostmasterPid) {
   EXPECT_TRUE(wait_state("node2", "streaming", 30s)) << status_json().dump(2);
   EXPECT_NE(r.output.find(std::to_string(num(node_status("node2"), "pid"))), std::string::npos)
       << "restart did not report the new pid:\n" << r.output;
+}
+
+// The Patroni workflow: edit a parameter that needs a restart, reload, then `restart --pending`
+// restarts the replicas one at a time and the primary last, with the proxy paused around the
+// primary's restart: pgbench's multi-statement transactions through the proxy see no error.
+TEST_F(RestartTest, RestartPendingIsRollingReplicasFirstAndWritersThroughTheProxySeeNoError) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  auto none = pgfleet({"restart", "--pending"});
+  ASSERT_TRUE(none.ok()) << none.output;
+  EXPECT_NE(none.output.find("no node waits for a restart"), std::string::npos) << none.output;
+
+  const std::string file = dir_ + "/pgfleet.yaml";
+  std::string yaml = read_text(file);
+  const auto at = yaml.find("\npostgresql: {}\n");
+  ASSERT_NE(at, std::string::npos) << yaml;
+  yaml.replace(at, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n  shared_buffers: 48MB\n");
+  write_text(file, yaml);
+  ASSERT_TRUE(pgfleet({"reload"}).ok());
+  // Every node's agent publishes `pending` (its list of parameters waiting for a restart).
+  auto all_pending = [&](const std::string& pending) {
+    const auto status = status_json();  // kept: the loop must not walk a destroyed temporary
+    for (const auto& n : status["nodes"])
+      if (n["pending_restart"].dump() != pending) return false;
+    return true;
+  };
+  ASSERT_TRUE(eventually([&] { return all_pending(R"(["shared_buffers"])"); }, 15s)) << status_json().dump(2);
+
+  std::map<std::string, int64_t> old_pid;
+  for (const char* n : {"node1", "node2", "node3"}) old_pid[n] = num(node_status(n), "pid");
+  // pgbench's TPC-B transactions (five statements each) through the proxy during the restarts.
+  const std::string proxy = url({"--proxy-primary"});
+  auto init = run_program({pg_tool("pgbench"), "-i", "-s", "1", "-q", proxy}, 120s);
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  CmdResult bench;
+  std::thread load([&] { bench = run_program({pg_tool("pgbench"), "-n", "-c", "4", "-T", "12", proxy}, 120s); });
+  std::this_thread::sleep_for(2s);
+  auto r = pgfleet({"restart", "--pending", "--timeout", "60"});
+  load.join();
+  ASSERT_TRUE(r.ok()) << r.output << status_json().dump(2);
+  // Replicas first, the primary last, each announced and then reported back.
+  const auto pos = [&](const std::string& text) { return r.output.find(text); };
+  for (const char* n : {"node2", "node3", "node1"}) {
+    EXPECT_NE(pos(std::string("restarting ") + n + " (pending: shared_buffers)"), std::string::npos) << r.output;
+    EXPECT_NE(pos(std::string(n) + " restarted (pid "), std::string::npos) << r.output;
+  }
+  EXPECT_LT(pos("node2 restarted"), pos("restarting node3")) << r.output;
+  EXPECT_LT(pos("node3 restarted"), pos("restarting node1")) << r.output;
+
+  EXPECT_EQ(bench.exit_code, 0) << bench.output;
+  EXPECT_EQ(bench.output.find("aborted"), std::string::npos) << bench.output;
+  EXPECT_NE(bench.output.find("number of failed transactions: 0 "), std::string::npos) << bench.output;
+  EXPECT_EQ(status_json()["leader"], "node1");
+  for (const char* n : {"node1", "node2", "node3"}) {
+    EXPECT_NE(num(node_status(n), "pid"), old_pid[n]) << n;
+    EXPECT_EQ(sql_value(url({"--node", n}), "SHOW shared_buffers"), "48MB") << n;
+  }
+  ASSERT_TRUE(eventually([&] { return all_pending("[]"); }, 15s)) << status_json().dump(2);
+  ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
+}
+
+TEST_F(RestartTest, RestartRefusesWhatItCannotDo) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
+  struct Case {
+    std::vector<std::string> args;
+    const char* error;
+  };
+  for (const auto& c : std::vector<Case>{{{"restart"}, "name the nodes to restart"},
+                                         {{"restart", "--all", "node1"}, "--all restarts every node"},
+                                         {{"restart", "proxy", "--pending"}, "takes neither --all nor --pending"},
+                                         {{"restart", "node1", "proxy"}, "restart the proxy on its own"},
+                                         {{"restart", "node9"}, "no node named 'node9'"}}) {
+    auto r = pgfleet(c.args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(c.error), std::string::npos) << r.output;
+  }
 }
 
 TEST_F(RestartTest, UpGivesAKilledAgentsNodeANewAgentThatAdoptsTheRunningServer) {
