@@ -126,10 +126,12 @@ int main(int argc, char** argv) {
 
   std::string backup_node;
   int backup_keep = 0;
-  bool backup_list = false, backup_json = false;
+  bool backup_list = false, backup_json = false, backup_incremental = false;
   auto* backup_cmd = app.add_subcommand("backup", "take a verified base backup for point-in-time recovery (or --list them)");
   backup_cmd->add_option("--node", backup_node, "copy this node (default: the primary)");
   backup_cmd->add_option("--keep", backup_keep, "afterwards keep only the newest K backups and the WAL they need (default: all)");
+  backup_cmd->add_flag("--incremental", backup_incremental,
+                      "copy only the files changed since the newest backup; the others are hard links to its copies");
   backup_cmd->add_flag("--list", backup_list, "show the backups and how far the WAL archive reaches");
   backup_cmd->add_flag("--json", backup_json, "with --list: as JSON");
 
@@ -208,7 +210,7 @@ int main(int argc, char** argv) {
     if (history_cmd->parsed()) return cli::run_history(dir, history_json);
     if (backup_cmd->parsed()) {
       if (backup_list) return cli::run_backup_list(dir, backup_json);
-      return cli::run_backup(dir, backup_node, backup_keep);
+      return cli::run_backup(dir, backup_node, backup_keep, backup_incremental);
     }
     if (restore_cmd->parsed()) {
       restore.dir = dir;

@@ -20,7 +20,9 @@ nlohmann::json to_json(const BackupInfo& b) {
           {"start_lsn", b.start_lsn},
           {"stop_lsn", b.stop_lsn},
           {"start_wal", b.start_wal},
-          {"bytes", b.bytes}};
+          {"bytes", b.bytes},
+          {"parent", b.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.parent)},
+          {"copied_bytes", b.copied_bytes}};
 }
 
 BackupInfo backup_from_json(const nlohmann::json& j) {
@@ -34,6 +36,9 @@ BackupInfo backup_from_json(const nlohmann::json& j) {
   b.stop_lsn = j.at("stop_lsn").get<std::string>();
   b.start_wal = j.at("start_wal").get<std::string>();
   b.bytes = j.at("bytes").get<uint64_t>();
+  // Written before incremental backups existed: full ones.
+  if (auto p = j.find("parent"); p != j.end() && p->is_string()) b.parent = p->get<std::string>();
+  b.copied_bytes = j.value("copied_bytes", b.bytes);
   return b;
 }
 

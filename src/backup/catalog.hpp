@@ -24,6 +24,10 @@ struct BackupInfo {
   std::string start_lsn, stop_lsn;
   std::string start_wal;     // the first WAL segment it needs: older archived WAL is of no use to it
   uint64_t bytes = 0;
+  // Incremental (`backup --incremental`): the backup its unchanged files are hard links into, and
+  // the bytes this one copied. A full backup: "" and `bytes`.
+  std::string parent;
+  uint64_t copied_bytes = 0;
   bool operator==(const BackupInfo&) const = default;
 };
 

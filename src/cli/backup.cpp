@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "backup/catalog.hpp"
+#include "backup/file_backup.hpp"
 #include "backup/wal_archive.hpp"
 #include "cli/commands.hpp"
 #include "cluster/binaries.hpp"
@@ -119,9 +120,41 @@ void prune(const cluster::Cluster& c, const cluster::PgBinaries& bins, int keep)
   if (!kept.empty()) clean_archive(bins, c.layout, kept.front());
 }
 
+// An incremental backup, file by file, between pg_backup_start and pg_backup_stop on a session
+// that stays open (closing it aborts the backup): the source's data directory is on this host.
+void take_file_backup(const cluster::Cluster& c, const cluster::NodeConfig& n, const BackupInfo& parent, BackupInfo& b,
+                      const std::string& data) {
+  const std::string parent_data = backup::backup_dir(c.layout, parent.id) + "/data";
+  const auto parent_files = backup::read_manifest_files(parent_data + "/backup_manifest");
+  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, n) +
+                                        " application_name=pgfleet-backup");
+  if (!conn) throw UserError("cannot connect to " + n.name + ": " + conn.error());
+  (void)conn->exec("SET client_min_messages = warning");  // not pg_backup_stop's NOTICE on the terminal
+  if (auto started = conn->query("SELECT pg_backup_start($1, true)", {"pgfleet backup " + b.id}); !started)
+    throw UserError("pg_backup_start on " + n.name + " failed: " + started.error());
+  auto stats = backup::copy_data_directory(c.layout.data_dir(n.name), data, parent_data, parent_files,
+                                           parent.started_ms / 1000);
+  auto stopped = conn->query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)");
+  if (!stopped || stopped->empty()) throw UserError("pg_backup_stop on " + n.name + " failed: " + stopped.error());
+  const auto& row = stopped->front();
+  fs::write_file_atomic(data + "/backup_label", row[1].value_or(""), 0600);
+  backup::add_written_file(data, "backup_label", stats);
+  if (!row[2].value_or("").empty()) {
+    fs::write_file_atomic(data + "/tablespace_map", *row[2], 0600);
+    backup::add_written_file(data, "tablespace_map", stats);
+  }
+  read_backup_label(data, b);
+  b.stop_lsn = row[0].value_or("");
+  b.bytes = stats.bytes;
+  b.copied_bytes = stats.copied_bytes;
+  b.parent = parent.id;
+  fs::write_file_atomic(data + "/backup_manifest",
+                        backup::render_manifest(std::move(stats.manifest), b.timeline, b.start_lsn, b.stop_lsn), 0600);
+}
+
 }  // namespace
 
-int run_backup(const std::string& dir, const std::string& node, int keep) {
+int run_backup(const std::string& dir, const std::string& node, int keep, bool incremental) {
   if (keep < 0) throw UserError("--keep must be 1 or more (0: keep every backup), got " + std::to_string(keep));
   become_cluster_owner(dir);
   auto c = open_local_cluster(dir, "backup");
@@ -134,6 +167,15 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
     throw UserError(source + " is not running, so there is nothing to copy", "start the cluster with `pgfleet up`");
   auto bins = cluster::find_binaries(c.config.bindir);
 
+  std::optional<BackupInfo> parent;
+  if (incremental) {
+    auto existing = backup::list_backups(c.layout);
+    if (existing.empty())
+      throw UserError("--incremental needs a backup to build on, and there is none",
+                      "take a full one first: `pgfleet backup`");
+    parent = existing.back();
+  }
+
   BackupInfo b;
   b.node = source;
   b.started_ms = unix_ms();
@@ -145,35 +187,52 @@ int run_backup(const std::string& dir, const std::string& node, int keep) {
   fs::make_directories(partial, 0700);
   fs::make_directories(c.layout.archive_dir(), 0700);
   const std::string data = partial + "/data";
-  std::cout << "copying " << source << " into " << backup::backup_dir(c.layout, b.id) << " ..." << std::endl;
+  std::cout << "copying " << source << " into " << backup::backup_dir(c.layout, b.id)
+            << (incremental ? " (incremental: files changed since backup " + parent->id + ")" : std::string()) << " ..."
+            << std::endl;
   process::RunOptions options;
   options.env["PGPASSFILE"] = c.layout.passfile();
   options.env["PGAPPNAME"] = "pgfleet-backup";
   options.timeout = std::chrono::hours(24);
-  auto copied = process::run({bins.path("pg_basebackup"), "--pgdata", data, "--host",
-                              n->host.empty() ? cluster::connect_host(c.config) : n->host, "--port",
-                              std::to_string(n->port), "--username", c.config.replication_user, "--no-password",
-                              "--wal-method=stream", "--checkpoint=fast", "--label", "pgfleet backup " + b.id},
-                             options);
-  if (copied.exit_code != 0) {
+  try {
+    if (incremental) {
+      take_file_backup(c, *n, *parent, b, data);
+    } else {
+      auto copied = process::run({bins.path("pg_basebackup"), "--pgdata", data, "--host",
+                                  n->host.empty() ? cluster::connect_host(c.config) : n->host, "--port",
+                                  std::to_string(n->port), "--username", c.config.replication_user, "--no-password",
+                                  "--wal-method=stream", "--checkpoint=fast", "--label", "pgfleet backup " + b.id},
+                                 options);
+      if (copied.exit_code != 0) throw UserError("pg_basebackup of " + source + " failed:\n" + copied.output);
+    }
+  } catch (...) {
     fs::remove_all(partial);
-    throw UserError("pg_basebackup of " + source + " failed:\n" + copied.output);
+    throw;
   }
-  auto verified = process::run({bins.path("pg_verifybackup"), data}, options);
+  // The WAL of an incremental backup is in the archive, not in the backup: its manifest lists none.
+  std::vector<std::string> verify{bins.path("pg_verifybackup")};
+  if (incremental) verify.push_back("--no-parse-wal");
+  verify.push_back(data);
+  auto verified = process::run(verify, options);
   if (verified.exit_code != 0) {
     fs::remove_all(partial);
     throw UserError("pg_verifybackup rejected the backup of " + source + ":\n" + verified.output);
   }
   read_backup_label(data, b);
-  b.stop_lsn = read_stop_lsn(data);
+  if (!incremental) {
+    b.stop_lsn = read_stop_lsn(data);
+    b.bytes = b.copied_bytes = bytes_under(data);
+  }
   b.finished_ms = unix_ms();
-  b.bytes = bytes_under(data);
   // Its own settings would come back with a restore; the node's are written at every start.
   ::unlink((data + "/standby.signal").c_str());
   fs::write_file_atomic(partial + "/backup.json", backup::to_json(b).dump(2) + "\n", 0600);
   std::filesystem::rename(partial, backup::backup_dir(c.layout, b.id));
-  std::cout << fmt::format("backup {} of {}: timeline {}, WAL {} to {}, {}, verified (pg_verifybackup)\n", b.id,
-                           b.node, b.timeline, b.start_lsn, b.stop_lsn, size_text(b.bytes));
+  std::cout << fmt::format("backup {} of {}: timeline {}, WAL {} to {}, {}{}, verified (pg_verifybackup)\n", b.id,
+                           b.node, b.timeline, b.start_lsn, b.stop_lsn, size_text(b.bytes),
+                           incremental ? fmt::format(" ({} copied, the rest linked to backup {})",
+                                                     size_text(b.copied_bytes), b.parent)
+                                       : std::string());
   std::cout << "restorable to any time from " << backup::format_utc(b.finished_ms)
             << " on, as far as the WAL archive reaches (`pgfleet backup --list`)\n";
   if (auto idle = nodes_not_archiving(c); !idle.empty())
@@ -219,11 +278,13 @@ int run_backup_list(const std::string& dir, bool json) {
     std::cout << "no backups in " << c.layout.backups_dir() << "; take one with `pgfleet backup`\n";
     return 0;
   }
-  std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9}\n", "ID", "NODE", "FINISHED (UTC)", "TL",
-                           "WAL", "SIZE");
+  std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9} {:>9}  {}\n", "ID", "NODE", "FINISHED (UTC)", "TL",
+                           "WAL", "SIZE", "COPIED", "TYPE");
   for (const auto& b : backups)
-    std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9}\n", b.id, b.node, backup::format_utc(b.finished_ms),
-                             b.timeline, b.start_lsn + ".." + b.stop_lsn, size_text(b.bytes));
+    std::cout << fmt::format("{:<20} {:<8} {:<27} {:>3} {:<23} {:>9} {:>9}  {}\n", b.id, b.node,
+                             backup::format_utc(b.finished_ms), b.timeline, b.start_lsn + ".." + b.stop_lsn,
+                             size_text(b.bytes), size_text(b.copied_bytes),
+                             b.parent.empty() ? std::string("full") : "incremental (links into " + b.parent + ")");
   std::cout << fmt::format("WAL archive: {} file(s) in {}", segments, c.layout.archive_dir());
   if (!newest_wal.empty()) std::cout << fmt::format(", newest {} written {}", newest_wal, backup::format_utc(newest_ms));
   std::cout << "\npoint-in-time restore: from " << backup::format_utc(backups.front().finished_ms)

@@ -97,7 +97,7 @@ void become_cluster_owner(const std::string& dir);
 
 // Point-in-time recovery (docs/backup.md). `pgfleet backup [--node N] [--keep K]` takes a verified
 // base backup; `--list` shows them and the WAL archive's reach.
-int run_backup(const std::string& dir, const std::string& node, int keep);
+int run_backup(const std::string& dir, const std::string& node, int keep, bool incremental);
 int run_backup_list(const std::string& dir, bool json);
 struct RestoreOptions {
   std::string dir;

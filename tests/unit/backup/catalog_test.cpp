@@ -37,8 +37,19 @@ TEST(BackupCatalog, keep_removes_the_oldest_and_never_the_last) {
 }
 
 TEST(BackupCatalog, describes_a_backup_in_json_and_back) {
-  BackupInfo b{"20261207T021530Z", "node2", 1, 2, 3, "0/5000028", "0/5000100", "000000030000000000000005", 40u << 20};
+  BackupInfo b{"20261207T021530Z", "node2", 1, 2, 3, "0/5000028", "0/5000100", "000000030000000000000005", 40u << 20,
+               "", 40u << 20};
   EXPECT_EQ(backup_from_json(to_json(b)), b);
+  EXPECT_TRUE(to_json(b)["parent"].is_null());
+  BackupInfo incremental = b;
+  incremental.parent = "20261206T021530Z";
+  incremental.copied_bytes = 3u << 20;
+  EXPECT_EQ(backup_from_json(to_json(incremental)), incremental);
+  // Written before incremental backups: a full one, everything copied.
+  auto older = to_json(b);
+  older.erase("parent");
+  older.erase("copied_bytes");
+  EXPECT_EQ(backup_from_json(older), b);
   EXPECT_THROW(backup_from_json(nlohmann::json{{"id", "x"}}), nlohmann::json::exception);
 }
 
