@@ -42,6 +42,13 @@ BackupInfo backup_from_json(const nlohmann::json& j) {
   return b;
 }
 
+bool next_backup_incremental(const std::vector<BackupInfo>& oldest_first, int64_t now_ms, int full_interval_seconds) {
+  if (full_interval_seconds <= 0) return false;
+  for (auto it = oldest_first.rbegin(); it != oldest_first.rend(); ++it)
+    if (it->parent.empty()) return now_ms - it->finished_ms < int64_t{full_interval_seconds} * 1000;
+  return false;  // no full backup yet
+}
+
 std::string backup_dir(const cluster::Layout& layout, const std::string& id) { return layout.backups_dir() + "/" + id; }
 
 std::vector<BackupInfo> list_backups(const cluster::Layout& layout) {

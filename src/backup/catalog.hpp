@@ -51,6 +51,9 @@ std::vector<BackupInfo> backups_to_remove(const std::vector<BackupInfo>& oldest_
 // the interval, if shorter) before the next attempt, so a failing backup is not retried each loop.
 bool backup_due(int64_t now_ms, std::optional<int64_t> newest_finished_ms, int64_t last_started_ms,
                 int interval_seconds, bool one_running);
+// backup.full_interval: whether the next scheduled backup is incremental, that is, whether the
+// newest full backup finished less than `full_interval_seconds` ago (0: every backup is full).
+bool next_backup_incremental(const std::vector<BackupInfo>& oldest_first, int64_t now_ms, int full_interval_seconds);
 // A backup is being taken: a backups/<id>.partial directory changed within the last hour (an
 // older one was abandoned).
 bool backup_running(const cluster::Layout& layout);

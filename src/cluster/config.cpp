@@ -441,7 +441,9 @@ ClusterConfig parse_config(const std::string& yaml_text, const std::string& sour
                 }},
                {"backup",
                 [&](const Item& i) {
-                  read_map(i, {{"interval", into(c.backup.interval_seconds)}, {"keep", into(c.backup.keep)}});
+                  read_map(i, {{"interval", into(c.backup.interval_seconds)},
+                               {"keep", into(c.backup.keep)},
+                               {"full_interval", into(c.backup.full_interval_seconds)}});
                 }},
                {"callbacks",
                 [&](const Item& i) {
@@ -513,6 +515,10 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
   if (c.backup.interval_seconds != 0 && (c.backup.interval_seconds < 60 || c.backup.interval_seconds > 31 * 86400))
     invalid(source, "'backup.interval' must be 0 (off) or 60 to 2678400 seconds, got {}", c.backup.interval_seconds);
   if (c.backup.keep < 0) invalid(source, "'backup.keep' must be 0 (all) or more, got {}", c.backup.keep);
+  if (c.backup.full_interval_seconds != 0 &&
+      (c.backup.full_interval_seconds < 60 || c.backup.full_interval_seconds > 366 * 86400))
+    invalid(source, "'backup.full_interval' must be 0 (every backup full) or 60 to 31622400 seconds, got {}",
+            c.backup.full_interval_seconds);
   if (c.callbacks.timeout_seconds < 1 || c.callbacks.timeout_seconds > 3600)
     invalid(source, "'callbacks.timeout' must be between 1 and 3600 seconds, got {}", c.callbacks.timeout_seconds);
   if (c.nodes.size() > 64)
@@ -687,6 +693,7 @@ std::string render_config(const ClusterConfig& c) {
   section("backup", [&](YAML::Emitter& out) {
     emit(out, "interval", c.backup.interval_seconds);
     emit(out, "keep", c.backup.keep);
+    emit(out, "full_interval", c.backup.full_interval_seconds);
   });
   section("callbacks", [&](YAML::Emitter& out) {
     emit(out, "on_role_change", c.callbacks.on_role_change);

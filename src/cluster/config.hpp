@@ -136,6 +136,7 @@ struct Callbacks {
 struct BackupSchedule {
   int interval_seconds = 0;              // a backup when the newest is this old; 0 = only `pgfleet backup`
   int keep = 0;                          // then keep the newest K (0 = all)
+  int full_interval_seconds = 0;         // incremental until the newest full one is this old; 0 = always full
   bool operator==(const BackupSchedule&) const = default;
 };
 

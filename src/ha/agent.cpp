@@ -351,11 +351,13 @@ class Agent {
     auto role = conn_->query("SELECT 1 FROM pg_roles WHERE rolname = $1 AND rolcanlogin", {config_.replication_user});
     if (!role || role->empty()) return;
     backup_started_ms_ = now;
-    log::info("starting a backup (backup.interval {} s; newest backup {})", config_.backup.interval_seconds,
-              newest ? backups.back().id : std::string("none"));
-    process::spawn_daemon({process::self_exe(), "backup", "--dir", layout_.root(), "--keep",
-                           std::to_string(config_.backup.keep)},
-                          layout_.agent_log(name_));
+    const bool incremental = backup::next_backup_incremental(backups, now, config_.backup.full_interval_seconds);
+    log::info("starting {} backup (backup.interval {} s; newest backup {})", incremental ? "an incremental" : "a",
+              config_.backup.interval_seconds, newest ? backups.back().id : std::string("none"));
+    std::vector<std::string> args{process::self_exe(), "backup", "--dir", layout_.root(), "--keep",
+                                  std::to_string(config_.backup.keep)};
+    if (incremental) args.push_back("--incremental");
+    process::spawn_daemon(args, layout_.agent_log(name_));
   }
 
   // A failing archive_command makes PostgreSQL keep every WAL file from then on (docs/backup.md).

@@ -63,6 +63,19 @@ TEST(BackupSchedule, due_when_the_newest_backup_is_as_old_as_the_interval) {
   EXPECT_FALSE(backup_due(now, std::nullopt, 0, day, true));  // one is being taken
 }
 
+TEST(BackupSchedule, incremental_until_the_newest_full_backup_is_as_old_as_full_interval) {
+  const int day = 86400;
+  const int64_t now = 100LL * day * 1000;
+  auto full = finished_at("full", now - 3LL * day * 1000);
+  auto incremental = finished_at("incr", now - day * 1000LL);
+  incremental.parent = "full";
+  EXPECT_FALSE(next_backup_incremental({full, incremental}, now, 0));  // off: always full
+  EXPECT_TRUE(next_backup_incremental({full, incremental}, now, 7 * day));
+  EXPECT_FALSE(next_backup_incremental({full, incremental}, now, 3 * day));  // the full one is 3 days old
+  EXPECT_FALSE(next_backup_incremental({}, now, 7 * day));  // nothing to build on
+  EXPECT_FALSE(next_backup_incremental({incremental}, now, 7 * day));  // its full backup was pruned: a new one
+}
+
 TEST(BackupSchedule, a_failed_start_is_retried_after_ten_minutes_or_the_interval) {
   const int64_t now = 1'000'000'000;
   EXPECT_FALSE(backup_due(now, std::nullopt, now - 599'999, 86400, false));

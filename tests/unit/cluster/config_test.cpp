@@ -387,6 +387,8 @@ TEST(ConfigTest, RangeAndNameChecks) {
   EXPECT_EQ(with([](ClusterConfig& c) { c.backup.interval_seconds = 59; }),
             "test.yaml: 'backup.interval' must be 0 (off) or 60 to 2678400 seconds, got 59");
   EXPECT_EQ(with([](ClusterConfig& c) { c.backup.keep = -1; }), "test.yaml: 'backup.keep' must be 0 (all) or more, got -1");
+  EXPECT_EQ(with([](ClusterConfig& c) { c.backup.full_interval_seconds = 30; }),
+            "test.yaml: 'backup.full_interval' must be 0 (every backup full) or 60 to 31622400 seconds, got 30");
   EXPECT_EQ(with([](ClusterConfig& c) { c.ports.http = 70000; }),
             "test.yaml: 'ports.http' must be between 1 and 65535, got 70000");
   EXPECT_EQ(with([](ClusterConfig& c) { c.nodes[1].port = 0; }),
