@@ -120,6 +120,27 @@ void prune(const cluster::Cluster& c, const cluster::PgBinaries& bins, int keep)
   if (!kept.empty()) clean_archive(bins, c.layout, kept.front());
 }
 
+// A backup taken from a standby: its last WAL segment must reach the archive for a restore to
+// reach the backup's end. The primary switches segments; the standby archives what it receives.
+void wait_for_archived(const cluster::Cluster& c, const std::string& stop_lsn) {
+  const std::string primary = cluster::discover_primary(c.config, c.layout, *c.dcs);
+  const auto* p = c.config.find_node(primary);
+  if (p == nullptr) throw UserError("no primary to switch WAL segments: the backup's last WAL would not be archived");
+  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, *p));
+  if (!conn) throw UserError("cannot connect to the primary " + primary + ": " + conn.error());
+  auto name = conn->scalar(fmt::format("SELECT pg_walfile_name('{}'::pg_lsn - 1)", stop_lsn));
+  if (!name || !name.value()) throw UserError("cannot name the WAL segment of " + stop_lsn + ": " + name.error());
+  const std::string segment = *name.value();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(c.layout.archive_dir() + "/" + segment + ".zst") && !fs::exists(c.layout.archive_dir() + "/" + segment)) {
+    if (std::chrono::steady_clock::now() > deadline)
+      throw UserError("WAL segment " + segment + " (the backup's end) did not reach the archive within 120 s",
+                      "look at the nodes' archive errors in `pgfleet status`");
+    (void)conn->exec("SELECT pg_switch_wal()");  // until the switch reached the standby and it archived it
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
 // An incremental backup, file by file, between pg_backup_start and pg_backup_stop on a session
 // that stays open (closing it aborts the backup): the source's data directory is on this host.
 void take_file_backup(const cluster::Cluster& c, const cluster::NodeConfig& n, const BackupInfo& parent, BackupInfo& b,
@@ -129,13 +150,22 @@ void take_file_backup(const cluster::Cluster& c, const cluster::NodeConfig& n, c
   auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, n) +
                                         " application_name=pgfleet-backup");
   if (!conn) throw UserError("cannot connect to " + n.name + ": " + conn.error());
-  (void)conn->exec("SET client_min_messages = warning");  // not pg_backup_stop's NOTICE on the terminal
+  // Not pg_backup_stop's NOTICE on the terminal; no 5 s limit on waiting for the archive.
+  (void)conn->exec("SET client_min_messages = warning");
+  (void)conn->exec("SET statement_timeout = 0");
+  auto recovering = conn->scalar("SELECT pg_is_in_recovery()");
+  const bool standby = recovering && recovering.value() == std::optional<std::string>("t");
   if (auto started = conn->query("SELECT pg_backup_start($1, true)", {"pgfleet backup " + b.id}); !started)
     throw UserError("pg_backup_start on " + n.name + " failed: " + started.error());
   auto stats = backup::copy_data_directory(c.layout.data_dir(n.name), data, parent_data, parent_files,
                                            parent.started_ms / 1000);
-  auto stopped = conn->query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)");
+  // A primary switches to a new WAL segment and waits until the backup's last one is archived. A
+  // standby cannot switch: it would wait for the primary to fill that segment, so the primary is
+  // asked to switch, and the archive is watched for the segment here.
+  auto stopped = conn->query(fmt::format("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop({})",
+                                         standby ? "false" : "true"));
   if (!stopped || stopped->empty()) throw UserError("pg_backup_stop on " + n.name + " failed: " + stopped.error());
+  if (standby) wait_for_archived(c, stopped->front()[0].value_or(""));
   const auto& row = stopped->front();
   fs::write_file_atomic(data + "/backup_label", row[1].value_or(""), 0600);
   backup::add_written_file(data, "backup_label", stats);
@@ -173,7 +203,11 @@ int run_backup(const std::string& dir, const std::string& node, int keep, bool i
     if (existing.empty())
       throw UserError("--incremental needs a backup to build on, and there is none",
                       "take a full one first: `pgfleet backup`");
+    // The newest backup of the same node: another node's files have other modification times,
+    // so nothing would be linked to them.
     parent = existing.back();
+    for (const auto& e : existing)
+      if (e.node == source) parent = e;
   }
 
   BackupInfo b;

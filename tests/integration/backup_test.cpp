@@ -205,11 +205,11 @@ TEST_F(BackupTest, AnIncrementalBackupCopiesWhatChangedIsVerifiedAndRestores) {
   sql(primary(), "CREATE TABLE events (id int PRIMARY KEY)", 10s);
   sql(primary(), "CREATE TABLE ballast AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) g", 10s);
   // Written to disk once and for all (autovacuum would otherwise set hint bits in it later), and
-  // more than 2 s before the full backup starts: a file written in a backup's copy window is
-  // copied again by the next incremental backup.
+  // more than 2 whole seconds before the full backup starts: a file written in a backup's copy
+  // window is copied again by the next incremental backup.
   sql(primary(), "VACUUM FREEZE ballast", 30s);
   sql(primary(), "CHECKPOINT", 30s);
-  std::this_thread::sleep_for(2500ms);
+  std::this_thread::sleep_for(3500ms);
   sql(primary(), "INSERT INTO events VALUES (1)", 10s);
   ASSERT_TRUE(pgfleet({"backup"}).ok());
   sql(primary(), "INSERT INTO events VALUES (2)", 10s);
@@ -247,10 +247,16 @@ TEST_F(BackupTest, AnIncrementalBackupCopiesWhatChangedIsVerifiedAndRestores) {
   ::unlink(pg_version.c_str());
   ASSERT_EQ(::link((full_data + "/PG_VERSION").c_str(), pg_version.c_str()), 0);  // the very file it was
 
-  // Restored from the incremental backup, to after it.
+  // From a replica: it cannot switch WAL segments, so the primary does, until the backup's last
+  // segment is archived (waiting for the archive there used to hang).
+  r = pgfleet({"backup", "--incremental", "--node", "node2"});
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find(" of node2: "), std::string::npos) << r.output;
+
+  // Restored from the primary's incremental backup, to after it.
   sql(primary(), "INSERT INTO events VALUES (3)", 10s);
   ASSERT_TRUE(pgfleet({"down"}).ok());
-  r = pgfleet({"restore", "--latest"}, 300s);
+  r = pgfleet({"restore", "--latest", "--backup", incremental["id"].get<std::string>()}, 300s);
   ASSERT_TRUE(r.ok()) << r.output;
   EXPECT_NE(r.output.find("from backup " + incremental["id"].get<std::string>()), std::string::npos) << r.output;
   ASSERT_TRUE(up().ok());
