@@ -305,16 +305,9 @@ TEST_F(DashboardTest, ChromiumShowsTheClusterAsTheApiDoesAndSwitchoverAndFailove
 
   // A parameter reloaded that waits for a restart shows on every node's card.
   EXPECT_TRUE(page["nodes"][0]["pending"].is_null()) << page.dump(2);
-  {
-    const std::string file = dir_ + "/pgfleet.yaml";
-    std::string yaml = read_text(file);
-    const auto at = yaml.find("\npostgresql: {}\n");
-    ASSERT_NE(at, std::string::npos) << yaml;
-    yaml.replace(at, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n  shared_buffers: 64MB\n");
-    write_text(file, yaml);
-    auto reload = pgfleet({"reload"});
-    ASSERT_TRUE(reload.ok()) << reload.output;
-  }
+  ASSERT_NO_FATAL_FAILURE(add_postgresql_parameters("  shared_buffers: 64MB\n"));
+  auto reload = pgfleet({"reload"});
+  ASSERT_TRUE(reload.ok()) << reload.output;
   ASSERT_TRUE(eventually([&] {
     page = browser.script(big, kReadDashboard);
     for (const auto& n : page["nodes"])

@@ -84,16 +84,9 @@ TEST_F(HaSettingsTest, ReloadAppliesAnEditedConfigurationAndNamesWhatNeedsAResta
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
   const std::string file = dir_ + "/pgfleet.yaml";
   const std::string original = read_text(file);
-  auto with_parameters = [&](const std::string& lines) {  // into the cluster-wide postgresql: map
-    std::string edited = original;
-    if (auto empty = edited.find("\npostgresql: {}\n"); empty != std::string::npos) {
-      edited.replace(empty, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n" + lines);
-    } else {
-      const auto at = edited.find("\npostgresql:\n");
-      ASSERT_NE(at, std::string::npos) << original;
-      edited.insert(at + std::string("\npostgresql:\n").size(), lines);
-    }
-    write_text(file, edited);
+  auto with_parameters = [&](const std::string& lines) {  // the original file plus `lines`
+    write_text(file, original);
+    add_postgresql_parameters(lines);
   };
   const std::vector<std::string> node_url{url({"--node", "node1"}), url({"--node", "node2"})};
   auto show = [&](int node, const std::string& name) { return sql_value(node_url[node - 1], "SHOW " + name); };

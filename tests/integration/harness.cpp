@@ -308,6 +308,19 @@ CmdResult PgfleetTest::up(const std::vector<std::string>& extra, std::chrono::se
   return pgfleet(args, timeout);
 }
 
+void PgfleetTest::add_postgresql_parameters(const std::string& lines) {
+  const std::string file = dir_ + "/pgfleet.yaml";
+  std::string yaml = read_text(file);
+  if (auto empty = yaml.find("\npostgresql: {}\n"); empty != std::string::npos) {
+    yaml.replace(empty, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n" + lines);
+  } else {
+    const auto at = yaml.find("\npostgresql:\n");
+    ASSERT_NE(at, std::string::npos) << yaml;
+    yaml.insert(at + std::string("\npostgresql:\n").size(), lines);
+  }
+  write_text(file, yaml);
+}
+
 void PgfleetTest::start_cluster(const std::vector<std::string>& extra) {
   auto r = up(extra);
   for (int retry = 0; retry < kPortRetries && !r.ok() && port_was_taken(r.output); ++retry) {

@@ -228,6 +228,9 @@ class PgfleetTest : public ::testing::Test {
                     const std::map<std::string, std::string>& env = {});
   // `pgfleet up --base-port P <extra...> --dir <cluster dir>`.
   CmdResult up(const std::vector<std::string>& extra = {}, std::chrono::seconds timeout = 300s);
+  // Adds `lines` ("  name: value\n" each) to the cluster-wide `postgresql:` map of pgfleet.yaml,
+  // as an operator edits it before `pgfleet reload`. Use as ASSERT_NO_FATAL_FAILURE(...).
+  void add_postgresql_parameters(const std::string& lines);
   // up that must succeed: use as ASSERT_NO_FATAL_FAILURE(start_cluster(...)).
   void start_cluster(const std::vector<std::string>& extra = {});
 

@@ -121,12 +121,7 @@ TEST_F(RestartTest, RestartPendingIsRollingReplicasFirstAndWritersThroughTheProx
   ASSERT_TRUE(none.ok()) << none.output;
   EXPECT_NE(none.output.find("no node waits for a restart"), std::string::npos) << none.output;
 
-  const std::string file = dir_ + "/pgfleet.yaml";
-  std::string yaml = read_text(file);
-  const auto at = yaml.find("\npostgresql: {}\n");
-  ASSERT_NE(at, std::string::npos) << yaml;
-  yaml.replace(at, std::string("\npostgresql: {}\n").size(), "\npostgresql:\n  shared_buffers: 48MB\n");
-  write_text(file, yaml);
+  ASSERT_NO_FATAL_FAILURE(add_postgresql_parameters("  shared_buffers: 48MB\n"));
   ASSERT_TRUE(pgfleet({"reload"}).ok());
   // Every node's agent publishes `pending` (its list of parameters waiting for a restart).
   auto all_pending = [&](const std::string& pending) {
