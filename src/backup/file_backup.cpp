@@ -191,6 +191,40 @@ CopyStats copy_data_directory(const std::string& source, const std::string& targ
   namespace stdfs = std::filesystem;
   CopyStats stats;
   fs::make_directories(target, 0700);
+  // pg_control goes last, as pg_basebackup sends it: from a standby its minRecoveryPoint is where
+  // the backup ends, so it must be read after every data file (it is then at least as new).
+  std::vector<stdfs::path> last;
+  // Links `rel` to the parent's copy when unchanged since (see the header), copies it otherwise.
+  auto copy_or_link = [&](const std::string& from, const std::string& rel, const struct stat& st) {
+    const std::string to = target + "/" + rel;
+    ManifestFile m;
+    m.path = rel;
+    m.mtime = static_cast<int64_t>(st.st_mtim.tv_sec);
+    auto parent = parent_files.find(rel);
+    const bool unchanged = parent != parent_files.end() && parent->second.size == static_cast<uint64_t>(st.st_size) &&
+                           parent->second.mtime == m.mtime && m.mtime + 2 < parent_started_unix_s;
+    if (unchanged && ::link((parent_data + "/" + rel).c_str(), to.c_str()) == 0) {
+      m.size = parent->second.size;
+      m.checksum = !parent->second.checksum.empty() ? parent->second.checksum : crc32c_hex(crc_of_file(to));
+    } else {
+      uint64_t bytes = 0;
+      try {
+        m.checksum = crc32c_hex(copy_file_with_crc(from, to, bytes));
+      } catch (const UserError&) {
+        if (!fs::exists(from)) {  // removed while being copied
+          ::unlink(to.c_str());
+          return;
+        }
+        throw;
+      }
+      m.size = bytes;
+      stats.copied_bytes += bytes;
+      ++stats.copied_files;
+    }
+    stats.bytes += m.size;
+    ++stats.files;
+    stats.manifest.push_back(std::move(m));
+  };
   std::error_code ec;
   stdfs::recursive_directory_iterator it(source, stdfs::directory_options::none, ec), end;
   if (ec) throw UserError("cannot list " + source + ": " + ec.message());
@@ -216,33 +250,16 @@ CopyStats copy_data_directory(const std::string& source, const std::string& targ
       continue;
     }
     if (!S_ISREG(st.st_mode) || excluded_from_backup(rel)) continue;
-    ManifestFile m;
-    m.path = rel;
-    m.mtime = static_cast<int64_t>(st.st_mtim.tv_sec);
-    auto parent = parent_files.find(rel);
-    const bool unchanged = parent != parent_files.end() && parent->second.size == static_cast<uint64_t>(st.st_size) &&
-                           parent->second.mtime == m.mtime && m.mtime + 2 < parent_started_unix_s;
-    if (unchanged && ::link((parent_data + "/" + rel).c_str(), to.c_str()) == 0) {
-      m.size = parent->second.size;
-      m.checksum = !parent->second.checksum.empty() ? parent->second.checksum : crc32c_hex(crc_of_file(to));
-    } else {
-      uint64_t bytes = 0;
-      try {
-        m.checksum = crc32c_hex(copy_file_with_crc(it->path().string(), to, bytes));
-      } catch (const UserError&) {
-        if (!fs::exists(it->path().string())) {  // removed while being copied
-          ::unlink(to.c_str());
-          continue;
-        }
-        throw;
-      }
-      m.size = bytes;
-      stats.copied_bytes += bytes;
-      ++stats.copied_files;
+    if (rel == "global/pg_control") {
+      last.push_back(it->path());
+      continue;
     }
-    stats.bytes += m.size;
-    ++stats.files;
-    stats.manifest.push_back(std::move(m));
+    copy_or_link(it->path().string(), rel, st);
+  }
+  for (const auto& p : last) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) throw UserError(errno_text("cannot read", p.string()));
+    copy_or_link(p.string(), stdfs::relative(p, source).string(), st);
   }
   return stats;
 }

@@ -55,9 +55,6 @@ int restart_proxy(const cluster::Cluster& c, int timeout_seconds) {
   throw UserError("the new proxy did not take over. Last lines of " + c.layout.proxy_log() + ":\n" +
                   fs::tail(c.layout.proxy_log(), 15));
 }
-}  // namespace
-
-namespace {
 
 // Restarts one node through its agent and waits until it is back: a replica streaming again (a
 // rolling restart takes the next one down only then), the primary accepting writes, with the
@@ -115,7 +112,7 @@ int run_restart(const RestartOptions& o) {
   auto status = c.status();
   // Which nodes, in the order given (config order for --all and --pending alone).
   std::vector<std::string> chosen;
-  for (const auto& n : o.nodes.empty() ? std::vector<std::string>{} : o.nodes)
+  for (const auto& n : o.nodes)
     if (std::find(chosen.begin(), chosen.end(), n) == chosen.end()) chosen.push_back(n);
   if (o.nodes.empty())
     for (const auto& n : c.config.nodes) chosen.push_back(n.name);

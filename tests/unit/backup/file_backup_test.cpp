@@ -67,8 +67,11 @@ TEST(FileBackup, links_files_unchanged_since_the_parent_and_copies_the_rest) {
   std::filesystem::remove_all(root);
   const std::string src = root + "/src", parent = root + "/parent", next = root + "/next";
   std::filesystem::create_directories(src + "/base/5");
+  std::filesystem::create_directories(src + "/global");
   std::filesystem::create_directories(src + "/pg_wal/archive_status");
   const int64_t old_time = 1765000000, parent_started = old_time + 100;
+  write_with_mtime(src + "/global/pg_control", "control", old_time);
+  write_with_mtime(src + "/global/1262", "catalog", old_time);
   write_with_mtime(src + "/base/5/same", "unchanged", old_time);
   write_with_mtime(src + "/base/5/rewritten", "version 1", old_time);
   write_with_mtime(src + "/base/5/in_window", "written while the parent copied", parent_started - 1);
@@ -76,8 +79,10 @@ TEST(FileBackup, links_files_unchanged_since_the_parent_and_copies_the_rest) {
   write_with_mtime(src + "/postmaster.pid", "123", old_time);
 
   auto first = copy_data_directory(src, parent, "", {}, 0);  // nothing to link to: a full copy
-  EXPECT_EQ(first.files, 3u);
-  EXPECT_EQ(first.copied_files, 3u);
+  EXPECT_EQ(first.files, 5u);
+  EXPECT_EQ(first.copied_files, 5u);
+  // Read after every data file (a standby backup ends at its minRecoveryPoint).
+  EXPECT_EQ(first.manifest.back().path, "global/pg_control");
   EXPECT_TRUE(std::filesystem::is_directory(parent + "/pg_wal/archive_status"));
   EXPECT_FALSE(std::filesystem::exists(parent + "/pg_wal/000000010000000000000001"));
   EXPECT_FALSE(std::filesystem::exists(parent + "/postmaster.pid"));
@@ -87,7 +92,7 @@ TEST(FileBackup, links_files_unchanged_since_the_parent_and_copies_the_rest) {
   // Same size, new contents, new time: copied. Same size and time: linked.
   write_with_mtime(src + "/base/5/rewritten", "version 2", old_time + 500);
   auto second = copy_data_directory(src, next, parent, parent_files, parent_started);
-  EXPECT_EQ(second.files, 3u);
+  EXPECT_EQ(second.files, 5u);
   EXPECT_EQ(second.copied_files, 2u) << "rewritten and in_window are copied";
   struct stat a {}, b {};
   ::stat((parent + "/base/5/same").c_str(), &a);
