@@ -104,6 +104,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
   // its server then reloads when the file changed.
   const auto settle = Clock::now() + std::chrono::seconds(2 * c.config.loop_wait_seconds + 1);
   const auto deadline = Clock::now() + std::chrono::seconds(timeout_seconds);
+  int pending = 0;  // nodes with parameters waiting for a restart
   for (auto& w : waiting) {
     const std::string& name = w.node->name;
     while (true) {
@@ -111,6 +112,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
       auto now_loaded = loaded(w.conninfo);
       if (now_loaded && conf_changed && now_loaded->load_time != w.load_before) {
         std::cout << name << ": reloaded" << pending_restart(name, *now_loaded) << "\n";
+        pending += !now_loaded->pending_restart.empty();
         for (const auto& e : now_loaded->errors) std::cout << name << ": rejected " << e << "\n";
         if (!now_loaded->errors.empty()) {
           std::cout << name << ": the server log says why (`pgfleet logs " << name << "`); it keeps the values it had\n";
@@ -125,6 +127,7 @@ int run_reload(const std::string& dir, int timeout_seconds) {
       }
       if (!conf_changed && Clock::now() > settle) {
         std::cout << name << ": unchanged" << (now_loaded ? pending_restart(name, *now_loaded) : "") << "\n";
+        pending += now_loaded && !now_loaded->pending_restart.empty();
         break;
       }
       if (Clock::now() > deadline) {
@@ -137,6 +140,9 @@ int run_reload(const std::string& dir, int timeout_seconds) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
+  if (pending > 1)
+    std::cout << "restart them all with `pgfleet restart --pending` (replicas first, the primary last, behind a "
+                 "proxy pause)\n";
   return failed == 0 ? 0 : 1;
 }
 

@@ -122,7 +122,9 @@ TEST_F(RestartTest, RestartPendingIsRollingReplicasFirstAndWritersThroughTheProx
   EXPECT_NE(none.output.find("no node waits for a restart"), std::string::npos) << none.output;
 
   ASSERT_NO_FATAL_FAILURE(add_postgresql_parameters("  shared_buffers: 48MB\n"));
-  ASSERT_TRUE(pgfleet({"reload"}).ok());
+  auto reload = pgfleet({"reload"});
+  ASSERT_TRUE(reload.ok()) << reload.output;
+  EXPECT_NE(reload.output.find("restart them all with `pgfleet restart --pending`"), std::string::npos) << reload.output;
   // Every node's agent publishes `pending` (its list of parameters waiting for a restart).
   auto all_pending = [&](const std::string& pending) {
     const auto status = status_json();  // kept: the loop must not walk a destroyed temporary
