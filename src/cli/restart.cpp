@@ -136,7 +136,9 @@ int run_restart(const RestartOptions& o) {
     else
       std::cout << "restarting " << n << "\n";
     std::cout.flush();
-    restart_node(c, n, n == status.leader, o.timeout_seconds);
+    // The primary now, not at the start: a failover during a rolling restart moves it.
+    const std::string leader = c.status().leader;
+    restart_node(c, n, n == leader, o.timeout_seconds);
   }
   return 0;
 }
