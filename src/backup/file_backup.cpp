@@ -32,6 +32,28 @@ constexpr std::array<uint32_t, 256> make_crc32c_table() {
 }
 constexpr auto kCrc32cTable = make_crc32c_table();
 
+uint32_t crc32c_table(uint32_t crc, const unsigned char* p, size_t size) {
+  for (size_t i = 0; i < size; ++i) crc = kCrc32cTable[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+// SSE 4.2 has the Castagnoli CRC as an instruction: 8 bytes a cycle or so, against one byte for
+// the table (a backup checksums every byte it copies).
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(uint32_t crc, const unsigned char* p, size_t size) {
+  uint64_t c = crc;
+  for (; size >= 8; p += 8, size -= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  crc = static_cast<uint32_t>(c);
+  for (; size > 0; ++p, --size) crc = __builtin_ia32_crc32qi(crc, *p);
+  return crc;
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
 // "2026-12-07 08:11:07 GMT", as pg_basebackup writes Last-Modified.
 std::string gmt_text(int64_t unix_s) {
   std::time_t t = static_cast<std::time_t>(unix_s);
@@ -107,9 +129,14 @@ uint32_t crc_of_file(const std::string& path) {
 
 uint32_t crc32c(uint32_t crc, const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = kCrc32cTable[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
+#if defined(__x86_64__)
+  if (kHaveSse42) return ~crc32c_sse42(~crc, p, size);
+#endif
+  return crc32c_portable(crc, p, size);
+}
+
+uint32_t crc32c_portable(uint32_t crc, const void* data, size_t size) {
+  return ~crc32c_table(~crc, static_cast<const unsigned char*>(data), size);
 }
 
 std::string crc32c_hex(uint32_t crc) {

@@ -25,6 +25,8 @@ struct ManifestFile {
 // The CRC-32C (Castagnoli) of `data` continuing from `crc` (0 to start), as a manifest
 // checksum's value before hex encoding.
 uint32_t crc32c(uint32_t crc, const void* data, size_t size);
+// The same by table, what crc32c() uses where the CPU has no CRC instruction (tests compare them).
+uint32_t crc32c_portable(uint32_t crc, const void* data, size_t size);
 // A manifest's "Checksum": the CRC's 4 bytes in memory order (little-endian), in hex.
 std::string crc32c_hex(uint32_t crc);
 
