@@ -51,7 +51,14 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_sse42(uint32_t crc, const unsi
   for (; size > 0; ++p, --size) crc = __builtin_ia32_crc32qi(crc, *p);
   return crc;
 }
-const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+// Asked on first use, not in a static initializer: the CPU detection must have run first.
+bool have_sse42() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") != 0;
+  }();
+  return yes;
+}
 #endif
 
 // "2026-12-07 08:11:07 GMT", as pg_basebackup writes Last-Modified.
@@ -130,7 +137,7 @@ uint32_t crc_of_file(const std::string& path) {
 uint32_t crc32c(uint32_t crc, const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
 #if defined(__x86_64__)
-  if (kHaveSse42) return ~crc32c_sse42(~crc, p, size);
+  if (have_sse42()) return ~crc32c_sse42(~crc, p, size);
 #endif
   return crc32c_portable(crc, p, size);
 }
