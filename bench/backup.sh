@@ -15,16 +15,8 @@ seconds="${BENCH_SECONDS:-20}"
 bin="${PGFLEET_BIN:-$PWD/build/pgfleet}"
 [ -x "$bin" ] || { ./scripts/build.sh >/dev/null; bin=$PWD/build/pgfleet; }
 
-work=$(mktemp -d /tmp/pgfleet-bench-XXXXXX)
-chmod 755 "$work"
-dir="$work/cluster"
-cleanup() {
-  "$bin" down --purge --dir "$dir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base, make_workdir
+make_workdir
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 "$bin" up --dir "$dir" --replicas 0 --base-port "$(free_base)" >/dev/null

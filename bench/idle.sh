@@ -10,16 +10,8 @@ window="${1:-30}"
 [ -x build/pgfleet ] || ./scripts/build.sh >/dev/null
 bin=$PWD/build/pgfleet
 
-work=$(mktemp -d /tmp/pgfleet-bench-XXXXXX)
-chmod 755 "$work"
-dir="$work/cluster"
-cleanup() {
-  "$bin" down --purge --dir "$dir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # free_base, make_workdir
+make_workdir
 
 "$bin" up --dir "$dir" --replicas 2 --base-port "$(free_base)" >/dev/null
 sleep 5  # past start-up work (checkpoints, first samples)

@@ -161,15 +161,19 @@ TEST_F(FailoverTest, AnAsyncReplicaAheadOfTheElectedSyncStandbyIsRewoundAndFollo
   ::kill(standby_agent, SIGCONT);
   ASSERT_TRUE(eventually([&] { return leader() == standby; }, 60s)) << status_json().dump(2);
 
-  // The replica that was ahead is rewound and streams from the new primary.
+  // The replica that was ahead is rewound and streams from the new primary. Before the rewind it
+  // may stream for a moment: the new primary serves the old timeline up to where it forked, so
+  // the check waits for the rewind in its log and for the new primary's timeline.
+  const std::string agent_log = node_dir(async_replica) + "/log/agent.log";
   EXPECT_TRUE(eventually(
       [&] {
-        auto n = node_status(async_replica);
-        return n["upstream"] == standby && n["state"] == "streaming";
+        const auto status = status_json();
+        const auto n = node_of(status, async_replica), primary = node_of(status, standby);
+        return read_text(agent_log).find("rewinding " + async_replica) != std::string::npos &&
+               n["upstream"] == standby && n["state"] == "streaming" && n["timeline"] == primary["timeline"];
       },
       90s))
-      << status_json().dump(2) << read_text(node_dir(async_replica) + "/log/agent.log");
-  EXPECT_NE(read_text(node_dir(async_replica) + "/log/agent.log").find("rewinding " + async_replica), std::string::npos);
+      << status_json().dump(2) << read_text(agent_log);
   sql(proxy_primary(), "INSERT INTO ahead VALUES (-1)", 10s);
   EXPECT_TRUE(eventually(
       [&] { return sql_value(node_url(async_replica), "SELECT count(*) FROM ahead WHERE id = -1") == "1"; }, 10s));
