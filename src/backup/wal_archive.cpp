@@ -75,6 +75,19 @@ std::optional<std::string> wal_name_in_archive(const std::string& file_name) {
   return name;
 }
 
+namespace {
+// Where the archive keeps `name`: plain (history files, and segments from before compression)
+// or compressed; "" when it has neither.
+std::string archived_path(const cluster::Layout& layout, const std::string& name) {
+  std::string path = layout.archive_dir() + "/" + name;
+  if (fs::exists(path)) return path;
+  path += kCompressed;
+  return kept_compressed(name) && fs::exists(path) ? path : "";
+}
+}  // namespace
+
+bool is_archived(const cluster::Layout& layout, const std::string& name) { return !archived_path(layout, name).empty(); }
+
 Result<Archived> archive_wal(const cluster::Layout& layout, const std::string& source, const std::string& name) {
   if (!is_wal_file_name(name)) return Error{"'" + name + "' is not a WAL file name"};
   if (!has_base_backup(layout)) return Archived::NotNeeded;
@@ -105,10 +118,8 @@ Result<Archived> archive_wal(const cluster::Layout& layout, const std::string& s
 Result<std::string> restore_wal(const cluster::Layout& layout, const std::string& name, const std::string& destination,
                                 const std::vector<std::string>& fallback_data_dirs) {
   if (!is_wal_file_name(name)) return Error{"'" + name + "' is not a WAL file name"};
-  std::string from = layout.archive_dir() + "/" + name;
-  if (!fs::exists(from) && kept_compressed(name)) from += kCompressed;
-  if (!fs::exists(from)) {
-    from.clear();
+  std::string from = archived_path(layout, name);
+  if (from.empty()) {
     std::filesystem::file_time_type newest{};
     for (const auto& dir : fallback_data_dirs) {
       const std::string candidate = dir + "/pg_wal/" + name;

@@ -25,6 +25,9 @@ bool is_wal_file_name(const std::string& name);
 // The WAL file a file of the archive holds (its name without ".zst"), nullopt for anything else.
 std::optional<std::string> wal_name_in_archive(const std::string& file_name);
 
+// Whether the archive holds `name` (as it is or compressed).
+bool is_archived(const cluster::Layout& layout, const std::string& name);
+
 enum class Archived {
   Copied,        // written (compressed if a segment, fsynced, renamed into place)
   AlreadyThere,  // another node archived the same bytes

@@ -132,7 +132,7 @@ void wait_for_archived(const cluster::Cluster& c, const std::string& stop_lsn) {
   if (!name || !name.value()) throw UserError("cannot name the WAL segment of " + stop_lsn + ": " + name.error());
   const std::string segment = *name.value();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(c.layout.archive_dir() + "/" + segment + ".zst") && !fs::exists(c.layout.archive_dir() + "/" + segment)) {
+  while (!backup::is_archived(c.layout, segment)) {
     if (std::chrono::steady_clock::now() > deadline)
       throw UserError("WAL segment " + segment + " (the backup's end) did not reach the archive within 120 s",
                       "look at the nodes' archive errors in `pgfleet status`");
