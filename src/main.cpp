@@ -48,6 +48,18 @@ int main(int argc, char** argv) {
   auto* down_cmd = app.add_subcommand("down", "stop every node and agent; data is kept unless --purge");
   down_cmd->add_flag("--purge", purge, "also delete the cluster directory and all its data");
 
+  cli::CheckOptions check;
+  auto* check_cmd = app.add_subcommand(
+      "check", "OK, WARNING or CRITICAL: a test commit reaches every replica, the proxy routes, WAL archiving, backups "
+               "(exit code 0/1/2, 3 = cannot tell)");
+  auto* check_json = check_cmd->add_flag("--json", check.json, "machine-readable output (see docs/operations.md)");
+  check_cmd->add_flag("--nagios", check.nagios, "one line in the Nagios/Icinga plugin format, with performance data")
+      ->excludes(check_json);
+  check_cmd->add_option("--timeout", check.timeout_seconds,
+                        "seconds each replica has to replay the test commit (default 10)");
+  check_cmd->add_option("--lag-warning", check.lag_warning_bytes,
+                        "bytes a replica may lag before WARNING (default: replication.maximum_lag_on_failover)");
+
   cli::StatusOptions status;
   auto* status_cmd = app.add_subcommand("status", "one row per node: role, state, LSNs, lag, sync state");
   status_cmd->add_flag("--json", status.json, "machine-readable output (see docs/status-json.md)");
@@ -185,6 +197,10 @@ int main(int argc, char** argv) {
     if (status_cmd->parsed()) {
       status.dir = dir;
       return cli::run_status(status);
+    }
+    if (check_cmd->parsed()) {
+      check.dir = dir;
+      return cli::run_check(check);
     }
     if (scale_cmd->parsed()) return cli::run_scale(dir, replicas, timeout);
     if (url_cmd->parsed()) {

@@ -36,6 +36,16 @@ struct StatusOptions {
 };
 int run_status(const StatusOptions& options);
 
+struct CheckOptions {
+  std::string dir;
+  bool json = false;
+  bool nagios = false;
+  int timeout_seconds = 10;                // how long each replica has to replay the test commit
+  std::optional<int64_t> lag_warning_bytes;  // default: replication.maximum_lag_on_failover
+};
+// Exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the cluster could not be read).
+int run_check(const CheckOptions& options);
+
 int run_scale(const std::string& dir, int replicas, int timeout_seconds);
 
 struct UrlOptions {

@@ -52,7 +52,10 @@ Result<std::vector<Row>> PgConn::rows_of(PGresult* res) {
   std::unique_ptr<PGresult, decltype(&PQclear)> guard(res, &PQclear);
   auto status = PQresultStatus(res);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-    return Error{trimmed(res ? PQresultErrorMessage(res) : PQerrorMessage(conn_.get()))};
+    // A server that ends the session with a FATAL: libpq puts the FATAL in the connection's
+    // message and only "server closed the connection unexpectedly" in the result's.
+    if (res == nullptr || PQstatus(conn_.get()) == CONNECTION_BAD) return Error{trimmed(PQerrorMessage(conn_.get()))};
+    return Error{trimmed(PQresultErrorMessage(res))};
   }
   std::vector<Row> rows;
   int n = PQntuples(res), cols = PQnfields(res);
