@@ -105,7 +105,7 @@ Cluster open_remote(const std::string& target) {
   }
   // No directory on this machine: a path that holds nothing, so every local check finds nothing.
   Layout layout("/nonexistent/pgfleet-remote/" + name);
-  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs)};
+  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), true};
 }
 }  // namespace
 
@@ -124,7 +124,25 @@ Cluster Cluster::open(const std::string& directory) {
   }
   Secrets secrets = load_secrets(layout);
   auto dcs = open_dcs(layout, config);
-  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs)};
+  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), false};
+}
+
+ClusterStatus Cluster::status() const {
+  ClusterStatus status = collect_status(config, layout, *dcs, secrets);
+  if (remote && status.proxy.enabled) {
+    // Proxies of a cluster on several hosts run on their own (`pgfleet proxy --config`), wherever
+    // clients are: this machine cannot tell where, so none is named rather than a wrong one.
+    status.proxy = ProxyStatus{};
+    status.connection.proxy.clear();
+    status.connection.proxy_primary.clear();
+    status.connection.proxy_replicas.clear();
+    status.connection.proxy_socket.clear();
+    if (!status.nodes.empty()) {
+      status.dashboard_url = status.nodes.front().api_url + "/";
+      status.metrics_url = status.nodes.front().api_url + "/metrics";
+    }
+  }
+  return status;
 }
 
 void Cluster::save_config() const {

@@ -24,11 +24,12 @@ struct Cluster {
   ClusterConfig config;
   Secrets secrets;
   std::unique_ptr<dcs::Dcs> dcs;
+  bool remote = false;  // read from etcd (--dcs): no cluster directory on this machine
 
   // Throws UserError when `directory` holds no cluster (or a broken one).
   static Cluster open(const std::string& directory);
   void save_config() const;
-  ClusterStatus status() const { return collect_status(config, layout, *dcs, secrets); }
+  ClusterStatus status() const;
 };
 
 // The cluster's DCS: etcd when dcs.etcd.endpoints is set, else the local file store.

@@ -61,6 +61,14 @@ for n in "${NODES[@]}"; do
 done
 log "TLS: every node verified with the cluster CA (verify-full)"
 
+# `pgfleet check --dcs` from the client host: every check passes, and the test commit made on the
+# leader is replayed on both other hosts (the cluster's URIs carry the hosts' addresses).
+check_out=$(pgfleet_dcs check 2>&1) || die "pgfleet check --dcs exited $?: $check_out"
+for n in "${NODES[@]}"; do
+  [ "$n" = "$(leader)" ] || grep -q "replication .*$n after [0-9]* ms" <<<"$check_out" || die "check: no replay on $n: $check_out"
+done
+log "check: $(tail -1 <<<"$check_out")"
+
 # The proxy learns the primary from etcd: its primary port answers on the leader's address.
 start_proxy n1
 wait_for 30 "the proxy to route to the leader" '[ "$(proxy_sql "SELECT host(inet_server_addr())")" = "$(ip_of "$(leader)")" ]'
