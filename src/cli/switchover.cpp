@@ -81,6 +81,12 @@ bool switchover_over_http(const cluster::Cluster& c, const std::string& leader, 
 
 }  // namespace
 
+[[noreturn]] void throw_tagged_nofailover(const std::string& node) {
+  throw UserError(node + " is tagged nofailover: it is never promoted",
+                  "choose another node, or remove `nofailover: true` from its entry in pgfleet.yaml (its node.yaml "
+                  "on several hosts) and run `pgfleet reload`");
+}
+
 // How long `switchover --to` waits for a running replica to stream before refusing.
 constexpr std::chrono::seconds kTargetWait{15};
 
@@ -92,10 +98,15 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
     throw UserError("there is no primary to switch over from", "use `pgfleet failover --to NODE` instead");
   }
   auto status = c.status();
+  if (to.empty() && std::all_of(status.nodes.begin(), status.nodes.end(), [&](const cluster::NodeStatus& n) {
+        return n.name == leader || n.nofailover;
+      }))
+    throw UserError("no node could take over: every node but " + leader + " is tagged nofailover");
   if (!to.empty()) {
     const auto* target = status.find(to);
     if (target == nullptr) throw UserError("no node named '" + to + "'");
     if (to == leader) throw UserError(to + " is already the primary");
+    if (target->nofailover) throw_tagged_nofailover(to);
     if (target->state != "streaming" && target->agent_pid != 0) {
       // A node whose agent runs (a replica that restarted, or an old primary rejoining right after
       // another switchover) streams again within a few loops: wait for it rather than refuse.
@@ -150,6 +161,7 @@ int run_failover(const std::string& dir, const std::string& to, int timeout_seco
   become_cluster_owner(dir);
   auto c = cluster::Cluster::open(dir);
   if (!c.config.find_node(to)) throw UserError("no node named '" + to + "'");
+  if (const auto* target = c.status().find(to); target != nullptr && target->nofailover) throw_tagged_nofailover(to);
   std::string leader = current_leader(c);
   if (!leader.empty()) {
     throw UserError(leader + " is the primary and holds the leader key",

@@ -293,6 +293,8 @@ void read_nodes(const Item& item, std::vector<NodeConfig>& nodes) {
          {"port", into(node.port)},
          {"api_port", into(node.api_port)},
          {"upstream", into(node.upstream)},
+         {"nofailover", into(node.nofailover)},
+         {"noloadbalance", into(node.noloadbalance)},
          {"postgresql", into(node.postgresql)}});
   }
 }
@@ -636,6 +638,11 @@ void validate_config(const ClusterConfig& c, const std::string& source) {
     if (index_of(*node.upstream) == c.nodes.size())
       invalid(source, "'nodes[{}].upstream' names unknown node '{}'", i, *node.upstream);
   }
+  // One host lists every node: if all were tagged, no failover could ever happen. (A node.yaml
+  // lists its own node only: the others' tags are theirs.)
+  if (c.etcd.endpoints.empty() && !c.nodes.empty() &&
+      std::all_of(c.nodes.begin(), c.nodes.end(), [](const NodeConfig& n) { return n.nofailover; }))
+    invalid(source, "every node is tagged 'nofailover': none could ever be promoted; tag replicas only");
   // Follow each upstream chain; revisiting a node on the same chain is a cycle.
   for (std::size_t start = 0; start < c.nodes.size(); ++start) {
     std::vector<std::size_t> chain{start};
@@ -801,6 +808,8 @@ std::string render_config(const ClusterConfig& c) {
       emit(out, "port", node.port);
       emit(out, "api_port", node.api_port);
       if (node.upstream) emit(out, "upstream", *node.upstream);
+      if (node.nofailover) emit(out, "nofailover", true);
+      if (node.noloadbalance) emit(out, "noloadbalance", true);
       if (!node.postgresql.empty()) emit(out, "postgresql", node.postgresql);
       out << YAML::EndMap;
     }

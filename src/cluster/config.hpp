@@ -25,6 +25,8 @@ struct NodeConfig {
   std::optional<std::string> upstream;  // cascading: stream from this node instead of the primary
   PgParameters postgresql;           // per-node overrides of the cluster-wide parameters
   std::string host;                  // address clients use; "" = listen_address (one host)
+  bool nofailover = false;           // never promoted (elections, switchovers, manual failovers skip it)
+  bool noloadbalance = false;        // the proxy sends it no reads
 
   bool operator==(const NodeConfig&) const = default;
 };

@@ -122,7 +122,7 @@ CheckResult failover_check(const ClusterConfig& config, const ClusterStatus& sta
     ++replicas;
     bool in_sync = n.sync_state == "sync" || n.sync_state == "quorum";
     bool close = !n.lag_bytes || *n.lag_bytes <= config.maximum_lag_on_failover;
-    if (n.state == "streaming" && (!committed || replayed(facts, n.name)) && !n.stepped_down &&
+    if (n.state == "streaming" && (!committed || replayed(facts, n.name)) && !n.stepped_down && !n.nofailover &&
         (config.sync == SyncMode::Off ? close : in_sync))
       candidates.push_back(n.name);
   }

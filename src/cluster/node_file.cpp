@@ -28,6 +28,7 @@ NodeFile parse_node_file(const std::string& yaml_text, const std::string& source
   std::string advertise;
   int port = 5432;
   int api_port = 8009;  // ports.api_base: 8008 is ports.http
+  bool nofailover = false, noloadbalance = false;
   auto take = [&](const char* key, auto& out) {
     if (!root[key]) return;
     try {
@@ -42,6 +43,8 @@ NodeFile parse_node_file(const std::string& yaml_text, const std::string& source
   take("advertise_address", advertise);
   take("port", port);
   take("api_port", api_port);
+  take("nofailover", nofailover);
+  take("noloadbalance", noloadbalance);
   if (root["nodes"]) fail(source, "'nodes' does not belong in node.yaml: every host names itself with 'node'");
   if (nf.node.empty()) fail(source, "'node' (this host's node name) is required");
   if (!std::regex_match(nf.node, std::regex("[a-z0-9_]{1,63}")))
@@ -63,6 +66,8 @@ NodeFile parse_node_file(const std::string& yaml_text, const std::string& source
   self.port = port;
   self.api_port = api_port;
   self.host = advertise;
+  self.nofailover = nofailover;
+  self.noloadbalance = noloadbalance;
   nf.config.nodes = {self};
   validate_config(nf.config, source);
   return nf;

@@ -96,6 +96,8 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
     s.port = n.port;
     s.api_port = n.api_port;
     s.api_url = fmt::format("{}://{}:{}", config.http_tls ? "https" : "http", s.host, n.api_port);
+    s.nofailover = n.nofailover;
+    s.noloadbalance = n.noloadbalance;
     auto it = members.find(n.name);
     // Several hosts (etcd): a member key (it has a TTL) is the only sign of life of a remote agent.
     const bool multi_host = !config.etcd.endpoints.empty();
@@ -117,6 +119,9 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.rebuilt_at_ms = m.rebuilt_at_ms;
       s.last_error = m.last_error;
       s.stepped_down = m.stepped_down;
+      // What the agent runs with (several hosts: its node.yaml; one host: pgfleet.yaml as last reloaded).
+      s.nofailover = m.nofailover;
+      s.noloadbalance = m.noloadbalance;
       if (s.state == "running" || s.state == "streaming") s.pending_restart = m.pending_restart;
       s.stats = m.stats;
       if (m.role == "primary") {
@@ -241,6 +246,8 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"rebuilt_at_ms", n.rebuilt_at_ms == 0 ? nlohmann::json(nullptr) : nlohmann::json(n.rebuilt_at_ms)},
                      {"last_error", opt_text(n.last_error)},
                      {"stepped_down", n.stepped_down},
+                     {"nofailover", n.nofailover},
+                     {"noloadbalance", n.noloadbalance},
                      {"pending_restart", n.pending_restart},
                      {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }
@@ -306,6 +313,11 @@ std::string render_table(const ClusterStatus& status) {
     // A healthy agent clears its error every loop: one still there is current (e.g. a lost slot).
     if (!n.last_error.empty()) {
       out += fmt::format("         last error: {}\n", n.last_error);
+    }
+    if (n.nofailover || n.noloadbalance) {
+      out += fmt::format("         tags: {}\n", n.nofailover && n.noloadbalance ? "nofailover, noloadbalance"
+                                                 : n.nofailover                   ? "nofailover (never promoted)"
+                                                                                  : "noloadbalance (no proxy reads)");
     }
     if (!n.pending_restart.empty()) {
       out += fmt::format("         pending restart: {} (`pgfleet restart {}`)\n", fmt::join(n.pending_restart, ", "),

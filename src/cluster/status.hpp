@@ -41,6 +41,8 @@ struct NodeStatus {
   int64_t rebuilt_at_ms = 0;  // unix ms of the agent's last rebuild of the node (0: none since it started)
   std::string last_error;
   bool stepped_down = false;  // it gave the leadership up recently (primary_start_timeout); elections take it last
+  bool nofailover = false;    // tagged: never promoted
+  bool noloadbalance = false; // tagged: the proxy sends it no reads
   std::vector<std::string> pending_restart;  // changed parameters that wait for `pgfleet restart`
   std::optional<dcs::NodeStats> stats;  // the agent's load figures (TPS, connections, host)
 };

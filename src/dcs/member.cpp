@@ -20,7 +20,8 @@ nlohmann::json to_json(const Member& m) {
           {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts}, {"rebuilt_at_ms", m.rebuilt_at_ms},
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
           {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"failsafe_for", m.failsafe_for},
-          {"stepped_down", m.stepped_down}, {"pending_restart", m.pending_restart}, {"replication", peers},
+          {"stepped_down", m.stepped_down}, {"nofailover", m.nofailover}, {"noloadbalance", m.noloadbalance},
+          {"pending_restart", m.pending_restart}, {"replication", peers},
           {"stats", to_json(m.stats)}};
 }
 
@@ -94,6 +95,8 @@ Member member_from_json(const nlohmann::json& j) {
   get("sync_standby_names", m.sync_standby_names);
   get("failsafe_for", m.failsafe_for);
   get("stepped_down", m.stepped_down);
+  get("nofailover", m.nofailover);
+  get("noloadbalance", m.noloadbalance);
   if (auto it = j.find("pending_restart"); it != j.end() && it->is_array())
     for (const auto& name : *it)
       if (name.is_string()) m.pending_restart.push_back(name.get<std::string>());

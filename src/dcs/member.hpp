@@ -89,6 +89,8 @@ struct Member {
   std::string sync_standby_names;  // primary: synchronous_standby_names in force
   std::string failsafe_for;      // failsafe mode: the primary this node confirmed to within a TTL
   bool stepped_down = false;     // it gave the leadership up recently (primary_start_timeout): elections take it last
+  bool nofailover = false;       // its node's tag: never promoted
+  bool noloadbalance = false;    // its node's tag: proxies send it no reads
   std::vector<std::string> pending_restart;  // parameters changed in the files that wait for a restart
   std::vector<ReplicationPeer> replication;  // who streams from this node
   NodeStats stats;

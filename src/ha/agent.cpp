@@ -481,6 +481,7 @@ class Agent {
         mv.replayed_lsn = lsn_of(m.replayed_lsn);
         mv.failsafe_for = m.failsafe_for;
         mv.stepped_down = m.stepped_down;
+        mv.nofailover = m.nofailover;
         mv.updated_at = member_updated_at({m.updated_mono_ms, m.updated_at_ms}, !multi_host() || m.name == name_,
                                           now, unix_now);
         // An agent that died or stopped leaves its key (until the TTL, or for good when it stopped
@@ -986,6 +987,8 @@ class Agent {
     member_.host = n.host.empty() ? cluster::connect_host(config_) : n.host;
     member_.port = n.port;
     member_.api_port = n.api_port;
+    member_.nofailover = n.nofailover;  // the tags go with the member: every agent and proxy sees them
+    member_.noloadbalance = n.noloadbalance;
     if (!stats_) stats_.emplace(layout_.data_dir(name_));
     member_.stats = stats_->sample(accepting_ && conn_ ? &*conn_ : nullptr);  // for the dashboards
     member_.updated_at_ms = sampled_unix_ms_ != 0 ? sampled_unix_ms_ : unix_ms();

@@ -93,8 +93,9 @@ int evaluate(Check check, const NodeFacts& f, const std::optional<LagLimit>& lag
   switch (check) {
     case Check::Primary: ok = is_serving_primary(f); break;
     case Check::Leader: ok = f.leader == m.name && !f.fenced; break;
-    case Check::Replica: ok = replica_ok(f, lag); break;
-    case Check::ReadOnly: ok = is_serving_primary(f) || replica_ok(f, lag); break;
+    // The load-balancing checks, as Patroni's: a replica tagged noloadbalance is kept out of them.
+    case Check::Replica: ok = replica_ok(f, lag) && !m.noloadbalance; break;
+    case Check::ReadOnly: ok = is_serving_primary(f) || (replica_ok(f, lag) && !m.noloadbalance); break;
     case Check::Health: ok = running(m); break;
     case Check::Liveness: ok = f.loop_age_ms <= f.ttl_ms; break;
     case Check::Readiness: ok = is_serving_primary(f) || replica_ok(f, lag); break;
@@ -128,6 +129,11 @@ nlohmann::json node_document(const NodeFacts& f) {
                         {"restarts", m.restarts},
                         {"last_error", m.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(m.last_error)},
                         {"patroni", {{"scope", f.cluster}, {"name", m.name}}}};
+  // Patroni's form: only the tags that are set.
+  nlohmann::json tags = nlohmann::json::object();
+  if (m.nofailover) tags["nofailover"] = true;
+  if (m.noloadbalance) tags["noloadbalance"] = true;
+  if (!tags.empty()) doc["tags"] = tags;
   if (m.role == "primary") {
     doc["xlog"] = {{"location", lsn(m.current_lsn)}};
     doc["lsn"] = m.current_lsn;

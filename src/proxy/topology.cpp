@@ -90,7 +90,7 @@ Topology TopologyWatcher::observe() {
       // would fail as read-only); no primary until its agent says it is one, within a loop.
       if (m.name == primary && m.role == "replica") continue;
       if (m.name == primary || m.name == confirmed) t.primary = b;
-      else t.replicas.push_back(b);
+      else if (!m.noloadbalance) t.replicas.push_back(b);
     }
     // Its own member key may have expired meanwhile (it cannot reach etcd): the address it
     // published last. (The previous topology is not enough: a poll that fell between the leader
@@ -122,8 +122,8 @@ Topology TopologyWatcher::observe() {
       if (n.name == primary) t.primary = backend_of(n);
       else t.replicas.push_back(backend_of(n));
     }
-    // What each agent says about its node: a replica that crashed, is stopping, or claims to be a
-    // primary while another holds the leader key takes no reads.
+    // What each agent says about its node: a replica that crashed, is stopping, claims to be a
+    // primary while another holds the leader key, or is tagged noloadbalance takes no reads.
     std::vector<bool> excluded(config_.nodes.size(), false);
     if (members) {
       for (const auto& kv : *members) {
@@ -131,7 +131,8 @@ Topology TopologyWatcher::observe() {
           auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
           for (size_t i = 0; i < config_.nodes.size(); ++i) {
             if (config_.nodes[i].name != m.name || m.name == primary) continue;
-            excluded[i] = m.role == "primary" || m.state == "crashed" || m.state == "stopping" || m.state == "stopped";
+            excluded[i] = m.role == "primary" || m.state == "crashed" || m.state == "stopping" || m.state == "stopped" ||
+                          m.noloadbalance;
           }
         } catch (const std::exception&) {
           // an unreadable member key excludes nothing; the health poller still judges the node
@@ -155,7 +156,7 @@ Topology TopologyWatcher::observe() {
   // Every other node is a replica candidate; the health poller says which can take reads now
   // (so a replica going down does not change the topology and its version).
   for (const auto& n : config_.nodes) {
-    if (!t.primary || t.primary->name != n.name) t.replicas.push_back(backend_of(n));
+    if ((!t.primary || t.primary->name != n.name) && !n.noloadbalance) t.replicas.push_back(backend_of(n));
   }
   return t;
 }

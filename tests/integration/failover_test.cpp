@@ -377,3 +377,54 @@ TEST_F(FailoverTest, PauseStopsAutomaticFailover) {
 
 }  // namespace
 }  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// Patroni's tags, set in pgfleet.yaml and applied by `pgfleet reload`: a replica tagged
+// nofailover is never promoted (a delayed or a small replica); noloadbalance keeps the proxy's
+// reads off it.
+TEST_F(FailoverTest, ATaggedReplicaIsNeverPromotedAndTakesNoProxyReads) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster());
+  std::string yaml = read_text(dir_ + "/pgfleet.yaml");
+  const std::string entry = "  - name: node2\n";
+  auto at = yaml.find(entry);
+  ASSERT_NE(at, std::string::npos) << yaml;
+  yaml.insert(at + entry.size(), "    nofailover: true\n    noloadbalance: true\n");
+  write_text(dir_ + "/pgfleet.yaml", yaml);
+  auto reload = pgfleet({"reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.output;
+  ASSERT_TRUE(eventually([&] { auto n = node_status("node2"); return n["nofailover"] == true && n["noloadbalance"] == true; },
+                         15s))
+      << status_json().dump(2);
+  EXPECT_EQ(node_status("node3")["nofailover"], false);
+  auto table = pgfleet({"status"});
+  EXPECT_NE(table.output.find("tags: nofailover, noloadbalance"), std::string::npos) << table.output;
+
+  auto refused = pgfleet({"switchover", "--to", "node2"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("node2 is tagged nofailover: it is never promoted"), std::string::npos) << refused.output;
+  EXPECT_EQ(leader(), "node1");
+
+  // The proxy's replicas port sends every read to node3.
+  const std::string replicas = with_param(url({"--proxy-replicas"}), "connect_timeout=3");
+  const std::string node3_port = std::to_string(node_port(3));
+  ASSERT_TRUE(eventually([&] { return sql_value(replicas, "SELECT inet_server_port()") == node3_port; }, 15s));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(sql_value(replicas, "SELECT inet_server_port()"), node3_port) << "read " << i;
+
+  // The primary's host dies. node2 has the same WAL as node3, but only node3 may be elected.
+  sql(proxy(), "CREATE TABLE tagged (id int)", 10s);
+  ::kill(static_cast<pid_t>(pid_of("node1", "agent_pid")), SIGKILL);
+  ::kill(static_cast<pid_t>(pid_of("node1", "pid")), SIGKILL);
+  ASSERT_TRUE(eventually([&] { return try_sql(proxy_primary(), "INSERT INTO tagged VALUES (1)", 3s).ok(); }, 60s, 200ms))
+      << status_json().dump(2);
+  EXPECT_EQ(leader(), "node3") << status_json().dump(2);
+  EXPECT_EQ(str(node_status("node2"), "role"), "replica");
+  // `pgfleet check` sees that no node could take over now: node1 is down, node2 is tagged.
+  auto check = pgfleet({"check"}, 60s);
+  EXPECT_EQ(check.exit_code, 2) << check.output;
+  EXPECT_NE(check.output.find("no replica could take over if node3 failed"), std::string::npos) << check.output;
+}
+
+}  // namespace
+}  // namespace pgfleet::itest

@@ -111,8 +111,8 @@ TEST(ConfigTest, ParsesFullExample) {
   EXPECT_EQ(c.ports, (Ports{6432, 6433, 6434, 8008, 5433, 8009}));
   EXPECT_EQ(c.postgresql, (PgParameters{{"shared_buffers", "128MB"}, {"max_connections", "200"}}));
   ASSERT_EQ(c.nodes.size(), 2u);
-  EXPECT_EQ(c.nodes[0], (NodeConfig{"node1", 5433, 8009, std::nullopt, {}, ""}));
-  EXPECT_EQ(c.nodes[1], (NodeConfig{"node2", 5434, 8010, "node1", {{"work_mem", "8MB"}}, ""}));
+  EXPECT_EQ(c.nodes[0], (NodeConfig{"node1", 5433, 8009, std::nullopt, {}, "", false, false}));
+  EXPECT_EQ(c.nodes[1], (NodeConfig{"node2", 5434, 8010, "node1", {{"work_mem", "8MB"}}, "", false, false}));
 
   ASSERT_NE(c.find_node("node2"), nullptr);
   EXPECT_EQ(c.find_node("node2")->port, 5434);
@@ -138,7 +138,7 @@ TEST(ConfigTest, RenderParsesBackEqual) {
   c.postgresql["search_path"] = "'\"$user\", public'";
   c.postgresql["archive_command"] = "";
   c.postgresql["unix_socket_permissions"] = "0777";
-  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {{"hot_standby", "yes"}}, ""});
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {{"hot_standby", "yes"}}, "", false, false});
 
   const std::string text = render_config(c);
   EXPECT_EQ(text.rfind("# pgfleet cluster configuration; see docs/configuration.md\n", 0), 0u) << text;
@@ -312,9 +312,34 @@ TEST(ConfigTest, UpstreamMustNameAnotherNode) {
   EXPECT_EQ(validation_error_of(c), "test.yaml: 'nodes[1].upstream': node 'node2' cannot stream from itself");
 }
 
+TEST(ConfigTest, NodeTagsParseRenderAndValidate) {
+  ClusterConfig c = parse_config(R"(
+nodes:
+  - {name: node1, port: 5433, api_port: 8009}
+  - {name: node2, port: 5434, api_port: 8010, nofailover: true}
+  - {name: node3, port: 5435, api_port: 8011, noloadbalance: yes}
+)",
+                                 "test.yaml");
+  EXPECT_FALSE(c.nodes[0].nofailover);
+  EXPECT_FALSE(c.nodes[0].noloadbalance);
+  EXPECT_TRUE(c.nodes[1].nofailover);
+  EXPECT_FALSE(c.nodes[1].noloadbalance);
+  EXPECT_TRUE(c.nodes[2].noloadbalance);
+  std::string text = render_config(c);
+  EXPECT_NE(text.find("nofailover: true"), std::string::npos) << text;
+  EXPECT_EQ(parse_config(text, "rendered"), c);
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 5433, api_port: 8009, nofailover: sometimes}\n"),
+            "test.yaml:2: 'nodes[0].nofailover' must be a boolean (true or false), got 'sometimes'");
+  c.nodes[0].nofailover = c.nodes[2].nofailover = true;
+  EXPECT_EQ(validation_error_of(c),
+            "test.yaml: every node is tagged 'nofailover': none could ever be promoted; tag replicas only");
+  c.etcd.endpoints = {"http://10.0.0.1:2379"};  // a node.yaml lists its own node only
+  EXPECT_NO_THROW(validate_config(c, "test.yaml"));
+}
+
 TEST(ConfigTest, UpstreamCycle) {
   ClusterConfig c = two_nodes();
-  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {}, ""});
+  c.nodes.push_back(NodeConfig{"node3", 5435, 8011, "node2", {}, "", false, false});
   c.nodes[1].upstream = "node3";
   EXPECT_EQ(validation_error_of(c), "test.yaml: 'upstream' settings form a cycle: node2 -> node3 -> node2");
   c.nodes[1].upstream = "node1";
@@ -401,7 +426,7 @@ TEST(ConfigTest, RangeAndNameChecks) {
       with([](ClusterConfig& c) {
         c.nodes.clear();
         for (int i = 0; i < 65; ++i)
-          c.nodes.push_back(NodeConfig{"n" + std::to_string(i), 10000 + i, 20000 + i, std::nullopt, {}, ""});
+          c.nodes.push_back(NodeConfig{"n" + std::to_string(i), 10000 + i, 20000 + i, std::nullopt, {}, "", false, false});
       }),
       "test.yaml: 'nodes' has 65 entries; at most 64 are supported");
 }

@@ -154,6 +154,14 @@ TEST(HealthCheck, ReplicaLagBeyondTheLimitWarnsAndRemovesTheCandidate) {
   EXPECT_EQ(h.check("node2").level, CheckLevel::Ok);
 }
 
+TEST(HealthCheck, ANodeTaggedNofailoverIsNoCandidate) {
+  Healthy h;
+  h.at("node2").nofailover = true;
+  EXPECT_EQ(h.check("failover").detail, "candidates: node3");
+  h.at("node3").nofailover = true;
+  EXPECT_EQ(h.check("failover").level, CheckLevel::Critical);
+}
+
 TEST(HealthCheck, AReplicaThatDidNotReplayTheTestCommitWarnsAndIsNoCandidate) {
   Healthy h;
   h.facts.replays = {{"node2", std::nullopt, ""}, {"node3", 4, ""}};

@@ -91,6 +91,18 @@ TEST(HealthChecks, ReplicaChecksFollowStreamingLagAndSyncState) {
   EXPECT_EQ(evaluate(Check::Replica, unknown_lag, LagLimit{LagLimit::Kind::Bytes, 1e12}), 503);
 }
 
+TEST(HealthChecks, AReplicaTaggedNoloadbalanceLeavesTheLoadBalancingChecks) {
+  NodeFacts r = replica();
+  r.member.noloadbalance = true;
+  EXPECT_EQ(evaluate(Check::Replica, r, {}), 503);
+  EXPECT_EQ(evaluate(Check::ReadOnly, r, {}), 503);
+  EXPECT_EQ(evaluate(Check::Readiness, r, {}), 200) << "it is still a ready replica";
+  EXPECT_EQ(evaluate(Check::Health, r, {}), 200);
+  auto doc = node_document(r);
+  EXPECT_EQ(doc["tags"], nlohmann::json({{"noloadbalance", true}}));
+  EXPECT_FALSE(node_document(replica()).contains("tags")) << "no tags, no key (as Patroni)";
+}
+
 TEST(HealthChecks, LivenessFollowsTheAgentLoop) {
   auto f = replica();
   f.loop_age_ms = 1000;

@@ -1,0 +1,24 @@
+// The member document agents publish: fields survive the round trip, old documents read with defaults.
+#include "dcs/member.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pgfleet::dcs {
+namespace {
+
+TEST(MemberJson, TagsRoundTripAndDefaultToOff) {
+  Member m;
+  m.name = "node2";
+  m.nofailover = true;
+  m.noloadbalance = true;
+  Member back = member_from_json(to_json(m));
+  EXPECT_TRUE(back.nofailover);
+  EXPECT_TRUE(back.noloadbalance);
+  // A member written by an agent before tags existed.
+  Member old = member_from_json(nlohmann::json{{"name", "node3"}, {"role", "replica"}});
+  EXPECT_FALSE(old.nofailover);
+  EXPECT_FALSE(old.noloadbalance);
+}
+
+}  // namespace
+}  // namespace pgfleet::dcs
