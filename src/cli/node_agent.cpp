@@ -187,7 +187,10 @@ void bootstrap(const cluster::ClusterConfig& config, const cluster::Layout& layo
         auto r = dcs->compare_and_set("initialize", node, 0);
         return r.ok() && *r;
       };
-      if (mine || (!init.value() && won())) {
+      // A node tagged nofailover may never be primary: it leaves creating the cluster to another.
+      const auto* self = config.find_node(node);
+      const bool tagged = self != nullptr && self->nofailover;
+      if (mine || (!init.value() && !tagged && won())) {
         try {
           initialize_cluster(config, layout, *dcs, node);
           return;
@@ -198,7 +201,9 @@ void bootstrap(const cluster::ClusterConfig& config, const cluster::Layout& layo
         }
       }
       std::string holder = init.value() ? init.value()->value : "";
-      if (holder != waiting_for) log::info("waiting for {} to initialize cluster {}", holder, config.cluster);
+      if (holder != waiting_for)
+        log::info("waiting for {} to initialize cluster {}", holder.empty() ? "a node not tagged nofailover" : holder,
+                  config.cluster);
       waiting_for = holder;
     } else if (waiting_for != "\n") {
       log::warn("cannot read the DCS: {}", !secrets ? secrets.error() : init.error());

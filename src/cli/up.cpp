@@ -179,7 +179,12 @@ cluster::ClusterStatus bring_up(const cluster::Cluster& c, const cluster::PgBina
                         "restore the primary's data, or promote a replica by removing its standby.signal");
       }
     }
-    primary = c.config.nodes.front().name;
+    // The first node, unless it is tagged nofailover (never a primary): then the first untagged one.
+    for (const auto& n : c.config.nodes) {
+      if (n.nofailover) continue;
+      primary = n.name;
+      break;
+    }
     std::cout << "initializing primary " << primary << " ..." << std::endl;
     fs::remove_all(c.layout.data_dir(primary));
     fs::make_directories(c.layout.log_dir(primary), 0700);

@@ -1,5 +1,6 @@
 // Automatic failover, switchover and rejoin through the real binary: what an operator checks.
 #include <signal.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -424,6 +425,26 @@ TEST_F(FailoverTest, ATaggedReplicaIsNeverPromotedAndTakesNoProxyReads) {
   auto check = pgfleet({"check"}, 60s);
   EXPECT_EQ(check.exit_code, 2) << check.output;
   EXPECT_NE(check.output.find("no replica could take over if node3 failed"), std::string::npos) << check.output;
+}
+
+}  // namespace
+}  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// The node that `up` initializes is the first one not tagged nofailover.
+TEST_F(FailoverTest, ACreatedClusterStartsOnTheFirstNodeNotTaggedNofailover) {
+  std::string nodes = "nodes:\n";
+  for (int k = 1; k <= 3; ++k)
+    nodes += fmt::format("  - {{name: node{}, port: {}, api_port: {}{}}}\n", k, node_port(k), base_port_ + 50 + k - 1,
+                         k == 1 ? ", nofailover: true" : "");
+  write_text(tmp_ + "/config.yaml", nodes);
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml"}));
+  EXPECT_EQ(leader(), "node2") << status_json().dump(2);
+  EXPECT_EQ(str(node_status("node1"), "role"), "replica");
+  EXPECT_EQ(str(node_status("node1"), "state"), "streaming");
+  EXPECT_EQ(node_status("node1")["nofailover"], true);
 }
 
 }  // namespace
