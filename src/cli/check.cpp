@@ -20,6 +20,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using cluster::CheckFacts;
 using cluster::ClusterStatus;
+using postgres::Row;
+
+// Every query has a deadline: a hung server or a paused proxy must not hang a monitoring check.
+constexpr std::chrono::milliseconds kQueryLimit{5000};
+constexpr std::chrono::milliseconds kPollLimit{1000};  // one replica's answer while polling for the replay
 
 // The status's URIs carry the generated password, so this works from any host (--dcs) too.
 Result<postgres::PgConn> connect_uri(const std::string& uri) {
@@ -58,12 +63,12 @@ void measure_replication(const ClusterStatus& status, int timeout_ms, CheckFacts
     facts.leader_error = one_line(leader.error());
     return;
   }
-  auto recovery = leader->scalar("SELECT pg_is_in_recovery()");
-  if (!recovery) {
-    facts.leader_error = one_line(recovery.error());
+  auto recovery = leader->query_within(kQueryLimit, "SELECT pg_is_in_recovery()");
+  if (!recovery || recovery->empty()) {
+    facts.leader_error = recovery ? "no answer" : one_line(recovery.error());
     return;
   }
-  facts.leader_in_recovery = recovery.value() == std::optional<std::string>("t");
+  facts.leader_in_recovery = recovery->front()[0] == std::optional<std::string>("t");
   if (*facts.leader_in_recovery) return;
   // Connected first, so the time measured is replication's, not the connections'.
   struct Waiting {
@@ -80,23 +85,25 @@ void measure_replication(const ClusterStatus& status, int timeout_ms, CheckFacts
   // A transactional message is WAL the commit must flush before it returns (an xid alone would
   // commit asynchronously). Only locally: in sync modes the replicas' replay is what is measured,
   // and a strict cluster without its standby must not hang the check.
-  auto written = leader->exec(fmt::format("SET synchronous_commit = local; SET statement_timeout = {}", timeout_ms));
-  if (written) written = leader->exec("SELECT pg_logical_emit_message(true, 'pgfleet-check', '')");
+  const auto write_limit = std::chrono::milliseconds(timeout_ms) + kQueryLimit;
+  auto written = leader->query_within(
+      write_limit, fmt::format("SET synchronous_commit = local; SET statement_timeout = {}", timeout_ms));
+  if (written) written = leader->query_within(write_limit, "SELECT pg_logical_emit_message(true, 'pgfleet-check', '')");
   if (!written) {
     facts.write_error = one_line(written.error());
     return;
   }
   const auto committed = Clock::now();
-  auto lsn = leader->scalar("SELECT pg_current_wal_flush_lsn()");
-  if (!lsn || !lsn.value()) {
+  auto lsn = leader->query_within(kQueryLimit, "SELECT pg_current_wal_flush_lsn()");
+  if (!lsn || lsn->empty() || !lsn->front()[0]) {
     facts.write_error = lsn ? "no WAL position" : one_line(lsn.error());
     return;
   }
-  facts.write_lsn = **lsn;
+  facts.write_lsn = *lsn->front()[0];
   const auto deadline = committed + std::chrono::milliseconds(timeout_ms);
   while (!waiting.empty()) {
     for (auto it = waiting.begin(); it != waiting.end();) {
-      auto done = it->conn.query("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", {facts.write_lsn});
+      auto done = it->conn.query_within(kPollLimit, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", {facts.write_lsn});
       auto& fact = *std::find_if(facts.replays.begin(), facts.replays.end(),
                                  [&](const cluster::ReplayFact& r) { return r.node == it->node; });
       if (!done) {
@@ -141,7 +148,8 @@ void measure_proxy(const ClusterStatus& status, const cluster::ClusterConfig& co
     auto conn = connect_uri(*where.first);
     if (!conn) {
       route.error = one_line(conn.error());
-    } else if (auto rows = conn->query("SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port()");
+    } else if (auto rows = conn->query_within(kQueryLimit,
+                                              "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port()");
                !rows || rows->empty()) {
       route.error = rows ? "no row" : one_line(rows.error());
     } else {
@@ -160,13 +168,13 @@ void measure_archivers(const ClusterStatus& status, CheckFacts& facts) {
     cluster::ArchiverFact a;
     a.node = n.name;
     auto conn = connect_node(status, n.name);
-    auto rows = conn ? conn->query(
+    auto rows = conn ? conn->query_within(kQueryLimit,
                            "SELECT current_setting('archive_mode') <> 'off', last_archived_wal, "
                            "(extract(epoch FROM last_archived_time) * 1000)::bigint, last_failed_wal, "
                            "(extract(epoch FROM last_failed_time) * 1000)::bigint, "
                            "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') "
                            "FROM pg_stat_archiver")
-                     : Result<std::vector<postgres::Row>>(Error{conn.error()});
+                     : Result<std::vector<Row>>(Error{conn.error()});
     if (!rows || rows->empty()) {
       a.error = rows ? "no row" : one_line(rows.error());
     } else {

@@ -1,6 +1,8 @@
 // libpq calls with errors turned into Results; nothing here retries or sleeps.
 #include "postgres/pgconn.hpp"
 
+#include <poll.h>
+
 namespace pgfleet::postgres {
 namespace {
 std::string trimmed(const char* message) {
@@ -33,6 +35,33 @@ Result<std::vector<Row>> PgConn::query(const std::string& sql, const std::vector
                                  : PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(params.size()), nullptr,
                                                 values.data(), nullptr, nullptr, 0);
   return rows_of(res);
+}
+
+Result<std::vector<Row>> PgConn::query_within(std::chrono::milliseconds limit, const std::string& sql,
+                                              const std::vector<std::string>& params) {
+  PGconn* c = conn_.get();
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  const int sent = params.empty() ? PQsendQuery(c, sql.c_str())
+                                  : PQsendQueryParams(c, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                                                      values.data(), nullptr, nullptr, 0);
+  if (sent == 0) return Error{trimmed(PQerrorMessage(c))};
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (PQisBusy(c) != 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Error{"no answer within " + std::to_string(limit.count()) + " ms"};
+    pollfd pfd{PQsocket(c), POLLIN, 0};
+    if (pfd.fd < 0) return Error{trimmed(PQerrorMessage(c))};
+    (void)::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (PQconsumeInput(c) == 0) return Error{trimmed(PQerrorMessage(c))};
+  }
+  // As PQexec: the last statement's rows, or the first error.
+  Result<std::vector<Row>> out = std::vector<Row>{};
+  while (PGresult* r = PQgetResult(c)) {
+    auto rows = rows_of(r);
+    if (out) out = std::move(rows);
+  }
+  return out;
 }
 
 Result<std::vector<Row>> PgConn::query_prepared(const std::string& sql) {

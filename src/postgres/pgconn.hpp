@@ -3,6 +3,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,6 +29,11 @@ class PgConn {
   // the queries an agent repeats every loop, whose planning (views over the statistics) cost
   // the server about ten times their execution.
   Result<std::vector<Row>> query_prepared(const std::string& sql);
+  // As query(), but gives up after `limit` ("no answer within N ms"): a hung server (a stopped
+  // process, a frozen host, a paused proxy) accepts a query and never answers, while the kernel
+  // still acknowledges the bytes. After that error the connection is unusable: drop it.
+  Result<std::vector<Row>> query_within(std::chrono::milliseconds limit, const std::string& sql,
+                                        const std::vector<std::string>& params = {});
   Status exec(const std::string& sql) {
     auto r = query(sql);
     if (!r) return Error{r.error()};

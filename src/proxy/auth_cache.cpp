@@ -1,7 +1,6 @@
 // The auth query runs on one thread with one connection, so workers never block on it.
 #include "proxy/auth_cache.hpp"
 
-#include <poll.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -29,31 +28,12 @@ struct Fetched {
 };
 
 Fetched fetch_with_deadline(postgres::PgConn& conn, const std::string& query, const std::string& user) {
-  PGconn* c = conn.raw();
-  const char* values[] = {user.c_str()};
-  if (PQsendQueryParams(c, query.c_str(), 1, nullptr, values, nullptr, nullptr, 0) == 0)
-    return {false, std::nullopt, PQerrorMessage(c)};
-  auto deadline = std::chrono::steady_clock::now() + kQueryDeadline;
-  while (PQisBusy(c) != 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return {false, std::nullopt, "no answer within " + std::to_string(kQueryDeadline.count()) + " ms"};
-    pollfd pfd{PQsocket(c), POLLIN, 0};
-    if (pfd.fd < 0) return {false, std::nullopt, PQerrorMessage(c)};
-    (void)::poll(&pfd, 1, static_cast<int>(left.count()));
-    if (PQconsumeInput(c) == 0) return {false, std::nullopt, PQerrorMessage(c)};
-  }
+  auto rows = conn.query_within(kQueryDeadline, query, {user});
+  if (!rows) return {false, std::nullopt, rows.error()};
   Fetched out;
-  while (PGresult* r = PQgetResult(c)) {
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-      out.ok = true;
-      const int last = PQnfields(r) - 1;  // the verifier: the only column, or passwd after usename
-      if (last >= 0 && PQntuples(r) > 0 && PQgetisnull(r, 0, last) == 0) out.stored = std::string(PQgetvalue(r, 0, last));
-    } else if (out.error.empty()) {
-      out.error = PQresultErrorMessage(r);
-    }
-    PQclear(r);
-  }
-  if (!out.error.empty()) out.ok = false;
+  out.ok = true;
+  // The verifier: the only column, or passwd after usename.
+  if (!rows->empty() && !rows->front().empty()) out.stored = rows->front().back();
   return out;
 }
 }
