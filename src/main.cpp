@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   check_cmd->add_flag("--nagios", check.nagios, "one line in the Nagios/Icinga plugin format, with performance data")
       ->excludes(check_json);
   check_cmd->add_option("--timeout", check.timeout_seconds,
-                        "seconds each replica has to replay the test commit (default 10)");
+                        "seconds each replica has to replay the test commit (default 5)");
   check_cmd->add_option("--lag-warning", check.lag_warning_bytes,
                         "bytes a replica may lag before WARNING (default: replication.maximum_lag_on_failover)");
 

@@ -23,7 +23,7 @@ using cluster::ClusterStatus;
 using postgres::Row;
 
 // Every query has a deadline: a hung server or a paused proxy must not hang a monitoring check.
-constexpr std::chrono::milliseconds kQueryLimit{5000};
+constexpr std::chrono::milliseconds kQueryLimit{2000};
 constexpr std::chrono::milliseconds kPollLimit{1000};  // one replica's answer while polling for the replay
 
 // The status's URIs carry the generated password, so this works from any host (--dcs) too.

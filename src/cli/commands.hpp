@@ -40,7 +40,7 @@ struct CheckOptions {
   std::string dir;
   bool json = false;
   bool nagios = false;
-  int timeout_seconds = 10;                // how long each replica has to replay the test commit
+  int timeout_seconds = 5;                 // how long each replica has to replay the test commit
   std::optional<int64_t> lag_warning_bytes;  // default: replication.maximum_lag_on_failover
 };
 // Exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the cluster could not be read).

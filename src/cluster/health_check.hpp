@@ -69,7 +69,7 @@ struct CheckFacts {
 
 struct CheckLimits {
   int64_t lag_warning_bytes = 1 << 20;  // default: replication.maximum_lag_on_failover
-  int timeout_ms = 10000;               // how long a replica had to replay the test commit
+  int timeout_ms = 5000;                // how long a replica had to replay the test commit
   int64_t archive_ready_warning = 16;   // WAL files waiting for archiving before it is "behind"
 };
 

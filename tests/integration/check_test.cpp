@@ -68,6 +68,18 @@ TEST_F(CheckTest, HealthyThenAPausedReplayThenStoppedReplicas) {
   sql(node3, "SELECT pg_wal_replay_resume()");
   EXPECT_TRUE(eventually([&] { return pgfleet({"check"}, 60s).exit_code == 0; }, 30s, 500ms));
 
+  // A proxy that accepts logins but answers no query (PAUSE): the check reports it, it does not hang.
+  std::string admin = url({"--proxy"});
+  admin = admin.substr(0, admin.rfind('/')) + "/pgfleet";
+  auto console = connect_or_throw(admin);
+  ASSERT_TRUE(query_with_deadline(console, "PAUSE", 10s).ok());
+  auto paused_proxy = pgfleet({"check", "--json"}, 60s);
+  ASSERT_TRUE(query_with_deadline(console, "RESUME", 10s).ok());
+  EXPECT_EQ(paused_proxy.exit_code, 2) << paused_proxy.output;
+  auto proxy_row = check_of(nlohmann::json::parse(paused_proxy.output), "proxy");
+  EXPECT_EQ(proxy_row["status"], "CRITICAL") << paused_proxy.output;
+  EXPECT_NE(std::string(proxy_row["detail"]).find("fails: no answer within 2000 ms"), std::string::npos) << proxy_row;
+
   // One replica stopped: degraded (WARNING, exit 1); both: nothing could take over (CRITICAL, exit 2).
   ASSERT_NO_FATAL_FAILURE(stop_agent_of("node3"));
   auto one_down = pgfleet({"check"}, 60s);

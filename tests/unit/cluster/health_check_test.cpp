@@ -167,7 +167,7 @@ TEST(HealthCheck, AReplicaThatDidNotReplayTheTestCommitWarnsAndIsNoCandidate) {
   h.facts.replays = {{"node2", std::nullopt, ""}, {"node3", 4, ""}};
   auto replication = h.check("replication");
   EXPECT_EQ(replication.level, CheckLevel::Warning);
-  EXPECT_NE(replication.detail.find("node2 had not replayed it after 10000 ms"), std::string::npos) << replication.detail;
+  EXPECT_NE(replication.detail.find("node2 had not replayed it after 5000 ms"), std::string::npos) << replication.detail;
   EXPECT_EQ(h.check("failover").detail, "candidates: node3");
 
   h.facts.replays = {{"node2", std::nullopt, "server closed the connection"}, {"node3", 4, ""}};
