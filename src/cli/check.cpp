@@ -79,7 +79,7 @@ void measure_replication(const ClusterStatus& status, int timeout_ms, CheckFacts
   for (const auto& n : status.nodes) {
     if (n.name == status.leader || n.state != "streaming") continue;
     auto conn = connect_node(status, n.name);
-    facts.replays.push_back({n.name, std::nullopt, conn ? "" : one_line(conn.error())});
+    facts.replays.push_back({n.name, std::nullopt, conn ? "" : one_line(conn.error()), ""});
     if (conn) waiting.push_back({n.name, std::move(conn.value())});
   }
   // A transactional message is WAL the commit must flush before it returns (an xid alone would
@@ -103,13 +103,19 @@ void measure_replication(const ClusterStatus& status, int timeout_ms, CheckFacts
   const auto deadline = committed + std::chrono::milliseconds(timeout_ms);
   while (!waiting.empty()) {
     for (auto it = waiting.begin(); it != waiting.end();) {
-      auto done = it->conn.query_within(kPollLimit, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", {facts.write_lsn});
+      // A delayed replica (recovery_min_apply_delay) is asked whether it received the commit.
+      auto done = it->conn.query_within(
+          kPollLimit,
+          "SELECT CASE WHEN d.delay <> '0' THEN pg_last_wal_receive_lsn() ELSE pg_last_wal_replay_lsn() END "
+          ">= $1::pg_lsn, d.delay FROM (SELECT current_setting('recovery_min_apply_delay') AS delay) d",
+          {facts.write_lsn});
       auto& fact = *std::find_if(facts.replays.begin(), facts.replays.end(),
                                  [&](const cluster::ReplayFact& r) { return r.node == it->node; });
       if (!done) {
         fact.error = one_line(done.error());
         it = waiting.erase(it);
       } else if (!done->empty() && done->front()[0] == std::optional<std::string>("t")) {
+        if (done->front()[1].value_or("0") != "0") fact.apply_delay = *done->front()[1];
         fact.replayed_after_ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - committed).count();
         it = waiting.erase(it);

@@ -81,7 +81,8 @@ CheckResult node_check(const ClusterStatus& status, const NodeStatus& n, const C
     r.detail = fmt::format("replica of {}, streaming ({})", n.upstream.empty() ? "?" : n.upstream,
                            n.sync_state.empty() ? "async" : n.sync_state);
     if (n.lag_bytes) r.detail += fmt::format(", {} behind", bytes_text(*n.lag_bytes));
-    if (n.lag_bytes && *n.lag_bytes > limits.lag_warning_bytes) {
+    // The lag limit is about who may be promoted: a nofailover replica (a delayed one) is never.
+    if (n.lag_bytes && *n.lag_bytes > limits.lag_warning_bytes && !n.nofailover) {
       r.level = CheckLevel::Warning;
       r.detail += fmt::format(": more than {} (a failover would not promote it)", bytes_text(limits.lag_warning_bytes));
     }
@@ -173,6 +174,10 @@ std::optional<CheckResult> replication_check(const ClusterStatus& status, const 
     const auto* fact = replay_of(facts, n.name);
     if (fact == nullptr) {
       problems.push_back(fmt::format("{} not asked ({})", n.name, n.state));
+    } else if (fact->replayed_after_ms && !fact->apply_delay.empty()) {
+      // A delayed replica replays an hour later by design: having received the commit is its pass.
+      seen.push_back(fmt::format("{} received after {} ms (replay delayed by recovery_min_apply_delay {})", n.name,
+                                 *fact->replayed_after_ms, fact->apply_delay));
     } else if (fact->replayed_after_ms) {
       seen.push_back(fmt::format("{} after {} ms", n.name, *fact->replayed_after_ms));
     } else if (!fact->error.empty()) {

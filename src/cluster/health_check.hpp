@@ -32,6 +32,7 @@ struct ReplayFact {
   std::string node;
   std::optional<int64_t> replayed_after_ms;  // set when it replayed the commit within the timeout
   std::string error;                         // connection or query failure ("" when none)
+  std::string apply_delay;                   // recovery_min_apply_delay when set: then received, not replayed
 };
 
 // One proxy port, asked which server answers it.

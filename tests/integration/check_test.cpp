@@ -144,3 +144,31 @@ TEST_F(CheckTest, AClusterThatCannotBeReadIsUnknown) {
 
 }  // namespace
 }  // namespace pgfleet::itest
+
+namespace pgfleet::itest {
+namespace {
+
+// A delayed replica (recovery_min_apply_delay) tagged nofailover and noloadbalance, as Patroni
+// users run one to undo mistakes: it receives everything at once and replays an hour later, and
+// the check counts receipt for it.
+TEST_F(CheckTest, ADelayedReplicaPassesOnReceipt) {
+  std::string nodes = "nodes:\n";
+  for (int k = 1; k <= 3; ++k)
+    nodes += "  - {name: node" + std::to_string(k) + ", port: " + std::to_string(node_port(k)) +
+             ", api_port: " + std::to_string(base_port_ + 50 + k - 1) +
+             (k == 3 ? ", nofailover: true, noloadbalance: true, postgresql: {recovery_min_apply_delay: 1h}" : "") +
+             "}\n";
+  write_text(tmp_ + "/config.yaml", nodes);
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml"}));
+  sql(url({"--primary"}), "CREATE TABLE undo (id int); INSERT INTO undo VALUES (1)");
+  EXPECT_TRUE(eventually([&] { return sql_value(node_url("node2"), "SELECT count(*) FROM undo") == "1"; }, 10s));
+  auto report = check_json();
+  std::string replication = check_of(report, "replication")["detail"];
+  EXPECT_NE(replication.find("node3 received after"), std::string::npos) << report.dump(2);
+  EXPECT_NE(replication.find("recovery_min_apply_delay 1h"), std::string::npos) << replication;
+  // It did not replay: the table is not there yet.
+  EXPECT_EQ(sql_value(node_url("node3"), "SELECT count(*) FROM pg_class WHERE relname = 'undo'"), "0");
+}
+
+}  // namespace
+}  // namespace pgfleet::itest

@@ -40,7 +40,7 @@ struct Healthy {
     facts.now_ms = kNow;
     facts.leader_in_recovery = false;
     facts.write_lsn = "0/3000148";
-    facts.replays = {{"node2", 3, ""}, {"node3", 4, ""}};
+    facts.replays = {{"node2", 3, "", ""}, {"node3", 4, "", ""}};
     facts.proxy_routes = {route("proxy", 6432, false, "node1"), route("proxy_primary", 6433, false, "node1"),
                           route("proxy_replicas", 6434, true, "node2")};
     ArchiverFact a;
@@ -123,7 +123,7 @@ TEST(HealthCheck, ALeaderThatCannotBeAskedOrRunsAsReplicaIsCritical) {
 TEST(HealthCheck, AStoppedReplicaIsAWarningWhileAnotherCanTakeOver) {
   Healthy h;
   h.at("node3") = node("node3", "replica", "stopped");
-  h.facts.replays = {{"node2", 3, ""}};
+  h.facts.replays = {{"node2", 3, "", ""}};
   EXPECT_EQ(h.check("node3").level, CheckLevel::Warning);
   EXPECT_NE(h.check("node3").detail.find("pgfleet up"), std::string::npos) << h.check("node3").detail;
   EXPECT_EQ(h.check("failover").level, CheckLevel::Ok);
@@ -162,15 +162,31 @@ TEST(HealthCheck, ANodeTaggedNofailoverIsNoCandidate) {
   EXPECT_EQ(h.check("failover").level, CheckLevel::Critical);
 }
 
+TEST(HealthCheck, ADelayedNofailoverReplicaPassesOnReceiptAndItsLagIsNoWarning) {
+  Healthy h;
+  h.at("node3").nofailover = true;
+  h.at("node3").lag_bytes = 64 << 20;  // replay an hour behind
+  h.facts.replays = {{"node2", 3, "", ""}, {"node3", 5, "", "1h"}};
+  EXPECT_EQ(h.check("node3").level, CheckLevel::Ok) << h.check("node3").detail;
+  EXPECT_NE(h.check("node3").detail.find("64.0 MB behind"), std::string::npos) << h.check("node3").detail;
+  auto replication = h.check("replication");
+  EXPECT_EQ(replication.level, CheckLevel::Ok);
+  EXPECT_NE(replication.detail.find("node3 received after 5 ms (replay delayed by recovery_min_apply_delay 1h)"),
+            std::string::npos)
+      << replication.detail;
+  h.at("node3").nofailover = false;  // the same lag on a replica that could be promoted
+  EXPECT_EQ(h.check("node3").level, CheckLevel::Warning);
+}
+
 TEST(HealthCheck, AReplicaThatDidNotReplayTheTestCommitWarnsAndIsNoCandidate) {
   Healthy h;
-  h.facts.replays = {{"node2", std::nullopt, ""}, {"node3", 4, ""}};
+  h.facts.replays = {{"node2", std::nullopt, "", ""}, {"node3", 4, "", ""}};
   auto replication = h.check("replication");
   EXPECT_EQ(replication.level, CheckLevel::Warning);
   EXPECT_NE(replication.detail.find("node2 had not replayed it after 5000 ms"), std::string::npos) << replication.detail;
   EXPECT_EQ(h.check("failover").detail, "candidates: node3");
 
-  h.facts.replays = {{"node2", std::nullopt, "server closed the connection"}, {"node3", 4, ""}};
+  h.facts.replays = {{"node2", std::nullopt, "server closed the connection", ""}, {"node3", 4, "", ""}};
   EXPECT_NE(h.check("replication").detail.find("node2 cannot be asked: server closed"), std::string::npos);
 }
 
@@ -356,7 +372,7 @@ TEST(HealthCheck, OverallLevelIsTheWorstAndUnknownRanksBelowAFailure) {
 TEST(HealthCheck, OutputForms) {
   Healthy h;
   h.at("node3") = node("node3", "replica", "stopped");
-  h.facts.replays = {{"node2", 3, ""}};
+  h.facts.replays = {{"node2", 3, "", ""}};
   auto checks = h.checks();
 
   std::string table = render_checks(checks);
