@@ -149,6 +149,8 @@ function drawCards(c) {
                 bar("DISK", s.disk_used_percent, pg.pct(s.disk_used_percent)),
                 bar("TEMP", s.temperature_celsius, s.temperature_celsius == null ? "–" : Math.round(s.temperature_celsius) + "°C"));
     card.append(bars);
+    const tags = [n.nofailover ? "nofailover" : "", n.noloadbalance ? "noloadbalance" : ""].filter(Boolean);
+    if (tags.length) card.append(pg.el("div", { class: "state tags" }, "tags: " + tags.join(", ")));
     // Parameters reloaded that wait for a restart (Patroni's "pending restart").
     if (n.pending_restart && n.pending_restart.length)
       card.append(pg.el("div", { class: "state pending", title: "pgfleet restart " + n.name },

@@ -194,7 +194,8 @@ constexpr const char* kReadDashboard = R"js(
     nodes: [...document.querySelectorAll("#cards .card")].map(c => ({
       name: c.dataset.node, role: c.dataset.role, state: c.querySelector(".st").textContent,
       roleText: c.querySelector(".role").textContent, tps: c.querySelector(".tps").textContent,
-      pending: c.querySelector(".pending")?.textContent ?? null })),
+      pending: c.querySelector(".pending")?.textContent ?? null,
+      tags: c.querySelector(".tags")?.textContent ?? null })),
     edges: [...document.querySelectorAll("#topo line")].map(l => l.dataset.edge),
     events: [...document.querySelectorAll("#event-list li")].map(li => li.dataset.kind + " " + li.textContent),
     connection: document.getElementById("conn").textContent,
@@ -303,16 +304,24 @@ TEST_F(DashboardTest, ChromiumShowsTheClusterAsTheApiDoesAndSwitchoverAndFailove
   }, 10s, 250ms)) << page.dump(2);
   EXPECT_TRUE(page["backup"].get<std::string>().starts_with("last backup ")) << page.dump(2);
 
-  // A parameter reloaded that waits for a restart shows on every node's card.
+  // A parameter reloaded that waits for a restart shows on every node's card, a tag on its node's.
   EXPECT_TRUE(page["nodes"][0]["pending"].is_null()) << page.dump(2);
+  EXPECT_TRUE(page["nodes"][2]["tags"].is_null()) << page.dump(2);
   ASSERT_NO_FATAL_FAILURE(add_postgresql_parameters("  shared_buffers: 64MB\n"));
+  {
+    std::string yaml = read_text(dir_ + "/pgfleet.yaml");
+    const std::string entry = "  - name: node3\n";
+    ASSERT_NE(yaml.find(entry), std::string::npos) << yaml;
+    yaml.insert(yaml.find(entry) + entry.size(), "    noloadbalance: true\n");
+    write_text(dir_ + "/pgfleet.yaml", yaml);
+  }
   auto reload = pgfleet({"reload"});
   ASSERT_TRUE(reload.ok()) << reload.output;
   ASSERT_TRUE(eventually([&] {
     page = browser.script(big, kReadDashboard);
     for (const auto& n : page["nodes"])
       if (n["pending"] != "pending restart: shared_buffers") return false;
-    return true;
+    return page["nodes"][2]["tags"] == "tags: noloadbalance" && page["nodes"][1]["tags"].is_null();
   }, 15s, 250ms)) << page.dump(2);
 
   auto shot = browser.screenshot(big);
