@@ -142,23 +142,12 @@ TEST_F(CheckTest, AClusterThatCannotBeReadIsUnknown) {
   EXPECT_NE(both.output.find("excludes"), std::string::npos) << both.output;
 }
 
-}  // namespace
-}  // namespace pgfleet::itest
-
-namespace pgfleet::itest {
-namespace {
-
 // A delayed replica (recovery_min_apply_delay) tagged nofailover and noloadbalance, as Patroni
 // users run one to undo mistakes: it receives everything at once and replays an hour later, and
 // the check counts receipt for it.
 TEST_F(CheckTest, ADelayedReplicaPassesOnReceipt) {
-  std::string nodes = "nodes:\n";
-  for (int k = 1; k <= 3; ++k)
-    nodes += "  - {name: node" + std::to_string(k) + ", port: " + std::to_string(node_port(k)) +
-             ", api_port: " + std::to_string(base_port_ + 50 + k - 1) +
-             (k == 3 ? ", nofailover: true, noloadbalance: true, postgresql: {recovery_min_apply_delay: 1h}" : "") +
-             "}\n";
-  write_text(tmp_ + "/config.yaml", nodes);
+  write_text(tmp_ + "/config.yaml",
+             three_nodes_yaml({{3, ", nofailover: true, noloadbalance: true, postgresql: {recovery_min_apply_delay: 1h}"}}));
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml"}));
   sql(url({"--primary"}), "CREATE TABLE undo (id int); INSERT INTO undo VALUES (1)");
   EXPECT_TRUE(eventually([&] { return sql_value(node_url("node2"), "SELECT count(*) FROM undo") == "1"; }, 10s));

@@ -308,13 +308,7 @@ TEST_F(DashboardTest, ChromiumShowsTheClusterAsTheApiDoesAndSwitchoverAndFailove
   EXPECT_TRUE(page["nodes"][0]["pending"].is_null()) << page.dump(2);
   EXPECT_TRUE(page["nodes"][2]["tags"].is_null()) << page.dump(2);
   ASSERT_NO_FATAL_FAILURE(add_postgresql_parameters("  shared_buffers: 64MB\n"));
-  {
-    std::string yaml = read_text(dir_ + "/pgfleet.yaml");
-    const std::string entry = "  - name: node3\n";
-    ASSERT_NE(yaml.find(entry), std::string::npos) << yaml;
-    yaml.insert(yaml.find(entry) + entry.size(), "    noloadbalance: true\n");
-    write_text(dir_ + "/pgfleet.yaml", yaml);
-  }
+  ASSERT_NO_FATAL_FAILURE(add_node_settings("node3", "    noloadbalance: true\n"));
   auto reload = pgfleet({"reload"});
   ASSERT_TRUE(reload.ok()) << reload.output;
   ASSERT_TRUE(eventually([&] {

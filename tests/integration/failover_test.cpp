@@ -1,6 +1,5 @@
 // Automatic failover, switchover and rejoin through the real binary: what an operator checks.
 #include <signal.h>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -376,23 +375,12 @@ TEST_F(FailoverTest, PauseStopsAutomaticFailover) {
   EXPECT_TRUE(eventually([&] { return !status_json()["history"].empty(); }, 30s)) << status_json().dump(2);
 }
 
-}  // namespace
-}  // namespace pgfleet::itest
-
-namespace pgfleet::itest {
-namespace {
-
 // Patroni's tags, set in pgfleet.yaml and applied by `pgfleet reload`: a replica tagged
 // nofailover is never promoted (a delayed or a small replica); noloadbalance keeps the proxy's
 // reads off it.
 TEST_F(FailoverTest, ATaggedReplicaIsNeverPromotedAndTakesNoProxyReads) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  std::string yaml = read_text(dir_ + "/pgfleet.yaml");
-  const std::string entry = "  - name: node2\n";
-  auto at = yaml.find(entry);
-  ASSERT_NE(at, std::string::npos) << yaml;
-  yaml.insert(at + entry.size(), "    nofailover: true\n    noloadbalance: true\n");
-  write_text(dir_ + "/pgfleet.yaml", yaml);
+  ASSERT_NO_FATAL_FAILURE(add_node_settings("node2", "    nofailover: true\n    noloadbalance: true\n"));
   auto reload = pgfleet({"reload"});
   ASSERT_EQ(reload.exit_code, 0) << reload.output;
   ASSERT_TRUE(eventually([&] { auto n = node_status("node2"); return n["nofailover"] == true && n["noloadbalance"] == true; },
@@ -427,19 +415,9 @@ TEST_F(FailoverTest, ATaggedReplicaIsNeverPromotedAndTakesNoProxyReads) {
   EXPECT_NE(check.output.find("no replica could take over if node3 failed"), std::string::npos) << check.output;
 }
 
-}  // namespace
-}  // namespace pgfleet::itest
-
-namespace pgfleet::itest {
-namespace {
-
 // The node that `up` initializes is the first one not tagged nofailover.
 TEST_F(FailoverTest, ACreatedClusterStartsOnTheFirstNodeNotTaggedNofailover) {
-  std::string nodes = "nodes:\n";
-  for (int k = 1; k <= 3; ++k)
-    nodes += fmt::format("  - {{name: node{}, port: {}, api_port: {}{}}}\n", k, node_port(k), base_port_ + 50 + k - 1,
-                         k == 1 ? ", nofailover: true" : "");
-  write_text(tmp_ + "/config.yaml", nodes);
+  write_text(tmp_ + "/config.yaml", three_nodes_yaml({{1, ", nofailover: true"}}));
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", tmp_ + "/config.yaml"}));
   EXPECT_EQ(leader(), "node2") << status_json().dump(2);
   EXPECT_EQ(str(node_status("node1"), "role"), "replica");

@@ -321,6 +321,26 @@ void PgfleetTest::add_postgresql_parameters(const std::string& lines) {
   write_text(file, yaml);
 }
 
+void PgfleetTest::add_node_settings(const std::string& node, const std::string& lines) {
+  const std::string file = dir_ + "/pgfleet.yaml";
+  std::string yaml = read_text(file);
+  const std::string entry = "  - name: " + node + "\n";
+  const auto at = yaml.find(entry);
+  ASSERT_NE(at, std::string::npos) << yaml;
+  yaml.insert(at + entry.size(), lines);
+  write_text(file, yaml);
+}
+
+std::string PgfleetTest::three_nodes_yaml(const std::map<int, std::string>& extra) const {
+  std::string yaml = "nodes:\n";
+  for (int k = 1; k <= 3; ++k) {
+    auto it = extra.find(k);
+    yaml += "  - {name: node" + std::to_string(k) + ", port: " + std::to_string(node_port(k)) +
+            ", api_port: " + std::to_string(base_port_ + 50 + k - 1) + (it == extra.end() ? "" : it->second) + "}\n";
+  }
+  return yaml;
+}
+
 void PgfleetTest::start_cluster(const std::vector<std::string>& extra) {
   auto r = up(extra);
   for (int retry = 0; retry < kPortRetries && !r.ok() && port_was_taken(r.output); ++retry) {

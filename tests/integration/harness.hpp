@@ -231,6 +231,12 @@ class PgfleetTest : public ::testing::Test {
   // Adds `lines` ("  name: value\n" each) to the cluster-wide `postgresql:` map of pgfleet.yaml,
   // as an operator edits it before `pgfleet reload`. Use as ASSERT_NO_FATAL_FAILURE(...).
   void add_postgresql_parameters(const std::string& lines);
+  // Adds `lines` ("    key: value\n" each) to `node`'s entry of pgfleet.yaml (a tag, say), as an
+  // operator edits it before `pgfleet reload`. Use as ASSERT_NO_FATAL_FAILURE(...).
+  void add_node_settings(const std::string& node, const std::string& lines);
+  // A `nodes:` list for `up --config`: three nodes on this test's ports, `extra[k]` (", key: value")
+  // added to node k's entry.
+  std::string three_nodes_yaml(const std::map<int, std::string>& extra) const;
   // up that must succeed: use as ASSERT_NO_FATAL_FAILURE(start_cluster(...)).
   void start_cluster(const std::vector<std::string>& extra = {});
 
