@@ -278,8 +278,8 @@ void print_summary(const cluster::Cluster& c, const cluster::ClusterStatus& s) {
   std::cout << "monitor:\n  dashboard " << s.dashboard_url << "\n  metrics   " << s.metrics_url
             << "\n  node APIs " << (s.nodes.empty() ? "" : s.nodes.front().api_url)
             << (s.nodes.size() > 1 ? " ..." : "") << " (/health /primary /replica /metrics; see pgfleet status --json)\n\n";
-  std::cout << "status: pgfleet status --dir " << c.layout.root() << "    stop: pgfleet down --dir "
-            << c.layout.root() << "\n";
+  std::cout << "status: pgfleet status --dir " << c.layout.root() << "    check: pgfleet check --dir "
+            << c.layout.root() << "    stop: pgfleet down --dir " << c.layout.root() << "\n";
 }
 
 void wait_for_ctrl_c() {

@@ -110,28 +110,21 @@ CheckResult node_check(const ClusterStatus& status, const NodeStatus& n, const C
   return r;
 }
 
-// Could a failover happen now, and to whom? The same conditions the agents' election applies in
-// outline: a streaming replica that replayed the test commit, within maximum_lag_on_failover in
-// async mode, a synchronous one in sync modes.
+// Could a failover happen now, and to whom? The candidates by the status, less any replica that
+// did not replay the test commit.
 CheckResult failover_check(const ClusterConfig& config, const ClusterStatus& status, const CheckFacts& facts) {
   if (status.leader.empty()) return {"failover", CheckLevel::Critical, "no primary to fail over from"};
-  std::vector<std::string> candidates;
-  int replicas = 0;
   const bool committed = !facts.write_lsn.empty();  // else no replica could replay anything
-  for (const auto& n : status.nodes) {
-    if (!is_replica(status, n)) continue;
-    ++replicas;
-    bool in_sync = n.sync_state == "sync" || n.sync_state == "quorum";
-    bool close = !n.lag_bytes || *n.lag_bytes <= config.maximum_lag_on_failover;
-    if (n.state == "streaming" && (!committed || replayed(facts, n.name)) && !n.stepped_down && !n.nofailover &&
-        (config.sync == SyncMode::Off ? close : in_sync))
-      candidates.push_back(n.name);
-  }
-  if (replicas == 0) return {"failover", CheckLevel::Ok, "no replicas: nothing to fail over to (`pgfleet scale` adds some)"};
+  std::vector<std::string> candidates;
+  for (const auto& name : failover_candidates(config, status))
+    if (!committed || replayed(facts, name)) candidates.push_back(name);
+  const bool replicas = std::any_of(status.nodes.begin(), status.nodes.end(),
+                                    [&](const NodeStatus& n) { return is_replica(status, n); });
+  if (!replicas) return {"failover", CheckLevel::Ok, "no replicas: nothing to fail over to (`pgfleet scale` adds some)"};
   if (candidates.empty())
     return {"failover", CheckLevel::Critical,
-            fmt::format("no replica could take over if {} failed: none streams{}{}",
-                        status.leader, config.sync == SyncMode::Off ? " close enough" : " synchronously",
+            fmt::format("no replica could take over if {} failed: none streams{}{}", status.leader,
+                        config.sync == SyncMode::Off ? " close enough" : " synchronously",
                         committed ? " and replayed the test commit" : "")};
   CheckResult r{"failover", CheckLevel::Ok, fmt::format("candidates: {}", fmt::join(candidates, ", "))};
   if (status.paused) {
@@ -309,6 +302,18 @@ std::string to_string(CheckLevel level) {
     case CheckLevel::Unknown: return "UNKNOWN";
   }
   return "UNKNOWN";
+}
+
+std::vector<std::string> failover_candidates(const ClusterConfig& config, const ClusterStatus& status) {
+  std::vector<std::string> out;
+  if (status.leader.empty()) return out;
+  for (const auto& n : status.nodes) {
+    if (!is_replica(status, n) || n.state != "streaming" || n.nofailover || n.stepped_down) continue;
+    const bool in_sync = n.sync_state == "sync" || n.sync_state == "quorum";
+    const bool close = !n.lag_bytes || *n.lag_bytes <= config.maximum_lag_on_failover;
+    if (config.sync == SyncMode::Off ? close : in_sync) out.push_back(n.name);
+  }
+  return out;
 }
 
 std::vector<CheckResult> evaluate_checks(const ClusterConfig& config, const ClusterStatus& status,

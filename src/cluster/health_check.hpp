@@ -74,6 +74,11 @@ struct CheckLimits {
   int64_t archive_ready_warning = 16;   // WAL files waiting for archiving before it is "behind"
 };
 
+// Replicas that could be promoted now, judged by the status alone: streaming, not tagged
+// nofailover, not stepped down, and within maximum_lag_on_failover (async) or synchronous (sync
+// modes): the election's conditions in outline. Also the metric pgfleet_cluster_failover_candidates.
+std::vector<std::string> failover_candidates(const ClusterConfig& config, const ClusterStatus& status);
+
 std::vector<CheckResult> evaluate_checks(const ClusterConfig& config, const ClusterStatus& status,
                                          const CheckFacts& facts, const CheckLimits& limits);
 CheckLevel overall_level(const std::vector<CheckResult>& checks);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "cluster/config.hpp"
+#include "cluster/health_check.hpp"
 #include "cluster/control.hpp"
 #include "cluster/secrets.hpp"
 #include "cluster/status.hpp"
@@ -120,6 +121,10 @@ void ClusterReader::write_cluster_metrics(MetricsWriter& out) {
   out.gauge("pgfleet_cluster_primaries", "Nodes running as the primary that hold the leader key (1 when healthy).",
             primaries);
   out.gauge("pgfleet_cluster_nodes", "Nodes in the configuration.", static_cast<double>(status.nodes.size()));
+  out.gauge("pgfleet_cluster_failover_candidates",
+            "Replicas that could be promoted now (streaming, not tagged nofailover, within maximum_lag_on_failover "
+            "or synchronous).",
+            static_cast<double>(cluster::failover_candidates(st.current_config(), status).size()));
   out.gauge("pgfleet_cluster_paused", "1 in maintenance mode (no automatic failover).", status.paused ? 1 : 0);
   nlohmann::json history = nlohmann::json::array();
   if (auto h = st.dcs->list(dcs::keys::kHistoryPrefix); h) {

@@ -377,7 +377,8 @@ TEST_F(MonitoringTest, MetricsPassPromtoolAndLagFollowsPausedReplay) {
         proxy = scrape(http_port());
         return metric(proxy, "pgfleet_cluster_leader_changes_total", "kind=\"switchover\"") == 1.0 &&
                metric(proxy, "pgfleet_cluster_last_leader_change_duration_seconds") &&
-               metric(proxy, "pgfleet_cluster_primaries") == 1.0;
+               metric(proxy, "pgfleet_cluster_primaries") == 1.0 &&
+               metric(proxy, "pgfleet_cluster_failover_candidates") == 2.0;  // node1 rejoined, node2 followed
       },
       30s, 300ms))
       << proxy;
