@@ -3,6 +3,7 @@
 // cluster/health_check as a table, JSON or one Nagios line; the exit code is the verdict.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -54,9 +55,8 @@ int64_t to_ms(const std::optional<std::string>& epoch_ms) {
   return epoch_ms ? std::atoll(epoch_ms->c_str()) : 0;
 }
 
-// A commit on the leader, then every
-// streaming replica is polled until it has replayed past it: the seeds' "insert on the primary,
-// see it on every node", without touching user tables.
+// A commit on the leader, then every streaming replica is polled until it has replayed past it:
+// the seeds' "insert on the primary, see it on every node", without touching user tables.
 void measure_replication(const ClusterStatus& status, int timeout_ms, CheckFacts& facts) {
   auto leader = connect_node(status, status.leader);
   if (!leader) {
