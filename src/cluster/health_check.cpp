@@ -37,7 +37,13 @@ bool replayed(const CheckFacts& facts, const std::string& node) {
 
 bool is_replica(const ClusterStatus& status, const NodeStatus& n) { return n.name != status.leader; }
 
-CheckResult leader_check(const ClusterStatus& status, const CheckFacts& facts) {
+// What starts a stopped node or agent: `pgfleet up` on one host; on several, each host's agent
+// is its own service.
+std::string starter(const ClusterConfig& config) {
+  return config.etcd.endpoints.empty() ? "`pgfleet up` starts it" : "start its agent on its host";
+}
+
+CheckResult leader_check(const ClusterConfig& config, const ClusterStatus& status, const CheckFacts& facts) {
   if (status.leader.empty())
     return {"leader", CheckLevel::Critical,
             "no primary: no node holds the leader key (`pgfleet status` shows the nodes; `pgfleet failover --to "
@@ -46,7 +52,7 @@ CheckResult leader_check(const ClusterStatus& status, const CheckFacts& facts) {
   if (n != nullptr && (n->state == "stopped" || n->state == "crashed" || n->state == "starting"))
     return {"leader", CheckLevel::Critical,
             fmt::format("the primary, {}, is {}: nothing takes writes{}", status.leader, n->state,
-                        n->state == "stopped" ? " (`pgfleet up` starts the cluster)" : "")};
+                        n->state == "stopped" ? " (" + starter(config) + ")" : "")};
   if (!facts.leader_error.empty())
     return {"leader", CheckLevel::Critical,
             fmt::format("{} leads but cannot be asked: {}", status.leader, facts.leader_error)};
@@ -60,7 +66,8 @@ CheckResult leader_check(const ClusterStatus& status, const CheckFacts& facts) {
                       n != nullptr && n->timeline > 0 ? fmt::format(" (timeline {})", n->timeline) : "")};
 }
 
-CheckResult node_check(const ClusterStatus& status, const NodeStatus& n, const CheckLimits& limits) {
+CheckResult node_check(const ClusterConfig& config, const ClusterStatus& status, const NodeStatus& n,
+                       const CheckLimits& limits) {
   CheckResult r{n.name, CheckLevel::Ok, ""};
   const auto* leader = status.find(status.leader);
   if (!is_replica(status, n)) {
@@ -68,7 +75,7 @@ CheckResult node_check(const ClusterStatus& status, const NodeStatus& n, const C
       r.detail = fmt::format("primary, running for {}", human_duration(n.uptime_seconds));
     } else if (n.state == "unsupervised") {
       r.level = CheckLevel::Warning;
-      r.detail = "primary, but its agent does not run: no failover if it fails (`pgfleet up` starts the agent)";
+      r.detail = "primary, but its agent does not run: no failover if it fails (" + starter(config) + ")";
     } else {
       r.level = CheckLevel::Critical;
       r.detail = fmt::format("primary, {}", n.state);
@@ -92,12 +99,12 @@ CheckResult node_check(const ClusterStatus& status, const NodeStatus& n, const C
     }
   } else if (n.state == "unsupervised") {
     r.level = CheckLevel::Warning;
-    r.detail = "replica, but its agent does not run (`pgfleet up` starts it)";
+    r.detail = "replica, but its agent does not run (" + starter(config) + ")";
   } else {
     r.level = CheckLevel::Warning;
     r.detail = n.state == "running" ? fmt::format("replica, running but not streaming from {}", n.upstream.empty() ? "its upstream" : n.upstream)
                                     : fmt::format("replica, {}: not replicating{}", n.state,
-                                                  n.state == "stopped" ? " (`pgfleet up` starts it)" : "");
+                                                  n.state == "stopped" ? " (" + starter(config) + ")" : "");
   }
   // The agent clears its error once healthy: one still there is a current problem (a lost slot,
   // archiving that fails, a server that does not start).
@@ -319,8 +326,8 @@ std::vector<std::string> failover_candidates(const ClusterConfig& config, const 
 std::vector<CheckResult> evaluate_checks(const ClusterConfig& config, const ClusterStatus& status,
                                          const CheckFacts& facts, const CheckLimits& limits) {
   std::vector<CheckResult> checks;
-  checks.push_back(leader_check(status, facts));
-  for (const auto& n : status.nodes) checks.push_back(node_check(status, n, limits));
+  checks.push_back(leader_check(config, status, facts));
+  for (const auto& n : status.nodes) checks.push_back(node_check(config, status, n, limits));
   if (auto r = replication_check(status, facts, limits)) checks.push_back(*r);
   checks.push_back(failover_check(config, status, facts));
   if (config.sync != SyncMode::Off) checks.push_back(sync_check(config, status));
