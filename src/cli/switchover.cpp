@@ -79,13 +79,13 @@ bool switchover_over_http(const cluster::Cluster& c, const std::string& leader, 
   throw UserError(fmt::format("{}'s agent refused the switchover (HTTP {}): {}", leader, reply->status, why));
 }
 
-}  // namespace
-
 [[noreturn]] void throw_tagged_nofailover(const std::string& node) {
   throw UserError(node + " is tagged nofailover: it is never promoted",
                   "choose another node, or remove `nofailover: true` from its entry in pgfleet.yaml (its node.yaml "
                   "on several hosts) and run `pgfleet reload`");
 }
+
+}  // namespace
 
 // How long `switchover --to` waits for a running replica to stream before refusing.
 constexpr std::chrono::seconds kTargetWait{15};
