@@ -72,6 +72,28 @@ int main(int argc, char** argv) {
   scale_cmd->add_option("--replicas,-r", replicas, "wanted number of replicas")->required();
   scale_cmd->add_option("--timeout", timeout, "seconds to wait for new replicas to stream");
 
+  cli::BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand(
+      "bench", "pgbench against the running cluster: through the proxy and directly, in alternating rounds");
+  bench_cmd->add_option("--workload,-w", bench.workload,
+                        "read (select-only), write (tpcb-like), mixed (both; the default) or custom (--file)");
+  bench_cmd->add_option("--read-percent", bench.read_percent, "mixed: share of read-only transactions (default 80)");
+  bench_cmd->add_option("--target,-t", bench.targets,
+                        "where to connect, in order (default primary,proxy): primary, proxy, proxy-primary, "
+                        "proxy-replicas or a node's name; comma-separated")
+      ->delimiter(',');
+  bench_cmd->add_option("--clients,-c", bench.clients, "concurrent clients (default 8)");
+  bench_cmd->add_option("--jobs,-j", bench.jobs, "pgbench threads (default 2)");
+  bench_cmd->add_option("--time,-T", bench.seconds, "seconds per run (default 10)");
+  bench_cmd->add_option("--rounds", bench.rounds, "runs of every target, alternating; medians are shown (default 1)");
+  bench_cmd->add_option("--scale,-s", bench.scale, "pgbench scale when filling the tables (default: the existing tables', "
+                                                   "else 10, a million accounts, about 160 MB per node)");
+  bench_cmd->add_option("--protocol,-M", bench.protocol, "simple, extended or prepared (default simple)");
+  bench_cmd->add_option("--file,-f", bench.files, "your own pgbench script (path[@weight]); repeatable");
+  bench_cmd->add_option("--database", bench.database, "database for the benchmark (default pgfleet_bench)");
+  bench_cmd->add_flag("--init", bench.init, "fill the pgbench tables again even when they exist");
+  bench_cmd->add_flag("--json", bench.json, "machine-readable output (see docs/operations.md)");
+
   cli::UrlOptions url;
   auto* url_cmd = app.add_subcommand("url", "print a libpq connection URI with the cluster's credentials");
   auto* url_group = url_cmd->add_option_group("target")->require_option(0, 1);
@@ -203,6 +225,10 @@ int main(int argc, char** argv) {
       return cli::run_check(check);
     }
     if (scale_cmd->parsed()) return cli::run_scale(dir, replicas, timeout);
+    if (bench_cmd->parsed()) {
+      bench.dir = dir;
+      return cli::run_bench(bench);
+    }
     if (url_cmd->parsed()) {
       url.dir = dir;
       return cli::run_url(url);

@@ -48,6 +48,25 @@ int run_check(const CheckOptions& options);
 
 int run_scale(const std::string& dir, int replicas, int timeout_seconds);
 
+struct BenchOptions {
+  std::string dir;
+  std::string workload;                // read | write | mixed | custom; "" = mixed (custom with --file)
+  std::optional<int> read_percent;     // mixed only; default 80
+  int clients = 8;
+  int jobs = 2;
+  int seconds = 10;
+  int rounds = 1;
+  std::optional<int> scale;            // pgbench -i -s; default: the existing tables', else 10
+  std::string protocol = "simple";
+  std::vector<std::string> targets;    // empty = primary, proxy
+  std::vector<std::string> files;      // pgbench scripts (path[@weight])
+  std::string database = "pgfleet_bench";
+  bool init = false;                   // fill the tables again even when they exist
+  bool json = false;
+};
+// Exit 0 when every run completed, 1 when one failed (or the request was wrong).
+int run_bench(const BenchOptions& options);
+
 struct UrlOptions {
   std::string dir;
   bool primary = false;
