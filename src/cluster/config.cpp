@@ -820,4 +820,11 @@ std::string render_config(const ClusterConfig& c) {
 
 int default_proxy_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2)); }
 
+const PoolOverride* pool_override(const ProxyConfig& proxy, const std::string& database, const std::string& user) {
+  for (const auto& o : proxy.pools) {
+    if ((o.database.empty() || o.database == database) && (o.user.empty() || o.user == user)) return &o;
+  }
+  return nullptr;
+}
+
 }  // namespace pgfleet::cluster

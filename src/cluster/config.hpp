@@ -114,6 +114,10 @@ struct ProxyConfig {
   bool operator==(const ProxyConfig&) const = default;
 };
 
+// The first override matching `database` and `user` ("" matches only overrides that name no
+// user, or no database: the database's or user's own settings), nullptr when none.
+const PoolOverride* pool_override(const ProxyConfig& proxy, const std::string& database, const std::string& user);
+
 // etcd as the DCS (multi-host clusters): where it is and how to authenticate (`dcs.etcd`).
 struct EtcdConfig {
   std::vector<std::string> endpoints;  // http(s)://host:port of the members; empty = the local file DCS

@@ -3,10 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "protocol/messages.hpp"
@@ -94,6 +96,86 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
 
 namespace {
 
+bool database_paused(ProxyShared& shared, const std::string& database) {
+  if (shared.paused.load()) return true;
+  const auto dbs = shared.paused_databases.load();
+  return std::find(dbs->begin(), dbs->end(), database) != dbs->end();
+}
+
+// PgBouncer 1.18's columns. Databases are those clients have used (any database is served); host
+// and port are the primary's, where the primary port and writes go.
+protocol::Bytes show_databases(ProxyShared& shared) {
+  auto c = shared.settings();
+  auto topo = shared.topology->current();
+  struct Database {
+    int servers = 0;
+  };
+  std::map<std::string, Database> databases;
+  for (const auto& [key, p] : merged_pools(shared)) {
+    databases[p.database].servers += p.servers_active + p.servers_idle + p.servers_connecting + p.servers_being_canceled;
+  }
+  std::vector<Row> rows;
+  for (const auto& [name, d] : databases) {
+    const auto* o = cluster::pool_override(c->proxy, name, "");
+    Row row{name};
+    row.push_back(topo->primary ? std::optional<std::string>(topo->primary->host) : std::nullopt);
+    row.push_back(topo->primary ? std::optional<std::string>(n(topo->primary->port)) : std::nullopt);
+    row.insert(row.end(), {name, std::nullopt,
+                           n(o != nullptr && o->pool_size ? *o->pool_size : c->proxy.default_pool_size),
+                           n(c->proxy.min_pool_size), n(c->proxy.reserve_pool_size)});
+    row.push_back(o != nullptr && o->pool_mode ? std::optional<std::string>(cluster::to_string(*o->pool_mode))
+                                               : std::nullopt);
+    row.insert(row.end(), {"0", n(d.servers), database_paused(shared, name) ? "1" : "0", "0"});
+    rows.push_back(std::move(row));
+  }
+  return table({"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
+                "pool_mode", "max_connections", "current_connections", "paused", "disabled"},
+               rows, "SHOW");
+}
+
+// PgBouncer 1.18's columns: the users that logged in, with their own pool_mode if one is set.
+protocol::Bytes show_users(ProxyShared& shared) {
+  auto c = shared.settings();
+  std::set<std::string> users;
+  for (const auto& [key, p] : merged_pools(shared)) users.insert(p.user);
+  std::vector<Row> rows;
+  for (const auto& user : users) {
+    const auto* o = cluster::pool_override(c->proxy, "", user);
+    rows.push_back({user, o != nullptr && o->pool_mode ? std::optional<std::string>(cluster::to_string(*o->pool_mode))
+                                                       : std::nullopt});
+  }
+  return table({"name", "pool_mode"}, rows, "SHOW");
+}
+
+// PgBouncer's internal lists, as its exporters read them. There are no free lists (a connection's
+// memory is its own and returned when it closes) and no DNS cache (libc resolves).
+protocol::Bytes show_lists(ProxyShared& shared) {
+  std::set<std::string> databases, users;
+  int64_t pools = 0, clients = 0, servers = 0, logging_in = 0;
+  for (const auto& [key, p] : merged_pools(shared)) {
+    databases.insert(p.database);
+    users.insert(p.user);
+    ++pools;
+    clients += p.clients_active + p.clients_waiting + p.clients_idle;
+    servers += p.servers_active + p.servers_idle + p.servers_connecting + p.servers_being_canceled;
+  }
+  for (const auto& snap : snapshots(shared)) logging_in += snap->clients_login;
+  return table({"list", "items"},
+               {{"databases", n(static_cast<int64_t>(databases.size()))},
+                {"users", n(static_cast<int64_t>(users.size()))},
+                {"pools", n(pools)},
+                {"free_clients", "0"},
+                {"used_clients", n(clients + logging_in)},
+                {"login_clients", n(logging_in)},
+                {"free_servers", "0"},
+                {"used_servers", n(servers)},
+                {"dns_names", "0"},
+                {"dns_zones", "0"},
+                {"dns_queries", "0"},
+                {"dns_pending", "0"}},
+               "SHOW");
+}
+
 protocol::Bytes show(Worker& worker, const std::string& what) {
   ProxyShared& shared = worker.shared();
   if (what == "POOLS") {
@@ -122,12 +204,40 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
                       n(static_cast<int64_t>(s.waits ? s.wait_us_total / s.waits : 0)),
                       n(static_cast<int64_t>(s.wait_p99_us())),
                       n(static_cast<int64_t>(s.transactions ? s.query_us_total / s.transactions : 0)),
-                      n(static_cast<int64_t>(s.query_p99_us())), n(static_cast<int64_t>(s.errors))});
+                      n(static_cast<int64_t>(s.query_p99_us())), n(static_cast<int64_t>(s.errors)),
+                      n(static_cast<int64_t>(s.query_us_total)), n(static_cast<int64_t>(s.wait_us_total))});
     }
+    // total_query_time and total_wait_time (µs) as PgBouncer names them, for its exporters.
     return table({"database", "user", "total_xact_count", "total_query_count", "total_received", "total_sent",
-                  "avg_wait_us", "p99_wait_us", "avg_xact_us", "p99_xact_us", "total_errors"},
+                  "avg_wait_us", "p99_wait_us", "avg_xact_us", "p99_xact_us", "total_errors", "total_query_time",
+                  "total_wait_time"},
                  rows, "SHOW");
   }
+  if (what == "TOTALS") {
+    PoolStats all;
+    for (const auto& [key, p] : merged_pools(shared)) {
+      all.transactions += p.stats.transactions;
+      all.queries += p.stats.queries;
+      all.bytes_received += p.stats.bytes_received;
+      all.bytes_sent += p.stats.bytes_sent;
+      all.query_us_total += p.stats.query_us_total;
+      all.wait_us_total += p.stats.wait_us_total;
+      all.errors += p.stats.errors;
+    }
+    auto u = [](uint64_t v) { return std::to_string(v); };
+    return table({"name", "value"},
+                 {{"total_xact_count", u(all.transactions)},
+                  {"total_query_count", u(all.queries)},
+                  {"total_received", u(all.bytes_received)},
+                  {"total_sent", u(all.bytes_sent)},
+                  {"total_query_time", u(all.query_us_total)},
+                  {"total_wait_time", u(all.wait_us_total)},
+                  {"total_errors", u(all.errors)}},
+                 "SHOW");
+  }
+  if (what == "DATABASES") return show_databases(shared);
+  if (what == "USERS") return show_users(shared);
+  if (what == "LISTS") return show_lists(shared);
   if (what == "CLIENTS") {
     std::vector<Row> rows;
     for (const auto& snap : snapshots(shared)) {
@@ -241,7 +351,9 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
   if (what == "VERSION") {  // as PgBouncer's, which monitoring tools ask first
     return table({"version"}, {{std::string("pgfleet ") + PGFLEET_VERSION}}, "SHOW");
   }
-  return error("unknown SHOW target; try SHOW POOLS, STATS, CLIENTS, SERVERS, NODES, ROUTING, CONFIG, VERSION or HELP");
+  return error(
+      "unknown SHOW target; try SHOW POOLS, STATS, TOTALS, CLIENTS, SERVERS, DATABASES, USERS, LISTS, NODES, ROUTING, "
+      "CONFIG, VERSION or HELP");
 }
 
 }  // namespace
@@ -252,7 +364,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
   if (w.empty()) return protocol::encode(protocol::EmptyQueryResponse{});
   const std::string& verb = w[0];
   if (verb == "SHOW" && w.size() == 2 && w[1] == "HELP") {
-    return table({"command"}, {{"SHOW POOLS|STATS|CLIENTS|SERVERS|NODES|ROUTING|CONFIG|VERSION"}, {"PAUSE [db]"}, {"RESUME [db]"},
+    return table({"command"}, {{"SHOW POOLS|STATS|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|NODES|ROUTING|CONFIG|VERSION"}, {"PAUSE [db]"}, {"RESUME [db]"},
                                {"RELOAD"}, {"KILL db"}, {"SHUTDOWN"}},
                  "SHOW");
   }

@@ -106,6 +106,7 @@ struct WorkerSnapshot {
   std::array<uint64_t, 64> node_statements{};  // by node index
   std::array<uint64_t, kErrorKinds> errors{};   // errors the proxy sent, by ErrorKind
   std::vector<PoolRow> pools;
+  int clients_login = 0;           // clients still logging in (in no pool yet)
   std::vector<ClientRow> clients;  // at most kSnapshotRows
   std::vector<ServerRow> servers;
   static constexpr size_t kSnapshotRows = 2000;

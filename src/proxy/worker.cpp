@@ -65,12 +65,9 @@ void Pool::apply_settings() {
   const auto& p = settings->proxy;
   mode_ = p.pool_mode;
   pool_size_ = p.default_pool_size;
-  for (const auto& o : p.pools) {
-    if ((o.database.empty() || o.database == database_) && (o.user.empty() || o.user == user_)) {
-      if (o.pool_mode) mode_ = *o.pool_mode;
-      if (o.pool_size) pool_size_ = *o.pool_size;
-      break;
-    }
+  if (const auto* o = cluster::pool_override(p, database_, user_)) {
+    if (o->pool_mode) mode_ = *o->pool_mode;
+    if (o->pool_size) pool_size_ = *o->pool_size;
   }
 }
 
@@ -948,6 +945,7 @@ void Worker::publish_snapshot() {
   // Clients by their pool: linked to a server connection, or logged in between transactions
   // (waiting ones are counted by the pool they wait on).
   for (auto& [pid, c] : clients_) {
+    if (c->state() == ClientConn::State::kLogin) ++snap->clients_login;
     auto row = c->pool() != nullptr ? row_of.find(c->pool()) : row_of.end();
     if (row == row_of.end()) continue;
     if (c->server() != nullptr) ++snap->pools[row->second].clients_active;

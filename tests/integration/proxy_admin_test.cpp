@@ -120,7 +120,14 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
        "sv_being_canceled|sv_idle|sv_used|sv_tested|sv_login|maxwait|maxwait_us|pool_mode"},
       {"STATS",
        "database|user|total_xact_count|total_query_count|total_received|total_sent|avg_wait_us|p99_wait_us|"
-       "avg_xact_us|p99_xact_us|total_errors"},
+       "avg_xact_us|p99_xact_us|total_errors|total_query_time|total_wait_time"},
+      {"TOTALS", "name|value"},
+      // PgBouncer 1.18's, which its exporters (pgbouncer_exporter, Datadog's) read.
+      {"DATABASES",
+       "name|host|port|database|force_user|pool_size|min_pool_size|reserve_pool|pool_mode|max_connections|"
+       "current_connections|paused|disabled"},
+      {"USERS", "name|pool_mode"},
+      {"LISTS", "list|items"},
       {"CLIENTS", "pid|user|database|state|addr|application_name|server|connect_seconds|worker"},
       {"SERVERS", "id|user|database|state|backend|backend_pid|connect_seconds|prepared_statements|worker"},
       {"NODES", "name|host|port|role|healthy|lsn|lag_bytes|lag_ms|read_weight|statements|polls"},
@@ -191,6 +198,45 @@ TEST_F(ProxyAdminTest, ShowCommandsListTheirColumnsAndCurrentFigures) {
       },
       3s))
       << t.dump();
+
+  // PgBouncer's SHOW DATABASES, USERS, LISTS and TOTALS, read by name/value as exporters do.
+  auto row_of = [](const Table& table, const std::string& column, const std::string& value) -> int {
+    for (size_t i = 0; i < table.rows.size(); ++i)
+      if (table.at(i, column) == value) return static_cast<int>(i);
+    return -1;
+  };
+  auto item = [&](const std::string& command, const std::string& name) -> int64_t {
+    Table items = query_table(cluster().admin_uri(), command);
+    int i = row_of(items, items.columns.front(), name);
+    return i < 0 ? -1 : std::stoll(items.at(static_cast<size_t>(i), items.columns.back()));
+  };
+  EXPECT_TRUE(eventually(
+      [&] {
+        t = query_table(cluster().admin_uri(), "SHOW DATABASES");
+        int i = row_of(t, "name", "postgres");
+        if (i < 0) return false;
+        auto r = static_cast<size_t>(i);
+        return t.at(r, "host") == "127.0.0.1" && t.at(r, "port") == std::to_string(cluster().node_port(1)) &&
+               t.at(r, "database") == "postgres" && t.at(r, "pool_size") == "20" && t.at(r, "reserve_pool") == "5" &&
+               std::stoi(t.at(r, "current_connections")) >= 1 && t.at(r, "paused") == "0" && t.at(r, "disabled") == "0";
+      },
+      3s))
+      << t.dump();
+  ASSERT_EQ(admin(cluster(), "PAUSE postgres"), "PAUSE");
+  t = query_table(cluster().admin_uri(), "SHOW DATABASES");
+  EXPECT_EQ(t.at(static_cast<size_t>(std::max(0, row_of(t, "name", "postgres"))), "paused"), "1") << t.dump();
+  ASSERT_EQ(admin(cluster(), "RESUME postgres"), "RESUME");
+  t = query_table(cluster().admin_uri(), "SHOW DATABASES");
+  EXPECT_EQ(t.at(static_cast<size_t>(std::max(0, row_of(t, "name", "postgres"))), "paused"), "0") << t.dump();
+  EXPECT_GE(row_of(query_table(cluster().admin_uri(), "SHOW USERS"), "name", "postgres"), 0);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return item("SHOW LISTS", "used_clients") >= 4 && item("SHOW LISTS", "databases") >= 1 &&
+               item("SHOW LISTS", "pools") >= 1 && item("SHOW LISTS", "used_servers") >= 1 &&
+               item("SHOW TOTALS", "total_xact_count") >= 5 && item("SHOW TOTALS", "total_query_time") > 0;
+      },
+      3s))
+      << query_table(cluster().admin_uri(), "SHOW LISTS").dump() << query_table(cluster().admin_uri(), "SHOW TOTALS").dump();
 
   t = query_table(cluster().admin_uri(), "SHOW NODES");
   ASSERT_EQ(t.rows.size(), 2u) << t.dump();

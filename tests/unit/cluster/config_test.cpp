@@ -553,3 +553,24 @@ TEST(ConfigTest, ProxyUnixSocketDirectory) {
 
 }  // namespace
 }  // namespace pgfleet::cluster
+
+namespace pgfleet::cluster {
+namespace {
+
+// The pool settings of a (database, user): the first override that matches wins, as the proxy's
+// pools apply them; "" asks for the database's or the user's own (SHOW DATABASES, SHOW USERS).
+TEST(ConfigTest, PoolOverrideFirstMatchWins) {
+  ProxyConfig p;
+  p.pools = {{"app", "report", PoolMode::Session, 2}, {"app", "", std::nullopt, 50}, {"", "batch", PoolMode::Statement, std::nullopt}};
+  EXPECT_EQ(pool_override(p, "app", "report")->pool_size, 2);
+  EXPECT_EQ(pool_override(p, "app", "web")->pool_size, 50);
+  EXPECT_EQ(pool_override(p, "app", "")->pool_size, 50);  // the database's own: not report's
+  EXPECT_EQ(pool_override(p, "app", "batch")->pool_size, 50);  // the database entry comes first
+  EXPECT_EQ(pool_override(p, "other", "batch")->pool_mode, PoolMode::Statement);
+  EXPECT_EQ(pool_override(p, "", "batch")->pool_mode, PoolMode::Statement);
+  EXPECT_EQ(pool_override(p, "other", "web"), nullptr);
+  EXPECT_EQ(pool_override(p, "", "report"), nullptr);  // report's override is for app only
+}
+
+}  // namespace
+}  // namespace pgfleet::cluster
