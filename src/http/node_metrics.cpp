@@ -107,12 +107,19 @@ void NodeMetrics::write_postgres(MetricsWriter& out) {
   if (!connect()) return;
   auto fail = [this] { conn_.reset(); };
   auto version = conn_->query(
-      "SELECT current_setting('server_version_num')::int, pg_is_in_recovery() AND pg_is_wal_replay_paused()");
+      "SELECT current_setting('server_version_num')::int, pg_is_in_recovery() AND pg_is_wal_replay_paused(), "
+      "CASE WHEN pg_is_in_recovery() THEN (SELECT setting::float8 / 1000 FROM pg_settings "
+      "WHERE name = 'recovery_min_apply_delay') END");
   if (!version) return fail();
   server_version_ = static_cast<int>(num(version->at(0)[0]));
   out.gauge("pgfleet_pg_server_version", "server_version_num of the node's PostgreSQL.", server_version_);
   out.gauge("pgfleet_pg_replay_paused", "1 when WAL replay is paused (pg_wal_replay_pause()).",
             version->at(0)[1] == std::optional<std::string>("t") ? 1 : 0);
+  if (version->at(0)[2]) {
+    // A delayed replica's replay lag is by design: the lag alert subtracts this.
+    out.gauge("pgfleet_replication_apply_delay_seconds", "recovery_min_apply_delay of this replica (0 = none).",
+              num(version->at(0)[2]));
+  }
 
   auto dbs = conn_->query(
       "SELECT d.datname, s.xact_commit, s.xact_rollback, pg_database_size(d.oid), s.deadlocks, s.blks_read, s.blks_hit "

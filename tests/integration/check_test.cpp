@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <sstream>
 #include <string>
 
 #include "harness.hpp"
+#include "http/client.hpp"
 
 namespace pgfleet::itest {
 namespace {
@@ -157,6 +159,18 @@ TEST_F(CheckTest, ADelayedReplicaPassesOnReceipt) {
   EXPECT_NE(replication.find("recovery_min_apply_delay 1h"), std::string::npos) << replication;
   // It did not replay: the table is not there yet.
   EXPECT_EQ(sql_value(node_url("node3"), "SELECT count(*) FROM pg_class WHERE relname = 'undo'"), "0");
+  // Its agent exports the delay, which PgfleetReplicaLagging subtracts (deploy/alerts.yml; the
+  // rule itself is tested by promtool in MonitoringTest); node2 has none.
+  auto delay_of = [&](int k) {
+    auto r = http::request("127.0.0.1", base_port_ + 50 + k - 1, "GET", "/metrics");
+    if (!r || r->status != 200) return std::string("no metrics");
+    std::istringstream lines(r->body);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("pgfleet_replication_apply_delay_seconds{", 0) == 0) return line.substr(line.rfind(' ') + 1);
+    return std::string("absent");
+  };
+  EXPECT_EQ(delay_of(3), "3600");
+  EXPECT_EQ(delay_of(2), "0");
 }
 
 }  // namespace
