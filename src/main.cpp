@@ -72,6 +72,15 @@ int main(int argc, char** argv) {
   scale_cmd->add_option("--replicas,-r", replicas, "wanted number of replicas")->required();
   scale_cmd->add_option("--timeout", timeout, "seconds to wait for new replicas to stream");
 
+  cli::ConfigOptions config_options;
+  auto* config_cmd = app.add_subcommand(
+      "config", "cluster-wide PostgreSQL parameters every node applies: show, set NAME=VALUE..., unset NAME...");
+  config_cmd->add_option("action", config_options.action, "show (default), set or unset");
+  config_cmd->add_option("arguments", config_options.arguments, "set: NAME=VALUE ...; unset: NAME ...");
+  config_cmd->add_flag("--json", config_options.json, "show: machine-readable output");
+  config_cmd->add_option("--timeout", config_options.timeout_seconds,
+                         "set/unset: seconds the running agents have to apply them (default 30)");
+
   cli::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand(
       "bench", "pgbench against the running cluster: through the proxy and directly, in alternating rounds");
@@ -225,6 +234,10 @@ int main(int argc, char** argv) {
       return cli::run_check(check);
     }
     if (scale_cmd->parsed()) return cli::run_scale(dir, replicas, timeout);
+    if (config_cmd->parsed()) {
+      config_options.dir = dir;
+      return cli::run_config(config_options);
+    }
     if (bench_cmd->parsed()) {
       bench.dir = dir;
       return cli::run_bench(bench);

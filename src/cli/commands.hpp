@@ -48,6 +48,17 @@ int run_check(const CheckOptions& options);
 
 int run_scale(const std::string& dir, int replicas, int timeout_seconds);
 
+// `pgfleet config [show|set NAME=VALUE...|unset NAME...]`: cluster-wide PostgreSQL parameters in
+// the DCS, applied by every agent (cluster/cluster_parameters.hpp).
+struct ConfigOptions {
+  std::string dir;
+  std::string action = "show";
+  std::vector<std::string> arguments;
+  bool json = false;
+  int timeout_seconds = 30;  // set/unset: how long the running agents have to apply them
+};
+int run_config(const ConfigOptions& options);
+
 struct BenchOptions {
   std::string dir;
   std::string workload;                // read | write | mixed | custom; "" = mixed (custom with --file)

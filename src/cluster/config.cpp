@@ -61,12 +61,12 @@ NodeConfig* ClusterConfig::find_node(const std::string& name) {
   return const_cast<NodeConfig*>(std::as_const(*this).find_node(name));
 }
 
-namespace {
-
 bool is_guc_name(const std::string& name) {
   static const std::regex re("[a-z_][a-z0-9_.]*");
   return std::regex_match(name, re);
 }
+
+namespace {
 
 // ---- parsing -------------------------------------------------------------------------------
 

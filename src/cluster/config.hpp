@@ -17,6 +17,8 @@ std::optional<SyncMode> parse_sync_mode(const std::string& text);
 
 // Parameters passed through to postgresql.conf verbatim, kept as text.
 using PgParameters = std::map<std::string, std::string>;
+// A PostgreSQL parameter name as postgresql.conf spells it (lower case; dots for extensions').
+bool is_guc_name(const std::string& name);
 
 struct NodeConfig {
   std::string name;                  // node1, node2, ... ; [a-z0-9_], unique
@@ -175,6 +177,9 @@ struct ClusterConfig {
   bool http_tls = false;                 // agents' and the proxy's HTTP API over TLS (cluster certificate)
   ProxyConfig proxy;
   PgParameters postgresql;               // cluster-wide pass-through parameters
+  // Set with `pgfleet config set` (the DCS key `parameters`), never read from pgfleet.yaml: they
+  // override `postgresql:` and are overridden by a node's own (cluster/cluster_parameters.hpp).
+  PgParameters cluster_parameters;
   std::vector<std::string> pg_hba;       // pg_hba.conf lines put before pgfleet's own (checked on load)
   std::vector<NodeConfig> nodes;
 

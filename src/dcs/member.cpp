@@ -21,7 +21,7 @@ nlohmann::json to_json(const Member& m) {
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
           {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"failsafe_for", m.failsafe_for},
           {"stepped_down", m.stepped_down}, {"nofailover", m.nofailover}, {"noloadbalance", m.noloadbalance},
-          {"pending_restart", m.pending_restart}, {"replication", peers},
+          {"pending_restart", m.pending_restart}, {"parameters_revision", m.parameters_revision}, {"replication", peers},
           {"stats", to_json(m.stats)}};
 }
 
@@ -97,6 +97,7 @@ Member member_from_json(const nlohmann::json& j) {
   get("stepped_down", m.stepped_down);
   get("nofailover", m.nofailover);
   get("noloadbalance", m.noloadbalance);
+  get("parameters_revision", m.parameters_revision);
   if (auto it = j.find("pending_restart"); it != j.end() && it->is_array())
     for (const auto& name : *it)
       if (name.is_string()) m.pending_restart.push_back(name.get<std::string>());
@@ -130,6 +131,7 @@ ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {
     else if (key == keys::kFailsafe) failsafe = &kv;
     else if (key == keys::kSwitchover) switchover = &kv;
     else if (key == keys::kFailover) failover = &kv;
+    else if (key == keys::kParameters) parameters = &kv;
   }
 }
 

@@ -23,6 +23,7 @@ inline constexpr const char* kSwitchover = "switchover";  // {"from", "to", "not
 inline constexpr const char* kFailover = "failover";      // {"to"}: a manual failover
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
 inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)
+inline constexpr const char* kParameters = "parameters";  // {"name": "value"}: cluster-wide PostgreSQL parameters (`pgfleet config set`)
 }  // namespace keys
 
 // The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
@@ -38,6 +39,7 @@ struct ClusterKeys {
   const KeyValue* failsafe = nullptr;
   const KeyValue* switchover = nullptr;
   const KeyValue* failover = nullptr;
+  const KeyValue* parameters = nullptr;
 };
 
 // One row of the primary's (or a cascading upstream's) pg_stat_replication.
@@ -92,6 +94,7 @@ struct Member {
   bool nofailover = false;       // its node's tag: never promoted
   bool noloadbalance = false;    // its node's tag: proxies send it no reads
   std::vector<std::string> pending_restart;  // parameters changed in the files that wait for a restart
+  int64_t parameters_revision = 0;  // mod_revision of the DCS key `parameters` its files have (0 = none)
   std::vector<ReplicationPeer> replication;  // who streams from this node
   NodeStats stats;
 };

@@ -22,6 +22,7 @@
 
 #include "backup/catalog.hpp"
 #include "cluster/binaries.hpp"
+#include "cluster/cluster_parameters.hpp"
 #include "cluster/config.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
@@ -464,6 +465,7 @@ class Agent {
       forget_removed_nodes(keys.removed);
       learn_nodes(keys.members);
     }
+    read_cluster_parameters(keys.parameters);
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
@@ -889,6 +891,33 @@ class Agent {
     }
   }
 
+  // What the primary ran with, as this standby's control file recorded it: recovery refuses
+  // lower values, so a rolling restart that lowers max_connections (replicas first) would stop it.
+  postgres::ParameterFloors read_standby_floors() {
+    auto r = process::run({bins_.path("pg_controldata"), layout_.data_dir(name_)});
+    if (r.exit_code != 0) return {};
+    return postgres::standby_parameter_floors(r.output);
+  }
+
+  // `pgfleet config set`'s parameters, written into the conf files by apply_config() this loop.
+  void read_cluster_parameters(const dcs::KeyValue* kv) {
+    const int64_t revision = kv != nullptr ? kv->mod_revision : 0;
+    if (revision == parameters_seen_revision_) return;
+    parameters_seen_revision_ = revision;
+    if (kv == nullptr) {
+      cluster_parameters_.clear();
+      parameters_revision_ = 0;
+      return;
+    }
+    auto parsed = cluster::parameters_from_json(kv->value);
+    if (!parsed) {
+      note_error("the DCS key 'parameters' is not valid (" + parsed.error() + "): the parameters in force stay");
+      return;
+    }
+    cluster_parameters_ = std::move(*parsed);
+    parameters_revision_ = revision;
+  }
+
   // The conf files this node should have now; rewriting them is cheap, reloading only on change.
   void apply_config() {
     if (!postgres::has_data(layout_, name_)) return;
@@ -903,8 +932,11 @@ class Agent {
       member_.upstream.clear();
     }
     try {
+      config_.cluster_parameters = cluster_parameters_;
       bool changed = postgres::write_managed_files(layout_, config_, node(), upstream ? &*upstream : nullptr,
-                                                   standby ? std::string() : desired_sync_names_);
+                                                   standby ? std::string() : desired_sync_names_,
+                                                   standby ? standby_floors_ : postgres::ParameterFloors{});
+      member_.parameters_revision = parameters_revision_;  // `pgfleet config set` waits for this
       if (changed && postmaster_ != 0) {
         log::info("configuration changed (upstream '{}', synchronous_standby_names '{}'): reloading",
                   member_.upstream, standby ? "" : desired_sync_names_);
@@ -943,6 +975,7 @@ class Agent {
       return;
     }
     lingering_.clear();
+    standby_floors_ = postgres::is_standby(layout_, name_) ? read_standby_floors() : postgres::ParameterFloors{};
     apply_config();
     fs::make_directories(layout_.socket_dir(), 0700);
     pid_t pid = process::spawn({bins_.path("postgres"), "-D", layout_.data_dir(name_)}, layout_.postgres_log(name_));
@@ -1206,6 +1239,10 @@ class Agent {
   bool rewind_failed_ = false;
   std::string following_;
   std::string desired_sync_names_;
+  cluster::PgParameters cluster_parameters_;  // the DCS key `parameters` (`pgfleet config set`)
+  int64_t parameters_revision_ = 0;           // its mod_revision that cluster_parameters_ holds
+  int64_t parameters_seen_revision_ = 0;      // the last one read (maybe invalid)
+  postgres::ParameterFloors standby_floors_;  // read when the standby last started
   TimeMs lease_renewed_at_ = 0;
   LeadingClock leading_clock_;   // primary_start_timeout: since when leading without running as primary
   TimeMs stepped_down_at_ = 0;   // when this agent last gave the leadership up (0 = never)

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 namespace pgfleet::postgres {
 
@@ -17,9 +19,69 @@ std::string quote(const std::string& value) {
   return out + "'";
 }
 
+namespace {
+// pg_controldata's label, the parameter's name, and PostgreSQL 15's default for it.
+struct FloorParameter {
+  const char* label;
+  const char* name;
+  int64_t default_value;
+};
+constexpr FloorParameter kFloorParameters[] = {
+    {"max_connections setting:", "max_connections", 100},
+    {"max_worker_processes setting:", "max_worker_processes", 8},
+    {"max_wal_senders setting:", "max_wal_senders", 10},
+    {"max_prepared_xacts setting:", "max_prepared_transactions", 0},
+    {"max_locks_per_xact setting:", "max_locks_per_transaction", 64},
+};
+
+// The value of the last "name = value" line of `conf` ("" when none); quotes removed.
+std::string last_assignment(const std::string& conf, const std::string& name) {
+  std::string value;
+  size_t start = 0;
+  while (start < conf.size()) {
+    size_t end = conf.find('\n', start);
+    if (end == std::string::npos) end = conf.size();
+    std::string_view line(conf.data() + start, end - start);
+    start = end + 1;
+    if (!line.starts_with(name)) continue;
+    auto rest = line.substr(name.size());
+    size_t eq = rest.find_first_not_of(" \t");
+    if (eq == std::string_view::npos || rest[eq] != '=') continue;
+    auto v = rest.substr(eq + 1);
+    v.remove_prefix(std::min(v.size(), v.find_first_not_of(" \t")));
+    if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
+    value = std::string(v);
+  }
+  return value;
+}
+}  // namespace
+
+ParameterFloors standby_parameter_floors(const std::string& controldata_output) {
+  ParameterFloors floors;
+  for (const auto& p : kFloorParameters) {
+    auto at = controldata_output.find(p.label);
+    if (at == std::string::npos) continue;
+    floors[p.name] = std::atoll(controldata_output.c_str() + at + std::string_view(p.label).size());
+  }
+  return floors;
+}
+
+std::string raise_to_floors(const std::string& conf, const ParameterFloors& floors) {
+  std::string out;
+  for (const auto& p : kFloorParameters) {
+    auto floor = floors.find(p.name);
+    if (floor == floors.end()) continue;
+    std::string text = last_assignment(conf, p.name);
+    int64_t configured = text.empty() ? p.default_value : std::atoll(text.c_str());
+    if (configured < floor->second) out += fmt::format("{} = {}\n", p.name, floor->second);
+  }
+  return out;
+}
+
 std::string render_node_conf(const cluster::ClusterConfig& config, const cluster::NodeConfig& node,
                              const cluster::Layout& layout, const UpstreamInfo* upstream,
-                             const std::string& sync_names, bool ssl, const std::string& archive_command) {
+                             const std::string& sync_names, bool ssl, const std::string& archive_command,
+                             const ParameterFloors& floors) {
   // Room for every node to stream and for pg_basebackup/pg_rewind to connect while they do.
   int senders = std::max(10, static_cast<int>(config.nodes.size()) * 2 + 4);
   std::string out;
@@ -75,8 +137,14 @@ std::string render_node_conf(const cluster::ClusterConfig& config, const cluster
   }
   if (!config.postgresql.empty()) out += "\n# postgresql: from pgfleet.yaml\n";
   for (const auto& [name, value] : config.postgresql) out += fmt::format("{} = {}\n", name, quote(value));
+  if (!config.cluster_parameters.empty()) out += "\n# cluster-wide: pgfleet config set (the DCS)\n";
+  for (const auto& [name, value] : config.cluster_parameters) out += fmt::format("{} = {}\n", name, quote(value));
   if (!node.postgresql.empty()) out += fmt::format("\n# nodes.{}.postgresql: from pgfleet.yaml\n", node.name);
   for (const auto& [name, value] : node.postgresql) out += fmt::format("{} = {}\n", name, quote(value));
+  if (std::string raised = raise_to_floors(out, floors); !raised.empty()) {
+    out += "\n# at least the primary's values, which this standby's recovery needs (its next start lowers them)\n";
+    out += raised;
+  }
   return out;
 }
 

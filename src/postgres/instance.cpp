@@ -64,10 +64,10 @@ std::string archive_command(const cluster::Layout& layout) {
 
 bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterConfig& config,
                          const cluster::NodeConfig& node, const UpstreamInfo* upstream,
-                         const std::string& sync_names) {
+                         const std::string& sync_names, const ParameterFloors& floors) {
   std::string data = layout.data_dir(node.name);
   bool ssl = fs::exists(layout.tls_cert()) && fs::exists(layout.tls_key());
-  std::string conf = render_node_conf(config, node, layout, upstream, sync_names, ssl, archive_command(layout));
+  std::string conf = render_node_conf(config, node, layout, upstream, sync_names, ssl, archive_command(layout), floors);
   bool changed = fs::read_file(data + "/pgfleet.conf").value_or("") != conf;
   if (changed) fs::write_file_atomic(data + "/pgfleet.conf", conf, 0600);
   std::string hba = render_hba(config);

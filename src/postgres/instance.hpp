@@ -31,7 +31,7 @@ std::string archive_command(const cluster::Layout& layout);
 // postgresql.conf includes pgfleet.conf. Returns whether pgfleet.conf changed.
 bool write_managed_files(const cluster::Layout& layout, const cluster::ClusterConfig& config,
                          const cluster::NodeConfig& node, const UpstreamInfo* upstream,
-                         const std::string& sync_names);
+                         const std::string& sync_names, const ParameterFloors& floors = {});
 
 bool is_standby(const cluster::Layout& layout, const std::string& node);
 bool has_data(const cluster::Layout& layout, const std::string& node);  // PG_VERSION present

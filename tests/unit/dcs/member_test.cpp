@@ -20,5 +20,12 @@ TEST(MemberJson, TagsRoundTripAndDefaultToOff) {
   EXPECT_FALSE(old.noloadbalance);
 }
 
+TEST(MemberJson, ParametersRevisionRoundTrips) {
+  Member m;
+  m.parameters_revision = 7868;
+  EXPECT_EQ(member_from_json(to_json(m)).parameters_revision, 7868);
+  EXPECT_EQ(member_from_json(nlohmann::json{{"name", "node3"}}).parameters_revision, 0);
+}
+
 }  // namespace
 }  // namespace pgfleet::dcs

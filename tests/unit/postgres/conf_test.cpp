@@ -60,6 +60,56 @@ TEST_F(ConfTest, UserParametersComeLastAndNodeOverridesWin) {
   EXPECT_GT(text.find("work_mem = '16MB'"), text.find("work_mem = '8MB'"));
 }
 
+// `pgfleet config set` (the DCS) overrides pgfleet.yaml's postgresql:, and a node's own wins.
+TEST_F(ConfTest, ClusterWideParametersFromTheDcsSitBetweenTheFileAndTheNode) {
+  config.postgresql["work_mem"] = "8MB";
+  config.cluster_parameters["work_mem"] = "12MB";
+  config.cluster_parameters["statement_timeout"] = "30s";
+  config.nodes[1].postgresql["work_mem"] = "3MB";
+  auto node1 = render_node_conf(config, config.nodes[0], layout, nullptr, "");
+  EXPECT_GT(node1.find("work_mem = '12MB'"), node1.find("work_mem = '8MB'"));
+  EXPECT_TRUE(has_line(node1, "statement_timeout = '30s'"));
+  EXPECT_NE(node1.find("# cluster-wide: pgfleet config set"), std::string::npos);
+  auto node2 = render_node_conf(config, config.nodes[1], layout, nullptr, "");
+  EXPECT_GT(node2.find("work_mem = '3MB'"), node2.find("work_mem = '12MB'"));
+}
+
+// pg_controldata of a standby whose primary ran with max_connections 150.
+const char* const kControlData = R"(pg_control version number:            1300
+Database cluster state:               in archive recovery
+wal_level setting:                    replica
+wal_log_hints setting:                on
+max_connections setting:              150
+max_worker_processes setting:         8
+max_wal_senders setting:              10
+max_prepared_xacts setting:           0
+max_locks_per_xact setting:           64
+track_commit_timestamp setting:       off
+)";
+
+TEST_F(ConfTest, AStandbyKeepsAtLeastThePrimarysValuesThatRecoveryNeeds) {
+  auto floors = standby_parameter_floors(kControlData);
+  EXPECT_EQ(floors.size(), 5u);
+  EXPECT_EQ(floors.at("max_connections"), 150);
+  EXPECT_EQ(floors.at("max_prepared_transactions"), 0);  // pg_controldata says max_prepared_xacts
+  EXPECT_EQ(floors.at("max_locks_per_transaction"), 64);
+  // Lowered to 100 (PostgreSQL's default) while the primary still runs with 150: the standby
+  // starts with 150, after every other setting.
+  auto text = render_node_conf(config, config.nodes[1], layout, nullptr, "", false, "", floors);
+  EXPECT_TRUE(has_line(text, "max_connections = 150")) << text;
+  EXPECT_EQ(text.find("max_worker_processes ="), std::string::npos) << text;  // 8 is not below 8
+  // Configured at least as high: nothing is added; quoted values count too.
+  config.cluster_parameters["max_connections"] = "200";
+  EXPECT_EQ(render_node_conf(config, config.nodes[1], layout, nullptr, "", false, "", floors).find("max_connections = 150"),
+            std::string::npos);
+  EXPECT_EQ(raise_to_floors("max_connections = '150'\n", floors), "");
+  EXPECT_EQ(raise_to_floors("max_connections = 200\nmax_connections = 120\n", floors), "max_connections = 150\n");
+  EXPECT_EQ(raise_to_floors("max_connections_extra = 500\n", floors), "max_connections = 150\n");
+  EXPECT_EQ(raise_to_floors("max_connections = 150\nmax_locks_per_transaction = 32\n", floors),
+            "max_locks_per_transaction = 64\n");
+  EXPECT_TRUE(standby_parameter_floors("pg_controldata: error").empty());
+}
+
 TEST_F(ConfTest, EveryNodeArchivesWalWhenGivenAnArchiveCommand) {
   const std::string command = R"("/usr/bin/pgfleet" archive-wal --dir "/srv/it's" %p %f)";
   const UpstreamInfo up{"node1", "127.0.0.1", 5433};

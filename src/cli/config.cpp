@@ -1,0 +1,238 @@
+// `pgfleet config`: cluster-wide PostgreSQL parameters in the DCS (Patroni's edit-config). `set`
+// changes them with a compare-and-set and waits until every running agent has written them into
+// its node's files, then says which nodes wait for a restart.
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cluster/binaries.hpp"
+#include "cluster/cluster_parameters.hpp"
+#include "cluster/control.hpp"
+#include "dcs/member.hpp"
+#include "util/errors.hpp"
+#include "util/fs.hpp"
+#include "util/process.hpp"
+
+namespace pgfleet::cli {
+namespace {
+
+using cluster::PgParameters;
+
+struct StoredParameters {
+  PgParameters parameters;
+  int64_t revision = 0;  // 0 = the key does not exist
+};
+
+StoredParameters read_parameters(dcs::Dcs& dcs) {
+  auto kv = dcs.get(dcs::keys::kParameters);
+  if (!kv) throw UserError("cannot read the DCS: " + kv.error());
+  if (!kv.value()) return {};
+  auto parsed = cluster::parameters_from_json(kv.value()->value);
+  if (!parsed) {
+    throw UserError("the DCS key 'parameters' is not valid: " + parsed.error(),
+                    "replace it: pgfleet config set NAME=VALUE (or unset every name)");
+  }
+  return {std::move(*parsed), kv.value()->mod_revision};
+}
+
+std::vector<dcs::Member> members_of(dcs::Dcs& dcs) {
+  std::vector<dcs::Member> out;
+  auto list = dcs.list(dcs::keys::kMembersPrefix);
+  if (!list) return out;
+  for (const auto& kv : *list) {
+    try {
+      out.push_back(dcs::member_from_json(nlohmann::json::parse(kv.value)));
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return out;
+}
+
+bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
+
+// PostgreSQL itself judges name and value (`postgres -C` over an empty configuration): a value a
+// reload only logs as invalid would stop every node at its next start. "" when accepted; a note
+// when it could not be asked (no PostgreSQL binaries here, or running as root).
+std::string rejected_by_postgres(const cluster::ClusterConfig& config, const std::string& name,
+                                 const std::string& value, std::string& note) {
+  cluster::PgBinaries bins;
+  try {
+    bins = cluster::find_binaries(config.bindir);
+  } catch (const UserError&) {
+    note = "not checked by PostgreSQL (no PostgreSQL binaries on this machine)";
+    return "";
+  }
+  if (::geteuid() == 0) {
+    note = "not checked by PostgreSQL (it does not run as root)";
+    return "";
+  }
+  std::string dir = "/tmp/pgfleet-config-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) {
+    note = "not checked by PostgreSQL (cannot create a directory in /tmp)";
+    return "";
+  }
+  fs::write_file_atomic(dir + "/postgresql.conf", "", 0600);
+  auto r = process::run({bins.path("postgres"), "-D", dir, "-C", name, "-c", name + "=" + value});
+  fs::remove_all(dir);
+  if (r.exit_code == 0) return "";
+  auto line_after = [&](std::string_view label) -> std::string {
+    auto at = r.output.find(label);
+    if (at == std::string::npos) return "";
+    at += label.size();
+    return r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  std::string why = line_after("FATAL:  "), hint = line_after("HINT:  ");
+  if (why.empty()) why = "PostgreSQL refused " + name + " = " + value;
+  return hint.empty() ? why : why + " (" + hint + ")";
+}
+
+// Nodes whose own `nodes[].postgresql` sets `name` keep their value (one host: pgfleet.yaml).
+std::string own_values(const cluster::ClusterConfig& config, const std::string& name) {
+  std::string out;
+  for (const auto& n : config.nodes) {
+    if (auto it = n.postgresql.find(name); it != n.postgresql.end())
+      out += fmt::format("{}{} keeps its own {} = {}", out.empty() ? "" : "; ", n.name, name, it->second);
+  }
+  return out;
+}
+
+void print_nodes(const std::vector<dcs::Member>& members, int64_t revision) {
+  for (const auto& m : members) {
+    std::string line = m.name + ": ";
+    if (!running(m)) line += m.state + " (it takes them when it starts)";
+    else line += m.parameters_revision == revision ? "applied" : "not applied yet";
+    if (!m.pending_restart.empty()) {
+      std::string names;
+      for (const auto& p : m.pending_restart) names += (names.empty() ? "" : ", ") + p;
+      line += "; waits for a restart: " + names;
+    }
+    std::cout << "  " << line << "\n";
+  }
+}
+
+}  // namespace
+
+int run_config(const ConfigOptions& o) {
+  become_cluster_owner(o.dir);
+  auto c = cluster::Cluster::open(o.dir);
+  if (o.action == "show" || o.action.empty()) {
+    if (!o.arguments.empty()) throw UserError("config show takes no arguments");
+    auto stored = read_parameters(*c.dcs);
+    auto members = members_of(*c.dcs);
+    if (o.json) {
+      nlohmann::json nodes = nlohmann::json::array();
+      for (const auto& m : members) {
+        nodes.push_back({{"name", m.name},
+                         {"state", m.state},
+                         {"applied", m.parameters_revision == stored.revision},
+                         {"pending_restart", m.pending_restart}});
+      }
+      std::cout << nlohmann::json{{"parameters", stored.parameters}, {"revision", stored.revision}, {"nodes", nodes}}.dump(2)
+                << std::endl;
+      return 0;
+    }
+    if (stored.parameters.empty()) {
+      std::cout << "no cluster-wide parameters (set one: pgfleet config set work_mem=64MB)\n";
+    } else {
+      std::cout << "cluster-wide parameters (pgfleet config set; they override postgresql: in "
+                << (c.config.etcd.endpoints.empty() ? "pgfleet.yaml" : "each host's node.yaml") << "):\n";
+      for (const auto& [name, value] : stored.parameters) std::cout << "  " << name << " = " << value << "\n";
+    }
+    if (!members.empty()) {
+      std::cout << "nodes:\n";
+      print_nodes(members, stored.revision);
+    }
+    return 0;
+  }
+  if (o.action != "set" && o.action != "unset")
+    throw UserError("config takes show, set or unset, not '" + o.action + "'",
+                    "pgfleet config set work_mem=64MB; pgfleet config unset work_mem; pgfleet config show");
+  if (o.arguments.empty())
+    throw UserError(o.action == "set" ? "config set needs NAME=VALUE (e.g. work_mem=64MB)" : "config unset needs a NAME");
+  if (o.timeout_seconds <= 0) throw UserError("--timeout must be positive (seconds)");
+
+  PgParameters changes;
+  std::vector<std::string> removals;
+  for (const auto& arg : o.arguments) {
+    if (o.action == "set") {
+      auto assignment = cluster::parse_parameter_assignment(arg);
+      if (!assignment) throw UserError(assignment.error());
+      std::string note;
+      if (auto why = rejected_by_postgres(c.config, assignment->first, assignment->second, note); !why.empty())
+        throw UserError(why, "nothing was changed");
+      if (!note.empty()) std::cout << assignment->first << ": " << note << "\n";
+      changes[assignment->first] = assignment->second;
+    } else {
+      if (!cluster::is_guc_name(arg)) throw UserError("'" + arg + "' is not a PostgreSQL parameter name");
+      removals.push_back(arg);
+    }
+  }
+
+  // Compare-and-set: two operators changing different parameters at once both get theirs.
+  int64_t target = 0;
+  for (int attempt = 0;; ++attempt) {
+    auto stored = read_parameters(*c.dcs);
+    PgParameters next = stored.parameters;
+    for (const auto& [name, value] : changes) next[name] = value;
+    for (const auto& name : removals) {
+      if (next.erase(name) == 0) std::cout << name << " was not set cluster-wide\n";
+    }
+    if (next == stored.parameters) {
+      std::cout << "nothing to change\n";
+      return 0;
+    }
+    Result<bool> written = next.empty() ? c.dcs->compare_and_delete(dcs::keys::kParameters, stored.revision)
+                                        : c.dcs->compare_and_set(dcs::keys::kParameters,
+                                                                 cluster::parameters_to_json(next), stored.revision);
+    if (!written) throw UserError("cannot write the DCS: " + written.error());
+    if (*written) break;
+    if (attempt == 5) throw UserError("the parameters kept changing under this command", "try again");
+  }
+  if (auto now = c.dcs->get(dcs::keys::kParameters); now && now.value()) target = now.value()->mod_revision;
+  for (const auto& [name, value] : changes) {
+    std::cout << fmt::format("set {} = {} cluster-wide\n", name, value);
+    if (auto own = own_values(c.config, name); !own.empty()) std::cout << "  (" << own << ")\n";
+  }
+  for (const auto& name : removals) std::cout << "unset " << name << " cluster-wide\n";
+
+  // Every running agent writes them into its files and reloads its server within a loop.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
+  auto members = members_of(*c.dcs);
+  // A deleted key (the last name unset) is applied when an agent holds none (revision 0).
+  auto applied = [&](const dcs::Member& m) {
+    return !running(m) || (target == 0 ? m.parameters_revision == 0 : m.parameters_revision >= target);
+  };
+  while (!std::all_of(members.begin(), members.end(), applied) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    members = members_of(*c.dcs);
+  }
+  if (std::all_of(members.begin(), members.end(), applied)) {
+    // The reload's pending restarts are read shortly after it and published the next loop.
+    std::this_thread::sleep_for(std::chrono::seconds(c.config.loop_wait_seconds) + std::chrono::milliseconds(700));
+    members = members_of(*c.dcs);
+  }
+  print_nodes(members, target);
+  bool all_applied = std::all_of(members.begin(), members.end(), applied);
+  bool restart = std::any_of(members.begin(), members.end(), [](const dcs::Member& m) { return !m.pending_restart.empty(); });
+  if (restart) {
+    std::cout << (c.remote || !c.config.etcd.endpoints.empty()
+                      ? "apply what waits for a restart by restarting those nodes' PostgreSQL, replicas first\n"
+                      : "apply what waits for a restart: pgfleet restart --pending (replicas first, the primary last)\n");
+  }
+  if (!all_applied) {
+    std::cerr << fmt::format("pgfleet: error: not every running node applied them within {} s; see `pgfleet status` "
+                             "(an agent that is not running takes them when it starts)\n",
+                             o.timeout_seconds);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace pgfleet::cli
