@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -69,9 +70,17 @@ std::string rejected_by_postgres(const cluster::ClusterConfig& config, const std
     note = "not checked by PostgreSQL (no PostgreSQL binaries on this machine)";
     return "";
   }
+  // PostgreSQL does not run as root: root (on a machine without the cluster's directory, --dcs)
+  // asks it as the postgres account.
+  std::vector<std::string> argv;
+  std::optional<process::User> as;
   if (::geteuid() == 0) {
-    note = "not checked by PostgreSQL (it does not run as root)";
-    return "";
+    as = process::lookup_user("postgres");
+    if (!as) {
+      note = "not checked by PostgreSQL (it does not run as root, and there is no postgres account)";
+      return "";
+    }
+    argv = {"runuser", "-u", as->name, "--"};
   }
   std::string dir = "/tmp/pgfleet-config-XXXXXX";
   if (::mkdtemp(dir.data()) == nullptr) {
@@ -79,7 +88,9 @@ std::string rejected_by_postgres(const cluster::ClusterConfig& config, const std
     return "";
   }
   fs::write_file_atomic(dir + "/postgresql.conf", "", 0600);
-  auto r = process::run({bins.path("postgres"), "-D", dir, "-C", name, "-c", name + "=" + value});
+  if (as) fs::chown_recursive(dir, as->uid, as->gid);
+  argv.insert(argv.end(), {bins.path("postgres"), "-D", dir, "-C", name, "-c", name + "=" + value});
+  auto r = process::run(argv);
   fs::remove_all(dir);
   if (r.exit_code == 0) return "";
   auto line_after = [&](std::string_view label) -> std::string {

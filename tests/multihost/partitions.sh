@@ -69,6 +69,19 @@ for n in "${NODES[@]}"; do
 done
 log "check: $(tail -1 <<<"$check_out")"
 
+# Cluster-wide parameters through etcd (`pgfleet config set --dcs`, as root on the client host):
+# every host's server has them when the command returns; a value PostgreSQL refuses is not written.
+config_out=$(pgfleet_dcs config set work_mem=12MB 2>&1) || die "config set --dcs exited $?: $config_out"
+for n in "${NODES[@]}"; do
+  got=$(sql "$n" "$n" "SHOW work_mem" || true)
+  [ "$got" = 12MB ] || die "config set --dcs: $n has work_mem '$got': $config_out"
+done
+if config_out=$(pgfleet_dcs config set work_mem=lots 2>&1); then die "config set accepted work_mem=lots: $config_out"; fi
+grep -q 'invalid value for parameter "work_mem"' <<<"$config_out" || die "config set work_mem=lots: $config_out"
+config_out=$(pgfleet_dcs config unset work_mem 2>&1) || die "config unset --dcs exited $?: $config_out"
+[ "$(sql n1 n1 "SHOW work_mem" || true)" = 4MB ] || die "config unset --dcs: n1 still has work_mem $(sql n1 n1 "SHOW work_mem")"
+log "config: work_mem set on every host through etcd and unset again; a bad value refused"
+
 # The proxy learns the primary from etcd: its primary port answers on the leader's address.
 start_proxy n1
 wait_for 30 "the proxy to route to the leader" '[ "$(proxy_sql "SELECT host(inet_server_addr())")" = "$(ip_of "$(leader)")" ]'
