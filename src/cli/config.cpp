@@ -58,6 +58,12 @@ std::vector<dcs::Member> members_of(dcs::Dcs& dcs) {
 
 bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
 
+// Whether a member's files have the key at `revision` (or a later one); a deleted key (the last
+// name unset) is had by an agent that holds none.
+bool has_revision(const dcs::Member& m, int64_t revision) {
+  return revision == 0 ? m.parameters_revision == 0 : m.parameters_revision >= revision;
+}
+
 // PostgreSQL itself judges name and value (`postgres -C` over an empty configuration): a value a
 // reload only logs as invalid would stop every node at its next start. "" when accepted; a note
 // when it could not be asked (no PostgreSQL binaries here, or running as root).
@@ -118,7 +124,7 @@ void print_nodes(const std::vector<dcs::Member>& members, int64_t revision) {
   for (const auto& m : members) {
     std::string line = m.name + ": ";
     if (!running(m)) line += m.state + " (it takes them when it starts)";
-    else line += m.parameters_revision == revision ? "applied" : "not applied yet";
+    else line += has_revision(m, revision) ? "applied" : "not applied yet";
     if (!m.pending_restart.empty()) {
       std::string names;
       for (const auto& p : m.pending_restart) names += (names.empty() ? "" : ", ") + p;
@@ -142,7 +148,7 @@ int run_config(const ConfigOptions& o) {
       for (const auto& m : members) {
         nodes.push_back({{"name", m.name},
                          {"state", m.state},
-                         {"applied", m.parameters_revision == stored.revision},
+                         {"applied", has_revision(m, stored.revision)},
                          {"pending_restart", m.pending_restart}});
       }
       std::cout << nlohmann::json{{"parameters", stored.parameters}, {"revision", stored.revision}, {"nodes", nodes}}.dump(2)
@@ -216,10 +222,7 @@ int run_config(const ConfigOptions& o) {
   // Every running agent writes them into its files and reloads its server within a loop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
   auto members = members_of(*c.dcs);
-  // A deleted key (the last name unset) is applied when an agent holds none (revision 0).
-  auto applied = [&](const dcs::Member& m) {
-    return !running(m) || (target == 0 ? m.parameters_revision == 0 : m.parameters_revision >= target);
-  };
+  auto applied = [&](const dcs::Member& m) { return !running(m) || has_revision(m, target); };
   while (!std::all_of(members.begin(), members.end(), applied) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     members = members_of(*c.dcs);

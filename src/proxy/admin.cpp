@@ -76,19 +76,7 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
       m.cancels_in_flight += p.cancels_in_flight;
       m.servers_being_canceled += p.servers_being_canceled;
       m.max_wait_us = std::max(m.max_wait_us, p.max_wait_us);
-      auto& s = m.stats;
-      s.transactions += p.stats.transactions;
-      s.queries += p.stats.queries;
-      s.bytes_received += p.stats.bytes_received;
-      s.bytes_sent += p.stats.bytes_sent;
-      s.wait_us_total += p.stats.wait_us_total;
-      s.waits += p.stats.waits;
-      s.query_us_total += p.stats.query_us_total;
-      s.errors += p.stats.errors;
-      for (size_t i = 0; i < kLatencyBuckets; ++i) {
-        s.query_hist[i] += p.stats.query_hist[i];
-        s.wait_hist[i] += p.stats.wait_hist[i];
-      }
+      m.stats.add(p.stats);
     }
   }
   return pools;
@@ -215,15 +203,7 @@ protocol::Bytes show(Worker& worker, const std::string& what) {
   }
   if (what == "TOTALS") {
     PoolStats all;
-    for (const auto& [key, p] : merged_pools(shared)) {
-      all.transactions += p.stats.transactions;
-      all.queries += p.stats.queries;
-      all.bytes_received += p.stats.bytes_received;
-      all.bytes_sent += p.stats.bytes_sent;
-      all.query_us_total += p.stats.query_us_total;
-      all.wait_us_total += p.stats.wait_us_total;
-      all.errors += p.stats.errors;
-    }
+    for (const auto& [key, p] : merged_pools(shared)) all.add(p.stats);
     auto u = [](uint64_t v) { return std::to_string(v); };
     return table({"name", "value"},
                  {{"total_xact_count", u(all.transactions)},

@@ -50,6 +50,21 @@ struct PoolStats {
   uint64_t errors = 0;
   uint64_t query_hist[kLatencyBuckets] = {};  // query times, by latency_bucket()
   uint64_t wait_hist[kLatencyBuckets] = {};   // waits for a server connection, likewise
+  // Sums another pool's counters (or another thread's share of the same pool) into these.
+  void add(const PoolStats& o) {
+    transactions += o.transactions;
+    queries += o.queries;
+    bytes_received += o.bytes_received;
+    bytes_sent += o.bytes_sent;
+    wait_us_total += o.wait_us_total;
+    waits += o.waits;
+    query_us_total += o.query_us_total;
+    errors += o.errors;
+    for (size_t i = 0; i < kLatencyBuckets; ++i) {
+      query_hist[i] += o.query_hist[i];
+      wait_hist[i] += o.wait_hist[i];
+    }
+  }
   void add_query_time(uint64_t us) {
     query_us_total += us;
     ++query_hist[latency_bucket(us)];
