@@ -51,6 +51,16 @@ std::vector<std::string> words(std::string_view sql) {
 
 std::string n(int64_t v) { return std::to_string(v); }
 
+// The database a command names ("PAUSE app;"): database names are case-sensitive, so it is taken
+// from the original text, not the upper-cased words.
+std::string database_argument(std::string_view sql) {
+  std::istringstream in{std::string(sql)};
+  std::string ignored, db;
+  in >> ignored >> db;
+  while (!db.empty() && db.back() == ';') db.pop_back();
+  return db;
+}
+
 std::vector<std::shared_ptr<const WorkerSnapshot>> snapshots(ProxyShared& shared) {
   std::vector<std::shared_ptr<const WorkerSnapshot>> out;
   for (Worker* w : shared.workers) out.push_back(w->snapshot());
@@ -90,8 +100,8 @@ bool database_paused(ProxyShared& shared, const std::string& database) {
   return std::find(dbs->begin(), dbs->end(), database) != dbs->end();
 }
 
-// PgBouncer 1.18's columns. Databases are those clients have used (any database is served); host
-// and port are the primary's, where the primary port and writes go.
+// PgBouncer 1.18's columns. Databases are those clients have used (any database is served) and
+// those named by PAUSE or DISABLE; host and port are the primary's, where writes go.
 protocol::Bytes show_databases(ProxyShared& shared) {
   auto c = shared.settings();
   auto topo = shared.topology->current();
@@ -101,6 +111,10 @@ protocol::Bytes show_databases(ProxyShared& shared) {
   std::map<std::string, Database> databases;
   for (const auto& [key, p] : merged_pools(shared)) {
     databases[p.database].servers += p.servers_active + p.servers_idle + p.servers_connecting + p.servers_being_canceled;
+  }
+  // A database paused or disabled before any client used it is listed too.
+  for (const auto& list : {shared.paused_databases.load(), shared.disabled_databases.load()}) {
+    for (const auto& name : *list) databases[name];
   }
   std::vector<Row> rows;
   for (const auto& [name, d] : databases) {
@@ -113,7 +127,8 @@ protocol::Bytes show_databases(ProxyShared& shared) {
                            n(c->proxy.min_pool_size), n(c->proxy.reserve_pool_size)});
     row.push_back(o != nullptr && o->pool_mode ? std::optional<std::string>(cluster::to_string(*o->pool_mode))
                                                : std::nullopt);
-    row.insert(row.end(), {"0", n(d.servers), database_paused(shared, name) ? "1" : "0", "0"});
+    row.insert(row.end(), {"0", n(d.servers), database_paused(shared, name) ? "1" : "0",
+                           shared.is_disabled(name) ? "1" : "0"});
     rows.push_back(std::move(row));
   }
   return table({"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
@@ -345,7 +360,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
   const std::string& verb = w[0];
   if (verb == "SHOW" && w.size() == 2 && w[1] == "HELP") {
     return table({"command"}, {{"SHOW POOLS|STATS|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|LISTS|NODES|ROUTING|CONFIG|VERSION"}, {"PAUSE [db]"}, {"RESUME [db]"},
-                               {"RELOAD"}, {"KILL db"}, {"SHUTDOWN"}},
+                               {"RELOAD"}, {"KILL db"}, {"RECONNECT [db]"}, {"DISABLE db"}, {"ENABLE db"}, {"SHUTDOWN"}},
                  "SHOW");
   }
   if (verb == "SHOW" && w.size() == 2) return show(worker, w[1]);
@@ -358,11 +373,7 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
         shared.paused_databases.store(std::make_shared<const std::vector<std::string>>());
       }
     } else {
-      // Database names are case-sensitive: take them from the original text.
-      std::istringstream in{std::string(sql)};
-      std::string ignored, db;
-      in >> ignored >> db;
-      while (!db.empty() && db.back() == ';') db.pop_back();
+      const std::string db = database_argument(sql);
       auto dbs = std::make_shared<std::vector<std::string>>(*shared.paused_databases.load());
       std::erase(*dbs, db);
       if (pause) dbs->push_back(db);
@@ -382,14 +393,26 @@ protocol::Bytes run_admin_command(Worker& worker, std::string_view sql) {
     return reply;
   }
   if (verb == "KILL" && w.size() == 2) {
-    std::istringstream in{std::string(sql)};
-    std::string ignored, db;
-    in >> ignored >> db;
-    while (!db.empty() && db.back() == ';') db.pop_back();
+    const std::string db = database_argument(sql);
     for (Worker* other : shared.workers) {
       other->loop().post([other, db] { other->kill_database(db); });
     }
     return done("KILL");
+  }
+  if ((verb == "DISABLE" || verb == "ENABLE") && w.size() == 2) {
+    const std::string db = database_argument(sql);
+    auto dbs = std::make_shared<std::vector<std::string>>(*shared.disabled_databases.load());
+    std::erase(*dbs, db);
+    if (verb == "DISABLE") dbs->push_back(db);
+    shared.disabled_databases.store(std::move(dbs));
+    return done(verb);
+  }
+  if (verb == "RECONNECT" && w.size() <= 2) {
+    const std::string db = w.size() == 2 ? database_argument(sql) : "";
+    for (Worker* other : shared.workers) {
+      other->loop().post([other, db] { other->reconnect_database(db); });
+    }
+    return done("RECONNECT");
   }
   if (verb == "SHUTDOWN" && w.size() == 1) {
     if (shared.request_shutdown) shared.request_shutdown();

@@ -437,6 +437,12 @@ void ClientConn::finish_login() {
     flush();
     return;
   }
+  if (worker_.shared().is_disabled(database_)) {
+    fail("57P03", fmt::format("database \"{}\" is disabled: the proxy takes no new clients for it (ENABLE {} in the "
+                              "admin console allows them again)",
+                              database_, database_));
+    return;
+  }
   AuthKeys keys;
   if (md5_) {
     keys.md5 = secret_info_->md5;

@@ -70,6 +70,8 @@ struct ProxyShared {
   std::atomic<bool> paused{false};         // PAUSE: new transactions wait
   std::atomic<std::shared_ptr<const std::vector<std::string>>> paused_databases{
       std::make_shared<const std::vector<std::string>>()};  // PAUSE db
+  std::atomic<std::shared_ptr<const std::vector<std::string>>> disabled_databases{
+      std::make_shared<const std::vector<std::string>>()};  // DISABLE db: new clients refused
   std::atomic<bool> shutting_down{false};
   std::atomic<bool> handed_over{false};   // the listeners belong to a new proxy process now
   std::vector<Worker*> workers;
@@ -98,6 +100,10 @@ struct ProxyShared {
     if (!any_database_paused.load(std::memory_order_relaxed)) return false;
     auto dbs = paused_databases.load(std::memory_order_relaxed);
     return !dbs->empty() && std::find(dbs->begin(), dbs->end(), database) != dbs->end();
+  }
+  [[nodiscard]] bool is_disabled(const std::string& database) const {
+    auto dbs = disabled_databases.load(std::memory_order_relaxed);
+    return std::find(dbs->begin(), dbs->end(), database) != dbs->end();
   }
   void store_config(std::shared_ptr<const cluster::ClusterConfig> next) {
     config.store(std::move(next), std::memory_order_release);

@@ -139,9 +139,10 @@ void Pool::release(ServerConn* server) {
   auto now = worker_.loop().now();
   bool expired = settings->proxy.server_lifetime_s > 0 &&
                  now - server->created() > std::chrono::seconds(settings->proxy.server_lifetime_s);
-  if (!server->reusable() || expired ||
+  bool reconnect = server->created() <= reconnect_before_;
+  if (!server->reusable() || expired || reconnect ||
       server->topology_version() != worker_.topology().version) {
-    server->close(expired ? "server_lifetime reached" : "not reusable");
+    server->close(expired ? "server_lifetime reached" : reconnect ? "RECONNECT" : "not reusable");
     return;
   }
   if (server->swallow_ready > 0) return;  // resetting; released again when done
@@ -322,6 +323,11 @@ void Pool::close_all(const std::string& reason) {
     if (ClientConn* c = s->client()) c->fail("57P01", reason);
     s->close(reason);
   }
+}
+
+void Pool::reconnect(Clock::time_point now) {
+  reconnect_before_ = now;
+  for (ServerConn* s : std::vector<ServerConn*>(idle_.begin(), idle_.end())) s->close("RECONNECT");  // erases from idle_
 }
 
 void Pool::fill_row(PoolRow& row, Clock::time_point now) const {
@@ -617,6 +623,12 @@ void Worker::kill_database(const std::string& database) {
     if (!c->is_admin() && c->database() == database && c->state() != ClientConn::State::kClosed) idle.push_back(c.get());
   }
   for (ClientConn* c : idle) c->fail("57P01", reason);
+}
+
+void Worker::reconnect_database(const std::string& database) {
+  for (auto& [key, pool] : pools_) {
+    if (database.empty() || std::get<0>(key) == database) pool->reconnect(loop_.now());
+  }
 }
 
 namespace {

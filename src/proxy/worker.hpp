@@ -68,6 +68,8 @@ class Pool {
   void fill_row(PoolRow& row, Clock::time_point now) const;
   PoolStats stats;
   void close_all(const std::string& reason);
+  // RECONNECT: idle server connections close now, the others when their client releases them.
+  void reconnect(Clock::time_point now);
   bool close_one_idle();
   // The primary moved away from `backend`: drop the connections still logging in to it or idle
   // there (a hung server never answers them) and open new ones for the waiting clients at once.
@@ -103,6 +105,7 @@ class Pool {
   std::vector<ClientConn*> clients_;
   int connecting_ = 0;
   Clock::time_point last_login_failure_{};
+  Clock::time_point reconnect_before_{};  // RECONNECT: servers created before this are not reused
   PoolBudget* budget_;
   Clock::time_point last_borrow_request_{};
 };
@@ -152,6 +155,7 @@ class Worker {
   void begin_shutdown();
   [[nodiscard]] std::shared_ptr<const WorkerSnapshot> snapshot() const { return snapshot_.load(); }
   void kill_database(const std::string& database);
+  void reconnect_database(const std::string& database);  // "" = every database
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
   // Shutting down because a new proxy process took the listening sockets over.
   [[nodiscard]] bool handing_over() const { return shutting_down_ && shared_.handed_over; }

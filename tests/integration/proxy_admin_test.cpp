@@ -363,6 +363,60 @@ TEST_F(ProxyAdminTest, ReloadAndSighupApplyAChangedConfiguration) {
   EXPECT_EQ(cluster().proxy_pid(), pid) << "the proxy restarted";
 }
 
+// PgBouncer's DISABLE/ENABLE (no new clients for a database, the connected ones stay) and
+// RECONNECT (new server connections, e.g. after changing something the servers read only at
+// connection time), which its users script maintenance with.
+TEST_F(ProxyAdminTest, DisableRefusesNewClientsOfADatabaseAndReconnectReplacesItsServers) {
+  sql(cluster().primary_uri(), "CREATE DATABASE maintdb");
+  const std::string maint = cluster().proxy_uri("", "", "maintdb");
+  auto connected = connect_or_throw(maint);
+  ASSERT_EQ(run(connected, "SELECT 1"), "");
+
+  ASSERT_EQ(admin(cluster(), "DISABLE maintdb"), "DISABLE");
+  std::string refused = connect_error(maint);
+  EXPECT_NE(refused.find("database \"maintdb\" is disabled"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("ENABLE maintdb"), std::string::npos) << refused;
+  EXPECT_EQ(run(connected, "SELECT 'still here'"), "");       // the connected client stays
+  EXPECT_EQ(sql_value(proxy(), "SELECT 'other'"), "other");  // other databases are untouched
+  Table t = query_table(cluster().admin_uri(), "SHOW DATABASES");
+  bool shown = false;
+  for (size_t i = 0; i < t.rows.size(); ++i)
+    if (t.at(i, "name") == "maintdb") shown = t.at(i, "disabled") == "1" && t.at(i, "paused") == "0";
+  EXPECT_TRUE(shown) << t.dump();
+  ASSERT_EQ(admin(cluster(), "ENABLE maintdb"), "ENABLE");
+  EXPECT_EQ(connect_error(maint), "");
+
+  // RECONNECT: none of the server connections it had serves again; the clients do not notice.
+  auto backends = [&] {
+    std::set<std::string> pids;
+    Table servers = query_table(cluster().admin_uri(), "SHOW SERVERS");
+    for (size_t i = 0; i < servers.rows.size(); ++i)
+      if (servers.at(i, "database") == "maintdb") pids.insert(servers.at(i, "backend_pid"));
+    return pids;
+  };
+  std::set<std::string> before;
+  ASSERT_TRUE(eventually([&] { return !(before = backends()).empty(); }, 3s));
+  ASSERT_EQ(admin(cluster(), "RECONNECT maintdb"), "RECONNECT");
+  std::string after_pid;
+  EXPECT_TRUE(eventually(
+      [&] {
+        after_pid = value(connected, "SELECT pg_backend_pid()::text");
+        return !after_pid.empty() && !before.count(after_pid);
+      },
+      5s))
+      << "still served by backend " << after_pid;
+  std::string list;
+  for (const auto& pid : before) list += (list.empty() ? "" : ",") + pid;
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql_value(cluster().primary_uri(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE pid IN (" + list + ")") == "0";
+      },
+      5s))
+      << "the old server connections " << list << " are still open";
+  EXPECT_EQ(run(connected, "SELECT 'after reconnect'"), "");
+}
+
 TEST_F(ProxyAdminTest, KillDisconnectsTheClientsOfADatabase) {
   sql(cluster().primary_uri(), "CREATE DATABASE keepdb");
   auto idle = connect_or_throw(proxy());
