@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -187,21 +188,26 @@ int run_config(const ConfigOptions& o) {
       if (!note.empty()) std::cout << assignment->first << ": " << note << "\n";
       changes[assignment->first] = assignment->second;
     } else {
-      if (!cluster::is_guc_name(arg)) throw UserError("'" + arg + "' is not a PostgreSQL parameter name");
-      removals.push_back(arg);
+      std::string name = arg;
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      if (!cluster::is_guc_name(name)) throw UserError("'" + arg + "' is not a PostgreSQL parameter name");
+      removals.push_back(name);
     }
   }
 
   // Compare-and-set: two operators changing different parameters at once both get theirs.
   int64_t target = 0;
+  std::vector<std::string> removed;
   for (int attempt = 0;; ++attempt) {
     auto stored = read_parameters(*c.dcs);
     PgParameters next = stored.parameters;
     for (const auto& [name, value] : changes) next[name] = value;
+    removed.clear();
     for (const auto& name : removals) {
-      if (next.erase(name) == 0) std::cout << name << " was not set cluster-wide\n";
+      if (next.erase(name) != 0) removed.push_back(name);
     }
     if (next == stored.parameters) {
+      for (const auto& name : removals) std::cout << name << " was not set cluster-wide\n";
       std::cout << "nothing to change\n";
       return 0;
     }
@@ -217,7 +223,10 @@ int run_config(const ConfigOptions& o) {
     std::cout << fmt::format("set {} = {} cluster-wide\n", name, value);
     if (auto own = own_values(c.config, name); !own.empty()) std::cout << "  (" << own << ")\n";
   }
-  for (const auto& name : removals) std::cout << "unset " << name << " cluster-wide\n";
+  for (const auto& name : removals) {
+    std::cout << (std::find(removed.begin(), removed.end(), name) != removed.end() ? "unset " + name + " cluster-wide\n"
+                                                                                  : name + " was not set cluster-wide\n");
+  }
 
   // Every running agent writes them into its files and reloads its server within a loop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
