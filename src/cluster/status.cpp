@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "backup/catalog.hpp"
+#include "cluster/cluster_parameters.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
 #include "postgres/instance.hpp"
@@ -170,6 +171,9 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   }
   status.paused = keys.pause != nullptr;
   status.failsafe_mode = keys.failsafe != nullptr;
+  if (keys.parameters != nullptr) {
+    if (auto parsed = parameters_from_json(keys.parameters->value)) status.parameters = std::move(*parsed);
+  }
   if (keys.sync != nullptr) status.synchronous = keys.sync->value;
   for (const auto& kv : keys.history) {
     try {
@@ -281,6 +285,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
           {"leader", opt_text(status.leader)}, {"sync_mode", to_string(status.sync)},
           {"nodes", nodes},                {"proxy", proxy},
           {"paused", status.paused},       {"failsafe_mode", status.failsafe_mode},
+          {"parameters", status.parameters},
           {"history", history},
           {"backups", {{"count", status.backups},
                        {"newest", opt_text(status.newest_backup)},
@@ -328,6 +333,11 @@ std::string render_table(const ClusterStatus& status) {
     const auto& h = status.history.back();
     out += fmt::format("last change: {} {} -> {} ({} in all; `pgfleet history`)\n", h.time, h.from.empty() ? "-" : h.from,
                        h.to, status.history.size());
+  }
+  if (!status.parameters.empty()) {
+    std::vector<std::string> set;
+    for (const auto& [name, value] : status.parameters) set.push_back(name + "=" + value);
+    out += fmt::format("cluster-wide parameters: {} (`pgfleet config`)\n", fmt::join(set, ", "));
   }
   if (status.backups > 0)
     out += fmt::format("backups: {}, newest {} (finished {}; `pgfleet backup --list`)\n", status.backups,

@@ -83,6 +83,7 @@ struct ClusterStatus {
   ConnectionStrings connection;
   bool paused = false;                 // maintenance mode: no automatic failover
   bool failsafe_mode = false;          // `pgfleet failsafe on`: the primary survives a DCS outage its members confirm
+  PgParameters parameters;             // cluster-wide PostgreSQL parameters (`pgfleet config set`)
   std::string synchronous;             // the leader's published sync constraints (DCS `sync` key, JSON), "" = none
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
   std::string dashboard_url;           // the proxy's HTTP port, or the first node's API without a proxy

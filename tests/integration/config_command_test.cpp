@@ -42,6 +42,12 @@ TEST_F(ConfigCommandTest, SetReachesEveryNodeANodesOwnWinsAndLoweringRestartsSaf
   // Clients of the proxy get them too (they are the servers' settings).
   EXPECT_EQ(sql_value(url({"--proxy"}), "SELECT current_setting('statement_timeout')"), "45s");
 
+  EXPECT_EQ(status_json()["parameters"]["statement_timeout"], "45s");
+  auto table = pgfleet({"status"});
+  EXPECT_NE(table.output.find("cluster-wide parameters: statement_timeout=45s, work_mem=12MB (`pgfleet config`)"),
+            std::string::npos)
+      << table.output;
+
   auto shown = pgfleet({"config", "show", "--json"});
   ASSERT_EQ(shown.exit_code, 0) << shown.output;
   auto doc = nlohmann::json::parse(shown.output);
