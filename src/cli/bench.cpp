@@ -85,10 +85,7 @@ process::RunResult run_pgbench(std::vector<std::string> args, std::chrono::secon
   return process::run(args, options);
 }
 
-Result<postgres::PgConn> connect(const std::string& uri) {
-  return postgres::PgConn::connect(uri + (uri.find('?') == std::string::npos ? "?" : "&") +
-                                   "connect_timeout=5&application_name=pgfleet-bench");
-}
+Result<postgres::PgConn> connect(const std::string& uri) { return postgres::PgConn::connect_uri(uri, "pgfleet-bench", 5); }
 
 // The scale of the pgbench tables in `database` (0 when there are none), creating the database
 // when it does not exist.
@@ -192,21 +189,6 @@ std::string utc_now() {
   return buf;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/pgfleet-bench-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw UserError("cannot create a directory in /tmp for pgbench's logs");
-    path_ = pattern;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
@@ -255,7 +237,7 @@ int run_bench(const BenchOptions& o) {
     wait_for_replicas(status, primary_uri);
   }
 
-  TempDir tmp;
+  fs::TempDir tmp("pgfleet-bench");
   if (!scripts.empty()) {
     plan.scripts.clear();
     for (size_t i = 0; i < scripts.size(); ++i) {

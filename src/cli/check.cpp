@@ -29,8 +29,7 @@ constexpr std::chrono::milliseconds kPollLimit{1000};  // one replica's answer w
 
 // The status's URIs carry the generated password, so this works from any host (--dcs) too.
 Result<postgres::PgConn> connect_uri(const std::string& uri) {
-  return postgres::PgConn::connect(uri + (uri.find('?') == std::string::npos ? "?" : "&") +
-                                   "connect_timeout=3&application_name=pgfleet-check");
+  return postgres::PgConn::connect_uri(uri, "pgfleet-check", 3);
 }
 
 Result<postgres::PgConn> connect_node(const ClusterStatus& status, const std::string& node) {

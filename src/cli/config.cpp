@@ -89,16 +89,17 @@ std::string rejected_by_postgres(const cluster::ClusterConfig& config, const std
     }
     argv = {"runuser", "-u", as->name, "--"};
   }
-  std::string dir = "/tmp/pgfleet-config-XXXXXX";
-  if (::mkdtemp(dir.data()) == nullptr) {
+  std::optional<fs::TempDir> dir;
+  try {
+    dir.emplace("pgfleet-config");
+  } catch (const std::exception&) {
     note = "not checked by PostgreSQL (cannot create a directory in /tmp)";
     return "";
   }
-  fs::write_file_atomic(dir + "/postgresql.conf", "", 0600);
-  if (as) fs::chown_recursive(dir, as->uid, as->gid);
-  argv.insert(argv.end(), {bins.path("postgres"), "-D", dir, "-C", name, "-c", name + "=" + value});
+  fs::write_file_atomic(dir->path() + "/postgresql.conf", "", 0600);
+  if (as) fs::chown_recursive(dir->path(), as->uid, as->gid);
+  argv.insert(argv.end(), {bins.path("postgres"), "-D", dir->path(), "-C", name, "-c", name + "=" + value});
   auto r = process::run(argv);
-  fs::remove_all(dir);
   if (r.exit_code == 0) return "";
   auto line_after = [&](std::string_view label) -> std::string {
     auto at = r.output.find(label);

@@ -12,6 +12,12 @@ std::string trimmed(const char* message) {
 }
 }  // namespace
 
+Result<PgConn> PgConn::connect_uri(const std::string& uri, const std::string& application_name,
+                                   int timeout_seconds) {
+  return connect(uri + (uri.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=" +
+                 std::to_string(timeout_seconds) + "&application_name=" + application_name);
+}
+
 Result<PgConn> PgConn::connect(const std::string& conninfo) {
   PGconn* c = PQconnectdb(conninfo.c_str());
   if (c == nullptr) return Error{"out of memory"};

@@ -20,6 +20,10 @@ class PgConn {
  public:
   // `conninfo` in libpq keyword form. Fails with libpq's message (trimmed).
   static Result<PgConn> connect(const std::string& conninfo);
+  // A postgresql:// URI (the status's, which carry the password) with a connect timeout and the
+  // application_name the server's pg_stat_activity shows.
+  static Result<PgConn> connect_uri(const std::string& uri, const std::string& application_name,
+                                    int timeout_seconds);
 
   // Runs one statement (no parameters); rows as text.
   Result<std::vector<Row>> query(const std::string& sql);

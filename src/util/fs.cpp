@@ -138,4 +138,18 @@ std::string tail(const std::string& path, int max_lines) {
   return out;
 }
 
+TempDir::TempDir(const std::string& prefix) {
+  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw std::runtime_error("cannot create a directory in /tmp: " + std::string(std::strerror(errno)));
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  try {
+    remove_all(path_);
+  } catch (const std::exception&) {  // leaving a directory in /tmp is no reason to fail
+  }
+}
+
 }  // namespace pgfleet::fs

@@ -25,4 +25,18 @@ std::string parent(const std::string& path);
 // The last `max_lines` lines of a file ("" if unreadable).
 std::string tail(const std::string& path, int max_lines);
 
+// A fresh directory /tmp/<prefix>-XXXXXX (0700), removed with its contents when destroyed;
+// throws std::runtime_error when it cannot be made.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace pgfleet::fs
