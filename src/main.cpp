@@ -81,6 +81,18 @@ int main(int argc, char** argv) {
   config_cmd->add_option("--timeout", config_options.timeout_seconds,
                          "set/unset: seconds the running agents have to apply them (default 30)");
 
+  cli::SlotOptions slot_options;
+  auto* slot_cmd = app.add_subcommand(
+      "slot", "permanent replication slots every node keeps across failovers (for CDC, subscribers): list, add, remove");
+  slot_cmd->add_option("action", slot_options.action, "list (default), add or remove");
+  slot_cmd->add_option("names", slot_options.names, "add/remove: the slot's name");
+  slot_cmd->add_option("--type", slot_options.type, "add: physical (default) or logical");
+  slot_cmd->add_option("--database", slot_options.database, "add, logical: the database it decodes (default: the cluster's)");
+  slot_cmd->add_option("--plugin", slot_options.plugin, "add, logical: the output plugin (default pgoutput)");
+  slot_cmd->add_flag("--json", slot_options.json, "list: machine-readable output");
+  slot_cmd->add_option("--timeout", slot_options.timeout_seconds,
+                       "add/remove: seconds the nodes have to create or drop it (default 30)");
+
   cli::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand(
       "bench", "pgbench against the running cluster: through the proxy and directly, in alternating rounds");
@@ -237,6 +249,10 @@ int main(int argc, char** argv) {
     if (config_cmd->parsed()) {
       config_options.dir = dir;
       return cli::run_config(config_options);
+    }
+    if (slot_cmd->parsed()) {
+      slot_options.dir = dir;
+      return cli::run_slot(slot_options);
     }
     if (bench_cmd->parsed()) {
       bench.dir = dir;

@@ -59,6 +59,20 @@ struct ConfigOptions {
 };
 int run_config(const ConfigOptions& options);
 
+// `pgfleet slot [list|add NAME|remove NAME]`: permanent replication slots every node keeps
+// (cluster/permanent_slots.hpp), as Patroni's `slots:`.
+struct SlotOptions {
+  std::string dir;
+  std::string action = "list";
+  std::vector<std::string> names;
+  std::string type = "physical";  // add: physical | logical
+  std::string database;           // add, logical: default the cluster's database
+  std::string plugin = "pgoutput";
+  bool json = false;
+  int timeout_seconds = 30;  // add/remove: how long the nodes have to create or drop it
+};
+int run_slot(const SlotOptions& options);
+
 struct BenchOptions {
   std::string dir;
   std::string workload;                // read | write | mixed | custom; "" = mixed (custom with --file)

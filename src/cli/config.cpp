@@ -44,19 +44,6 @@ StoredParameters read_parameters(dcs::Dcs& dcs) {
   return {std::move(*parsed), kv.value()->mod_revision};
 }
 
-std::vector<dcs::Member> members_of(dcs::Dcs& dcs) {
-  std::vector<dcs::Member> out;
-  auto list = dcs.list(dcs::keys::kMembersPrefix);
-  if (!list) return out;
-  for (const auto& kv : *list) {
-    try {
-      out.push_back(dcs::member_from_json(nlohmann::json::parse(kv.value)));
-    } catch (const nlohmann::json::exception&) {
-    }
-  }
-  return out;
-}
-
 bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
 
 // Whether a member's files have the key at `revision` (or a later one); a deleted key (the last
@@ -144,7 +131,7 @@ int run_config(const ConfigOptions& o) {
   if (o.action == "show" || o.action.empty()) {
     if (!o.arguments.empty()) throw UserError("config show takes no arguments");
     auto stored = read_parameters(*c.dcs);
-    auto members = members_of(*c.dcs);
+    auto members = dcs::read_members(*c.dcs);
     if (o.json) {
       nlohmann::json nodes = nlohmann::json::array();
       for (const auto& m : members) {
@@ -231,16 +218,16 @@ int run_config(const ConfigOptions& o) {
 
   // Every running agent writes them into its files and reloads its server within a loop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
-  auto members = members_of(*c.dcs);
+  auto members = dcs::read_members(*c.dcs);
   auto applied = [&](const dcs::Member& m) { return !running(m) || has_revision(m, target); };
   while (!std::all_of(members.begin(), members.end(), applied) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    members = members_of(*c.dcs);
+    members = dcs::read_members(*c.dcs);
   }
   if (std::all_of(members.begin(), members.end(), applied)) {
     // The reload's pending restarts are read shortly after it and published the next loop.
     std::this_thread::sleep_for(std::chrono::seconds(c.config.loop_wait_seconds) + std::chrono::milliseconds(700));
-    members = members_of(*c.dcs);
+    members = dcs::read_members(*c.dcs);
   }
   print_nodes(members, target);
   bool all_applied = std::all_of(members.begin(), members.end(), applied);

@@ -125,6 +125,7 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
       s.noloadbalance = m.noloadbalance;
       if (s.state == "running" || s.state == "streaming") s.pending_restart = m.pending_restart;
       s.stats = m.stats;
+      if (s.state == "running" || s.state == "streaming") s.slots = m.slots;
       if (m.role == "primary") {
         s.lsn = m.current_lsn;
       } else {
@@ -173,6 +174,9 @@ ClusterStatus collect_status(const ClusterConfig& config, const Layout& layout, 
   status.failsafe_mode = keys.failsafe != nullptr;
   if (keys.parameters != nullptr) {
     if (auto parsed = parameters_from_json(keys.parameters->value)) status.parameters = std::move(*parsed);
+  }
+  if (keys.slots != nullptr) {
+    if (auto parsed = slots_from_json(keys.slots->value)) status.slots = live_slots(*parsed);
   }
   if (keys.sync != nullptr) status.synchronous = keys.sync->value;
   for (const auto& kv : keys.history) {
@@ -253,6 +257,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
                      {"nofailover", n.nofailover},
                      {"noloadbalance", n.noloadbalance},
                      {"pending_restart", n.pending_restart},
+                     {"slots", n.slots},
                      {"stats", n.stats ? dcs::to_json(*n.stats) : nlohmann::json(nullptr)}});
   }
   nlohmann::json history = nlohmann::json::array();
@@ -286,6 +291,7 @@ nlohmann::json to_json(const ClusterStatus& status) {
           {"nodes", nodes},                {"proxy", proxy},
           {"paused", status.paused},       {"failsafe_mode", status.failsafe_mode},
           {"parameters", status.parameters},
+          {"slots", nlohmann::json::parse(slots_to_json(status.slots))},
           {"history", history},
           {"backups", {{"count", status.backups},
                        {"newest", opt_text(status.newest_backup)},
@@ -338,6 +344,13 @@ std::string render_table(const ClusterStatus& status) {
     std::vector<std::string> set;
     for (const auto& [name, value] : status.parameters) set.push_back(name + "=" + value);
     out += fmt::format("cluster-wide parameters: {} (`pgfleet config`)\n", fmt::join(set, ", "));
+  }
+  if (!status.slots.empty()) {
+    std::vector<std::string> kept;
+    for (const auto& [name, slot] : status.slots)
+      kept.push_back(slot.type == "logical" ? fmt::format("{} (logical, {}, {})", name, slot.database, slot.plugin)
+                                            : name + " (physical)");
+    out += fmt::format("permanent slots: {} (`pgfleet slot list`)\n", fmt::join(kept, ", "));
   }
   if (status.backups > 0)
     out += fmt::format("backups: {}, newest {} (finished {}; `pgfleet backup --list`)\n", status.backups,

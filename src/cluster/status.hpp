@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/config.hpp"
+#include "cluster/permanent_slots.hpp"
 #include "cluster/layout.hpp"
 #include "cluster/secrets.hpp"
 #include "dcs/dcs.hpp"
@@ -45,6 +46,7 @@ struct NodeStatus {
   bool noloadbalance = false; // tagged: the proxy sends it no reads
   std::vector<std::string> pending_restart;  // changed parameters that wait for `pgfleet restart`
   std::optional<dcs::NodeStats> stats;  // the agent's load figures (TPS, connections, host)
+  std::map<std::string, std::string> slots;  // its copies of the permanent slots: name -> LSN
 };
 
 struct ConnectionStrings {
@@ -84,6 +86,7 @@ struct ClusterStatus {
   bool paused = false;                 // maintenance mode: no automatic failover
   bool failsafe_mode = false;          // `pgfleet failsafe on`: the primary survives a DCS outage its members confirm
   PgParameters parameters;             // cluster-wide PostgreSQL parameters (`pgfleet config set`)
+  SlotSpecs slots;                     // permanent replication slots (`pgfleet slot add`), without removed ones
   std::string synchronous;             // the leader's published sync constraints (DCS `sync` key, JSON), "" = none
   std::vector<HistoryEntry> history;   // failovers and switchovers, oldest first
   std::string dashboard_url;           // the proxy's HTTP port, or the first node's API without a proxy

@@ -21,7 +21,7 @@ nlohmann::json to_json(const Member& m) {
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
           {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"failsafe_for", m.failsafe_for},
           {"stepped_down", m.stepped_down}, {"nofailover", m.nofailover}, {"noloadbalance", m.noloadbalance},
-          {"pending_restart", m.pending_restart}, {"parameters_revision", m.parameters_revision}, {"replication", peers},
+          {"pending_restart", m.pending_restart}, {"parameters_revision", m.parameters_revision}, {"slots", m.slots}, {"replication", peers},
           {"stats", to_json(m.stats)}};
 }
 
@@ -98,6 +98,9 @@ Member member_from_json(const nlohmann::json& j) {
   get("nofailover", m.nofailover);
   get("noloadbalance", m.noloadbalance);
   get("parameters_revision", m.parameters_revision);
+  if (auto it = j.find("slots"); it != j.end() && it->is_object())
+    for (const auto& [name, lsn] : it->items())
+      if (lsn.is_string()) m.slots[name] = lsn.get<std::string>();
   if (auto it = j.find("pending_restart"); it != j.end() && it->is_array())
     for (const auto& name : *it)
       if (name.is_string()) m.pending_restart.push_back(name.get<std::string>());
@@ -116,6 +119,19 @@ Member member_from_json(const nlohmann::json& j) {
   return m;
 }
 
+std::vector<Member> read_members(Dcs& dcs) {
+  std::vector<Member> out;
+  auto list = dcs.list(keys::kMembersPrefix);
+  if (!list) return out;
+  for (const auto& kv : *list) {
+    try {
+      out.push_back(member_from_json(nlohmann::json::parse(kv.value)));
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return out;
+}
+
 ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {
   const std::string_view members_prefix = keys::kMembersPrefix, removed_prefix = keys::kRemovedPrefix;
   for (const auto& kv : all) {
@@ -132,6 +148,7 @@ ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {
     else if (key == keys::kSwitchover) switchover = &kv;
     else if (key == keys::kFailover) failover = &kv;
     else if (key == keys::kParameters) parameters = &kv;
+    else if (key == keys::kSlots) slots = &kv;
   }
 }
 

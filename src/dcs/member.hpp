@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ inline constexpr const char* kFailover = "failover";      // {"to"}: a manual fa
 inline constexpr const char* kHistoryPrefix = "history/"; // one key per failover or switchover
 inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)
 inline constexpr const char* kParameters = "parameters";  // {"name": "value"}: cluster-wide PostgreSQL parameters (`pgfleet config set`)
+inline constexpr const char* kSlots = "slots";            // {"name": {"type", ...}}: permanent replication slots (`pgfleet slot`)
 }  // namespace keys
 
 // The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
@@ -40,6 +42,7 @@ struct ClusterKeys {
   const KeyValue* switchover = nullptr;
   const KeyValue* failover = nullptr;
   const KeyValue* parameters = nullptr;
+  const KeyValue* slots = nullptr;
 };
 
 // One row of the primary's (or a cascading upstream's) pg_stat_replication.
@@ -95,6 +98,9 @@ struct Member {
   bool noloadbalance = false;    // its node's tag: proxies send it no reads
   std::vector<std::string> pending_restart;  // parameters changed in the files that wait for a restart
   int64_t parameters_revision = 0;  // mod_revision of the DCS key `parameters` its files have (0 = none)
+  // Its copies of the permanent replication slots (`pgfleet slot`): name -> LSN (logical:
+  // confirmed_flush_lsn, physical: restart_lsn). The primary's are what the replicas follow.
+  std::map<std::string, std::string> slots;
   std::vector<ReplicationPeer> replication;  // who streams from this node
   NodeStats stats;
 };
@@ -102,5 +108,8 @@ struct Member {
 nlohmann::json to_json(const Member& member);
 // Tolerant: missing fields keep their defaults (members written by older versions).
 Member member_from_json(const nlohmann::json& j);
+
+// Every member key that parses (an unreadable DCS gives none), in key order.
+std::vector<Member> read_members(Dcs& dcs);
 
 }  // namespace pgfleet::dcs

@@ -37,6 +37,7 @@
 #include "ha/failsafe.hpp"
 #include "ha/member_clock.hpp"
 #include "ha/node_stats.hpp"
+#include "ha/slot_keeper.hpp"
 #include "ha/sync_names.hpp"
 #include "http/node_api.hpp"
 #include "postgres/instance.hpp"
@@ -189,6 +190,7 @@ class Agent {
         if (!ok) break;  // decide() planned the rest assuming this one worked
       }
       apply_config();
+      keep_permanent_slots();
       schedule_backup(view);
       notice_role_change(view, actions);
       arm_watchdog();
@@ -466,12 +468,18 @@ class Agent {
       learn_nodes(keys.members);
     }
     read_cluster_parameters(keys.parameters);
+    if (auto why = slots_.read_specs(keys.slots); !why.empty()) note_error(why);
+    primary_slot_positions_.clear();
+    restarting_peers_.clear();
     v.leader_expired_at = leader_expired_at_;
     last_leader_ = v.leader;
     if (v.leader && v.leader->holder != name_) previous_leader_ = v.leader->holder;
     for (const auto& kv : keys.members) {
       try {
         auto m = dcs::member_from_json(nlohmann::json::parse(kv.value));
+        if (v.leader && m.name == v.leader->holder && m.role == "primary")
+          for (const auto& [slot, lsn] : m.slots) primary_slot_positions_[slot] = lsn_of(lsn);
+        if (m.name != name_ && (m.state == "starting" || m.state == "stopping")) restarting_peers_.push_back(m.name);
         MemberView mv;
         mv.name = m.name;
         mv.role = m.role;
@@ -948,6 +956,52 @@ class Agent {
     }
   }
 
+  // Permanent replication slots (`pgfleet slot`; slot_sync.hpp): create, follow the primary's,
+  // drop the removed ones. A replica that lacks a logical slot gets the primary's copy, which
+  // PostgreSQL reads only at start: the server restarts for it (at most every 30 s).
+  void keep_permanent_slots() {
+    if (slots_.idle() || !conn_ || !accepting_) {
+      member_.slots.clear();
+      return;
+    }
+    const bool primary = member_.role == "primary";
+    auto pass = slots_.sync(*conn_, postgres::local_conninfo(layout_, config_, node()), primary,
+                            primary ? std::map<std::string, uint64_t>{} : primary_slot_positions_,
+                            lsn_of(member_.replayed_lsn));
+    member_.slots = std::move(pass.positions);
+    // Logged when it changes (a slot that cannot be made fails again every loop), shown each loop.
+    std::string problems;
+    for (const auto& p : pass.problems) problems += (problems.empty() ? "" : "; ") + p;
+    if (problems != slot_problems_ && !problems.empty()) log::warn("{}", problems);
+    slot_problems_ = problems;
+    if (!problems.empty()) member_.last_error = problems;
+    if (pass.to_copy.empty() || primary || !last_leader_) {
+      slot_copy_wanted_since_ = {};
+      return;
+    }
+    // One replica at a time (the others go on serving reads and stay candidates): the n-th node
+    // waits n * 5 s, and none restarts while another node is restarting.
+    if (slot_copy_wanted_since_ == Clock::time_point{}) slot_copy_wanted_since_ = Clock::now();
+    const auto rank = std::find_if(config_.nodes.begin(), config_.nodes.end(),
+                                   [&](const cluster::NodeConfig& n) { return n.name == name_; }) - config_.nodes.begin();
+    if (Clock::now() < std::max(slot_copy_due_, slot_copy_wanted_since_ + rank * 5s) || !restarting_peers_.empty()) return;
+    slot_copy_due_ = Clock::now() + 30s;
+    const auto* leader = config_.find_node(last_leader_->holder);
+    if (leader == nullptr) return;
+    auto states = SlotKeeper::fetch_states(
+        postgres::tcp_conninfo(layout_, config_, *leader, config_.superuser, config_.database), pass.to_copy);
+    if (!states) return note_error("permanent slots: " + states.error());
+    if (states->empty()) return;
+    std::string names;
+    for (const auto& [name, state] : *states) names += (names.empty() ? "" : ", ") + name;
+    log::info("copying the logical replication slot(s) {} from {}: restarting this replica's server to load them",
+              names, last_leader_->holder);
+    stop_postmaster(false);
+    if (auto installed = SlotKeeper::install_states(layout_.data_dir(name_), *states); !installed)
+      note_error(installed.error());
+    start_postmaster();  // at once: `pgfleet slot add` waits for a node starting, not for one stopped
+  }
+
   void adopt_running_postmaster() {
     if (pid_t existing = postgres::running_postmaster(layout_, name_); existing != 0) {
       log::info("adopting running postmaster pid {}", existing);
@@ -989,6 +1043,7 @@ class Agent {
     own_child_ = true;
     started_at_ = Clock::now();
     conn_.reset();
+    slots_.disconnect();
     set_state("starting");
   }
 
@@ -1006,6 +1061,7 @@ class Agent {
                layout_.postgres_log(name_), fs::tail(layout_.postgres_log(name_), 10));
     postmaster_ = 0;
     conn_.reset();
+    slots_.disconnect();
     accepting_ = false;
     member_.restarts++;
     member_.postmaster_pid = 0;
@@ -1041,6 +1097,7 @@ class Agent {
     set_state("stopping");
     if (dcs_reachable_) publish();  // fencing must not wait for an unreachable DCS
     conn_.reset();
+    slots_.disconnect();
     accepting_ = false;
     ::kill(postmaster_, immediate ? SIGQUIT : SIGINT);
     auto deadline = Clock::now() + (immediate ? 10s : 60s);
@@ -1239,6 +1296,12 @@ class Agent {
   bool rewind_failed_ = false;
   std::string following_;
   std::string desired_sync_names_;
+  SlotKeeper slots_;  // the DCS key `slots` (`pgfleet slot`)
+  std::map<std::string, uint64_t> primary_slot_positions_;  // ... as the primary's member key has them
+  Clock::time_point slot_copy_due_{};  // the next copy of a logical slot from the primary, not before
+  Clock::time_point slot_copy_wanted_since_{};  // since when this replica lacks a logical slot
+  std::vector<std::string> restarting_peers_;   // other members starting or stopping, as last read
+  std::string slot_problems_;  // what the last pass over the permanent slots could not do
   cluster::PgParameters cluster_parameters_;  // the DCS key `parameters` (`pgfleet config set`)
   int64_t parameters_revision_ = 0;           // its mod_revision that cluster_parameters_ holds
   int64_t parameters_seen_revision_ = 0;      // the last one read (maybe invalid)
