@@ -27,5 +27,13 @@ TEST(MemberJson, ParametersRevisionRoundTrips) {
   EXPECT_EQ(member_from_json(nlohmann::json{{"name", "node3"}}).parameters_revision, 0);
 }
 
+TEST(MemberJson, PermanentSlotPositionsRoundTrip) {
+  Member m;
+  m.slots = {{"cdc", "0/3018538"}, {"dr", "0/3000028"}};
+  EXPECT_EQ(member_from_json(to_json(m)).slots, m.slots);
+  EXPECT_TRUE(member_from_json(nlohmann::json{{"name", "node3"}}).slots.empty());
+  EXPECT_TRUE(member_from_json(nlohmann::json{{"slots", {{"cdc", 5}}}}).slots.empty());  // not an LSN text
+}
+
 }  // namespace
 }  // namespace pgfleet::dcs
