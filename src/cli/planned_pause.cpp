@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cluster/discovery.hpp"
+#include "cluster/status.hpp"
 #include "postgres/instance.hpp"
 
 namespace pgfleet::cli {
@@ -16,9 +17,14 @@ using Clock = std::chrono::steady_clock;
 std::optional<postgres::PgConn> connect_to(const cluster::Cluster& c, const std::string& node, int timeout_seconds) {
   const auto* n = c.config.find_node(node);
   if (n == nullptr) return std::nullopt;
-  auto conn = postgres::PgConn::connect(postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser,
-                                                               c.config.database) +
-                                        " connect_timeout=" + std::to_string(timeout_seconds));
+  // From another machine (--dcs) there is no passfile: the password comes from the DCS's secrets.
+  auto conn = c.remote ? postgres::PgConn::connect_uri(
+                             cluster::connection_uri(c.config, c.secrets,
+                                                     {{n->host.empty() ? cluster::connect_host(c.config) : n->host, n->port}}, ""),
+                             "pgfleet", timeout_seconds)
+                       : postgres::PgConn::connect(postgres::tcp_conninfo(c.layout, c.config, *n, c.config.superuser,
+                                                                          c.config.database) +
+                                                   " connect_timeout=" + std::to_string(timeout_seconds));
   if (!conn) return std::nullopt;
   return std::move(conn.value());
 }

@@ -82,6 +82,20 @@ config_out=$(pgfleet_dcs config unset work_mem 2>&1) || die "config unset --dcs 
 [ "$(sql n1 n1 "SHOW work_mem" || true)" = 4MB ] || die "config unset --dcs: n1 still has work_mem $(sql n1 n1 "SHOW work_mem")"
 log "config: work_mem set on every host through etcd and unset again; a bad value refused"
 
+# A permanent slot through etcd (`pgfleet slot add --dcs`): every host's server has it when the
+# command returns, and none after `slot remove`.
+slot_out=$(pgfleet_dcs slot add dr_site 2>&1) || die "slot add --dcs exited $?: $slot_out"
+for n in "${NODES[@]}"; do
+  got=$(sql "$n" "$n" "SELECT slot_type FROM pg_replication_slots WHERE slot_name = 'dr_site'" || true)
+  [ "$got" = physical ] || die "slot add --dcs: $n has no slot dr_site ('$got'): $slot_out"
+done
+slot_out=$(pgfleet_dcs slot remove dr_site 2>&1) || die "slot remove --dcs exited $?: $slot_out"
+for n in "${NODES[@]}"; do
+  got=$(sql "$n" "$n" "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dr_site'" || true)
+  [ "$got" = 0 ] || die "slot remove --dcs: $n still has dr_site: $slot_out"
+done
+log "slot: a permanent slot added on every host through etcd and removed again"
+
 # The proxy learns the primary from etcd: its primary port answers on the leader's address.
 start_proxy n1
 wait_for 30 "the proxy to route to the leader" '[ "$(proxy_sql "SELECT host(inet_server_addr())")" = "$(ip_of "$(leader)")" ]'
