@@ -864,6 +864,14 @@ class Agent {
 
   void rewind(const std::string& target) {
     stop_postmaster(false);
+    // After a crash (kill -9) its old server may not be gone yet: pg_rewind's crash recovery in
+    // single-user mode would find its lock file and fail, and a full rebuild would follow.
+    if (std::string why = postgres::previous_server_lingers(layout_, name_); !why.empty()) {
+      if (why != lingering_) log::info("not rewinding yet: {}", why);
+      lingering_ = why;
+      return;
+    }
+    lingering_.clear();
     auto up = upstream_info(target);
     log::info("rewinding {} from {} ({}:{})", name_, target, up.host, up.port);
     auto r = process::run({bins_.path("pg_rewind"), "--target-pgdata", layout_.data_dir(name_), "--source-server",
@@ -969,29 +977,40 @@ class Agent {
                             primary ? std::map<std::string, uint64_t>{} : primary_slot_positions_,
                             lsn_of(member_.replayed_lsn));
     member_.slots = std::move(pass.positions);
+    if (pass.to_copy.empty() || primary || !last_leader_) {
+      slot_copy_wanted_since_ = {};
+      slot_copy_waiting_.clear();
+    }
     // Logged when it changes (a slot that cannot be made fails again every loop), shown each loop.
+    if (!slot_copy_waiting_.empty()) pass.problems.push_back(slot_copy_waiting_);
     std::string problems;
     for (const auto& p : pass.problems) problems += (problems.empty() ? "" : "; ") + p;
     if (problems != slot_problems_ && !problems.empty()) log::warn("{}", problems);
     slot_problems_ = problems;
     if (!problems.empty()) member_.last_error = problems;
-    if (pass.to_copy.empty() || primary || !last_leader_) {
-      slot_copy_wanted_since_ = {};
-      return;
-    }
+    if (pass.to_copy.empty() || primary || !last_leader_) return;
     // One replica at a time (the others go on serving reads and stay candidates): the n-th node
     // waits n * 5 s, and none restarts while another node is restarting.
     if (slot_copy_wanted_since_ == Clock::time_point{}) slot_copy_wanted_since_ = Clock::now();
     const auto rank = std::find_if(config_.nodes.begin(), config_.nodes.end(),
                                    [&](const cluster::NodeConfig& n) { return n.name == name_; }) - config_.nodes.begin();
     if (Clock::now() < std::max(slot_copy_due_, slot_copy_wanted_since_ + rank * 5s) || !restarting_peers_.empty()) return;
-    slot_copy_due_ = Clock::now() + 30s;
+    slot_copy_due_ = Clock::now() + 5s;
     const auto* leader = config_.find_node(last_leader_->holder);
     if (leader == nullptr) return;
+    auto oldest = SlotKeeper::oldest_wal(*conn_);
+    if (!oldest) return note_error("permanent slots: " + oldest.error());
+    std::vector<std::string> waiting;
     auto states = SlotKeeper::fetch_states(
-        postgres::tcp_conninfo(layout_, config_, *leader, config_.superuser, config_.database), pass.to_copy);
+        postgres::tcp_conninfo(layout_, config_, *leader, config_.superuser, config_.database), pass.to_copy, *oldest,
+        waiting);
     if (!states) return note_error("permanent slots: " + states.error());
+    // A replica just rebuilt (pg_basebackup) lacks the WAL from before its backup: a copy now
+    // would fail at once. The primary's slot moves on as its consumer confirms changes.
+    slot_copy_waiting_ = waiting.empty() ? "" : fmt::format("not copying the logical slot(s) {} from {} yet",
+                                                            fmt::join(waiting, ", "), last_leader_->holder);
     if (states->empty()) return;
+    slot_copy_due_ = Clock::now() + 30s;  // a copy restarts the server: not more often than this
     std::string names;
     for (const auto& [name, state] : *states) names += (names.empty() ? "" : ", ") + name;
     log::info("copying the logical replication slot(s) {} from {}: restarting this replica's server to load them",
@@ -1302,6 +1321,7 @@ class Agent {
   Clock::time_point slot_copy_wanted_since_{};  // since when this replica lacks a logical slot
   std::vector<std::string> restarting_peers_;   // other members starting or stopping, as last read
   std::string slot_problems_;  // what the last pass over the permanent slots could not do
+  std::string slot_copy_waiting_;  // logical slots the last copy attempt left for later, and why
   cluster::PgParameters cluster_parameters_;  // the DCS key `parameters` (`pgfleet config set`)
   int64_t parameters_revision_ = 0;           // its mod_revision that cluster_parameters_ holds
   int64_t parameters_seen_revision_ = 0;      // the last one read (maybe invalid)

@@ -143,22 +143,50 @@ SlotKeeper::Pass SlotKeeper::sync(postgres::PgConn& conn, const std::string& loc
   return pass;
 }
 
+Result<uint64_t> SlotKeeper::oldest_wal(postgres::PgConn& local) {
+  auto rows = local.query(
+      "SELECT min(name), current_setting('wal_segment_size') FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'");
+  if (!rows) return Error{"cannot list pg_wal: " + rows.error()};
+  const std::string name = rows->empty() ? "" : rows->front()[0].value_or("");
+  const std::string size_text = rows->empty() ? "" : rows->front()[1].value_or("");
+  // "16MB"; initdb --wal-segsize allows 1 MB to 1 GB, in powers of two.
+  uint64_t segment = 0;
+  try {
+    segment = std::stoull(size_text) * (size_text.ends_with("GB") ? 1ULL << 30 : 1ULL << 20);
+  } catch (const std::exception&) {
+  }
+  if (name.size() != 24 || segment == 0) return uint64_t{0};
+  // File name: timeline, then the segment number as "log" (high 32 bits of the LSN) and "seg".
+  const uint64_t log = std::stoull(name.substr(8, 8), nullptr, 16), seg = std::stoull(name.substr(16, 8), nullptr, 16);
+  return (log << 32) + seg * segment;
+}
+
 Result<std::map<std::string, std::string>> SlotKeeper::fetch_states(const std::string& primary_conninfo,
-                                                                    const std::vector<std::string>& names) {
+                                                                    const std::vector<std::string>& names,
+                                                                    uint64_t oldest_local_wal,
+                                                                    std::vector<std::string>& waiting) {
   auto c = postgres::PgConn::connect(primary_conninfo);
   if (!c) return Error{"cannot connect to the primary: " + c.error()};
   std::string list;
   for (const auto& n : names) list += (list.empty() ? "" : ",") + n;  // slot names need no quoting
   auto rows = c->query(
-      "SELECT slot_name, encode(pg_read_binary_file('pg_replslot/' || slot_name || '/state'), 'hex') "
+      "SELECT slot_name, encode(pg_read_binary_file('pg_replslot/' || slot_name || '/state'), 'hex'), "
+      "coalesce(restart_lsn::text, '') "
       "FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT pg_is_in_recovery() "
       "AND slot_name = ANY($1::text[])",
       {"{" + list + "}"});
   if (!rows) return Error{"cannot read the slots' state on the primary: " + rows.error()};
   std::map<std::string, std::string> out;
   for (const auto& r : *rows) {
+    const std::string name = r[0].value_or("");
+    const uint64_t restart = postgres::parse_lsn(r[2].value_or("")).value_or(0);
+    if (restart < oldest_local_wal) {
+      waiting.push_back(fmt::format("{} (its restart_lsn {} is older than this replica's oldest WAL, {})", name,
+                                    r[2].value_or("?"), postgres::format_lsn(oldest_local_wal)));
+      continue;
+    }
     std::string state = from_hex(r[1].value_or(""));
-    if (!state.empty()) out[r[0].value_or("")] = std::move(state);
+    if (!state.empty()) out[name] = std::move(state);
   }
   return out;
 }

@@ -33,9 +33,15 @@ class SlotKeeper {
   Pass sync(postgres::PgConn& conn, const std::string& local_conninfo, bool primary,
             const std::map<std::string, uint64_t>& primary_positions, uint64_t replayed);
 
-  // The state files of `names` on the primary (pg_replslot/<name>/state), by name.
+  // Where this node's oldest WAL file begins (pg_ls_waldir): a copied slot needs its WAL from the
+  // slot's restart_lsn on, and a replica rebuilt with pg_basebackup has none from before that.
+  static Result<uint64_t> oldest_wal(postgres::PgConn& local);
+  // The state files of `names` on the primary (pg_replslot/<name>/state), by name, of the slots
+  // whose restart_lsn is at `oldest_local_wal` or later; the others are named in `waiting` (their
+  // consumer moves them on: the next try may copy them).
   static Result<std::map<std::string, std::string>> fetch_states(const std::string& primary_conninfo,
-                                                                 const std::vector<std::string>& names);
+                                                                 const std::vector<std::string>& names,
+                                                                 uint64_t oldest_local_wal, std::vector<std::string>& waiting);
   // Writes them into `data_dir`/pg_replslot while the server is stopped; it loads them at start.
   static Status install_states(const std::string& data_dir, const std::map<std::string, std::string>& states);
 
