@@ -988,7 +988,10 @@ class Agent {
     if (problems != slot_problems_ && !problems.empty()) log::warn("{}", problems);
     slot_problems_ = problems;
     if (!problems.empty()) member_.last_error = problems;
-    if (pass.to_copy.empty() || primary || !last_leader_) return;
+    // Only a replica streaming from a primary that is not itself (not one being promoted).
+    if (pass.to_copy.empty() || primary || !last_leader_ || last_leader_->holder == name_ ||
+        member_.state != "streaming")
+      return;
     // One replica at a time (the others go on serving reads and stay candidates): the n-th node
     // waits n * 5 s, and none restarts while another node is restarting.
     if (slot_copy_wanted_since_ == Clock::time_point{}) slot_copy_wanted_since_ = Clock::now();
