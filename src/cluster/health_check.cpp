@@ -278,6 +278,35 @@ std::optional<CheckResult> archive_check(const ClusterConfig& config, const Clus
   return r;
 }
 
+// Permanent slots (`pgfleet slot`): the primary's is what its consumer reads now; a running
+// replica without its copy would lose the consumer's place if it were promoted.
+std::optional<CheckResult> slots_check(const ClusterStatus& status) {
+  if (status.slots.empty()) return std::nullopt;
+  CheckResult r{"slots", CheckLevel::Ok, ""};
+  std::vector<std::string> names, problems;
+  for (const auto& [name, spec] : status.slots) names.push_back(name);
+  for (const auto& n : status.nodes) {
+    if (n.state != "running" && n.state != "streaming") continue;
+    std::vector<std::string> lacking;
+    for (const auto& name : names)
+      if (!n.slots.contains(name)) lacking.push_back(name);
+    if (lacking.empty()) continue;
+    if (n.name == status.leader) {
+      r.level = CheckLevel::Critical;
+      problems.push_back(fmt::format("the primary {} has no slot {}: its consumer cannot connect", n.name,
+                                     fmt::join(lacking, ", ")));
+    } else {
+      r.level = std::max(r.level, CheckLevel::Warning);
+      problems.push_back(fmt::format("{} has no copy of {}: promoted, it would lose the consumer's place", n.name,
+                                     fmt::join(lacking, ", ")));
+    }
+  }
+  r.detail = problems.empty() ? fmt::format("{} on every running node", fmt::join(names, ", "))
+                              : fmt::format("{} (`pgfleet slot list`; the node's last_error says why)",
+                                            fmt::join(problems, "; "));
+  return r;
+}
+
 CheckResult backup_check(const ClusterConfig& config, const ClusterStatus& status, int64_t now_ms) {
   const int64_t interval_ms = int64_t{config.backup.interval_seconds} * 1000;
   if (status.backups == 0) {
@@ -333,6 +362,7 @@ std::vector<CheckResult> evaluate_checks(const ClusterConfig& config, const Clus
   if (config.sync != SyncMode::Off) checks.push_back(sync_check(config, status));
   if (auto r = proxy_check(status, facts)) checks.push_back(*r);
   if (auto r = archive_check(config, status, facts, limits)) checks.push_back(*r);
+  if (auto r = slots_check(status)) checks.push_back(*r);
   // Backups live in a cluster directory, which a cluster on several hosts does not have.
   if (config.etcd.endpoints.empty()) checks.push_back(backup_check(config, status, facts.now_ms));
   return checks;

@@ -74,6 +74,8 @@ TEST_F(PermanentSlotsTest, ALogicalConsumerGoesOnAfterASwitchoverWithoutLossOrRe
   EXPECT_FALSE(str(node_of(status, "node2")["slots"], "cdc").empty()) << node_of(status, "node2").dump(2);
   EXPECT_NE(pgfleet({"status"}).output.find("permanent slots: cdc (logical, postgres, test_decoding), standby_dr (physical)"),
             std::string::npos);
+  auto check = pgfleet({"check", "--json"}, 60s);
+  EXPECT_NE(check.output.find("cdc, standby_dr on every running node"), std::string::npos) << check.output;
 
   // The consumer reads two changes; a third is written and not read yet.
   const std::string primary = url({"--primary"});

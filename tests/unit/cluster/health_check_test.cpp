@@ -362,6 +362,30 @@ TEST(HealthCheck, ScheduledBackupsThatStoppedWarn) {
   EXPECT_EQ(remote.check("backups").name, "(absent)") << "several hosts have no cluster directory for backups";
 }
 
+TEST(HealthCheck, PermanentSlotsMustHaveACopyOnEveryRunningNode) {
+  Healthy h;
+  h.status.slots["cdc"] = SlotSpec{"logical", "app", "pgoutput", false};
+  h.status.slots["dr"] = SlotSpec{"physical", "", "", false};
+  for (auto& n : h.status.nodes) n.slots = {{"cdc", "0/3000060"}, {"dr", "0/3000028"}};
+  EXPECT_EQ(h.check("slots").level, CheckLevel::Ok);
+  EXPECT_EQ(h.check("slots").detail, "cdc, dr on every running node");
+  // A replica without its copy yet: a failover to it would lose the consumer's place.
+  h.status.nodes[2].slots.erase("cdc");
+  EXPECT_EQ(h.check("slots").level, CheckLevel::Warning);
+  EXPECT_NE(h.check("slots").detail.find("node3 has no copy of cdc"), std::string::npos) << h.check("slots").detail;
+  // A stopped node is the node check's business.
+  h.status.nodes[2].state = "stopped";
+  EXPECT_EQ(h.check("slots").level, CheckLevel::Ok);
+  // The primary without the slot: its consumer fails now.
+  h.status.nodes[0].slots.clear();
+  EXPECT_EQ(h.check("slots").level, CheckLevel::Critical);
+  EXPECT_NE(h.check("slots").detail.find("the primary node1 has no slot cdc, dr"), std::string::npos)
+      << h.check("slots").detail;
+  // No permanent slots: no check.
+  h.status.slots.clear();
+  for (const auto& c : h.checks()) EXPECT_NE(c.name, "slots");
+}
+
 TEST(HealthCheck, OverallLevelIsTheWorstAndUnknownRanksBelowAFailure) {
   std::vector<CheckResult> checks{{"a", CheckLevel::Ok, ""}, {"b", CheckLevel::Unknown, ""}};
   EXPECT_EQ(overall_level(checks), CheckLevel::Unknown);
