@@ -904,10 +904,12 @@ bool ClientConn::forward_one() {
       ++pool_->stats.queries;
       [[fallthrough]];
     case 'F':
+      note_commit_risk(server, type, header->total_length());
       ++server.outstanding;
       ++server.syncs_sent;
       break;
     case 'S':
+      note_commit_risk(server, type, header->total_length());
       ++server.outstanding;
       ++server.syncs_sent;
       server.unsynced = false;
@@ -962,6 +964,19 @@ bool ClientConn::forward_one() {
     if (server.output_size() > kHighWater) return false;  // resumes when the server drains
   }
   return true;
+}
+
+void ClientConn::note_commit_risk(const ServerConn& server, char type, size_t total_length) {
+  if (server.outstanding <= 0) may_commit_ = false;  // nothing else in flight
+  if (may_commit_) return;
+  // Outside a transaction block every statement commits. Inside one, only a query that ends it
+  // can; an extended-protocol batch or a function call is not looked into and counts as one.
+  if (server.tx_status == 'I' || type != 'Q' || in_.size() < total_length) {
+    may_commit_ = true;
+    return;
+  }
+  auto q = protocol::query_text(in_.view().subspan(protocol::kHeaderSize, total_length - protocol::kHeaderSize));
+  may_commit_ = !q || sql::may_commit_transaction(*q);
 }
 
 void ClientConn::ready_for_query_seen(Clock::time_point now) {
@@ -1074,7 +1089,7 @@ void ClientConn::on_server_lost(const std::string& message) {
     l.reason = message;
     l.server_error = std::move(server_->held_fatal);
     l.in_transaction = server_->tx_status != 'I';
-    l.in_flight = server_->outstanding > 0;
+    l.in_flight = server_->outstanding > 0 && may_commit_;  // else the transaction surely rolled back
     l.planned = worker_.shared().is_paused(database_);
     l.polls_started = h.samples_started.load(std::memory_order_acquire);
     l.polls_failed = h.polls_failed.load(std::memory_order_acquire);

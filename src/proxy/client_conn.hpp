@@ -195,6 +195,8 @@ class ClientConn final : public IoHandler, public BatchedSender {
   ByteQueue& output() override { return out_; }
   void after_write(Transport::Io result) override;
   void detach_server_if_done();
+  // Before a Query, Sync or FunctionCall goes to the server: whether the work in flight may commit.
+  void note_commit_risk(const ServerConn& server, char type, size_t total_length);
   // The primary's connection of a client died: what the client is told waits until the
   // topology or the health poller says whether the primary moved, went away or is fine.
   struct LostPrimary {
@@ -203,7 +205,7 @@ class ClientConn final : public IoHandler, public BatchedSender {
     std::string reason;                 // why the connection ended
     std::vector<uint8_t> server_error;  // the FATAL it sent first, if any
     bool in_transaction = false;        // a transaction was open on it
-    bool in_flight = false;             // a statement had not answered yet
+    bool in_flight = false;             // work that may commit had not answered yet
     bool planned = false;               // the proxy was paused (a switchover) when it died
     uint64_t polls_started = 0, polls_failed = 0;
     Clock::time_point since;
@@ -265,6 +267,7 @@ class ClientConn final : public IoHandler, public BatchedSender {
   SessionRouting routing_;
   bool sticky_ = false;          // the attached server holds a transaction that must stay on it
   bool wrote_ = false;           // the attached primary ran something that may write
+  bool may_commit_ = false;      // what runs on the attached server may commit (see note_commit_risk)
   bool batch_routed_ = false;    // the current batch was looked at already
   bool held_for_replica_ = false;  // input waits for a replica to finish before going to the primary
   bool causal_pending_ = false;  // a write committed; waiting for a primary LSN read after it

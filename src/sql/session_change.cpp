@@ -163,6 +163,15 @@ std::optional<bool> may_mention_session_verb(std::string_view sql, bool complete
   return starts_with_session_verb(rest);
 }
 
+bool may_commit_transaction(std::string_view sql) {
+  auto commits = [](std::string_view statement) {
+    auto [word, rest] = next_word(statement);
+    return word == "commit" || word == "end" || (word == "prepare" && next_word(rest).first == "transaction");
+  };
+  if (sql.find(';') == std::string_view::npos) return commits(sql);
+  return any_statement(sql, commits);
+}
+
 std::pair<std::string, std::string_view> next_word(std::string_view s) {
   s = skip_blanks_and_comments(s);
   size_t i = 0;

@@ -60,4 +60,10 @@ bool mentions_session_verb(std::string_view sql);
 // nullopt while too little of it is here to tell; `complete` says there is no more.
 std::optional<bool> may_mention_session_verb(std::string_view sql, bool complete);
 
+// Whether running `sql` inside an open transaction block may commit it: a statement of it is
+// COMMIT, END or PREPARE TRANSACTION (every statement of a multi-statement string counts). When a
+// server is lost while such work runs, the transaction may have committed; otherwise it surely
+// was rolled back.
+bool may_commit_transaction(std::string_view sql);
+
 }  // namespace pgfleet::sql

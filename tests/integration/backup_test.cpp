@@ -73,7 +73,7 @@ TEST_F(BackupTest, RestoreToATimeBringsTheClusterBackAsItWasThenEvenAcrossASwitc
   EXPECT_EQ(set_aside("node1"), 0);
   EXPECT_EQ(ids(), "1,2,3");
 
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   r = pgfleet({"restore", "--time", target});
   ASSERT_TRUE(r.ok()) << r.output << read_text(node_dir("node1") + "/log/postgresql.log");
   EXPECT_NE(r.output.find("pgfleet up"), std::string::npos) << r.output;
@@ -131,17 +131,17 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
   sql(primary(), "INSERT INTO events VALUES (4)", 10s);
 
   // A clean stop switches to a new segment while archiving is on: the archive gets 4 as well.
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   for (const char* node : {"node1", "node2"}) std::filesystem::remove_all(node_dir(node) + "/data");
   r = pgfleet({"restore", "--latest"});
   ASSERT_TRUE(r.ok()) << r.output << read_text(node_dir("node1") + "/log/postgresql.log");
-  ASSERT_TRUE(up().ok());
+  ASSERT_TRUE(succeeded(up()));
   ASSERT_TRUE(wait_all_streaming(60s)) << status_json().dump(2);
   EXPECT_EQ(status_json()["leader"], "node2");  // restored where the backup came from
   EXPECT_EQ(ids(), "1,2,3,4");
 
   // A time the WAL does not reach yet: PostgreSQL's reason, in words that say what to do.
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   r = pgfleet({"restore", "--time", utc_now()});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("neither the archive nor the nodes' pg_wal reach it"), std::string::npos) << r.output;
@@ -151,7 +151,7 @@ TEST_F(BackupTest, KeepPrunesOldBackupsAndTheirWalAndLatestReplaysTheArchiveWhen
 // A failing archive_command fills the disk with WAL: status, metrics and the alert rule say so.
 TEST_F(BackupTest, AFailingArchiveIsReportedUntilItWorksAgain) {
   ASSERT_NO_FATAL_FAILURE(start_cluster({"--replicas", "1"}));
-  ASSERT_TRUE(pgfleet({"backup"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"backup"})));
   const std::string archive = dir_ + "/archive";
   ASSERT_EQ(::chmod(archive.c_str(), 0500), 0);  // the servers' OS user can no longer write it
   sql(primary(), "CREATE TABLE filler (id int)", 10s);  // a switch needs WAL in the segment
@@ -211,7 +211,7 @@ TEST_F(BackupTest, AnIncrementalBackupCopiesWhatChangedIsVerifiedAndRestores) {
   sql(primary(), "CHECKPOINT", 30s);
   std::this_thread::sleep_for(3500ms);
   sql(primary(), "INSERT INTO events VALUES (1)", 10s);
-  ASSERT_TRUE(pgfleet({"backup"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"backup"})));
   sql(primary(), "INSERT INTO events VALUES (2)", 10s);
   r = pgfleet({"backup", "--incremental"});
   ASSERT_TRUE(r.ok()) << r.output;
@@ -255,11 +255,11 @@ TEST_F(BackupTest, AnIncrementalBackupCopiesWhatChangedIsVerifiedAndRestores) {
 
   // Restored from the primary's incremental backup, to after it.
   sql(primary(), "INSERT INTO events VALUES (3)", 10s);
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   r = pgfleet({"restore", "--latest", "--backup", incremental["id"].get<std::string>()}, 300s);
   ASSERT_TRUE(r.ok()) << r.output;
   EXPECT_NE(r.output.find("from backup " + incremental["id"].get<std::string>()), std::string::npos) << r.output;
-  ASSERT_TRUE(up().ok());
+  ASSERT_TRUE(succeeded(up()));
   EXPECT_EQ(ids(), "1,2,3");
   EXPECT_EQ(sql_value(primary(), "SELECT count(*) FROM ballast"), "50000");
 }
@@ -279,16 +279,16 @@ TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
   ASSERT_TRUE(r.ok()) << r.output;
   EXPECT_NE(r.output.find("no backups"), std::string::npos) << r.output;
 
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   r = pgfleet({"backup"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("is not running, so there is nothing to copy"), std::string::npos) << r.output;
   r = pgfleet({"restore", "--latest"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("take one with `pgfleet backup`"), std::string::npos) << r.output;
-  ASSERT_TRUE(up().ok());
-  ASSERT_TRUE(pgfleet({"backup"}).ok());
-  ASSERT_TRUE(pgfleet({"down"}).ok());
+  ASSERT_TRUE(succeeded(up()));
+  ASSERT_TRUE(succeeded(pgfleet({"backup"})));
+  ASSERT_TRUE(succeeded(pgfleet({"down"})));
   r = pgfleet({"restore", "--time", "2000-01-01 00:00:00Z"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("no backup finished before 2000-01-01 00:00:00.000+00"), std::string::npos) << r.output;
@@ -297,7 +297,7 @@ TEST_F(BackupTest, BadRequestsSayWhatIsWrongAndMoveNothing) {
   EXPECT_NE(r.output.find("no backup 20000101T000000Z"), std::string::npos) << r.output;
   EXPECT_EQ(set_aside("node1"), 0);
   EXPECT_EQ(set_aside("node2"), 0);
-  ASSERT_TRUE(up().ok());  // the cluster is as it was
+  ASSERT_TRUE(succeeded(up()));  // the cluster is as it was
   EXPECT_TRUE(wait_all_streaming(60s));
 }
 

@@ -365,13 +365,13 @@ TEST_F(FailoverTest, BackToBackSwitchoversWaitForTheTargetToStream) {
 
 TEST_F(FailoverTest, PauseStopsAutomaticFailover) {
   ASSERT_NO_FATAL_FAILURE(start_cluster());
-  ASSERT_TRUE(pgfleet({"pause"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"pause"})));
   EXPECT_TRUE(status_json()["paused"].get<bool>());
   ::kill(static_cast<pid_t>(pid_of("node1", "agent_pid")), SIGKILL);
   ::kill(static_cast<pid_t>(pid_of("node1", "pid")), SIGKILL);
   std::this_thread::sleep_for(4s);  // asserting that nothing happens within a while
   EXPECT_TRUE(status_json()["history"].empty()) << status_json().dump(2);
-  ASSERT_TRUE(pgfleet({"resume"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"resume"})));
   EXPECT_TRUE(eventually([&] { return !status_json()["history"].empty(); }, 30s)) << status_json().dump(2);
 }
 

@@ -117,7 +117,7 @@ TEST_F(HaSettingsTest, ReloadAppliesAnEditedConfigurationAndNamesWhatNeedsAResta
     return line.substr(line.rfind(' ') + 1);
   };
   EXPECT_EQ(pending_metric(2), "1");
-  ASSERT_TRUE(pgfleet({"restart", "node2"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"restart", "node2"})));
   EXPECT_TRUE(eventually([&] { return pending("node2") == "[]"; }, 30s)) << pending("node2");
   EXPECT_EQ(show(2, "shared_buffers"), "64MB");
   // (the first scrape after the restart may find the agent's old connection broken)

@@ -434,6 +434,9 @@ void PgfleetTest::dump_logs() {
     auto agent = pgfleet({"logs", node, "--agent", "-n", "40"}, 30s);
     std::cerr << "---- pgfleet logs " << node << " --agent -n 40 (exit " << agent.exit_code << ")\n" << agent.output;
   }
+  if (path_exists(dir_ + "/proxy.log")) {
+    std::cerr << "---- proxy.log (last lines)\n" << tail_lines(read_text(dir_ + "/proxy.log"), 40);
+  }
   std::cerr << "======== end of logs ========\n" << std::flush;
 }
 

@@ -41,6 +41,12 @@ struct CmdResult {
   [[nodiscard]] bool ok() const { return exit_code == 0; }
 };
 
+// ASSERT_TRUE(succeeded(pgfleet({...}))): a failure shows what the command printed.
+inline ::testing::AssertionResult succeeded(const CmdResult& r) {
+  if (r.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "exit code " << r.exit_code << ", output:\n" << r.output;
+}
+
 // Runs the pgfleet binary under test with exactly `args`.
 CmdResult run_pgfleet(const std::vector<std::string>& args, std::chrono::seconds timeout = 300s,
                       const std::map<std::string, std::string>& env = {});

@@ -287,7 +287,7 @@ TEST_F(MonitoringTest, HealthEndpointsFollowRoleChangesAndPostEndpointsAct) {
   auto primary = http(api_port(3), "POST", "/failsafe", bearer(), R"({"leader": "node1"})");
   EXPECT_EQ(primary.status, 409) << primary.body;  // a writable primary vouches for nobody
   EXPECT_EQ(http(api_port(1), "POST", "/failsafe", bearer(), "{}").status, 400);
-  ASSERT_TRUE(pgfleet({"failsafe", "off"}).ok());
+  ASSERT_TRUE(succeeded(pgfleet({"failsafe", "off"})));
   EXPECT_FALSE(status_json()["failsafe_mode"].get<bool>());
   auto wrong = pgfleet({"failsafe", "maybe"});
   EXPECT_FALSE(wrong.ok());

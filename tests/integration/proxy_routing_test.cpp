@@ -705,6 +705,27 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
   ASSERT_TRUE(busy.exec("BEGIN").ok());
   ASSERT_TRUE(busy.exec("INSERT INTO rt_crash VALUES (2)").ok());
   ASSERT_EQ(PQsendQuery(busy.raw(), "SELECT pg_sleep(60)"), 1);
+  // Two statements the server has not read yet when it dies (their backends are stopped): an
+  // INSERT inside a transaction cannot have committed; a COMMIT may have.
+  std::vector<pid_t> stopped;
+  struct Resume {  // should the test end before it kills them
+    std::vector<pid_t>& pids;
+    ~Resume() {
+      for (pid_t pid : pids) ::kill(pid, SIGCONT);
+    }
+  } resume{stopped};
+  auto send_to_stopped_backend = [&](postgres::PgConn& c, int id, const char* statement) {
+    ASSERT_TRUE(c.exec("BEGIN").ok());
+    ASSERT_TRUE(c.exec("INSERT INTO rt_crash VALUES (" + std::to_string(id) + ")").ok());
+    const pid_t backend = std::stoi(value(c, "SELECT pg_backend_pid()::text"));
+    ASSERT_EQ(::kill(backend, SIGSTOP), 0);
+    stopped.push_back(backend);
+    ASSERT_EQ(PQsendQuery(c.raw(), statement), 1);
+  };
+  auto inserting = connect_or_throw(rw());
+  ASSERT_NO_FATAL_FAILURE(send_to_stopped_backend(inserting, 5, "INSERT INTO rt_crash VALUES (6)"));
+  auto committing = connect_or_throw(rw());
+  ASSERT_NO_FATAL_FAILURE(send_to_stopped_backend(committing, 7, "COMMIT"));
   std::this_thread::sleep_for(300ms);
 
   auto n = node_of(cluster().status_json(), old_primary);
@@ -712,6 +733,7 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
   ASSERT_FALSE(n["pid"].is_null());
   ::kill(static_cast<pid_t>(n["agent_pid"].get<int64_t>()), SIGKILL);
   ::kill(static_cast<pid_t>(n["pid"].get<int64_t>()), SIGKILL);
+  for (pid_t backend : stopped) ::kill(backend, SIGKILL);
   auto killed = Clock::now();
 
   // The running statement ends at once with an error naming the failover, not 60 s later.
@@ -723,6 +745,7 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
   EXPECT_EQ(b.sqlstate, "08006") << b.message;
   EXPECT_NE(b.message.find("failover"), std::string::npos) << b.message;
   EXPECT_NE(b.message.find("the primary " + old_primary), std::string::npos) << b.message;
+  EXPECT_NE(b.message.find("the transaction was rolled back"), std::string::npos) << b.message;  // a SELECT in it
   EXPECT_LT(seconds, 5.0);
   // The client idle in its transaction hears it at its next statement.
   auto t = run_query(in_tx.raw(), "INSERT INTO rt_crash VALUES (3)");
@@ -730,6 +753,13 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
   EXPECT_EQ(t.sqlstate, "08006") << t.message;
   EXPECT_NE(t.message.find("failover"), std::string::npos) << t.message;
   EXPECT_NE(t.message.find("rolled back"), std::string::npos) << t.message;
+  Outcome i, c;
+  finish(inserting.raw(), i, 15s);
+  EXPECT_EQ(i.sqlstate, "08006") << i.message;
+  EXPECT_NE(i.message.find("rolled back"), std::string::npos) << i.message;
+  finish(committing.raw(), c, 15s);
+  EXPECT_EQ(c.sqlstate, "08006") << c.message;
+  EXPECT_NE(c.message.find("may or may not have taken effect"), std::string::npos) << c.message;
 
   // A new primary is elected once the lease expires; the idle client then writes there.
   std::string fresh;
@@ -749,7 +779,7 @@ TEST_F(ProxyRouting, ZzPrimaryCrashGivesOpenTransactionsAFailoverErrorAndKeepsId
       },
       30s, 200ms))
       << "the idle client wrote on " << port << ", new primary " << fresh << ", status " << PQstatus(idle.raw());
-  EXPECT_EQ(sql_value(primary_port(), "SELECT count(*) FROM rt_crash WHERE id IN (1, 2, 3)"), "0");
+  EXPECT_EQ(sql_value(primary_port(), "SELECT count(*) FROM rt_crash WHERE id IN (1, 2, 3, 5, 6, 7)"), "0");
 }
 
 }  // namespace

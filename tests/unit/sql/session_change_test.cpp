@@ -92,6 +92,20 @@ TEST(MentionsSessionVerb, FindsEveryStatementThatMayChangeTheSession) {
   EXPECT_EQ(may_mention_session_verb("SE", true), false);
 }
 
+TEST(MayCommitTransaction, OnlyAStatementEndingTheBlockWithACommitCounts) {
+  for (const char* commits : {"COMMIT", "commit;", "END", "end transaction", "COMMIT AND CHAIN", "PREPARE TRANSACTION 'x'",
+                              "/* app */ COMMIT", "-- done\nCOMMIT", "INSERT INTO t VALUES (1); COMMIT",
+                              "SELECT 1;END", "COMMIT PREPARED 'x'"}) {
+    EXPECT_TRUE(may_commit_transaction(commits)) << commits;
+  }
+  for (const char* not_commit : {"INSERT INTO t VALUES (1)", "SELECT 'COMMIT'", "SELECT 1; SELECT 'x; COMMIT'",
+                                 "ROLLBACK", "ABORT", "SAVEPOINT a; ROLLBACK TO a", "PREPARE q AS SELECT 1",
+                                 "UPDATE t SET note = $$; COMMIT$$", "SELECT endpoint FROM t", "-- COMMIT", "",
+                                 "committed_rows()", "/* COMMIT */ SELECT 1"}) {
+    EXPECT_FALSE(may_commit_transaction(not_commit)) << not_commit;
+  }
+}
+
 TEST(ParseListen, ReadsTheChannelAsTheServerNamesIt) {
   EXPECT_EQ(parse_listen("LISTEN jobs"), (ListenRequest{true, "jobs"}));
   EXPECT_EQ(parse_listen("listen Jobs;"), (ListenRequest{true, "jobs"}));
