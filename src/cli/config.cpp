@@ -44,8 +44,6 @@ StoredParameters read_parameters(dcs::Dcs& dcs) {
   return {std::move(*parsed), kv.value()->mod_revision};
 }
 
-bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
-
 // Whether a member's files have the key at `revision` (or a later one); a deleted key (the last
 // name unset) is had by an agent that holds none.
 bool has_revision(const dcs::Member& m, int64_t revision) {
@@ -112,7 +110,7 @@ std::string own_values(const cluster::ClusterConfig& config, const std::string& 
 void print_nodes(const std::vector<dcs::Member>& members, int64_t revision) {
   for (const auto& m : members) {
     std::string line = m.name + ": ";
-    if (!running(m)) line += m.state + " (it takes them when it starts)";
+    if (!dcs::is_running(m)) line += m.state + " (it takes them when it starts)";
     else line += has_revision(m, revision) ? "applied" : "not applied yet";
     if (!m.pending_restart.empty()) {
       std::string names;
@@ -217,13 +215,8 @@ int run_config(const ConfigOptions& o) {
   }
 
   // Every running agent writes them into its files and reloads its server within a loop.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_seconds);
-  auto members = dcs::read_members(*c.dcs);
-  auto applied = [&](const dcs::Member& m) { return !running(m) || has_revision(m, target); };
-  while (!std::all_of(members.begin(), members.end(), applied) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    members = dcs::read_members(*c.dcs);
-  }
+  auto applied = [&](const dcs::Member& m) { return !dcs::is_running(m) || has_revision(m, target); };
+  auto members = dcs::wait_for_members(*c.dcs, std::chrono::seconds(o.timeout_seconds), applied);
   if (std::all_of(members.begin(), members.end(), applied)) {
     // The reload's pending restarts are read shortly after it and published the next loop.
     std::this_thread::sleep_for(std::chrono::seconds(c.config.loop_wait_seconds) + std::chrono::milliseconds(700));

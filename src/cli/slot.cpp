@@ -38,8 +38,6 @@ StoredSlots read_slots(dcs::Dcs& dcs) {
   return {std::move(*parsed), kv.value()->mod_revision};
 }
 
-bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
-
 std::string describe(const SlotSpec& s) {
   return s.type == "logical" ? fmt::format("logical, plugin {} in database {}", s.plugin, s.database) : "physical";
 }
@@ -89,22 +87,13 @@ void check_on_primary(const cluster::Cluster& c, const std::string& name, const 
   }
 }
 
-// Waits until `done(member)` holds for every running member, or the timeout; the last read.
-template <class Done>
-std::vector<dcs::Member> wait_for_nodes(dcs::Dcs& dcs, int timeout_seconds, Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  auto members = dcs::read_members(dcs);
-  auto all_done = [&] {
-    // A node restarting (a replica loading its copy of a logical slot) is waited for.
-    return std::all_of(members.begin(), members.end(), [&](const dcs::Member& m) {
-      return done(m) || m.state == "stopped" || m.state == "crashed";
-    });
-  };
-  while (!all_done() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    members = dcs::read_members(dcs);
-  }
-  return members;
+// Waits until `done(member)` holds for every member that is not down, or the timeout; the last
+// read. A node restarting (a replica loading its copy of a logical slot) is waited for.
+std::vector<dcs::Member> wait_for_nodes(dcs::Dcs& dcs, int timeout_seconds,
+                                        const std::function<bool(const dcs::Member&)>& done) {
+  return dcs::wait_for_members(dcs, std::chrono::seconds(timeout_seconds), [&](const dcs::Member& m) {
+    return done(m) || m.state == "stopped" || m.state == "crashed";
+  });
 }
 
 int list_slots(const cluster::Cluster& c, bool json) {
@@ -116,7 +105,7 @@ int list_slots(const cluster::Cluster& c, bool json) {
       nlohmann::json nodes = nlohmann::json::object();
       for (const auto& m : members) {
         auto it = m.slots.find(name);
-        nodes[m.name] = running(m) && it != m.slots.end() ? nlohmann::json(it->second) : nlohmann::json(nullptr);
+        nodes[m.name] = dcs::is_running(m) && it != m.slots.end() ? nlohmann::json(it->second) : nlohmann::json(nullptr);
       }
       out.push_back({{"name", name},
                      {"type", s.type},
@@ -141,7 +130,7 @@ int list_slots(const cluster::Cluster& c, bool json) {
                                     s.type == "logical" ? s.plugin : "-"};
     for (const auto& m : members) {
       auto it = m.slots.find(name);
-      row.push_back(!running(m) ? m.state : it != m.slots.end() ? it->second : "-");
+      row.push_back(!dcs::is_running(m) ? m.state : it != m.slots.end() ? it->second : "-");
     }
     rows.push_back(std::move(row));
   }
@@ -184,7 +173,7 @@ int run_slot(const SlotOptions& o) {
     auto members = wait_for_nodes(*c.dcs, o.timeout_seconds, [&](const dcs::Member& m) { return !m.slots.contains(name); });
     std::vector<std::string> left;
     for (const auto& m : members)
-      if (running(m) && m.slots.contains(name)) left.push_back(m.name);
+      if (dcs::is_running(m) && m.slots.contains(name)) left.push_back(m.name);
     if (left.empty()) return 0;
     std::cerr << fmt::format("pgfleet: error: {} still {} it after {} s: a slot in use cannot be dropped; stop its "
                              "consumer and the agents drop it then\n",
@@ -219,7 +208,7 @@ int run_slot(const SlotOptions& o) {
   bool all = true;
   for (const auto& m : members) {
     std::string line;
-    if (!running(m)) line = m.state + " (it makes its copy when it runs)";
+    if (!dcs::is_running(m)) line = m.state + " (it makes its copy when it runs)";
     else if (auto it = m.slots.find(name); it != m.slots.end()) line = "has it at " + it->second;
     else {
       all = false;

@@ -1,7 +1,9 @@
 // Member <-> JSON; field names here are part of the DCS format shared by agents of any version.
 #include "dcs/member.hpp"
 
+#include <algorithm>
 #include <string_view>
+#include <thread>
 
 namespace pgfleet::dcs {
 
@@ -130,6 +132,18 @@ std::vector<Member> read_members(Dcs& dcs) {
     }
   }
   return out;
+}
+
+bool is_running(const Member& m) { return m.state == "running" || m.state == "streaming"; }
+
+std::vector<Member> wait_for_members(Dcs& dcs, std::chrono::seconds timeout, const std::function<bool(const Member&)>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto members = read_members(dcs);
+  while (!std::all_of(members.begin(), members.end(), done) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    members = read_members(dcs);
+  }
+  return members;
 }
 
 ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {

@@ -1,7 +1,9 @@
 // Member: what an agent publishes about its node under members/<name>, and the DCS key layout.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -111,5 +113,11 @@ Member member_from_json(const nlohmann::json& j);
 
 // Every member key that parses (an unreadable DCS gives none), in key order.
 std::vector<Member> read_members(Dcs& dcs);
+
+// PostgreSQL is up on the member (as a primary or a replica).
+bool is_running(const Member& m);
+
+// Reads the members every 200 ms until `done` holds for each, or `timeout` passes; the last read.
+std::vector<Member> wait_for_members(Dcs& dcs, std::chrono::seconds timeout, const std::function<bool(const Member&)>& done);
 
 }  // namespace pgfleet::dcs

@@ -483,7 +483,7 @@ class Agent {
         MemberView mv;
         mv.name = m.name;
         mv.role = m.role;
-        mv.running = m.state == "running" || m.state == "streaming";
+        mv.running = dcs::is_running(m);
         mv.streaming = m.wal_receiver_streaming;
         mv.timeline = m.timeline;
         mv.received_lsn = lsn_of(m.role == "primary" ? m.current_lsn : m.received_lsn);

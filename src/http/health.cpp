@@ -11,8 +11,6 @@
 namespace pgfleet::http {
 namespace {
 
-bool running(const dcs::Member& m) { return m.state == "running" || m.state == "streaming"; }
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -84,7 +82,7 @@ std::optional<Check> check_for_path(std::string_view path) {
 }
 
 bool is_serving_primary(const NodeFacts& f) {
-  return f.leader == f.member.name && f.member.role == "primary" && running(f.member) && !f.fenced;
+  return f.leader == f.member.name && f.member.role == "primary" && dcs::is_running(f.member) && !f.fenced;
 }
 
 int evaluate(Check check, const NodeFacts& f, const std::optional<LagLimit>& lag) {
@@ -96,7 +94,7 @@ int evaluate(Check check, const NodeFacts& f, const std::optional<LagLimit>& lag
     // The load-balancing checks, as Patroni's: a replica tagged noloadbalance is kept out of them.
     case Check::Replica: ok = replica_ok(f, lag) && !m.noloadbalance; break;
     case Check::ReadOnly: ok = is_serving_primary(f) || (replica_ok(f, lag) && !m.noloadbalance); break;
-    case Check::Health: ok = running(m); break;
+    case Check::Health: ok = dcs::is_running(m); break;
     case Check::Liveness: ok = f.loop_age_ms <= f.ttl_ms; break;
     case Check::Readiness: ok = is_serving_primary(f) || replica_ok(f, lag); break;
     case Check::Sync: ok = replica_ok(f, lag) && (f.sync_state == "sync" || f.sync_state == "quorum"); break;

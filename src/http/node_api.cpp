@@ -75,7 +75,7 @@ struct NodeApi::State {
     if (f.member.name.empty()) f.member.name = node;
     f.ttl_ms = static_cast<int64_t>(config.dcs_ttl_seconds) * 1000;
     f.cluster = config.cluster;
-    if (f.member.state == "running" || f.member.state == "streaming") f.server_version = metrics->server_version();
+    if (dcs::is_running(f.member)) f.server_version = metrics->server_version();
     if (auto l = dcs->get(dcs::keys::kLeader); l && l.value()) f.leader = l.value()->value;
     if (auto p = dcs->get(dcs::keys::kPause); p && p.value()) f.paused = true;
     if (f.member.role == "replica" && !f.leader.empty() && f.leader != node) {

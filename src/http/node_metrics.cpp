@@ -27,7 +27,7 @@ NodeMetrics::NodeMetrics(cluster::Layout layout, cluster::ClusterConfig config, 
 
 void NodeMetrics::write(MetricsWriter& out, const NodeFacts& f) {
   const auto& m = f.member;
-  bool running = m.state == "running" || m.state == "streaming";
+  bool running = dcs::is_running(m);
   out.set_common_labels({{"cluster", config_.cluster}, {"node", node_}});
   out.gauge("pgfleet_agent_up", "1: the node's agent HA loop ran within the DCS TTL.", f.loop_age_ms <= f.ttl_ms ? 1 : 0);
   out.gauge("pgfleet_agent_loop_age_seconds", "Time since the agent's HA loop last completed.",
