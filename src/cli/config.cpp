@@ -226,9 +226,10 @@ int run_config(const ConfigOptions& o) {
   bool all_applied = std::all_of(members.begin(), members.end(), applied);
   bool restart = std::any_of(members.begin(), members.end(), [](const dcs::Member& m) { return !m.pending_restart.empty(); });
   if (restart) {
-    std::cout << (c.remote || !c.config.etcd.endpoints.empty()
-                      ? "apply what waits for a restart by restarting those nodes' PostgreSQL, replicas first\n"
-                      : "apply what waits for a restart: pgfleet restart --pending (replicas first, the primary last)\n");
+    const bool several_hosts = c.remote || !c.config.etcd.endpoints.empty();
+    std::cout << "apply what waits for a restart: pgfleet restart --pending"
+              << (several_hosts ? " --dcs etcd://... --cluster " + c.config.cluster : std::string())
+              << " (replicas first, the primary last)\n";
   }
   if (!all_applied) {
     std::cerr << fmt::format("pgfleet: error: not every running node applied them within {} s; see `pgfleet status` "

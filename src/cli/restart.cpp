@@ -13,9 +13,11 @@
 #include "cli/planned_pause.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
+#include "dcs/member.hpp"
 #include "http/client.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
+#include "util/clock.hpp"
 #include "util/process.hpp"
 
 #include <thread>
@@ -30,6 +32,15 @@ bool restart_over_http(const cluster::Cluster& c, const cluster::NodeConfig& nod
   auto reply = http::request(node.host.empty() ? cluster::connect_host(c.config) : node.host, node.api_port, "POST",
                              "/restart", {"Authorization: Bearer " + c.secrets.api_token});
   return reply && reply->status == 202;
+}
+
+// From another machine (--dcs) the request goes through the DCS: no agent runs here to signal,
+// and the agents' HTTP APIs may be out of reach. It expires unanswered after `timeout`, so an
+// agent that is away does not restart its server long after the command gave up.
+void restart_through_dcs(const cluster::Cluster& c, const std::string& node, std::chrono::seconds timeout) {
+  const nlohmann::json request{{"requested_ms", unix_ms()}};
+  if (auto put = c.dcs->put(dcs::keys::restart(node), request.dump(), timeout); !put)
+    throw UserError("cannot ask " + node + "'s agent to restart through etcd: " + put.error());
 }
 
 // A new proxy process takes the listening sockets over; the old one finishes its transactions.
@@ -63,7 +74,9 @@ void restart_node(const cluster::Cluster& c, const std::string& node, bool is_le
   auto before = c.status();
   const int64_t old_pid = before.find(node)->pid;
   const bool was_streaming = before.find(node)->state == "streaming";
+  const auto wait = std::chrono::seconds(timeout_seconds);
   auto trigger = [&] {
+    if (c.remote) return restart_through_dcs(c, node, wait);
     if (pid_t agent = cluster::agent_pid(c.layout, node); agent > 1) {
       if (!restart_over_http(c, *c.config.find_node(node))) ::kill(agent, SIGUSR1);
     } else {
@@ -76,18 +89,23 @@ void restart_node(const cluster::Cluster& c, const std::string& node, bool is_le
     if (was_streaming) return n->state == "streaming";
     return n->state == "running" || n->state == "streaming";
   };
-  const auto wait = std::chrono::seconds(timeout_seconds);
   std::optional<cluster::ClusterStatus> status;
-  if (is_leader && old_pid != 0) {
-    checkpoint_before_pause(c, node);
-    ProxyPause pause(c, "restarting " + node);
-    pause.drain(c, node, std::chrono::milliseconds(5000));
-    trigger();
-    status = cluster::wait_until(c, [&](const cluster::ClusterStatus& s) { return back(s) && accepts_writes(c, node); },
-                                 wait, node + " to come back");
-  } else {
-    trigger();
-    status = cluster::wait_until(c, back, wait, node + " to come back" + (was_streaming ? " and stream" : ""));
+  try {
+    if (is_leader && old_pid != 0) {
+      checkpoint_before_pause(c, node);
+      ProxyPause pause(c, "restarting " + node);
+      pause.drain(c, node, std::chrono::milliseconds(5000));
+      trigger();
+      status = cluster::wait_until(
+          c, [&](const cluster::ClusterStatus& s) { return back(s) && accepts_writes(c, node); }, wait,
+          node + " to come back");
+    } else {
+      trigger();
+      status = cluster::wait_until(c, back, wait, node + " to come back" + (was_streaming ? " and stream" : ""));
+    }
+  } catch (...) {
+    if (c.remote) (void)c.dcs->remove(dcs::keys::restart(node));  // not taken: withdrawn
+    throw;
   }
   std::cout << node << " restarted (pid " << status->find(node)->pid << ", " << status->find(node)->state << ")\n";
 }
@@ -99,6 +117,9 @@ int run_restart(const RestartOptions& o) {
   auto c = cluster::Cluster::open(o.dir);
   if (o.nodes.size() == 1 && o.nodes[0] == "proxy" && !c.config.find_node("proxy")) {
     if (o.all || o.pending) throw UserError("`pgfleet restart proxy` takes neither --all nor --pending");
+    if (c.remote)
+      throw UserError("the proxies of a cluster on several hosts run on their own (`pgfleet proxy --config`)",
+                      "restart each on its own host (`systemctl restart pgfleet-proxy` with deploy/systemd)");
     return restart_proxy(c, o.timeout_seconds);
   }
   if (o.nodes.empty() && !o.all && !o.pending) {

@@ -67,8 +67,8 @@ void check_on_primary(const cluster::Cluster& c, const std::string& name, const 
     if (level && level->value_or("") != "logical")
       throw UserError(fmt::format("a logical slot needs wal_level = logical; the cluster runs with {}",
                                   level->value_or("?")),
-                      "pgfleet config set wal_level=logical, then pgfleet restart --pending (on several hosts: "
-                      "restart each node's PostgreSQL, replicas first), then add the slot again");
+                      "pgfleet config set wal_level=logical, then pgfleet restart --pending (on several hosts "
+                      "both with --dcs and --cluster), then add the slot again");
     auto db = conn->query("SELECT 1 FROM pg_database WHERE datname = $1", {spec.database});
     if (db && db->empty())
       throw UserError("there is no database '" + spec.database + "'", "create it first, or choose another with --database");

@@ -28,6 +28,8 @@ inline constexpr const char* kHistoryPrefix = "history/"; // one key per failove
 inline constexpr const char* kRemovedPrefix = "removed/"; // removed/<node>: forgotten by the agents (`pgfleet remove-node`)
 inline constexpr const char* kParameters = "parameters";  // {"name": "value"}: cluster-wide PostgreSQL parameters (`pgfleet config set`)
 inline constexpr const char* kSlots = "slots";            // {"name": {"type", ...}}: permanent replication slots (`pgfleet slot`)
+inline constexpr const char* kRestartPrefix = "restart/"; // restart/<node>: restart its PostgreSQL (`pgfleet restart --dcs`)
+inline std::string restart(const std::string& name) { return std::string(kRestartPrefix) + name; }
 }  // namespace keys
 
 // The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
@@ -37,6 +39,7 @@ struct ClusterKeys {
   std::vector<KeyValue> members;     // members/*
   std::vector<KeyValue> history;     // history/*, oldest first
   std::vector<std::string> removed;  // node names under removed/
+  std::vector<KeyValue> restarts;    // restart/*: restarts asked for from another machine
   const KeyValue* leader = nullptr;
   const KeyValue* sync = nullptr;
   const KeyValue* pause = nullptr;

@@ -468,6 +468,7 @@ class Agent {
       learn_nodes(keys.members);
     }
     read_cluster_parameters(keys.parameters);
+    take_restart_request(keys.restarts);
     if (auto why = slots_.read_specs(keys.slots); !why.empty()) note_error(why);
     primary_slot_positions_.clear();
     restarting_peers_.clear();
@@ -913,6 +914,20 @@ class Agent {
     auto r = process::run({bins_.path("pg_controldata"), layout_.data_dir(name_)});
     if (r.exit_code != 0) return {};
     return postgres::standby_parameter_floors(r.output);
+  }
+
+  // `pgfleet restart --dcs` asks from another machine through the DCS (this agent's HTTP API may be
+  // out of its reach): the same restart as SIGUSR1 or POST /restart, at the start of the next loop.
+  void take_restart_request(const std::vector<dcs::KeyValue>& restarts) {
+    const std::string mine = dcs::keys::restart(name_);
+    for (const auto& kv : restarts) {
+      if (kv.key != mine) continue;
+      // Deleted first, so that a request is taken once (the command then waits for the new pid).
+      if (auto taken = dcs_->compare_and_delete(mine, kv.mod_revision); taken && *taken) {
+        log::info("restart requested through the DCS");
+        g_restart = true;
+      }
+    }
   }
 
   // `pgfleet config set`'s parameters, written into the conf files by apply_config() this loop.

@@ -82,6 +82,26 @@ config_out=$(pgfleet_dcs config unset work_mem 2>&1) || die "config unset --dcs 
 [ "$(sql n1 n1 "SHOW work_mem" || true)" = 4MB ] || die "config unset --dcs: n1 still has work_mem $(sql n1 n1 "SHOW work_mem")"
 log "config: work_mem set on every host through etcd and unset again; a bad value refused"
 
+# A parameter that needs a restart, applied from the client host by `pgfleet restart --pending
+# --dcs`: the agents take the request from etcd, the replicas first and the primary last.
+leader_before=$(leader)
+config_out=$(pgfleet_dcs config set max_files_per_process=1100 2>&1) || die "config set --dcs exited $?: $config_out"
+grep -q "restart --pending" <<<"$config_out" || die "config set max_files_per_process named no restart: $config_out"
+restart_out=$(pgfleet_dcs restart --pending 2>&1) || die "restart --pending --dcs exited $?: $restart_out"
+for n in "${NODES[@]}"; do
+  got=$(sql "$n" "$n" "SHOW max_files_per_process" || true)
+  [ "$got" = 1100 ] || die "restart --pending --dcs: $n has max_files_per_process '$got': $restart_out"
+done
+[ "$(grep '^restarting ' <<<"$restart_out" | wc -l)" = 3 ] || die "restart --pending --dcs did not restart 3 nodes: $restart_out"
+grep '^restarting ' <<<"$restart_out" | tail -1 | grep -q "^restarting $leader_before " ||
+  die "restart --pending --dcs did not restart the primary $leader_before last: $restart_out"
+[ "$(leader)" = "$leader_before" ] || die "the leader moved from $leader_before to $(leader) during the restart"
+restart_out=$(pgfleet_dcs restart --pending 2>&1) || die "a second restart --pending --dcs exited $?: $restart_out"
+grep -q "no node waits for a restart" <<<"$restart_out" || die "a second restart --pending --dcs: $restart_out"
+if restart_out=$(pgfleet_dcs restart proxy 2>&1); then die "restart proxy --dcs did something: $restart_out"; fi
+grep -q "run on their own" <<<"$restart_out" || die "restart proxy --dcs: $restart_out"
+log "restart: a rolling restart from the client host through etcd, primary last, applied everywhere"
+
 # A permanent slot through etcd (`pgfleet slot add --dcs`): every host's server has it when the
 # command returns, and none after `slot remove`.
 slot_out=$(pgfleet_dcs slot add dr_site 2>&1) || die "slot add --dcs exited $?: $slot_out"
