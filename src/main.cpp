@@ -231,7 +231,23 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (!dcs_url.empty()) dir = dcs_url + "#" + cluster_name;  // Cluster::open reads the cluster from etcd
+    if (!dcs_url.empty()) {
+      // These act on a cluster directory of this host; on several hosts each host runs its agent.
+      const std::pair<CLI::App*, const char*> one_host[] = {
+          {up_cmd, "on several hosts, start each host's agent with its node.yaml (docs/multihost.md)"},
+          {down_cmd, "stop each host's agent there (systemctl stop pgfleet-agent@NODE)"},
+          {scale_cmd, "add a host by starting an agent there; remove one with `pgfleet remove-node --dcs ...`"},
+          {reload_cmd, "cluster-wide parameters: `pgfleet config set --dcs ...`; a host's node.yaml: reload its agent "
+                       "there (systemctl reload pgfleet-agent@NODE)"},
+          {logs_cmd, "on the node's host: pgfleet logs NODE --dir DATA_DIR (the data_dir of its node.yaml)"},
+      };
+      for (const auto& [command, hint] : one_host) {
+        if (command->parsed())
+          throw UserError("`pgfleet " + command->get_name() + "` works on a cluster directory of this host, not with --dcs",
+                          hint);
+      }
+      dir = dcs_url + "#" + cluster_name;  // Cluster::open reads the cluster from etcd
+    }
     if (up_cmd->parsed()) {
       up.dir = dir;
       return cli::run_up(up);

@@ -152,6 +152,7 @@ ClusterKeys::ClusterKeys(const std::vector<KeyValue>& all) {
     std::string_view key = kv.key;
     if (key.starts_with(members_prefix)) members.push_back(kv);
     else if (key.starts_with(keys::kRestartPrefix)) restarts.push_back(kv);
+    else if (key.starts_with(keys::kReinitPrefix)) reinits.push_back(kv);
     else if (key.starts_with(keys::kHistoryPrefix)) history.push_back(kv);
     else if (key.starts_with(removed_prefix)) {
       if (key.size() > removed_prefix.size()) removed.emplace_back(key.substr(removed_prefix.size()));

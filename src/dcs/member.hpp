@@ -30,6 +30,8 @@ inline constexpr const char* kParameters = "parameters";  // {"name": "value"}: 
 inline constexpr const char* kSlots = "slots";            // {"name": {"type", ...}}: permanent replication slots (`pgfleet slot`)
 inline constexpr const char* kRestartPrefix = "restart/"; // restart/<node>: restart its PostgreSQL (`pgfleet restart --dcs`)
 inline std::string restart(const std::string& name) { return std::string(kRestartPrefix) + name; }
+inline constexpr const char* kReinitPrefix = "reinit/";   // reinit/<node>: rebuild that replica (`pgfleet reinit --dcs`)
+inline std::string reinit(const std::string& name) { return std::string(kReinitPrefix) + name; }
 }  // namespace keys
 
 // The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
@@ -40,6 +42,7 @@ struct ClusterKeys {
   std::vector<KeyValue> history;     // history/*, oldest first
   std::vector<std::string> removed;  // node names under removed/
   std::vector<KeyValue> restarts;    // restart/*: restarts asked for from another machine
+  std::vector<KeyValue> reinits;     // reinit/*: rebuilds asked for from another machine
   const KeyValue* leader = nullptr;
   const KeyValue* sync = nullptr;
   const KeyValue* pause = nullptr;

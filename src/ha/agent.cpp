@@ -468,7 +468,7 @@ class Agent {
       learn_nodes(keys.members);
     }
     read_cluster_parameters(keys.parameters);
-    take_restart_request(keys.restarts);
+    take_requests(keys);
     if (auto why = slots_.read_specs(keys.slots); !why.empty()) note_error(why);
     primary_slot_positions_.clear();
     restarting_peers_.clear();
@@ -916,17 +916,26 @@ class Agent {
     return postgres::standby_parameter_floors(r.output);
   }
 
-  // `pgfleet restart --dcs` asks from another machine through the DCS (this agent's HTTP API may be
-  // out of its reach): the same restart as SIGUSR1 or POST /restart, at the start of the next loop.
-  void take_restart_request(const std::vector<dcs::KeyValue>& restarts) {
-    const std::string mine = dcs::keys::restart(name_);
-    for (const auto& kv : restarts) {
-      if (kv.key != mine) continue;
-      // Deleted first, so that a request is taken once (the command then waits for the new pid).
-      if (auto taken = dcs_->compare_and_delete(mine, kv.mod_revision); taken && *taken) {
-        log::info("restart requested through the DCS");
-        g_restart = true;
+  // `pgfleet restart|reinit --dcs` ask from another machine through the DCS (this agent's HTTP API
+  // may be out of their reach): the same as POST /restart or /reinit, at the start of the next loop.
+  void take_requests(const dcs::ClusterKeys& keys) {
+    // Deleted first, so that a request is taken once (the command waits for its effect).
+    auto take = [&](const std::vector<dcs::KeyValue>& requests, const std::string& mine) {
+      for (const auto& kv : requests) {
+        if (kv.key != mine) continue;
+        auto taken = dcs_->compare_and_delete(mine, kv.mod_revision);
+        return taken && *taken;
       }
+      return false;
+    };
+    if (take(keys.restarts, dcs::keys::restart(name_))) {
+      log::info("restart requested through the DCS");
+      g_restart = true;
+    }
+    if (take(keys.reinits, dcs::keys::reinit(name_))) {
+      log::info("reinit requested through the DCS");
+      g_reinit_asked_ms = steady_now_ms();
+      g_reinit = true;
     }
   }
 

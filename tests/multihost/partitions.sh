@@ -102,6 +102,19 @@ if restart_out=$(pgfleet_dcs restart proxy 2>&1); then die "restart proxy --dcs 
 grep -q "run on their own" <<<"$restart_out" || die "restart proxy --dcs: $restart_out"
 log "restart: a rolling restart from the client host through etcd, primary last, applied everywhere"
 
+# A replica rebuilt from the client host (`pgfleet reinit --dcs`): its agent takes the request
+# from etcd, copies the primary again and streams; commands of one host's directory are refused.
+replica=""
+for n in "${NODES[@]}"; do [ "$n" = "$(leader)" ] || { replica=$n; break; }; done
+reinit_out=$(pgfleet_dcs reinit "$replica" 2>&1) || die "reinit $replica --dcs exited $?: $reinit_out"
+grep -q "$replica rebuilt and streaming" <<<"$reinit_out" || die "reinit $replica --dcs: $reinit_out"
+[ "$(sql "$replica" "$replica" "SELECT pg_is_in_recovery()" || true)" = t ] || die "reinit: $replica is not a replica"
+if reinit_out=$(pgfleet_dcs reinit "$(leader)" 2>&1); then die "reinit of the primary --dcs did something: $reinit_out"; fi
+grep -q "is the primary" <<<"$reinit_out" || die "reinit of the primary --dcs: $reinit_out"
+if down_out=$(pgfleet_dcs down 2>&1); then die "down --dcs did something: $down_out"; fi
+grep -q "not with --dcs" <<<"$down_out" || die "down --dcs: $down_out"
+log "reinit: $replica rebuilt from the client host through etcd; the primary refused; down --dcs refused"
+
 # A permanent slot through etcd (`pgfleet slot add --dcs`): every host's server has it when the
 # command returns, and none after `slot remove`.
 slot_out=$(pgfleet_dcs slot add dr_site 2>&1) || die "slot add --dcs exited $?: $slot_out"

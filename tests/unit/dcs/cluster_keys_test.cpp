@@ -22,6 +22,7 @@ TEST(ClusterKeys, SortsEveryKnownKeyAndIgnoresTheRest) {
       kv("pause", "1"),
       kv("removed/node4"),
       kv("removed/node5"),
+      kv("reinit/node3", R"({"requested_ms":1})"),
       kv("restart/node2", R"({"requested_ms":1})"),
       kv("switchover", R"({"from":"node1","to":"node2"})"),
       kv("sync", R"({"leader":"node1"})"),
@@ -34,6 +35,8 @@ TEST(ClusterKeys, SortsEveryKnownKeyAndIgnoresTheRest) {
   EXPECT_EQ(keys.removed, (std::vector<std::string>{"node4", "node5"}));
   ASSERT_EQ(keys.restarts.size(), 1u);
   EXPECT_EQ(keys.restarts[0].key, keys::restart("node2"));
+  ASSERT_EQ(keys.reinits.size(), 1u);
+  EXPECT_EQ(keys.reinits[0].key, keys::reinit("node3"));
   ASSERT_NE(keys.leader, nullptr);
   EXPECT_EQ(keys.leader->value, "node1");
   ASSERT_NE(keys.sync, nullptr);
@@ -52,6 +55,7 @@ TEST(ClusterKeys, AbsentKeysAreNull) {
   EXPECT_EQ(keys.members.size(), 1u);
   EXPECT_TRUE(keys.removed.empty());
   EXPECT_TRUE(keys.restarts.empty());
+  EXPECT_TRUE(keys.reinits.empty());
   EXPECT_EQ(keys.leader, nullptr);
   EXPECT_EQ(keys.sync, nullptr);
   EXPECT_EQ(keys.pause, nullptr);
