@@ -115,6 +115,18 @@ if down_out=$(pgfleet_dcs down 2>&1); then die "down --dcs did something: $down_
 grep -q "not with --dcs" <<<"$down_out" || die "down --dcs: $down_out"
 log "reinit: $replica rebuilt from the client host through etcd; the primary refused; down --dcs refused"
 
+# From the client host: `url --dcs` gives a URI that reaches the primary with the cluster's
+# credentials, and `bench --dcs` runs pgbench against the nodes (no proxy runs there).
+url_out=$(pgfleet_dcs url --primary 2>&1) || die "url --primary --dcs exited $?: $url_out"
+[ "$(in_ns px psql "$url_out" -XAtqc "SELECT pg_is_in_recovery()" 2>&1)" = f ] || die "url --dcs does not reach the primary: $url_out"
+bench_out=$(pgfleet_dcs bench --target "primary,$replica" --workload read -T 2 -c 2 -s 1 2>&1) ||
+  die "bench --dcs exited $?: $bench_out"
+grep -q "^primary .* $(leader) 100%" <<<"$bench_out" && grep -q "^$replica .* $replica 100%" <<<"$bench_out" ||
+  die "bench --dcs: $bench_out"
+if bench_out=$(pgfleet_dcs bench -T 2 2>&1); then die "bench --dcs through a proxy it has not: $bench_out"; fi
+grep -q "no proxy" <<<"$bench_out" || die "bench --dcs without a proxy: $bench_out"
+log "url and bench: the primary reached and benchmarked from the client host through etcd"
+
 # A permanent slot through etcd (`pgfleet slot add --dcs`): every host's server has it when the
 # command returns, and none after `slot remove`.
 slot_out=$(pgfleet_dcs slot add dr_site 2>&1) || die "slot add --dcs exited $?: $slot_out"
