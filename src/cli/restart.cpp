@@ -15,9 +15,9 @@
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
 #include "http/client.hpp"
+#include "util/clock.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
-#include "util/clock.hpp"
 #include "util/process.hpp"
 
 #include <thread>
