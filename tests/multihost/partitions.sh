@@ -125,7 +125,12 @@ grep -q "^primary .* $(leader) 100%" <<<"$bench_out" && grep -q "^$replica .* $r
   die "bench --dcs: $bench_out"
 if bench_out=$(pgfleet_dcs bench -T 2 2>&1); then die "bench --dcs through a proxy it has not: $bench_out"; fi
 grep -q "no proxy" <<<"$bench_out" || die "bench --dcs without a proxy: $bench_out"
-log "url and bench: the primary reached and benchmarked from the client host through etcd"
+top_out=$(pgfleet_dcs top --once 2>&1) || die "top --once --dcs exited $?: $top_out"
+grep -q "^$(leader) *PRIMARY *running" <<<"$top_out" || die "top --once --dcs does not show the primary $(leader): $top_out"
+for n in "${NODES[@]}"; do
+  [ "$n" = "$(leader)" ] || grep -q "^$n *replica *streaming *$(leader) " <<<"$top_out" || die "top --once --dcs: $n: $top_out"
+done
+log "url, bench and top: the primary reached and benchmarked, the nodes shown, from the client host through etcd"
 
 # A permanent slot through etcd (`pgfleet slot add --dcs`): every host's server has it when the
 # command returns, and none after `slot remove`.
