@@ -8,7 +8,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
-#include "http/client.hpp"
+#include "cli/agent_call.hpp"
 #include "util/clock.hpp"
 #include "util/errors.hpp"
 
@@ -16,11 +16,9 @@ namespace pgfleet::cli {
 namespace {
 
 // Asks the node's agent to rebuild it (POST /reinit with the cluster's token); false when its API
-// cannot be used (HTTPS, no token, unreachable), so the caller does the work itself.
+// cannot be used (no token, unreachable), so the caller does the work itself.
 bool reinit_over_http(const cluster::Cluster& c, const cluster::NodeConfig& node) {
-  if (c.config.http_tls || c.secrets.api_token.empty()) return false;
-  auto reply = http::request(node.host.empty() ? cluster::connect_host(c.config) : node.host, node.api_port, "POST",
-                             "/reinit", {"Authorization: Bearer " + c.secrets.api_token}, "", std::chrono::seconds(2));
+  auto reply = post_to_agent(c, node, "/reinit", "", std::chrono::seconds(2));
   return reply && reply->status == 202;
 }
 

@@ -14,7 +14,7 @@
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
-#include "http/client.hpp"
+#include "cli/agent_call.hpp"
 #include "util/clock.hpp"
 #include "util/errors.hpp"
 #include "util/fs.hpp"
@@ -28,9 +28,7 @@ namespace {
 // Asks the node's agent over its HTTP API (POST /restart with the cluster's token); false when
 // the API cannot be used, so the caller signals the agent instead.
 bool restart_over_http(const cluster::Cluster& c, const cluster::NodeConfig& node) {
-  if (c.config.http_tls || c.secrets.api_token.empty()) return false;
-  auto reply = http::request(node.host.empty() ? cluster::connect_host(c.config) : node.host, node.api_port, "POST",
-                             "/restart", {"Authorization: Bearer " + c.secrets.api_token});
+  auto reply = post_to_agent(c, node, "/restart", "", std::chrono::seconds(5));
   return reply && reply->status == 202;
 }
 

@@ -10,12 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/agent_call.hpp"
 #include "cli/commands.hpp"
 #include "cli/planned_pause.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
 #include "dcs/member.hpp"
-#include "http/client.hpp"
 #include "postgres/instance.hpp"
 #include "postgres/pgconn.hpp"
 #include "util/clock.hpp"
@@ -34,8 +34,9 @@ std::string current_leader(const cluster::Cluster& c) {
 }
 
 // The proxy stays paused until this returns: poll every 20 ms, and ask the new leader itself
-// whether it accepts writes (its agent publishes that only after its post-promotion checkpoint).
-cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
+// whether it accepts writes (its agent may publish that a little later). Returns its name, and
+// nothing slower than that (the whole status read from etcd would hold the clients longer).
+std::string wait_for_leader(const cluster::Cluster& c, const std::string& old_leader, const std::string& to,
                                        int timeout_seconds) {
   auto ready = [&](const cluster::ClusterStatus& s) {
     if (s.leader.empty() || s.leader == old_leader || (!to.empty() && s.leader != to)) return false;
@@ -47,28 +48,22 @@ cluster::ClusterStatus wait_for_leader(const cluster::Cluster& c, const std::str
     auto leader = c.dcs->get(dcs::keys::kLeader);
     if (leader && leader.value()) {
       const std::string& holder = leader.value()->value;
-      if (holder != old_leader && (to.empty() || holder == to) && accepts_writes(c, holder)) {
-        auto s = c.status();
-        s.leader = holder;
-        return s;
-      }
+      if (holder != old_leader && (to.empty() || holder == to) && accepts_writes(c, holder)) return holder;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary");
+  return cluster::wait_until(c, ready, std::chrono::seconds(std::max(1, timeout_seconds - 10)), "the new primary").leader;
 }
 
 // Asks the leader's agent (POST /switchover with the cluster's token), as Patroni's patronictl
-// does; false when its API cannot be used (HTTPS, no token, unreachable), so the caller writes
-// the request to the DCS itself. A refusal by the agent is an error for the user.
+// does, over HTTPS when http.tls is on; false when its API cannot be used (no token, unreachable),
+// so the caller writes the request to the DCS itself. A refusal by the agent is an error for the user.
 bool switchover_over_http(const cluster::Cluster& c, const std::string& leader, const std::string& to) {
   const auto* node = c.config.find_node(leader);
-  if (node == nullptr || c.config.http_tls || c.secrets.api_token.empty()) return false;
+  if (node == nullptr) return false;
   nlohmann::json body = {{"leader", leader}};
   if (!to.empty()) body["candidate"] = to;
-  auto reply = http::request(node->host.empty() ? cluster::connect_host(c.config) : node->host, node->api_port, "POST",
-                             "/switchover", {"Authorization: Bearer " + c.secrets.api_token, "Content-Type: application/json"},
-                             body.dump(), std::chrono::seconds(1));  // the proxy is paused meanwhile
+  auto reply = post_to_agent(c, *node, "/switchover", body.dump(), std::chrono::seconds(1));  // the proxy is paused meanwhile
   if (!reply) return false;
   if (reply->status == 202) return true;
   std::string why = reply->body;
@@ -133,7 +128,7 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
   checkpoint_before_pause(c, leader);
   auto started = Clock::now();
   auto drained = started;
-  std::optional<cluster::ClusterStatus> after;
+  std::string after;
   {
     ProxyPause pause(c, "switching over");
     pause.drain(c, leader, std::chrono::milliseconds(5000));
@@ -153,7 +148,7 @@ int run_switchover(const std::string& dir, const std::string& to, int64_t at_uni
   };
   auto now = Clock::now();
   std::cout << fmt::format("switched over from {} to {} in {} ms (proxy paused: {} ms draining, {} ms handing over)\n",
-                           leader, after->leader, ms(started, now), ms(started, drained), ms(drained, now));
+                           leader, after, ms(started, now), ms(started, drained), ms(drained, now));
   return 0;
 }
 
@@ -170,7 +165,7 @@ int run_failover(const std::string& dir, const std::string& to, int timeout_seco
   nlohmann::json request = {{"to", to}};
   if (auto r = c.dcs->put(dcs::keys::kFailover, request.dump()); !r) throw UserError(r.error());
   auto after = wait_for_leader(c, "", to, timeout_seconds);
-  std::cout << "failed over to " << after.leader << "\n";
+  std::cout << "failed over to " << after << "\n";
   return 0;
 }
 

@@ -41,7 +41,9 @@ dcs::EtcdOptions etcd_options(const ClusterConfig& config) {
   dcs::EtcdOptions o;
   o.endpoints = config.etcd.endpoints;
   o.cluster = config.cluster;
-  o.tls = dcs::HttpTls{config.etcd.ca_file, config.etcd.cert_file, config.etcd.key_file};
+  o.tls.ca_file = config.etcd.ca_file;
+  o.tls.cert_file = config.etcd.cert_file;
+  o.tls.key_file = config.etcd.key_file;
   o.user = config.etcd.user;
   o.password = config.etcd.password;
   // A request may use at most a fifth of the lease, so a dead endpoint and a retry still fit.
@@ -96,16 +98,18 @@ Cluster open_remote(const std::string& target) {
     }
   }
   Secrets secrets;
+  std::string ca_pem;
   if (auto s = dcs->get("secrets"); s && s.value()) {
     try {
       auto j = nlohmann::json::parse(s.value()->value);
       secrets = Secrets{j.at("superuser_password"), j.at("replication_password"), j.at("api_token")};
+      ca_pem = j.value("ca_cert", "");
     } catch (const nlohmann::json::exception&) {
     }
   }
   // No directory on this machine: a path that holds nothing, so every local check finds nothing.
   Layout layout("/nonexistent/pgfleet-remote/" + name);
-  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), true};
+  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), true, std::move(ca_pem)};
 }
 }  // namespace
 
@@ -124,7 +128,7 @@ Cluster Cluster::open(const std::string& directory) {
   }
   Secrets secrets = load_secrets(layout);
   auto dcs = open_dcs(layout, config);
-  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), false};
+  return Cluster{std::move(layout), std::move(config), std::move(secrets), std::move(dcs), false, ""};
 }
 
 ClusterStatus Cluster::status() const {

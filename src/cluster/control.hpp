@@ -25,6 +25,7 @@ struct Cluster {
   Secrets secrets;
   std::unique_ptr<dcs::Dcs> dcs;
   bool remote = false;  // read from etcd (--dcs): no cluster directory on this machine
+  std::string ca_pem;   // remote: the cluster CA from etcd, to verify the agents' HTTPS (local: a file)
 
   // Throws UserError when `directory` holds no cluster (or a broken one).
   static Cluster open(const std::string& directory);

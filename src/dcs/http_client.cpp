@@ -66,6 +66,10 @@ void* HttpClient::prepare(void* handle, const std::string& url, std::string_view
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::max(100L, static_cast<long>(timeout.count() / 3)));
   curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
   if (!tls_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, tls_.ca_file.c_str());
+  if (!tls_.ca_pem.empty()) {
+    curl_blob blob{tls_.ca_pem.data(), tls_.ca_pem.size(), CURL_BLOB_NOCOPY};  // tls_ outlives the handle's use
+    curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+  }
   if (!tls_.cert_file.empty()) curl_easy_setopt(curl, CURLOPT_SSLCERT, tls_.cert_file.c_str());
   if (!tls_.key_file.empty()) curl_easy_setopt(curl, CURLOPT_SSLKEY, tls_.key_file.c_str());
   return curl;

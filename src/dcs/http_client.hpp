@@ -15,6 +15,7 @@ struct HttpTls {
   std::string ca_file;    // verify the server against this CA ("" = system store)
   std::string cert_file;  // client certificate, for servers that require one
   std::string key_file;
+  std::string ca_pem;     // or verify against this CA given as PEM text (read from etcd, no file here)
 };
 
 struct HttpResponse {

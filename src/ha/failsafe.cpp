@@ -87,7 +87,9 @@ std::string ask_peers(const std::vector<FailsafePeer>& peers, const std::string&
   std::vector<std::future<std::string>> replies;
   for (const auto& peer : peers) {
     replies.push_back(std::async(std::launch::async, [&, peer] {
-      dcs::HttpClient client(dcs::HttpTls{ca_file, "", ""});
+      dcs::HttpTls tls;
+      tls.ca_file = ca_file;
+      dcs::HttpClient client(std::move(tls));
       auto r = client.post(peer.url + "/failsafe", body,
                            {"Authorization: Bearer " + token, "Content-Type: application/json"}, timeout);
       if (!r) return peer.name + ": " + r.error();
