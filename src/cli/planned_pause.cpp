@@ -5,14 +5,20 @@
 #include <iostream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cluster/discovery.hpp"
 #include "cluster/status.hpp"
+#include "dcs/member.hpp"
 #include "postgres/instance.hpp"
+#include "util/clock.hpp"
 
 namespace pgfleet::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// proxy_pause's lease: a command that dies holds the proxies' clients at most this long.
+constexpr std::chrono::milliseconds kDcsPauseTtl{6000};
 
 std::optional<postgres::PgConn> connect_to(const cluster::Cluster& c, const std::string& node, int timeout_seconds) {
   const auto* n = c.config.find_node(node);
@@ -49,6 +55,10 @@ bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
 
 ProxyPause::ProxyPause(const cluster::Cluster& c, std::string what)
     : what_(std::move(what)), conninfo_(admin_conninfo(c)) {
+  if (c.remote) {
+    hold_through_dcs(c);
+    return;
+  }
   if (!c.config.proxy.enabled || cluster::agent_pid(c.layout, "proxy") == 0) return;
   auto conn = postgres::PgConn::connect(conninfo_);
   if (!conn) {
@@ -63,7 +73,35 @@ ProxyPause::ProxyPause(const cluster::Cluster& c, std::string what)
   conn_.emplace(std::move(conn.value()));
 }
 
+void ProxyPause::hold_through_dcs(const cluster::Cluster& c) {
+  const nlohmann::json value{{"reason", what_}, {"requested_ms", unix_ms()}};
+  if (auto put = c.dcs->put(dcs::keys::kProxyPause, value.dump(), kDcsPauseTtl); !put) {
+    std::cerr << "note: cannot ask the proxies through etcd to hold new transactions (" << put.error() << "); "
+              << what_ << " without pausing them\n";
+    return;
+  }
+  // The proxies watch etcd and see the key within milliseconds; drain() gives them this long.
+  held_from_ = Clock::now() + std::chrono::milliseconds(200);
+  // Renewed from a thread with its own connection to etcd (a Dcs serves one thread).
+  renewer_ = std::thread([this, dcs = cluster::open_dcs(c.layout, c.config), text = value.dump()] {
+    std::unique_lock lock(renewer_mutex_);
+    while (!renewer_stop_.wait_for(lock, kDcsPauseTtl / 3, [&] { return stopping_; })) {
+      if (auto r = dcs->put(dcs::keys::kProxyPause, text, kDcsPauseTtl); !r)
+        std::cerr << "note: renewing proxy_pause in etcd failed: " << r.error() << "\n";
+    }
+    (void)dcs->remove(dcs::keys::kProxyPause);  // the proxies go on at once
+  });
+}
+
 ProxyPause::~ProxyPause() {
+  if (renewer_.joinable()) {
+    {
+      std::lock_guard lock(renewer_mutex_);
+      stopping_ = true;
+    }
+    renewer_stop_.notify_all();
+    renewer_.join();
+  }
   if (!conn_) return;
   if (answered()) {
     (void)conn_->exec("RESUME");
@@ -75,7 +113,7 @@ ProxyPause::~ProxyPause() {
 }
 
 void ProxyPause::drain(const cluster::Cluster& c, const std::string& primary, std::chrono::milliseconds limit) {
-  if (!conn_) return;
+  if (!conn_ && !renewer_.joinable()) return;
   auto db = connect_to(c, primary, 3);
   if (!db) return;
   auto deadline = Clock::now() + limit;
@@ -86,7 +124,9 @@ void ProxyPause::drain(const cluster::Cluster& c, const std::string& primary, st
         "AND state IS DISTINCT FROM 'idle' AND application_name NOT LIKE 'pgfleet%'");
     if (!busy) return;
     quiet = busy.value() == std::optional<std::string>("0") ? quiet + 1 : 0;
-    if (quiet >= 2 && answered()) return;
+    // The local proxy says when it holds everything (PAUSE answered); those following etcd, by then.
+    const bool proxies_hold = conn_ ? answered() : Clock::now() >= held_from_;
+    if (quiet >= 2 && proxies_hold) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::cerr << "note: transactions still running after " << limit.count() << " ms; " << what_ << " anyway\n";

@@ -22,7 +22,7 @@ nlohmann::json to_json(const Member& m) {
           {"wal_receiver_streaming", m.wal_receiver_streaming}, {"restarts", m.restarts}, {"rebuilt_at_ms", m.rebuilt_at_ms},
           {"last_error", m.last_error}, {"updated_at_ms", m.updated_at_ms},
           {"updated_mono_ms", m.updated_mono_ms}, {"sync_standby_names", m.sync_standby_names}, {"failsafe_for", m.failsafe_for},
-          {"stepped_down", m.stepped_down}, {"nofailover", m.nofailover}, {"noloadbalance", m.noloadbalance},
+          {"stepped_down", m.stepped_down}, {"checkpoint_pending", m.checkpoint_pending}, {"nofailover", m.nofailover}, {"noloadbalance", m.noloadbalance},
           {"pending_restart", m.pending_restart}, {"parameters_revision", m.parameters_revision}, {"slots", m.slots}, {"replication", peers},
           {"stats", to_json(m.stats)}};
 }
@@ -91,6 +91,7 @@ Member member_from_json(const nlohmann::json& j) {
   get("wal_receiver_streaming", m.wal_receiver_streaming);
   get("restarts", m.restarts);
   get("rebuilt_at_ms", m.rebuilt_at_ms);
+  get("checkpoint_pending", m.checkpoint_pending);
   get("last_error", m.last_error);
   get("updated_at_ms", m.updated_at_ms);
   get("updated_mono_ms", m.updated_mono_ms);

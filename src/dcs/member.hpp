@@ -32,6 +32,9 @@ inline constexpr const char* kRestartPrefix = "restart/"; // restart/<node>: res
 inline std::string restart(const std::string& name) { return std::string(kRestartPrefix) + name; }
 inline constexpr const char* kReinitPrefix = "reinit/";   // reinit/<node>: rebuild that replica (`pgfleet reinit --dcs`)
 inline std::string reinit(const std::string& name) { return std::string(kReinitPrefix) + name; }
+// present (with a TTL, renewed while needed): the proxies following etcd hold new transactions,
+// as PAUSE does, while a planned switchover or restart moves the primary. {"reason", "requested_ms"}
+inline constexpr const char* kProxyPause = "proxy_pause";
 }  // namespace keys
 
 // The cluster's keys as one read of the whole namespace (Dcs::list("")) sorts them out; the
@@ -102,6 +105,9 @@ struct Member {
   std::string sync_standby_names;  // primary: synchronous_standby_names in force
   std::string failsafe_for;      // failsafe mode: the primary this node confirmed to within a TTL
   bool stepped_down = false;     // it gave the leadership up recently (primary_start_timeout): elections take it last
+  // Just promoted, its checkpoint after the promotion not done yet: clients may use it, but
+  // pg_rewind from it would find the old timeline in its pg_control (Patroni's checkpoint_after_promote).
+  bool checkpoint_pending = false;
   bool nofailover = false;       // its node's tag: never promoted
   bool noloadbalance = false;    // its node's tag: proxies send it no reads
   std::vector<std::string> pending_restart;  // parameters changed in the files that wait for a restart

@@ -492,6 +492,7 @@ class Agent {
         mv.replayed_lsn = lsn_of(m.replayed_lsn);
         mv.failsafe_for = m.failsafe_for;
         mv.stepped_down = m.stepped_down;
+        mv.checkpoint_pending = m.checkpoint_pending;
         mv.nofailover = m.nofailover;
         mv.updated_at = member_updated_at({m.updated_mono_ms, m.updated_at_ms}, !multi_host() || m.name == name_,
                                           now, unix_now);
@@ -749,7 +750,8 @@ class Agent {
       std::string reason;
       for (const auto& a : actions)
         if (a.kind != ActionKind::Wait && a.kind != ActionKind::RenewLease) reason = a.reason;
-      const std::string leader = view.leader ? view.leader->holder : "";
+      // Promoted in this loop: the view was read before it took the key.
+      const std::string leader = member_.role == "primary" ? name_ : view.leader ? view.leader->holder : "";
       callback("on_role_change", config_.callbacks.on_role_change, member_.role,
                reported_role_ == "primary" ? name_ : previous_leader_, leader,
                reason.empty() ? reported_role_ + " -> " + member_.role : reason);
@@ -796,13 +798,20 @@ class Agent {
   void finish_promotion() {
     promotion_requested_ = false;
     log::info("promoted to primary");
-    // The end-of-recovery checkpoint puts the new timeline in pg_control at once: pg_rewind on
-    // the old primary reads it from there ("no rewind required" otherwise).
-    if (auto c = conn_->exec("CHECKPOINT"); !c) note_error("checkpoint after promotion failed: " + c.error());
     following_.clear();
     fenced_ = false;
     rewind_failed_ = false;
     ensure_slots();
+    // Published at once, so that proxies send writes here now rather than a loop later (the
+    // checkpoint below takes a while)...
+    member_.checkpoint_pending = true;
+    observe();
+    if (dcs_reachable_) publish();
+    // ...but a checkpoint puts the new timeline in pg_control: pg_rewind on the old primary reads
+    // it from there ("no rewind required" otherwise), so it waits for checkpoint_pending to clear.
+    if (!conn_) note_error("checkpoint after promotion: not connected to the local server");
+    else if (auto c = conn_->exec("CHECKPOINT"); !c) note_error("checkpoint after promotion failed: " + c.error());
+    member_.checkpoint_pending = false;
     (void)dcs_->remove(dcs::keys::kFailover);
     mark_history_promoted();
   }

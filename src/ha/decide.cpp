@@ -772,7 +772,8 @@ void claim_if_elected(const Inputs& in, const Election& e, Actions& out) {
 void rejoin(const Inputs& in, bool diverged, Actions& out) {
   const std::string& holder = in.cluster.leader->holder;
   const MemberView* leader = in.member(holder);
-  const bool source_ready = leader != nullptr && leader->running && leader->role == "primary";
+  const bool source_ready =
+      leader != nullptr && leader->running && leader->role == "primary" && !leader->checkpoint_pending;
   if (in.self.rewind_failed || diverged) {
     const std::string why = in.self.rewind_failed
                                 ? "the last pg_rewind failed: cloning " + holder + " again"
@@ -780,7 +781,10 @@ void rejoin(const Inputs& in, bool diverged, Actions& out) {
                                                        : "this node was a primary while " + holder +
                                                              " holds the leader key");
     if (!source_ready)
-      out.push_back(make(ActionKind::Wait, why + "; waiting for " + holder + " to run as primary"));
+      out.push_back(make(ActionKind::Wait, why + "; waiting for " + holder + " to run as primary" +
+                                               (leader != nullptr && leader->checkpoint_pending
+                                                    ? " and finish its checkpoint after the promotion"
+                                                    : "")));
     else
       out.push_back(make(in.self.rewind_failed ? ActionKind::Reinit : ActionKind::Rewind,
                          why + (in.self.rewind_failed ? "" : ": rewinding from " + holder), holder));

@@ -44,6 +44,8 @@ struct MemberView {
   // It gave the leadership up recently because its PostgreSQL did not run as primary within
   // primary_start_timeout (see NodeView::stepped_down_at): elections prefer every other member.
   bool stepped_down = false;
+  // Just promoted, its checkpoint after the promotion still running: no pg_rewind from it yet.
+  bool checkpoint_pending = false;
   bool operator==(const MemberView&) const = default;
 };
 

@@ -95,7 +95,7 @@ std::map<std::pair<std::string, std::string>, PoolRow> merged_pools(ProxyShared&
 namespace {
 
 bool database_paused(ProxyShared& shared, const std::string& database) {
-  if (shared.paused.load()) return true;
+  if (shared.all_paused()) return true;
   const auto dbs = shared.paused_databases.load();
   return std::find(dbs->begin(), dbs->end(), database) != dbs->end();
 }

@@ -41,7 +41,8 @@ std::string proxy_metrics_text(ProxyShared& shared) {
   out.gauge("pgfleet_proxy_up", "1 while the proxy runs.", 1);
   out.gauge("pgfleet_proxy_workers", "Event-loop threads of the proxy.", static_cast<double>(shared.workers.size()));
   out.gauge("pgfleet_proxy_client_connections", "Clients connected to the proxy.", shared.clients.load());
-  out.gauge("pgfleet_proxy_paused", "1 while the proxy holds new transactions (PAUSE).", shared.paused.load() ? 1 : 0);
+  out.gauge("pgfleet_proxy_paused", "1 while the proxy holds new transactions (PAUSE, or etcd's proxy_pause).",
+            shared.all_paused() ? 1 : 0);
 
   out.family("pgfleet_proxy_clients", "gauge", "Clients per pool and state.");
   out.family("pgfleet_proxy_servers", "gauge", "Server connections per pool and state.");

@@ -95,8 +95,12 @@ struct ProxyShared {
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<PoolBudget>> budgets;
 
   std::atomic<bool> any_database_paused{false};
+  // PAUSE without a database, or a planned change announced in etcd (TopologyWatcher).
+  [[nodiscard]] bool all_paused() const {
+    return paused.load(std::memory_order_relaxed) || (topology != nullptr && topology->planned_pause());
+  }
   [[nodiscard]] bool is_paused(const std::string& database) const {
-    if (paused.load(std::memory_order_relaxed)) return true;
+    if (all_paused()) return true;
     if (!any_database_paused.load(std::memory_order_relaxed)) return false;
     auto dbs = paused_databases.load(std::memory_order_relaxed);
     return !dbs->empty() && std::find(dbs->begin(), dbs->end(), database) != dbs->end();

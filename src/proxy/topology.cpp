@@ -32,6 +32,7 @@ void TopologyWatcher::start() {
   else if (layout_) local_ = std::make_unique<dcs::LocalDcs>(layout_->dcs_dir());
   try {
     publish(observe());
+    apply_planned_pause();
   } catch (const std::exception& e) {
     log::warn("topology: {}", e.what());
   }
@@ -69,6 +70,18 @@ Topology TopologyWatcher::observe() {
     auto leader = remote_->get(dcs::keys::kLeader);
     auto members = remote_->list(dcs::keys::kMembersPrefix);
     if (!leader || !members) throw std::runtime_error(!leader ? leader.error() : members.error());
+    // Applied after the topology read with it is published (apply_planned_pause): held clients
+    // that go on must find the new primary.
+    if (auto pause = remote_->get(dcs::keys::kProxyPause); pause) {
+      pause_seen_ = pause.value().has_value();
+      pause_reason_.clear();
+      if (pause_seen_) {
+        try {
+          pause_reason_ = nlohmann::json::parse(pause.value()->value).value("reason", "");
+        } catch (const nlohmann::json::exception&) {
+        }
+      }
+    }
     std::string primary = leader.value() ? leader.value()->value : "";
     std::vector<dcs::Member> parsed;
     for (const auto& kv : *members) parsed.push_back(dcs::member_from_json(nlohmann::json::parse(kv.value)));
@@ -191,6 +204,7 @@ void TopologyWatcher::run() {
       }
       if (!woke) {
         log::warn("topology: {}", woke.error());
+        end_planned_pause();
         std::unique_lock lock(mutex_);
         if (changed_.wait_for(lock, 500ms, [&] { return stopping_; })) return;
         continue;
@@ -203,10 +217,26 @@ void TopologyWatcher::run() {
     }
     try {
       publish(observe());
+      apply_planned_pause();
     } catch (const std::exception& e) {
       log::warn("topology: {}", e.what());
+      end_planned_pause();
     }
   }
+}
+
+void TopologyWatcher::apply_planned_pause() {
+  if (pause_seen_ == planned_pause_.exchange(pause_seen_)) return;
+  if (pause_seen_)
+    log::info("new transactions held: {} (etcd key proxy_pause)", pause_reason_.empty() ? "planned change" : pause_reason_);
+  else
+    log::info("new transactions go on (etcd key proxy_pause gone)");
+}
+
+void TopologyWatcher::end_planned_pause() {
+  pause_seen_ = false;
+  // Unable to see whether the key still exists (it has a TTL): clients are not held on a guess.
+  if (planned_pause_.exchange(false)) log::warn("new transactions go on: etcd cannot be read to confirm proxy_pause");
 }
 
 }  // namespace pgfleet::proxy

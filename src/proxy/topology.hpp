@@ -59,6 +59,9 @@ class TopologyWatcher {
   [[nodiscard]] bool member_excluded(int index) const {
     return index >= 0 && static_cast<size_t>(index) < excluded_.size() && excluded_[static_cast<size_t>(index)].load(std::memory_order_relaxed);
   }
+  // etcd's proxy_pause key is present: a planned switchover or restart (`pgfleet switchover --dcs`)
+  // asks every proxy following etcd to hold new transactions, as PAUSE does.
+  [[nodiscard]] bool planned_pause() const { return planned_pause_.load(std::memory_order_relaxed); }
   // Blocks until a primary is known or `timeout` passes; true if known.
   bool wait_for_primary(std::chrono::milliseconds timeout);
 
@@ -66,6 +69,8 @@ class TopologyWatcher {
   void run();
   Topology observe();
   void publish(Topology next);
+  void apply_planned_pause();
+  void end_planned_pause();
 
   cluster::ClusterConfig config_;
   std::optional<cluster::Layout> layout_;
@@ -77,6 +82,9 @@ class TopologyWatcher {
   std::atomic<std::shared_ptr<const Topology>> current_;
   std::atomic<uint64_t> version_{0};
   std::array<std::atomic<bool>, 64> excluded_{};
+  std::atomic<bool> planned_pause_{false};
+  bool pause_seen_ = false;  // by the last observe() (the thread only)
+  std::string pause_reason_;
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable changed_;

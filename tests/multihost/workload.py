@@ -3,7 +3,11 @@
 
   workload.py write LOG HOST PORT        two writers insert unique ids through the proxy until SIGTERM; each
                                          acknowledged insert is appended to LOG as
-                                         "id client_ms server_addr timeline server_epoch"
+                                         "id client_ms server_addr timeline server_epoch",
+                                         each failed one to LOG.failed as "client_ms why"
+  workload.py transact LOG HOST PORT     one client running transactions of four statements (BEGIN, INSERT,
+                                         a 0.2 s sleep, COMMIT) through the proxy until SIGTERM; appends
+                                         "client_ms ok" or "client_ms error: why" to LOG for each
   workload.py check LOG HOST PORT MODE [SINCE_MS]
                                          reads every id back from the current primary and prints one
                                          JSON line: acknowledged, lost, terms, overlapping terms,
@@ -27,19 +31,24 @@ import time
 TABLE = "mh_workload"
 
 
-def psql(host, port, sql, timeout):
+def psql(host, port, sql, timeout, failures=None):
+    """psql's output, or None after noting why not (and appending "client_ms why" to `failures`)."""
     env = dict(os.environ, PGCONNECT_TIMEOUT="2")
     try:
         r = subprocess.run(["psql", "-h", host, "-p", str(port), "-U", "postgres", "-d", "postgres", "-XAtq",
                             "-F", " ", "-v", "ON_ERROR_STOP=1", "-c", sql],
                            capture_output=True, text=True, timeout=timeout, env=env)
+        why = None
+        if r.returncode != 0:
+            why = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"psql exit {r.returncode}"
     except subprocess.TimeoutExpired:
-        note(f"no answer within {timeout} s")
-        return None
-    if r.returncode != 0:
-        note(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"psql exit {r.returncode}")
-        return None
-    return r.stdout.strip()
+        why = f"no answer within {timeout} s"
+    if why is None:
+        return r.stdout.strip()
+    note(why)
+    if failures is not None:
+        failures.write(f"{now_ms()} {why}\n")
+    return None
 
 
 _last_note = [""]
@@ -71,28 +80,49 @@ def write(log, host, port):
             return
         time.sleep(0.2)
     lock = threading.Lock()
-    with open(log, "a", buffering=1) as out:
-        threads = [threading.Thread(target=writer, args=(w, out, lock, stop, host, port)) for w in range(WRITERS)]
+    with open(log, "a", buffering=1) as out, open(log + ".failed", "a", buffering=1) as failed:
+        threads = [threading.Thread(target=writer, args=(w, out, failed, lock, stop, host, port))
+                   for w in range(WRITERS)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
 
-def writer(number, out, lock, stop, host, port):
+def writer(number, out, failed, lock, stop, host, port):
     next_id = (int(time.time() * 1000) * 10 + number) * 100000  # unique across writers and restarts
     while not stop:
         next_id += 1
         answer = psql(host, port,
                       f"INSERT INTO {TABLE} VALUES ({next_id}, clock_timestamp()) RETURNING "
                       "inet_server_addr(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), "
-                      "extract(epoch from at)", CLIENT_TIMEOUT)
+                      "extract(epoch from at)", CLIENT_TIMEOUT, failed)
         if answer:
             addr, timeline, epoch = answer.split()
             with lock:
                 out.write(f"{next_id} {now_ms()} {addr} {int(timeline, 16)} {epoch}\n")
         else:
             time.sleep(0.05)
+
+
+def transact(log, host, port):
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    psql(host, port, "CREATE TABLE IF NOT EXISTS mh_transactions(id bigserial PRIMARY KEY, at timestamptz DEFAULT now())", 10)
+    # One statement at a time (psql reads the script): the transaction spans four round trips,
+    # idle in transaction between them, as an application's would.
+    script = "BEGIN;\nINSERT INTO mh_transactions DEFAULT VALUES;\nSELECT pg_sleep(0.2);\nCOMMIT;\n"
+    env = dict(os.environ, PGCONNECT_TIMEOUT="5")
+    with open(log, "a", buffering=1) as out:
+        while not stop:
+            try:
+                r = subprocess.run(["psql", "-h", host, "-p", str(port), "-U", "postgres", "-d", "postgres", "-XAtq",
+                                    "-v", "ON_ERROR_STOP=1"], input=script, capture_output=True, text=True,
+                                   timeout=10, env=env)
+                why = "" if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"psql exit {r.returncode}"])[-1]
+            except subprocess.TimeoutExpired:
+                why = "no answer within 10 s"
+            out.write(f"{now_ms()} {'ok' if not why else 'error: ' + why}\n")
 
 
 def check(log, host, port, mode, since_ms):
@@ -147,6 +177,9 @@ def check(log, host, port, mode, since_ms):
 def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "write":
         write(sys.argv[2], sys.argv[3], sys.argv[4])
+        return 0
+    if len(sys.argv) >= 5 and sys.argv[1] == "transact":
+        transact(sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
     if len(sys.argv) >= 6 and sys.argv[1] == "check":
         return check(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]) if len(sys.argv) > 6 else 0)

@@ -27,6 +27,14 @@ TEST(MemberJson, ParametersRevisionRoundTrips) {
   EXPECT_EQ(member_from_json(nlohmann::json{{"name", "node3"}}).parameters_revision, 0);
 }
 
+TEST(MemberJson, CheckpointPendingRoundTripsAndDefaultsToDone) {
+  Member m;
+  m.checkpoint_pending = true;
+  EXPECT_TRUE(member_from_json(to_json(m)).checkpoint_pending);
+  // A member written before the flag existed: its promotion's checkpoint ran before it published.
+  EXPECT_FALSE(member_from_json(nlohmann::json{{"name", "node3"}, {"role", "primary"}}).checkpoint_pending);
+}
+
 TEST(MemberJson, PermanentSlotPositionsRoundTrip) {
   Member m;
   m.slots = {{"cdc", "0/3018538"}, {"dr", "0/3000028"}};

@@ -157,6 +157,24 @@ TEST(Decide, test_fence_but_wait_to_rewind_until_the_holder_runs_as_primary) {
   EXPECT_EQ(kinds(a), "Fence Wait") << describe(a);
 }
 
+TEST(Decide, test_wait_to_rewind_until_the_new_primary_checkpointed_after_its_promotion) {
+  // node2 runs as primary (proxies use it), but its checkpoint after the promotion is running:
+  // its pg_control still names the old timeline, so pg_rewind would find nothing to do.
+  auto cluster = led_by("node2", {primary_member("node2", 200, 9900, 2), primary_member("node1", 150, 9800)});
+  cluster.members[0].checkpoint_pending = true;
+  NodeView node1 = primary_node("node1", 150, 9000);
+  node1.fenced = true;
+  auto a = decide(cluster, node1, config(), 10000);
+  ASSERT_EQ(kinds(a), "Wait") << describe(a);
+  EXPECT_TRUE(mentions(a[0].reason, "finish its checkpoint after the promotion")) << a[0].reason;
+  // A replica that did not diverge follows it at once.
+  EXPECT_EQ(kinds(decide(cluster, replica_node("node3", 0x100, "node1", 2), config(), 10000)), "Follow");
+
+  cluster.members[0].checkpoint_pending = false;
+  a = decide(cluster, node1, config(), 11000);
+  EXPECT_EQ(kinds(a), "Rewind") << describe(a);
+}
+
 TEST(Decide, test_no_acquire_because_a_newer_primary_exists) {
   // node1 (timeline 1) and node2 (timeline 2, promoted later) both have primary data, no key:
   // the newer timeline wins; node1 never takes the key back.
