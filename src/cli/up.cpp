@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/planned_pause.hpp"
 #include "cluster/binaries.hpp"
 #include "cluster/control.hpp"
 #include "cluster/discovery.hpp"
@@ -130,16 +131,6 @@ void create_replication_role(const cluster::Cluster& c, const std::string& prima
   auto created = conn->exec("CREATE ROLE " + postgres::quote_ident(c.config.replication_user) +
                             " WITH REPLICATION LOGIN PASSWORD " + postgres::quote_literal(*verifier));
   if (!created) throw UserError("cannot create the replication role: " + created.error());
-}
-
-// Asked of the server itself: the status its agent published may predate a crash by a loop.
-bool accepts_writes(const cluster::Cluster& c, const std::string& node) {
-  const auto* n = c.config.find_node(node);
-  if (n == nullptr) return false;
-  auto conn = postgres::PgConn::connect(postgres::local_conninfo(c.layout, c.config, *n));
-  if (!conn) return false;
-  auto r = conn->scalar("SELECT pg_is_in_recovery()");
-  return r && r.value() == std::optional<std::string>("f");
 }
 
 // True once the running agent of `node` has published its own status: until then the DCS may
