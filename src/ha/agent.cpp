@@ -1323,6 +1323,11 @@ class Agent {
     std::string sig;
     for (const dcs::KeyValue* kv : {keys.leader, keys.switchover, keys.failover, keys.pause})
       sig += kv != nullptr ? std::to_string(kv->mod_revision) + "," : "-,";
+    // A restart or rebuild asked of this node from another machine (`--dcs`) is taken at once,
+    // not a loop_wait later (a restart of the primary holds the proxies' clients meanwhile).
+    for (const auto* requests : {&keys.restarts, &keys.reinits})
+      for (const auto& kv : *requests)
+        if (kv.key == dcs::keys::restart(name_) || kv.key == dcs::keys::reinit(name_)) sig += kv.key + ",";
     return sig;
   }
 
