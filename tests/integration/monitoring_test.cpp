@@ -1,7 +1,7 @@
 // Monitoring against real clusters: the agents' Patroni-compatible health checks follow role
 // changes, the token-guarded POST endpoints act (failsafe confirmations included), /metrics passes `promtool check metrics` and
 // agrees with PostgreSQL (lag while replay is paused), the real HAProxy routes with
-// deploy/haproxy.cfg, and deploy/alerts.yml passes promtool.
+// deploy/haproxy.cfg, deploy/alerts.yml passes promtool, and with http.tls the CLI asks the agents over HTTPS.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -506,6 +506,29 @@ TEST_F(MonitoringTest, ATakenApiPortIsRefusedBeforeAnythingIsBuilt) {
   EXPECT_NE(r.output.find("port " + std::to_string(port) + " for node node2's API is already in use"), std::string::npos)
       << r.output;
   EXPECT_FALSE(path_exists(dir_ + "/pgfleet.yaml")) << r.output;
+}
+
+TEST_F(MonitoringTest, WithHttpTlsTheCliAsksTheAgentsOverHttpsForSwitchoverRestartAndReinit) {
+  // http.tls on (the default on several hosts): the agents' API speaks HTTPS with a certificate of
+  // the cluster CA, and the CLI verifies it with the CA instead of falling back to the DCS, a
+  // signal or doing the work itself.
+  const std::string config = tmp_ + "/https.yaml";
+  write_text(config, "http:\n  tls: true\n");
+  ASSERT_NO_FATAL_FAILURE(start_cluster({"--config", config}));
+  ASSERT_TRUE(wait_all_streaming());
+  EXPECT_NE(status_of(api_port(1), "/health"), 200) << "plain HTTP answered on an HTTPS port";
+  auto agent_log = [&](const std::string& node) { return read_text(node_dir(node) + "/log/agent.log"); };
+
+  auto r = pgfleet({"switchover", "--to", "node2"});
+  ASSERT_TRUE(succeeded(r));
+  EXPECT_NE(agent_log("node1").find("http: switchover from node1 to node2 requested"), std::string::npos)
+      << tail_lines(agent_log("node1"), 20);
+  ASSERT_TRUE(wait_all_streaming());
+  ASSERT_TRUE(succeeded(pgfleet({"restart", "node3"})));
+  EXPECT_NE(agent_log("node3").find("http: restart requested"), std::string::npos) << tail_lines(agent_log("node3"), 20);
+  ASSERT_TRUE(wait_all_streaming());
+  ASSERT_TRUE(succeeded(pgfleet({"reinit", "node3"})));
+  EXPECT_NE(agent_log("node3").find("http: reinit requested"), std::string::npos) << tail_lines(agent_log("node3"), 20);
 }
 
 TEST(MonitoringDeployFiles, AlertRulesAndPrometheusConfigPassPromtool) {
